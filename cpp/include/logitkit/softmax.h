@@ -1,0 +1,53 @@
+// The softmax core of the C++ API: softmax, log_softmax and logsumexp over one axis of an N-D view.
+#pragma once
+#include <cstddef>
+
+#include "logitkit/export.h"
+#include "logitkit/view.h"
+
+namespace logitkit {
+
+// How softmax traverses a row. All four give results within a few ulp of each other.
+//  kThreePassReload    max pass; exp(x-max) stored while summing; scale pass.  1 exp/element.
+//  kThreePassRecompute max pass; exp summed, nothing stored; exp recomputed when writing. 2 exp.
+//  kTwoPass            Dukhan & Ablavatski: exp kept as (mantissa, exponent) so no max pass is
+//                      needed; reads x twice and writes y once. 2 exp/element.
+//  kOnline             Milakov & Gimelshein running max and rescaled sum in one read pass.
+//  kAuto               three_pass_reload while a row fits in L2 (the re-read hits cache),
+//                      two_pass beyond it (one fewer trip to memory).
+enum class SoftmaxAlgorithm { kAuto, kThreePassReload, kThreePassRecompute, kTwoPass, kOnline };
+
+struct SoftmaxOptions {
+  double temperature = 1.0;  // softmax(x / temperature); must be finite and > 0
+  SoftmaxAlgorithm algorithm = SoftmaxAlgorithm::kAuto;
+};
+
+// y = softmax(x / temperature) along `axis` (negative counts from the end).
+// x and y must have the same shape; any strides; y may alias x exactly (in place).
+// Throws logitkit::Error naming the bad argument.
+template <class T>
+LOGITKIT_API void softmax(ArrayView<const T> x, ArrayView<T> y, int axis,
+                          const SoftmaxOptions& options = {});
+
+// y = log_softmax(x / temperature) along `axis`. Uses log1p of the sum without the max term, so
+// the dominant entry keeps full relative precision (log_softmax ~ -sum of the others).
+template <class T>
+LOGITKIT_API void log_softmax(ArrayView<const T> x, ArrayView<T> y, int axis,
+                              const SoftmaxOptions& options = {});
+
+// out = log(sum(b * exp(x))) along `axis`, SciPy's semantics:
+//  - `out` has x's shape without `axis` (or with it kept at size 1);
+//  - `b` (optional, data == nullptr for none) has x's shape, any strides (0 for broadcast);
+//  - `sign` (optional) receives sign(sum); without it a negative sum gives NaN.
+// A row of all -inf gives -inf; +inf gives +inf; NaN propagates.
+template <class T>
+LOGITKIT_API void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis,
+                            ArrayView<const T> b = {}, ArrayView<T> sign = {});
+
+// Convenience overloads for a C-contiguous rows x cols matrix, softmax over each row.
+LOGITKIT_API void softmax(const float* x, float* y, size_t rows, size_t cols,
+                          const SoftmaxOptions& options = {});
+LOGITKIT_API void softmax(const double* x, double* y, size_t rows, size_t cols,
+                          const SoftmaxOptions& options = {});
+
+}  // namespace logitkit

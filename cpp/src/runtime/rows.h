@@ -1,0 +1,161 @@
+// Row iteration shared by every "reduce along one axis" op: an N-D problem over several operands
+// becomes `rows` rows of length `n`, with coalesced outer dimensions, size-based task splitting and
+// gather/scatter through per-thread scratch for rows that are not contiguous.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "logitkit/error.h"
+#include "logitkit/view.h"
+#include "runtime/thread_pool.h"
+
+namespace logitkit {
+
+inline constexpr int kMaxOperands = 6;
+
+struct RowPlan {
+  int64_t n = 0;     // row length (extent of the axis)
+  int64_t rows = 0;  // product of the other extents
+  int nops = 0;
+  int64_t axis_stride[kMaxOperands] = {};
+  int outer_ndim = 0;
+  int64_t outer_shape[kMaxDims] = {};
+  int64_t outer_stride[kMaxOperands][kMaxDims] = {};
+
+  // Element offset of row r in operand op.
+  int64_t offset(int op, int64_t r) const {
+    int64_t off = 0;
+    for (int d = outer_ndim - 1; d >= 0; --d) {
+      int64_t extent = outer_shape[d];
+      off += (r % extent) * outer_stride[op][d];
+      r /= extent;
+    }
+    return off;
+  }
+  // Rows are equally spaced in every operand (one outer dimension after coalescing).
+  bool uniform() const { return outer_ndim <= 1; }
+  int64_t row_stride(int op) const { return outer_ndim == 1 ? outer_stride[op][0] : 0; }
+  bool contiguous(int op) const { return axis_stride[op] == 1 || n == 1; }
+};
+
+// Normalizes a possibly negative axis, or throws naming `axis`.
+inline int normalize_axis(int axis, int ndim) {
+  if (axis < -ndim || axis >= ndim || ndim == 0)
+    throw Error(Error::Kind::kInvalidArgument, "axis",
+                "axis " + std::to_string(axis) + " is out of bounds for an array of dimension " +
+                    std::to_string(ndim));
+  return axis < 0 ? axis + ndim : axis;
+}
+
+// strides[op] points at ndim element strides of operand op (all operands share `shape`).
+inline RowPlan plan_rows(int ndim, const int64_t* shape, int axis, int nops,
+                         const int64_t* const* strides) {
+  RowPlan p;
+  p.nops = nops;
+  p.n = shape[axis];
+  p.rows = 1;
+  for (int op = 0; op < nops; ++op) p.axis_stride[op] = strides[op][axis];
+  for (int d = 0; d < ndim; ++d) {
+    if (d == axis) continue;
+    p.rows *= shape[d];
+    if (shape[d] == 1) continue;
+    int k = p.outer_ndim;
+    bool merge = k > 0;
+    for (int op = 0; op < nops && merge; ++op)
+      merge = p.outer_stride[op][k - 1] == strides[op][d] * shape[d];
+    if (merge) {
+      p.outer_shape[k - 1] *= shape[d];
+      for (int op = 0; op < nops; ++op) p.outer_stride[op][k - 1] = strides[op][d];
+    } else {
+      p.outer_shape[k] = shape[d];
+      for (int op = 0; op < nops; ++op) p.outer_stride[op][k] = strides[op][d];
+      ++p.outer_ndim;
+    }
+  }
+  return p;
+}
+
+// Elements per task: large enough to amortize a task, small enough to balance two cores.
+inline constexpr int64_t kTaskElements = int64_t{1} << 15;
+
+// Runs fn(r0, r1) over [0, rows) in tasks whose size depends on the row length only.
+template <class F>
+void parallel_rows(int64_t rows, int64_t n, F&& fn) {
+  const int64_t per_task = std::max<int64_t>(1, kTaskElements / std::max<int64_t>(n, 1));
+  const int64_t tasks = (rows + per_task - 1) / per_task;
+  parallel_for(static_cast<size_t>(tasks), [&](size_t t) {
+    const int64_t r0 = static_cast<int64_t>(t) * per_task;
+    fn(r0, std::min(rows, r0 + per_task));
+  });
+}
+
+// Per-thread scratch buffers (slot = which operand), grown on demand and reused across calls.
+template <class T>
+T* thread_scratch(size_t count, int slot) {
+  thread_local std::vector<T> buffers[kMaxOperands];
+  auto& b = buffers[slot];
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
+
+// Rows processed together on the strided path: consecutive rows are usually adjacent in memory
+// (e.g. softmax over axis 0), so a tile turns each strided step into a short contiguous read.
+inline constexpr int64_t kGatherTile = 16;
+
+inline int64_t gather_tile(int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>(kGatherTile, (int64_t{1} << 20) / std::max<int64_t>(n, 1)));
+}
+
+// dst[t * n + j] = src[offset(row r0 + t) + j * axis_stride] for t < count.
+template <class T>
+void gather_rows(const T* src, const RowPlan& p, int op, int64_t r0, int64_t count, T* dst) {
+  int64_t off[kGatherTile];
+  for (int64_t t = 0; t < count; ++t) off[t] = p.offset(op, r0 + t);
+  const int64_t s = p.axis_stride[op];
+  for (int64_t j = 0; j < p.n; ++j)
+    for (int64_t t = 0; t < count; ++t) dst[t * p.n + j] = src[off[t] + j * s];
+}
+
+template <class T>
+void scatter_rows(const T* src, const RowPlan& p, int op, int64_t r0, int64_t count, T* dst) {
+  int64_t off[kGatherTile];
+  for (int64_t t = 0; t < count; ++t) off[t] = p.offset(op, r0 + t);
+  const int64_t s = p.axis_stride[op];
+  for (int64_t j = 0; j < p.n; ++j)
+    for (int64_t t = 0; t < count; ++t) dst[off[t] + j * s] = src[t * p.n + j];
+}
+
+// Checks that `view` has exactly `shape`, naming `argument` otherwise.
+template <class V>
+void check_same_shape(const V& view, int ndim, const int64_t* shape, const char* argument,
+                      const char* reference) {
+  bool same = view.ndim == ndim;
+  for (int d = 0; same && d < ndim; ++d) same = view.shape[d] == shape[d];
+  if (!same) {
+    auto show = [](int nd, const int64_t* s) {
+      std::string out = "(";
+      for (int d = 0; d < nd; ++d) out += std::to_string(s[d]) + (d + 1 < nd || nd == 1 ? "," : "");
+      return out + ")";
+    };
+    throw Error(Error::Kind::kInvalidArgument, argument,
+                std::string("shape ") + show(view.ndim, view.shape) + " does not match " +
+                    reference + " shape " + show(ndim, shape));
+  }
+}
+
+template <class V>
+void check_view(const V& view, const char* argument) {
+  if (view.ndim < 0 || view.ndim > kMaxDims)
+    throw Error(Error::Kind::kInvalidArgument, argument,
+                "ndim must be in [0, " + std::to_string(kMaxDims) + "], got " + std::to_string(view.ndim));
+  for (int d = 0; d < view.ndim; ++d)
+    if (view.shape[d] < 0)
+      throw Error(Error::Kind::kInvalidArgument, argument, "negative extent in shape");
+  if (view.data == nullptr && view.size() != 0)
+    throw Error(Error::Kind::kInvalidArgument, argument, "null data pointer for a non-empty array");
+}
+
+}  // namespace logitkit

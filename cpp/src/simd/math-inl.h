@@ -1,0 +1,134 @@
+// Vector exp and its building blocks, written once over Simd<T> and compiled per ISA.
+// Re-included by each ISA translation unit after its vec_<isa>-inl.h (which names the namespace).
+#pragma once  // once per translation unit; each TU compiles exactly one ISA
+#ifndef LOGITKIT_TARGET
+#error "include a vec_<isa>-inl.h first"
+#endif
+
+#include <cstddef>
+#include <limits>
+
+namespace logitkit {
+namespace LOGITKIT_TARGET {
+
+template <class T>
+struct ExpConstants;
+
+// float: exp(r) on [-ln2/2, ln2/2] as 1 + r + r^2 q(r), q of degree 4 fitted for minimum relative
+// error (3.1e-9, well under half an ulp), so the total error is dominated by rounding (see README).
+template <>
+struct ExpConstants<float> {
+  static constexpr float kLog2e = 0x1.715476p+0f;
+  static constexpr float kLn2Hi = 0x1.62e430p-1f;  // ln2 split for Cody-Waite reduction
+  static constexpr float kLn2Lo = -0x1.05c610p-29f;
+  static constexpr float kMinArg = -104.0f;  // exp rounds to +0 below about -103.97
+  static constexpr float kMaxArg = 89.0f;    // exp overflows to +inf above about 88.72
+  static constexpr int kPolyDegree = 4;
+  static constexpr float kPoly[5] = {0x1.fffffcp-2f, 0x1.555492p-3f, 0x1.5558f2p-5f,
+                                      0x1.1239d4p-7f, 0x1.6a2444p-10f};
+  // |x| beyond which the (mantissa, exponent) pair of the two-pass algorithm loses accuracy.
+  static constexpr float kExtExpLimit = 0x1p20f;
+  static constexpr float kMinNormalExp = -126.0f, kMaxNormalExp = 127.0f;
+  static constexpr float kZeroExp = -127.0f;  // pow2i(kZeroExp) == +0
+};
+
+// double: Taylor coefficients 1/k! up to degree 13 (remainder < 4e-18 on the reduced range).
+template <>
+struct ExpConstants<double> {
+  static constexpr double kLog2e = 0x1.71547652b82fep+0;
+  static constexpr double kLn2Hi = 0x1.62e42fefa39efp-1;
+  static constexpr double kLn2Lo = 0x1.abc9e3b39803fp-56;
+  static constexpr double kMinArg = -746.0;
+  static constexpr double kMaxArg = 710.0;
+  static constexpr int kPolyDegree = 11;
+  static constexpr double kPoly[12] = {
+      1.0 / 2,          1.0 / 6,           1.0 / 24,         1.0 / 120,
+      1.0 / 720,        1.0 / 5040,        1.0 / 40320,      1.0 / 362880,
+      1.0 / 3628800,    1.0 / 39916800,    1.0 / 479001600,  1.0 / 6227020800};
+  static constexpr double kExtExpLimit = 0x1p40;
+  static constexpr double kMinNormalExp = -1022.0, kMaxNormalExp = 1023.0;
+  static constexpr double kZeroExp = -1023.0;
+};
+
+// exp(r) for the reduced argument |r| <= ln2/2.
+template <class T>
+inline typename Simd<T>::V exp_reduced_poly(typename Simd<T>::V r) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  auto q = S::set1(C::kPoly[C::kPolyDegree]);
+  for (int k = C::kPolyDegree - 1; k >= 0; --k) q = S::fma(q, r, S::set1(C::kPoly[k]));
+  auto t = S::fma(q, r, S::set1(T(1)));  // 1 + r q
+  return S::fma(t, r, S::set1(T(1)));    // 1 + r + r^2 q
+}
+
+// Splits x = n ln2 + r with n integral (as T) and |r| <= ln2/2 (+ rounding).
+template <class T>
+inline void exp_reduce(typename Simd<T>::V x, typename Simd<T>::V& n, typename Simd<T>::V& r) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  n = S::round(S::mul(x, S::set1(C::kLog2e)));
+  r = S::fnma(n, S::set1(C::kLn2Hi), x);
+  r = S::fnma(n, S::set1(C::kLn2Lo), r);
+}
+
+// v * 2^n for integral n between 2*kZeroExp and 2*kMaxNormalExp: exact, denormal results
+// rounded once, overflow to inf. One instruction with AVX-512 scalef; otherwise two exact
+// power-of-two factors on the rare vectors that leave the normal exponent range.
+template <class T>
+inline typename Simd<T>::V ldexp_full(typename Simd<T>::V v, typename Simd<T>::V n) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  if constexpr (S::kNativeScalef) {
+    return S::scalef(v, n);
+  } else {
+    auto out_of_range = S::mask_or(S::lt(n, S::set1(C::kMinNormalExp)),
+                                   S::gt(n, S::set1(C::kMaxNormalExp)));
+    if (!S::any(out_of_range)) return S::mul(v, S::pow2i(n));
+    auto half = S::floor(S::mul(n, S::set1(T(0.5))));
+    return S::mul(S::mul(v, S::pow2i(half)), S::pow2i(S::sub(n, half)));
+  }
+}
+
+// v * 2^d for integral d <= 0 when only the sum matters: terms below 2^kMinNormalExp of the
+// largest one are dropped (flushed to 0), which cannot change a sum whose largest term is >= 0.5.
+template <class T>
+inline typename Simd<T>::V ldexp_nonpositive(typename Simd<T>::V v, typename Simd<T>::V d) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  if constexpr (S::kNativeScalef) {
+    return S::scalef(v, d);
+  } else {
+    return S::mul(v, S::pow2i(S::max(d, S::set1(C::kZeroExp))));
+  }
+}
+
+// exp(x) for every x: NaN propagates, overflow gives +inf, denormal results are rounded once
+// (no flush to zero), -inf gives +0. Max error about 1 ulp (measured in tests/cpp).
+template <class T>
+inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  x = S::clamp(x, S::set1(C::kMinArg), S::set1(C::kMaxArg));
+  typename S::V n, r;
+  exp_reduce<T>(x, n, r);
+  return ldexp_full<T>(exp_reduced_poly<T>(r), n);
+}
+
+// "extexp" of the Two-Pass softmax: exp(z) = mant * 2^expo without forming the power, so no
+// overflow is possible and no max is needed. Valid for z <= kExtExpLimit; z below
+// -kExtExpLimit gives mant = 0. `bad` collects lanes the pair cannot represent (z too large, NaN).
+template <class T>
+inline void vextexp(typename Simd<T>::V z, typename Simd<T>::V& mant, typename Simd<T>::V& expo,
+                    typename Simd<T>::M& bad) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  auto limit = S::set1(C::kExtExpLimit);
+  bad = S::not_le(z, limit);
+  auto negligible = S::lt(z, S::sub(S::zero(), limit));
+  typename S::V r;
+  exp_reduce<T>(S::max(z, S::sub(S::zero(), limit)), expo, r);
+  mant = S::select(negligible, S::zero(), exp_reduced_poly<T>(r));
+}
+
+}  // namespace LOGITKIT_TARGET
+}  // namespace logitkit

@@ -1,0 +1,162 @@
+// AVX2 + FMA vector layer. Included only by cpp/src/isa/kernels_avx2.cc.
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+
+#define LOGITKIT_TARGET avx2
+
+namespace logitkit {
+namespace avx2 {
+
+template <class T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+  using T = float;
+  using V = __m256;
+  using M = __m256;  // all-ones lanes are true
+  static constexpr size_t N = 8;
+  static constexpr bool kNativeScalef = false;
+
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(T a) { return _mm256_set1_ps(a); }
+  static V load(const T* p) { return _mm256_loadu_ps(p); }
+  static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+  static __m256i first(size_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V load_tail(const T* p, size_t n, T fill) {
+    __m256i m = first(n);
+    return _mm256_blendv_ps(set1(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  static void store_tail(T* p, V v, size_t n) { _mm256_maskstore_ps(p, first(n), v); }
+
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static V clamp(V x, V lo, V hi) { return _mm256_min_ps(hi, _mm256_max_ps(lo, x)); }
+  static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static V round(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V floor(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+
+  static M lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static M eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static M ne(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); }
+  static M not_le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_NLE_UQ); }
+  static M mask_or(M a, M b) { return _mm256_or_ps(a, b); }
+  static M mask_and(M a, M b) { return _mm256_and_ps(a, b); }
+  static M mask_andnot(M a, M b) { return _mm256_andnot_ps(a, b); }
+  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
+  static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+
+  static V pow2i(V n) {
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+  }
+  static V scalef(V v, V n) { return mul(v, pow2i(n)); }  // unused: kNativeScalef is false
+
+  static __m128 fold(V v) { return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); }
+  static T reduce_add(V v) {
+    __m128 s = fold(v);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static T reduce_max(V v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static T reduce_min(V v) {
+    __m128 s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_min_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+template <>
+struct Simd<double> {
+  using T = double;
+  using V = __m256d;
+  using M = __m256d;
+  static constexpr size_t N = 4;
+  static constexpr bool kNativeScalef = false;
+
+  static V zero() { return _mm256_setzero_pd(); }
+  static V set1(T a) { return _mm256_set1_pd(a); }
+  static V load(const T* p) { return _mm256_loadu_pd(p); }
+  static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+  static __m256i first(size_t n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(n)),
+                              _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static V load_tail(const T* p, size_t n, T fill) {
+    __m256i m = first(n);
+    return _mm256_blendv_pd(set1(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+  static void store_tail(T* p, V v, size_t n) { _mm256_maskstore_pd(p, first(n), v); }
+
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V div(V a, V b) { return _mm256_div_pd(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm256_fnmadd_pd(a, b, c); }
+  static V max(V a, V b) { return _mm256_max_pd(a, b); }
+  static V min(V a, V b) { return _mm256_min_pd(a, b); }
+  static V clamp(V x, V lo, V hi) { return _mm256_min_pd(hi, _mm256_max_pd(lo, x)); }
+  static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  static V round(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V floor(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+
+  static M lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static M eq(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+  static M ne(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_NEQ_UQ); }
+  static M not_le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_NLE_UQ); }
+  static M mask_or(M a, M b) { return _mm256_or_pd(a, b); }
+  static M mask_and(M a, M b) { return _mm256_and_pd(a, b); }
+  static M mask_andnot(M a, M b) { return _mm256_andnot_pd(a, b); }
+  static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
+  static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
+
+  // AVX2 has no double->int64 conversion: adding 1.5*2^52 leaves n in the low mantissa bits.
+  static V pow2i(V n) {
+    __m256i bits = _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(0x1.8p52)));
+    __m256i e = _mm256_add_epi64(bits, _mm256_set1_epi64x(1023));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(e, 52));
+  }
+  static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+
+  static T reduce_add(V v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+  static T reduce_max(V v) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+  static T reduce_min(V v) {
+    __m128d s = _mm_min_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_min_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+};
+
+}  // namespace avx2
+}  // namespace logitkit

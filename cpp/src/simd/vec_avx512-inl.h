@@ -1,0 +1,161 @@
+// AVX-512 (F, DQ, BW, VL) vector layer. Included only by cpp/src/isa/kernels_avx512.cc.
+#pragma once
+// GCC 12's AVX-512 intrinsics use _mm512_undefined_* internally and trip these false positives.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstddef>
+
+#define LOGITKIT_TARGET avx512
+
+namespace logitkit {
+namespace avx512 {
+
+template <class T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+  using T = float;
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr size_t N = 16;
+  static constexpr bool kNativeScalef = true;
+
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(T a) { return _mm512_set1_ps(a); }
+  static V load(const T* p) { return _mm512_loadu_ps(p); }
+  static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+  static M first(size_t n) { return static_cast<M>((1u << n) - 1u); }
+  static V load_tail(const T* p, size_t n, T fill) {
+    return _mm512_mask_loadu_ps(set1(fill), first(n), p);
+  }
+  static void store_tail(T* p, V v, size_t n) { _mm512_mask_storeu_ps(p, first(n), v); }
+
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }    // a*b + c
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b
+  // x86 max/min return the second operand when either is NaN; callers rely on that order.
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V clamp(V x, V lo, V hi) { return _mm512_min_ps(hi, _mm512_max_ps(lo, x)); }  // keeps NaN
+  static V abs(V a) { return _mm512_abs_ps(a); }
+  static V round(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V floor(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+
+  static M lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M eq(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  static M ne(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }  // true for NaN
+  static M not_le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLE_UQ); }  // true for NaN
+  static M mask_or(M a, M b) { return static_cast<M>(a | b); }
+  static M mask_and(M a, M b) { return static_cast<M>(a & b); }
+  static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
+  static bool any(M m) { return m != 0; }
+  static V select(M m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
+
+  // 2^n for integral n in [-127, 127]; n == -127 gives +0.
+  static V pow2i(V n) {
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+  // v * 2^floor(n), exact including denormal results, overflow and underflow.
+  static V scalef(V v, V n) { return _mm512_scalef_ps(v, n); }
+
+  // Horizontal reductions by halving (GCC 12's _mm512_reduce_* trip -Wuninitialized).
+  template <class Op>
+  static T reduce(V v, Op op) {
+    __m256 h = op(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 q = op(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = op(q, _mm_movehl_ps(q, q));
+    q = op(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+  }
+  struct Add { __m256 operator()(__m256 a, __m256 b) const { return _mm256_add_ps(a, b); }
+               __m128 operator()(__m128 a, __m128 b) const { return _mm_add_ps(a, b); } };
+  struct Max { __m256 operator()(__m256 a, __m256 b) const { return _mm256_max_ps(a, b); }
+               __m128 operator()(__m128 a, __m128 b) const { return _mm_max_ps(a, b); } };
+  struct Min { __m256 operator()(__m256 a, __m256 b) const { return _mm256_min_ps(a, b); }
+               __m128 operator()(__m128 a, __m128 b) const { return _mm_min_ps(a, b); } };
+  static T reduce_add(V v) { return reduce(v, Add{}); }
+  static T reduce_max(V v) { return reduce(v, Max{}); }
+  static T reduce_min(V v) { return reduce(v, Min{}); }
+};
+
+template <>
+struct Simd<double> {
+  using T = double;
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr size_t N = 8;
+  static constexpr bool kNativeScalef = true;
+
+  static V zero() { return _mm512_setzero_pd(); }
+  static V set1(T a) { return _mm512_set1_pd(a); }
+  static V load(const T* p) { return _mm512_loadu_pd(p); }
+  static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static M first(size_t n) { return static_cast<M>((1u << n) - 1u); }
+  static V load_tail(const T* p, size_t n, T fill) {
+    return _mm512_mask_loadu_pd(set1(fill), first(n), p);
+  }
+  static void store_tail(T* p, V v, size_t n) { _mm512_mask_storeu_pd(p, first(n), v); }
+
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V div(V a, V b) { return _mm512_div_pd(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_pd(a, b, c); }
+  static V max(V a, V b) { return _mm512_max_pd(a, b); }
+  static V min(V a, V b) { return _mm512_min_pd(a, b); }
+  static V clamp(V x, V lo, V hi) { return _mm512_min_pd(hi, _mm512_max_pd(lo, x)); }
+  static V abs(V a) { return _mm512_abs_pd(a); }
+  static V round(V a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V floor(V a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+
+  static M lt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static M eq(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+  static M ne(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_NEQ_UQ); }
+  static M not_le(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLE_UQ); }
+  static M mask_or(M a, M b) { return static_cast<M>(a | b); }
+  static M mask_and(M a, M b) { return static_cast<M>(a & b); }
+  static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
+  static bool any(M m) { return m != 0; }
+  static V select(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
+
+  // 2^n for integral n in [-1023, 1023]; n == -1023 gives +0.
+  static V pow2i(V n) {
+    __m512i e = _mm512_add_epi64(_mm512_cvtpd_epi64(n), _mm512_set1_epi64(1023));
+    return _mm512_castsi512_pd(_mm512_slli_epi64(e, 52));
+  }
+  static V scalef(V v, V n) { return _mm512_scalef_pd(v, n); }
+
+  template <class Op>
+  static T reduce(V v, Op op) {
+    __m256d h = op(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    __m128d q = op(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    q = op(q, _mm_unpackhi_pd(q, q));
+    return _mm_cvtsd_f64(q);
+  }
+  struct Add { __m256d operator()(__m256d a, __m256d b) const { return _mm256_add_pd(a, b); }
+               __m128d operator()(__m128d a, __m128d b) const { return _mm_add_pd(a, b); } };
+  struct Max { __m256d operator()(__m256d a, __m256d b) const { return _mm256_max_pd(a, b); }
+               __m128d operator()(__m128d a, __m128d b) const { return _mm_max_pd(a, b); } };
+  struct Min { __m256d operator()(__m256d a, __m256d b) const { return _mm256_min_pd(a, b); }
+               __m128d operator()(__m128d a, __m128d b) const { return _mm_min_pd(a, b); } };
+  static T reduce_add(V v) { return reduce(v, Add{}); }
+  static T reduce_max(V v) { return reduce(v, Max{}); }
+  static T reduce_min(V v) { return reduce(v, Min{}); }
+};
+
+}  // namespace avx512
+}  // namespace logitkit

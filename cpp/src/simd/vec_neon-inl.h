@@ -1,0 +1,139 @@
+// AArch64 NEON (ASIMD) vector layer. Included only by cpp/src/isa/kernels_neon.cc.
+#pragma once
+#include <arm_neon.h>
+
+#include <cstddef>
+
+#define LOGITKIT_TARGET neon
+
+namespace logitkit {
+namespace neon {
+
+template <class T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+  using T = float;
+  using V = float32x4_t;
+  using M = uint32x4_t;
+  static constexpr size_t N = 4;
+  static constexpr bool kNativeScalef = false;
+
+  static V zero() { return vdupq_n_f32(0.0f); }
+  static V set1(T a) { return vdupq_n_f32(a); }
+  static V load(const T* p) { return vld1q_f32(p); }
+  static void store(T* p, V v) { vst1q_f32(p, v); }
+  // NEON has no masked memory access: tails go through a small stack buffer.
+  static V load_tail(const T* p, size_t n, T fill) {
+    T buf[N] = {fill, fill, fill, fill};
+    for (size_t i = 0; i < n; ++i) buf[i] = p[i];
+    return vld1q_f32(buf);
+  }
+  static void store_tail(T* p, V v, size_t n) {
+    T buf[N];
+    vst1q_f32(buf, v);
+    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+
+  static V add(V a, V b) { return vaddq_f32(a, b); }
+  static V sub(V a, V b) { return vsubq_f32(a, b); }
+  static V mul(V a, V b) { return vmulq_f32(a, b); }
+  static V div(V a, V b) { return vdivq_f32(a, b); }
+  static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+  static V fnma(V a, V b, V c) { return vfmsq_f32(c, a, b); }
+  static V max(V a, V b) { return vmaxq_f32(a, b); }  // NaN-propagating
+  static V min(V a, V b) { return vminq_f32(a, b); }
+  static V clamp(V x, V lo, V hi) { return vminq_f32(vmaxq_f32(x, lo), hi); }
+  static V abs(V a) { return vabsq_f32(a); }
+  static V round(V a) { return vrndnq_f32(a); }
+  static V floor(V a) { return vrndmq_f32(a); }
+
+  static M lt(V a, V b) { return vcltq_f32(a, b); }
+  static M le(V a, V b) { return vcleq_f32(a, b); }
+  static M gt(V a, V b) { return vcgtq_f32(a, b); }
+  static M eq(V a, V b) { return vceqq_f32(a, b); }
+  static M ne(V a, V b) { return vmvnq_u32(vceqq_f32(a, b)); }
+  static M not_le(V a, V b) { return vmvnq_u32(vcleq_f32(a, b)); }
+  static M mask_or(M a, M b) { return vorrq_u32(a, b); }
+  static M mask_and(M a, M b) { return vandq_u32(a, b); }
+  static M mask_andnot(M a, M b) { return vbicq_u32(b, a); }
+  static bool any(M m) { return vmaxvq_u32(m) != 0; }
+  static V select(M m, V a, V b) { return vbslq_f32(m, a, b); }
+
+  static V pow2i(V n) {
+    int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+  }
+  static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+
+  static T reduce_add(V v) { return vaddvq_f32(v); }
+  static T reduce_max(V v) { return vmaxvq_f32(v); }
+  static T reduce_min(V v) { return vminvq_f32(v); }
+};
+
+template <>
+struct Simd<double> {
+  using T = double;
+  using V = float64x2_t;
+  using M = uint64x2_t;
+  static constexpr size_t N = 2;
+  static constexpr bool kNativeScalef = false;
+
+  static V zero() { return vdupq_n_f64(0.0); }
+  static V set1(T a) { return vdupq_n_f64(a); }
+  static V load(const T* p) { return vld1q_f64(p); }
+  static void store(T* p, V v) { vst1q_f64(p, v); }
+  static V load_tail(const T* p, size_t n, T fill) {
+    T buf[N] = {fill, fill};
+    for (size_t i = 0; i < n; ++i) buf[i] = p[i];
+    return vld1q_f64(buf);
+  }
+  static void store_tail(T* p, V v, size_t n) {
+    T buf[N];
+    vst1q_f64(buf, v);
+    for (size_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+
+  static V add(V a, V b) { return vaddq_f64(a, b); }
+  static V sub(V a, V b) { return vsubq_f64(a, b); }
+  static V mul(V a, V b) { return vmulq_f64(a, b); }
+  static V div(V a, V b) { return vdivq_f64(a, b); }
+  static V fma(V a, V b, V c) { return vfmaq_f64(c, a, b); }
+  static V fnma(V a, V b, V c) { return vfmsq_f64(c, a, b); }
+  static V max(V a, V b) { return vmaxq_f64(a, b); }
+  static V min(V a, V b) { return vminq_f64(a, b); }
+  static V clamp(V x, V lo, V hi) { return vminq_f64(vmaxq_f64(x, lo), hi); }
+  static V abs(V a) { return vabsq_f64(a); }
+  static V round(V a) { return vrndnq_f64(a); }
+  static V floor(V a) { return vrndmq_f64(a); }
+
+  static M lt(V a, V b) { return vcltq_f64(a, b); }
+  static M le(V a, V b) { return vcleq_f64(a, b); }
+  static M gt(V a, V b) { return vcgtq_f64(a, b); }
+  static M eq(V a, V b) { return vceqq_f64(a, b); }
+  static M ne(V a, V b) {
+    return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(a, b))));
+  }
+  static M not_le(V a, V b) {
+    return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vcleq_f64(a, b))));
+  }
+  static M mask_or(M a, M b) { return vorrq_u64(a, b); }
+  static M mask_and(M a, M b) { return vandq_u64(a, b); }
+  static M mask_andnot(M a, M b) { return vbicq_u64(b, a); }
+  static bool any(M m) { return (vgetq_lane_u64(m, 0) | vgetq_lane_u64(m, 1)) != 0; }
+  static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
+
+  static V pow2i(V n) {
+    int64x2_t e = vaddq_s64(vcvtnq_s64_f64(n), vdupq_n_s64(1023));
+    return vreinterpretq_f64_s64(vshlq_n_s64(e, 52));
+  }
+  static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+
+  static T reduce_add(V v) { return vaddvq_f64(v); }
+  static T reduce_max(V v) { return vmaxvq_f64(v); }
+  static T reduce_min(V v) { return vminvq_f64(v); }
+};
+
+}  // namespace neon
+}  // namespace logitkit

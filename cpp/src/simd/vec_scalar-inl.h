@@ -1,0 +1,94 @@
+// Portable one-lane "vector" layer: the reference backend and the fallback on every CPU.
+// Included only by cpp/src/isa/kernels_scalar.cc, compiled with the baseline flags.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#define LOGITKIT_TARGET scalar
+
+namespace logitkit {
+namespace scalar {
+
+template <class T>
+struct ScalarBits;
+template <>
+struct ScalarBits<float> {
+  using U = uint32_t;
+  static constexpr int kMantBits = 23, kBias = 127;
+  static constexpr float kRoundMagic = 0x1.8p23f;
+};
+template <>
+struct ScalarBits<double> {
+  using U = uint64_t;
+  static constexpr int kMantBits = 52, kBias = 1023;
+  static constexpr double kRoundMagic = 0x1.8p52;
+};
+
+template <class T>
+struct Simd {
+  using V = T;
+  using M = bool;
+  using B = ScalarBits<T>;
+  static constexpr size_t N = 1;
+  static constexpr bool kNativeScalef = false;
+
+  static V zero() { return T(0); }
+  static V set1(T a) { return a; }
+  static V load(const T* p) { return *p; }
+  static void store(T* p, V v) { *p = v; }
+  static V load_tail(const T* p, size_t n, T fill) { return n ? *p : fill; }
+  static void store_tail(T* p, V v, size_t n) {
+    if (n) *p = v;
+  }
+
+  static V add(V a, V b) { return a + b; }
+  static V sub(V a, V b) { return a - b; }
+  static V mul(V a, V b) { return a * b; }
+  static V div(V a, V b) { return a / b; }
+  // Fused, like the SIMD backends, so every ISA rounds the same way.
+  static V fma(V a, V b, V c) { return fused(a, b, c); }
+  static V fnma(V a, V b, V c) { return fused(-a, b, c); }
+  static float fused(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+  static double fused(double a, double b, double c) { return __builtin_fma(a, b, c); }
+  // Same NaN rule as x86: the second operand is returned when either is NaN.
+  static V max(V a, V b) { return a > b ? a : b; }
+  static V min(V a, V b) { return a < b ? a : b; }
+  static V clamp(V x, V lo, V hi) { return min(hi, max(lo, x)); }
+  static V abs(V a) { return a < T(0) ? -a : a; }
+  // Round half to even through the magic constant; valid for |a| < 2^(mantissa bits - 1).
+  static V round(V a) { return (a + B::kRoundMagic) - B::kRoundMagic; }
+  static V floor(V a) {
+    T r = round(a);
+    return r > a ? r - T(1) : r;
+  }
+
+  static M lt(V a, V b) { return a < b; }
+  static M le(V a, V b) { return a <= b; }
+  static M gt(V a, V b) { return a > b; }
+  static M eq(V a, V b) { return a == b; }
+  static M ne(V a, V b) { return !(a == b); }
+  static M not_le(V a, V b) { return !(a <= b); }
+  static M mask_or(M a, M b) { return a || b; }
+  static M mask_and(M a, M b) { return a && b; }
+  static M mask_andnot(M a, M b) { return !a && b; }
+  static bool any(M m) { return m; }
+  static V select(M m, V a, V b) { return m ? a : b; }
+
+  // 2^n for integral n in [-bias, bias]; n == -bias gives +0.
+  static V pow2i(V n) {
+    using U = typename B::U;
+    U bits = static_cast<U>(static_cast<int64_t>(n) + B::kBias) << B::kMantBits;
+    T out;
+    std::memcpy(&out, &bits, sizeof out);
+    return out;
+  }
+  static V scalef(V v, V n) { return v * pow2i(n); }
+
+  static T reduce_add(V v) { return v; }
+  static T reduce_max(V v) { return v; }
+  static T reduce_min(V v) { return v; }
+};
+
+}  // namespace scalar
+}  // namespace logitkit

@@ -1,0 +1,423 @@
+// softmax / log_softmax / logsumexp drivers: argument checks, N-D row planning, threading, and the
+// chunked path that splits one long row across threads. Kernels live in softmax_kernels-inl.h.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "logitkit/error.h"
+#include "logitkit/math.h"
+#include "logitkit/softmax.h"
+#include "runtime/kernel_table.h"
+#include "runtime/rows.h"
+#include "softmax/softmax_kernels.h"
+
+namespace logitkit {
+
+template <class T>
+T log_sum_from_untied(UntiedSum<T> u) {
+  if (u.tied_weight == T(1)) return std::log1p(u.sum);
+  return std::log(u.tied_weight) + std::log1p(u.sum / u.tied_weight);
+}
+
+template <class T>
+static T sign_of(T v) {
+  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : (v == T(0) ? T(0) : v));
+}
+
+template <class T>
+void finish_logsumexp(T m, UntiedSum<T> u, T* out, T* sign) {
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  T result, sgn;
+  if (m == -inf) {  // every element is -inf or has zero weight: the sum is 0
+    result = -inf;
+    sgn = T(0);
+  } else if (m == inf) {  // the sum is +-inf unless the weights at +inf cancel or a NaN is present
+    const bool defined = u.tied_weight != T(0) && !std::isnan(u.sum);
+    result = defined ? inf : nan;
+    sgn = defined ? sign_of(u.tied_weight) : nan;
+  } else if (std::isnan(m)) {
+    result = sgn = nan;
+  } else if (u.tied_weight != T(0)) {
+    // sum = w (1 + r): log|w| + log1p(r) keeps full precision when the max term dominates.
+    T r = u.sum / u.tied_weight;
+    sgn = sign_of(r + T(1)) * sign_of(u.tied_weight);
+    if (r < T(-1)) r = -r - T(2);
+    result = std::log1p(r) + std::log(std::fabs(u.tied_weight)) + m;
+  } else {  // the weights of the tied maxima cancel: the rest of the sum is all there is
+    sgn = sign_of(u.sum);
+    result = std::log(std::fabs(u.sum)) + m;
+  }
+  if (sign) {
+    *sign = sgn;
+  } else if (sgn < T(0)) {
+    result = nan;
+  }
+  *out = result;
+}
+
+template float log_sum_from_untied<float>(UntiedSum<float>);
+template double log_sum_from_untied<double>(UntiedSum<double>);
+template void finish_logsumexp<float>(float, UntiedSum<float>, float*, float*);
+template void finish_logsumexp<double>(double, UntiedSum<double>, double*, double*);
+
+namespace {
+
+// Rows at least this long are split into chunks across threads; shorter rows are whole tasks.
+constexpr int64_t kLongRow = int64_t{1} << 18;
+constexpr int64_t kChunk = int64_t{1} << 16;
+
+template <class T>
+T inverse_temperature(double temperature) {
+  if (!(temperature > 0.0) || !std::isfinite(temperature))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "must be a finite number > 0, got " + std::to_string(temperature));
+  const T c = static_cast<T>(1.0 / temperature);
+  if (!std::isfinite(c) || !(c > T(0)))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
+  return c;
+}
+
+size_t l2_cache_bytes() {
+  static const size_t bytes = [] {
+    long s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return s > 0 ? static_cast<size_t>(s) : size_t{1} << 20;
+  }();
+  return bytes;
+}
+
+template <class T>
+SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
+  switch (a) {
+    case SoftmaxAlgorithm::kAuto:
+      // While a row fits in half of L2, the second read of three_pass_reload is a cache hit and
+      // it does one exp per element; beyond that two_pass saves a full trip to memory.
+      return static_cast<size_t>(n) * sizeof(T) <= l2_cache_bytes() / 2 ? SoftmaxAlgorithm::kThreePassReload
+                                                                      : SoftmaxAlgorithm::kTwoPass;
+    case SoftmaxAlgorithm::kThreePassReload:
+    case SoftmaxAlgorithm::kThreePassRecompute:
+    case SoftmaxAlgorithm::kTwoPass:
+    case SoftmaxAlgorithm::kOnline:
+      return a;
+  }
+  throw Error(Error::Kind::kInvalidArgument, "algorithm", "unknown softmax algorithm");
+}
+
+// NaN-propagating max used to combine chunk maxima.
+template <class T>
+T combine_max(T a, T b) {
+  return (std::isnan(a) || b > a) ? (std::isnan(a) ? a : b) : a;
+}
+
+// One long contiguous row, processed as fixed-size chunks in parallel; partial results are
+// combined in chunk order so the result does not depend on the thread count.
+template <class T>
+class LongRow {
+ public:
+  LongRow(const SoftmaxKernels<T>& k, const T* x, int64_t n) : k_(k), x_(x), n_(n) {
+    chunks_ = static_cast<size_t>((n + kChunk - 1) / kChunk);
+  }
+  size_t len(size_t i) const { return static_cast<size_t>(std::min<int64_t>(kChunk, n_ - int64_t(i) * kChunk)); }
+  size_t off(size_t i) const { return i * static_cast<size_t>(kChunk); }
+
+  template <class R, class F>
+  R* map(F&& f, int slot) {
+    R* parts = thread_scratch<R>(chunks_, slot);
+    parallel_for(chunks_, [&](size_t i) { parts[i] = f(off(i), len(i)); });
+    return parts;
+  }
+  template <class F>
+  void each(F&& f) {
+    parallel_for(chunks_, [&](size_t i) { f(off(i), len(i)); });
+  }
+  T max() {
+    T* m = map<T>([&](size_t o, size_t l) { return k_.max(x_ + o, l); }, 0);
+    T out = -std::numeric_limits<T>::infinity();
+    for (size_t i = 0; i < chunks_; ++i) out = combine_max(out, m[i]);
+    return out;
+  }
+  T sum(T* parts) const {
+    T s = T(0);
+    for (size_t i = 0; i < chunks_; ++i) s += parts[i];
+    return s;
+  }
+  UntiedSum<T> untied(const T* b, T m, T shift, T c) {
+    auto* u = map<UntiedSum<T>>(
+        [&](size_t o, size_t l) { return k_.untied_sum(x_ + o, b ? b + o : nullptr, l, m, shift, c); }, 1);
+    UntiedSum<T> total{T(0), T(0)};
+    for (size_t i = 0; i < chunks_; ++i) {
+      total.sum += u[i].sum;
+      total.tied_weight += u[i].tied_weight;
+    }
+    return total;
+  }
+
+  const SoftmaxKernels<T>& k_;
+  const T* x_;
+  int64_t n_;
+  size_t chunks_;
+};
+
+template <class T>
+void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T c, SoftmaxAlgorithm a) {
+  LongRow<T> row(k, x, n);
+  if (a == SoftmaxAlgorithm::kTwoPass) {
+    auto* parts = row.template map<ExtSum<T>>([&](size_t o, size_t l) { return k.extexp_sum(x + o, l, c); }, 2);
+    bool ok = true;
+    T e = -std::numeric_limits<T>::infinity();
+    for (size_t i = 0; i < row.chunks_; ++i) {
+      ok = ok && parts[i].ok;
+      e = std::max(e, parts[i].expo);
+    }
+    T m = T(0);
+    for (size_t i = 0; ok && i < row.chunks_; ++i) m += std::ldexp(parts[i].mant, static_cast<int>(parts[i].expo - e));
+    if (ok && m > T(0)) {
+      const T inv = T(1) / m;
+      row.each([&](size_t o, size_t l) { k.extexp_store(x + o, y + o, l, c, inv, e); });
+      return;
+    }
+    a = SoftmaxAlgorithm::kThreePassReload;  // inputs beyond the pair's range (see kernels)
+  }
+  if (a == SoftmaxAlgorithm::kOnline) {
+    auto* parts = row.template map<MaxSum<T>>([&](size_t o, size_t l) { return k.online_sum(x + o, l, c); }, 2);
+    T m = std::numeric_limits<T>::lowest();
+    for (size_t i = 0; i < row.chunks_; ++i) m = combine_max(m, parts[i].max);
+    T s = T(0);
+    for (size_t i = 0; i < row.chunks_; ++i) s += parts[i].sum * std::exp((parts[i].max - m) * c);
+    const T inv = T(1) / s;
+    row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
+    return;
+  }
+  const T m = row.max();
+  if (a == SoftmaxAlgorithm::kThreePassRecompute) {
+    const T inv = T(1) / row.sum(row.template map<T>([&](size_t o, size_t l) { return k.exp_sum(x + o, l, m, c); }, 1));
+    row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
+    return;
+  }
+  const T inv = T(1) / row.sum(row.template map<T>([&](size_t o, size_t l) { return k.exp_store_sum(x + o, y + o, l, m, c); }, 1));
+  row.each([&](size_t o, size_t l) { k.scale(y + o, y + o, l, inv); });
+}
+
+template <class T>
+void log_softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T c) {
+  LongRow<T> row(k, x, n);
+  const T m = row.max();
+  if (std::isfinite(m)) {
+    const T lse = log_sum_from_untied(row.untied(nullptr, m, m, c));
+    row.each([&](size_t o, size_t l) { k.shift_store(x + o, y + o, l, m, c, lse); });
+  } else {
+    const T lse = std::log(row.sum(row.template map<T>([&](size_t o, size_t l) { return k.exp_sum(x + o, l, T(0), c); }, 1)));
+    row.each([&](size_t o, size_t l) { k.shift_store(x + o, y + o, l, T(0), c, lse); });
+  }
+}
+
+template <class T>
+void logsumexp_long_row(const SoftmaxKernels<T>& k, const T* x, const T* b, int64_t n, T* out, T* sign) {
+  LongRow<T> row(k, x, n);
+  T m;
+  if (b) {
+    T* parts = row.template map<T>([&](size_t o, size_t l) { return k.weighted_max(x + o, b + o, l); }, 0);
+    m = -std::numeric_limits<T>::infinity();
+    for (size_t i = 0; i < row.chunks_; ++i) m = combine_max(m, parts[i]);
+  } else {
+    m = row.max();
+  }
+  UntiedSum<T> u{T(0), T(0)};
+  if (m != -std::numeric_limits<T>::infinity()) u = row.untied(b, m, std::isfinite(m) ? m : T(0), T(1));
+  finish_logsumexp<T>(m, u, out, sign);
+}
+
+template <class T>
+void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options, bool log) {
+  check_view(x, "x");
+  check_view(y, "y");
+  check_same_shape(y, x.ndim, x.shape, "y", "x");
+  axis = normalize_axis(axis, x.ndim);
+  const T c = inverse_temperature<T>(options.temperature);
+  const SoftmaxAlgorithm algorithm = resolve_algorithm<T>(options.algorithm, x.shape[axis]);
+  if (x.size() == 0) return;
+  const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
+  const int64_t* strides[2] = {x.strides, y.strides};
+  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
+  const size_t n = static_cast<size_t>(p.n);
+
+  auto rows_kernel = [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy) {
+    if (log) {
+      k.log_softmax_rows(xr, yr, rows, n, ldx, ldy, c);
+    } else {
+      k.softmax_rows(xr, yr, rows, n, ldx, ldy, c, algorithm);
+    }
+  };
+  if (p.contiguous(0) && p.contiguous(1)) {
+    if (p.n >= kLongRow) {
+      for (int64_t r = 0; r < p.rows; ++r) {
+        const T* xr = x.data + p.offset(0, r);
+        T* yr = y.data + p.offset(1, r);
+        if (log) {
+          log_softmax_long_row(k, xr, yr, p.n, c);
+        } else {
+          softmax_long_row(k, xr, yr, p.n, c, algorithm);
+        }
+      }
+      return;
+    }
+    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+      if (p.uniform()) {
+        rows_kernel(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0),
+                    p.row_stride(0), p.row_stride(1));
+      } else {
+        for (int64_t r = r0; r < r1; ++r) rows_kernel(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, 0, 0);
+      }
+    });
+    return;
+  }
+  // Strided rows: gather a tile of rows into per-thread scratch, compute in place, scatter back.
+  const int64_t tile = gather_tile(p.n);
+  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+    T* buf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
+    for (int64_t r = r0; r < r1; r += tile) {
+      const int64_t count = std::min(tile, r1 - r);
+      gather_rows(x.data, p, 0, r, count, buf);
+      rows_kernel(buf, buf, size_t(count), p.n, p.n);
+      scatter_rows(buf, p, 1, r, count, y.data);
+    }
+  });
+}
+
+// A view of `out` with x's rank: the reduced axis gets extent 1 and stride 0.
+template <class T>
+ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {
+  ArrayView<T> full;
+  full.data = out.data;
+  full.ndim = x.ndim;
+  bool ok;
+  if (out.ndim == x.ndim - 1) {
+    ok = true;
+    for (int d = 0, s = 0; d < x.ndim; ++d) {
+      if (d == axis) continue;
+      ok = ok && out.shape[s] == x.shape[d];
+      full.shape[d] = out.shape[s];
+      full.strides[d] = out.strides[s];
+      ++s;
+    }
+  } else {
+    ok = out.ndim == x.ndim && out.shape[axis] == 1;
+    for (int d = 0; ok && d < x.ndim; ++d) {
+      ok = d == axis || out.shape[d] == x.shape[d];
+      full.shape[d] = out.shape[d];
+      full.strides[d] = out.strides[d];
+    }
+  }
+  if (!ok)
+    throw Error(Error::Kind::kInvalidArgument, name,
+                "shape must be x's shape without the reduced axis (or with it kept as 1)");
+  full.shape[axis] = x.shape[axis];
+  full.strides[axis] = 0;
+  return full;
+}
+
+}  // namespace
+
+template <class T>
+void softmax(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options) {
+  softmax_impl<T>(x, y, axis, options, false);
+}
+
+template <class T>
+void log_softmax(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options) {
+  softmax_impl<T>(x, y, axis, options, true);
+}
+
+template <class T>
+void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const T> b, ArrayView<T> sign) {
+  check_view(x, "x");
+  check_view(out, "out");
+  axis = normalize_axis(axis, x.ndim);
+  const ArrayView<T> out_full = expand_reduced(out, x, axis, "out");
+  const bool weighted = b.data != nullptr, signed_out = sign.data != nullptr;
+  if (weighted) {
+    check_view(b, "b");
+    check_same_shape(b, x.ndim, x.shape, "b", "x");
+  }
+  ArrayView<T> sign_full;
+  if (signed_out) {
+    check_view(sign, "sign");
+    sign_full = expand_reduced(sign, x, axis, "sign");
+  }
+  const int64_t* strides[4] = {x.strides, out_full.strides, weighted ? b.strides : x.strides,
+                               signed_out ? sign_full.strides : out_full.strides};
+  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 4, strides);
+  if (p.rows == 0) return;
+  if (p.n == 0) {  // the empty sum is 0
+    for (int64_t r = 0; r < p.rows; ++r) {
+      out.data[p.offset(1, r)] = -std::numeric_limits<T>::infinity();
+      if (signed_out) sign.data[p.offset(3, r)] = T(0);
+    }
+    return;
+  }
+  const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
+  auto out_at = [&](int64_t r) { return out.data + p.offset(1, r); };
+  auto sign_at = [&](int64_t r) { return signed_out ? sign.data + p.offset(3, r) : nullptr; };
+  if (p.contiguous(0) && (!weighted || p.contiguous(2))) {
+    if (p.n >= kLongRow) {
+      for (int64_t r = 0; r < p.rows; ++r)
+        logsumexp_long_row(k, x.data + p.offset(0, r), weighted ? b.data + p.offset(2, r) : nullptr, p.n,
+                           out_at(r), sign_at(r));
+      return;
+    }
+    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+      if (p.uniform()) {
+        k.logsumexp_rows(x.data + r0 * p.row_stride(0), weighted ? b.data + r0 * p.row_stride(2) : nullptr,
+                         out_at(r0), sign_at(r0), size_t(r1 - r0), size_t(p.n), p.row_stride(0),
+                         p.row_stride(2), p.row_stride(1), p.row_stride(3));
+      } else {
+        for (int64_t r = r0; r < r1; ++r)
+          k.logsumexp_rows(x.data + p.offset(0, r), weighted ? b.data + p.offset(2, r) : nullptr, out_at(r),
+                           sign_at(r), 1, size_t(p.n), 0, 0, 0, 0);
+      }
+    });
+    return;
+  }
+  const int64_t tile = gather_tile(p.n);
+  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+    T* xbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
+    T* bbuf = weighted ? thread_scratch<T>(static_cast<size_t>(tile * p.n), 1) : nullptr;
+    for (int64_t r = r0; r < r1; r += tile) {
+      const int64_t count = std::min(tile, r1 - r);
+      gather_rows(x.data, p, 0, r, count, xbuf);
+      if (weighted) gather_rows(b.data, p, 2, r, count, bbuf);
+      for (int64_t t = 0; t < count; ++t)
+        k.logsumexp_rows(xbuf + t * p.n, weighted ? bbuf + t * p.n : nullptr, out_at(r + t), sign_at(r + t), 1,
+                         size_t(p.n), 0, 0, 0, 0);
+    }
+  });
+}
+
+void softmax(const float* x, float* y, size_t rows, size_t cols, const SoftmaxOptions& options) {
+  auto xv = ArrayView<const float>::contiguous(x, {int64_t(rows), int64_t(cols)});
+  auto yv = ArrayView<float>::contiguous(y, {int64_t(rows), int64_t(cols)});
+  softmax<float>(xv, yv, -1, options);
+}
+
+void softmax(const double* x, double* y, size_t rows, size_t cols, const SoftmaxOptions& options) {
+  auto xv = ArrayView<const double>::contiguous(x, {int64_t(rows), int64_t(cols)});
+  auto yv = ArrayView<double>::contiguous(y, {int64_t(rows), int64_t(cols)});
+  softmax<double>(xv, yv, -1, options);
+}
+
+void vexp(const float* x, float* y, size_t n) { kernels().softmax.get<float>().exp(x, y, n); }
+void vexp(const double* x, double* y, size_t n) { kernels().softmax.get<double>().exp(x, y, n); }
+
+#define LOGITKIT_INSTANTIATE(T)                                                                          \
+  template LOGITKIT_API void softmax<T>(ArrayView<const T>, ArrayView<T>, int, const SoftmaxOptions&);     \
+  template LOGITKIT_API void log_softmax<T>(ArrayView<const T>, ArrayView<T>, int, const SoftmaxOptions&); \
+  template LOGITKIT_API void logsumexp<T>(ArrayView<const T>, ArrayView<T>, int, ArrayView<const T>, ArrayView<T>);
+LOGITKIT_INSTANTIATE(float)
+LOGITKIT_INSTANTIATE(double)
+#undef LOGITKIT_INSTANTIATE
+
+}  // namespace logitkit

@@ -1,0 +1,411 @@
+// softmax / log_softmax / logsumexp kernels, written once over Simd<T> and compiled per ISA.
+//
+// Cost model (per element, float32; N = lanes):
+//   three_pass_reload    reads x twice, writes y twice; 1 exp. Memory-bound once a row leaves L2,
+//                        where the second read of x and the re-read of y hit cache while a row
+//                        fits (the auto choice for rows up to L2/2).
+//   three_pass_recompute reads x three times, writes y once; 2 exp. Compute-bound in cache.
+//   two_pass             reads x twice, writes y once; 2 extexp. Wins when rows exceed the
+//                        caches: one trip to memory fewer than three_pass_reload.
+//   online               reads x twice, writes y once; 1 exp plus a rescale when the running
+//                        max grows (rare after the first vectors on unordered data).
+// All loops keep 4 independent accumulators so the FP add latency is hidden.
+#pragma once  // once per translation unit; each TU compiles exactly one ISA
+#ifndef LOGITKIT_TARGET
+#error "include a vec_<isa>-inl.h first"
+#endif
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "simd/loops-inl.h"
+#include "simd/math-inl.h"
+#include "softmax/softmax_kernels.h"
+
+namespace logitkit {
+namespace LOGITKIT_TARGET {
+namespace softmax_impl {
+
+template <class T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+template <class T>
+T row_max(const T* x, size_t n) {
+  using S = Simd<T>;
+  typename S::V acc[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>),
+                          S::set1(kNegInf<T>)};
+  for_vectors<S>(
+      n, [&](size_t i, int k) { acc[k] = S::max(acc[k], S::load(x + i)); },
+      [&](size_t i, size_t r) { acc[0] = S::max(acc[0], S::load_tail(x + i, r, kNegInf<T>)); });
+  return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
+}
+
+template <class T>
+typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
+  using S = Simd<T>;
+  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
+}
+
+template <class T>
+T exp_store_sum_block(const T* x, T* y, size_t n, T shift, T c) {
+  using S = Simd<T>;
+  const auto vs = S::set1(shift), vc = S::set1(c);
+  typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  for_vectors<S>(
+      n,
+      [&](size_t i, int k) {
+        auto e = vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc));
+        S::store(y + i, e);
+        acc[k] = S::add(acc[k], e);
+      },
+      [&](size_t i, size_t r) {
+        auto e = vexp<T>(S::mul(S::sub(S::load_tail(x + i, r, kNegInf<T>), vs), vc));
+        S::store_tail(y + i, e, r);
+        acc[0] = S::add(acc[0], e);
+      });
+  return S::reduce_add(sum4<T>(acc));
+}
+
+template <class T>
+T exp_store_sum(const T* x, T* y, size_t n, T shift, T c) {
+  double total = 0;
+  for_blocks(n, [&](size_t b, size_t len) { total += exp_store_sum_block(x + b, y + b, len, shift, c); });
+  return T(total);
+}
+
+template <class T>
+T exp_sum_block(const T* x, size_t n, T shift, T c) {
+  using S = Simd<T>;
+  const auto vs = S::set1(shift), vc = S::set1(c);
+  typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  for_vectors<S>(
+      n,
+      [&](size_t i, int k) {
+        acc[k] = S::add(acc[k], vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc)));
+      },
+      [&](size_t i, size_t r) {
+        auto v = S::load_tail(x + i, r, kNegInf<T>);
+        acc[0] = S::add(acc[0], vexp<T>(S::mul(S::sub(v, vs), vc)));
+      });
+  return S::reduce_add(sum4<T>(acc));
+}
+
+template <class T>
+T exp_sum(const T* x, size_t n, T shift, T c) {
+  double total = 0;
+  for_blocks(n, [&](size_t b, size_t len) { total += exp_sum_block(x + b, len, shift, c); });
+  return T(total);
+}
+
+template <class T>
+void scale(const T* x, T* y, size_t n, T s) {
+  using S = Simd<T>;
+  const auto vs = S::set1(s);
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, S::mul(S::load(x + i), vs)); },
+      [&](size_t i, size_t r) { S::store_tail(y + i, S::mul(S::load_tail(x + i, r, T(0)), vs), r); });
+}
+
+template <class T>
+void exp_scale_store(const T* x, T* y, size_t n, T shift, T c, T s) {
+  using S = Simd<T>;
+  const auto vshift = S::set1(shift), vc = S::set1(c), vs = S::set1(s);
+  for_vectors<S>(
+      n,
+      [&](size_t i, int) {
+        S::store(y + i, S::mul(vexp<T>(S::mul(S::sub(S::load(x + i), vshift), vc)), vs));
+      },
+      [&](size_t i, size_t r) {
+        auto v = S::load_tail(x + i, r, T(0));
+        S::store_tail(y + i, S::mul(vexp<T>(S::mul(S::sub(v, vshift), vc)), vs), r);
+      });
+}
+
+// Pass 1 of the Two-Pass softmax: per lane a (mantissa, exponent) accumulator; adding a term
+// rescales both to the larger exponent, so nothing can overflow and no max pass is needed.
+template <class T>
+ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using C = ExpConstants<T>;
+  const auto vc = S::set1(c);
+  const T kStartExp = -4 * C::kExtExpLimit;  // below every exponent an input can produce
+  V mant[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  V expo[4] = {S::set1(kStartExp), S::set1(kStartExp), S::set1(kStartExp), S::set1(kStartExp)};
+  typename S::M bad = S::lt(S::zero(), S::zero());
+  auto accumulate = [&](V z, int k) {
+    V m, e;
+    typename S::M b;
+    vextexp<T>(z, m, e, b);
+    bad = S::mask_or(bad, b);
+    V emax = S::max(expo[k], e);
+    mant[k] = S::add(ldexp_nonpositive<T>(mant[k], S::sub(expo[k], emax)),
+                     ldexp_nonpositive<T>(m, S::sub(e, emax)));
+    expo[k] = emax;
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int k) { accumulate(S::mul(S::load(x + i), vc), k); },
+      [&](size_t i, size_t r) { accumulate(S::mul(S::load_tail(x + i, r, kNegInf<T>), vc), 0); });
+  V emax = S::max(S::max(expo[0], expo[1]), S::max(expo[2], expo[3]));
+  T e = S::reduce_max(emax);
+  V total = S::zero();
+  for (int k = 0; k < 4; ++k)
+    total = S::add(total, ldexp_nonpositive<T>(mant[k], S::sub(expo[k], S::set1(e))));
+  return {S::reduce_add(total), e, !S::any(bad)};
+}
+
+// Block partials combined as a double mantissa with a shared exponent.
+template <class T>
+ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
+  double mant = 0;
+  T expo = T(0);
+  bool ok = true;
+  for_blocks(n, [&](size_t b, size_t len) {
+    ExtSum<T> p = extexp_sum_block(x + b, len, c);
+    ok = ok && p.ok;
+    if (!(p.mant > T(0))) return;
+    if (mant == 0 || p.expo > expo) {
+      mant = mant == 0 ? 0 : std::ldexp(mant, static_cast<int>(expo - p.expo));
+      expo = p.expo;
+    }
+    mant += std::ldexp(static_cast<double>(p.mant), static_cast<int>(p.expo - expo));
+  });
+  return {T(mant), expo, ok && mant > 0};
+}
+
+// Pass 2 of the Two-Pass softmax: y = mant(x) / sum_mant * 2^(expo(x) - sum_expo).
+template <class T>
+void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using C = ExpConstants<T>;
+  const auto vc = S::set1(c), vinv = S::set1(inv_mant), vexpo = S::set1(expo);
+  const auto lowest = S::set1(2 * C::kZeroExp);  // keeps ldexp_full in its domain; gives +0
+  auto one = [&](V z) {
+    V m, e;
+    typename S::M bad;
+    vextexp<T>(z, m, e, bad);
+    return ldexp_full<T>(S::mul(m, vinv), S::max(S::sub(e, vexpo), lowest));
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, one(S::mul(S::load(x + i), vc))); },
+      [&](size_t i, size_t r) {
+        S::store_tail(y + i, one(S::mul(S::load_tail(x + i, r, T(0)), vc)), r);
+      });
+}
+
+// Online softmax: running per-lane max m and sum s of exp(c(x - m)); s is rescaled only for
+// vectors that raise a lane's max. Starting m at the lowest finite value keeps -inf inputs at 0.
+template <class T>
+MaxSum<T> online_sum_block(const T* x, size_t n, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const auto vc = S::set1(c);
+  const V lowest = S::set1(std::numeric_limits<T>::lowest());
+  V m[4] = {lowest, lowest, lowest, lowest};
+  V s[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  auto accumulate = [&](V v, int k) {
+    if (S::any(S::gt(v, m[k]))) {
+      V m_new = S::max(m[k], v);
+      s[k] = S::mul(s[k], vexp<T>(S::mul(S::sub(m[k], m_new), vc)));
+      m[k] = m_new;
+    }
+    s[k] = S::add(s[k], vexp<T>(S::mul(S::sub(v, m[k]), vc)));
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int k) { accumulate(S::load(x + i), k); },
+      [&](size_t i, size_t r) { accumulate(S::load_tail(x + i, r, kNegInf<T>), 0); });
+  T mx = S::reduce_max(S::max(S::max(m[0], m[1]), S::max(m[2], m[3])));
+  V total = S::zero();
+  for (int k = 0; k < 4; ++k)
+    total = S::add(total, S::mul(s[k], vexp<T>(S::mul(S::sub(m[k], S::set1(mx)), vc))));
+  return {mx, S::reduce_add(total)};
+}
+
+// Block partials (max, sum) merged with the same rescaling rule, the running sum kept in double.
+template <class T>
+MaxSum<T> online_sum(const T* x, size_t n, T c) {
+  T mx = std::numeric_limits<T>::lowest();
+  double sum = 0;
+  for_blocks(n, [&](size_t b, size_t len) {
+    MaxSum<T> p = online_sum_block(x + b, len, c);
+    if (p.max > mx) {
+      sum *= std::exp(static_cast<double>(mx - p.max) * c);
+      mx = p.max;
+    }
+    sum += p.sum * std::exp(static_cast<double>(p.max - mx) * c);
+  });
+  return {mx, T(sum)};
+}
+
+// Sum of exp(c(x - shift)) over x != m, and the number of x == m. Keeping the max term (exactly
+// 1 when shift == m) out of the sum lets callers use log1p and keep full relative precision.
+template <class T, bool kWeighted>
+UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const auto vm = S::set1(m), vs = S::set1(shift), vc = S::set1(c), one = S::set1(T(1));
+  V sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  V tied[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  auto accumulate = [&](V v, V w, int k) {
+    auto tie = S::eq(v, vm);
+    V e = vexp<T>(S::mul(S::sub(v, vs), vc));
+    if constexpr (kWeighted) {
+      // Zero weights drop the element entirely (even inf or NaN), as in SciPy.
+      auto skip = S::mask_or(tie, S::eq(w, S::zero()));
+      sum[k] = S::add(sum[k], S::select(skip, S::zero(), S::mul(e, w)));
+    } else {
+      sum[k] = S::add(sum[k], S::select(tie, S::zero(), e));
+    }
+    tied[k] = S::add(tied[k], S::select(tie, w, S::zero()));
+  };
+  for_vectors<S>(
+      n,
+      [&](size_t i, int k) { accumulate(S::load(x + i), kWeighted ? S::load(b + i) : one, k); },
+      [&](size_t i, size_t r) {
+        accumulate(S::load_tail(x + i, r, kNegInf<T>),
+                   kWeighted ? S::load_tail(b + i, r, T(0)) : S::zero(), 0);
+      });
+  return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
+}
+
+template <class T>
+UntiedSum<T> untied_sum(const T* x, const T* b, size_t n, T m, T shift, T c) {
+  double sum = 0, tied = 0;
+  for_blocks(n, [&](size_t i, size_t len) {
+    UntiedSum<T> u = b ? untied_sum_impl<T, true>(x + i, b + i, len, m, shift, c)
+                       : untied_sum_impl<T, false>(x + i, nullptr, len, m, shift, c);
+    sum += u.sum;
+    tied += u.tied_weight;
+  });
+  return {T(sum), T(tied)};
+}
+
+// Max over the elements with a nonzero weight (the others do not take part, as in SciPy).
+template <class T>
+T weighted_max(const T* x, const T* b, size_t n) {
+  using S = Simd<T>;
+  const auto ninf = S::set1(kNegInf<T>);
+  typename S::V acc[4] = {ninf, ninf, ninf, ninf};
+  auto take = [&](typename S::V v, typename S::V w) {
+    return S::select(S::eq(w, S::zero()), ninf, v);
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int k) { acc[k] = S::max(acc[k], take(S::load(x + i), S::load(b + i))); },
+      [&](size_t i, size_t r) {
+        acc[0] = S::max(acc[0], take(S::load_tail(x + i, r, kNegInf<T>), S::load_tail(b + i, r, T(0))));
+      });
+  return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
+}
+
+template <class T>
+void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
+  using S = Simd<T>;
+  const auto vs = S::set1(shift), vc = S::set1(c), vo = S::set1(offset);
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, S::sub(S::mul(S::sub(S::load(x + i), vs), vc), vo)); },
+      [&](size_t i, size_t r) {
+        auto v = S::load_tail(x + i, r, T(0));
+        S::store_tail(y + i, S::sub(S::mul(S::sub(v, vs), vc), vo), r);
+      });
+}
+
+template <class T>
+void exp_array(const T* x, T* y, size_t n) {
+  using S = Simd<T>;
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, vexp<T>(S::load(x + i))); },
+      [&](size_t i, size_t r) { S::store_tail(y + i, vexp<T>(S::load_tail(x + i, r, T(0))), r); });
+}
+
+template <class T>
+void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
+  switch (algorithm) {
+    case SoftmaxAlgorithm::kThreePassRecompute: {
+      T m = row_max(x, n);
+      exp_scale_store(x, y, n, m, c, T(1) / exp_sum(x, n, m, c));
+      return;
+    }
+    case SoftmaxAlgorithm::kTwoPass: {
+      ExtSum<T> s = extexp_sum(x, n, c);
+      if (s.ok) {
+        extexp_store(x, y, n, c, T(1) / s.mant, s.expo);
+        return;
+      }
+      break;  // inputs outside the pair's range: the three-pass result is exact for them
+    }
+    case SoftmaxAlgorithm::kOnline: {
+      MaxSum<T> s = online_sum(x, n, c);
+      exp_scale_store(x, y, n, s.max, c, T(1) / s.sum);
+      return;
+    }
+    default:
+      break;
+  }
+  T m = row_max(x, n);
+  scale(y, y, n, T(1) / exp_store_sum(x, y, n, m, c));
+}
+
+template <class T>
+void log_softmax_row(const T* x, T* y, size_t n, T c) {
+  T m = row_max(x, n);
+  if (std::isfinite(m)) {
+    shift_store(x, y, n, m, c, log_sum_from_untied(untied_sum<T>(x, nullptr, n, m, m, c)));
+  } else {  // +inf, -inf or NaN max: follow IEEE arithmetic on the unshifted values, as torch
+    shift_store(x, y, n, T(0), c, std::log(exp_sum(x, n, T(0), c)));
+  }
+}
+
+// SciPy's logsumexp(x, b=b, return_sign=...) for one row, with the max term kept out of the sum.
+template <class T>
+void logsumexp_row(const T* x, const T* b, size_t n, T* out, T* sign) {
+  const T m = b ? weighted_max(x, b, n) : row_max(x, n);
+  UntiedSum<T> u{T(0), T(0)};
+  if (m != kNegInf<T>) u = untied_sum<T>(x, b, n, m, std::isfinite(m) ? m : T(0), T(1));
+  finish_logsumexp<T>(m, u, out, sign);
+}
+
+template <class T>
+void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
+                  SoftmaxAlgorithm algorithm) {
+  for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
+}
+
+template <class T>
+void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
+  for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
+}
+
+template <class T>
+void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t n, ptrdiff_t ldx,
+                    ptrdiff_t ldb, ptrdiff_t out_stride, ptrdiff_t sign_stride) {
+  for (size_t r = 0; r < rows; ++r)
+    logsumexp_row(x + r * ldx, b ? b + r * ldb : nullptr, n, out + r * out_stride,
+                  sign ? sign + r * sign_stride : nullptr);
+}
+
+template <class T>
+SoftmaxKernels<T> make_softmax_kernels() {
+  SoftmaxKernels<T> k{};
+  k.softmax_rows = softmax_rows<T>;
+  k.log_softmax_rows = log_softmax_rows<T>;
+  k.logsumexp_rows = logsumexp_rows<T>;
+  k.max = row_max<T>;
+  k.exp_store_sum = exp_store_sum<T>;
+  k.exp_sum = exp_sum<T>;
+  k.scale = scale<T>;
+  k.exp_scale_store = exp_scale_store<T>;
+  k.extexp_sum = extexp_sum<T>;
+  k.extexp_store = extexp_store<T>;
+  k.online_sum = online_sum<T>;
+  k.weighted_max = weighted_max<T>;
+  k.untied_sum = untied_sum<T>;
+  k.shift_store = shift_store<T>;
+  k.exp = exp_array<T>;
+  return k;
+}
+
+}  // namespace softmax_impl
+}  // namespace LOGITKIT_TARGET
+}  // namespace logitkit

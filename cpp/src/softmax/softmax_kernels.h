@@ -1,0 +1,69 @@
+// The softmax family's slot in the dispatch table: function pointers every ISA fills with its
+// instantiation of softmax_kernels-inl.h. ISA-neutral: included by the driver and the dispatcher.
+#pragma once
+#include <cstddef>
+
+#include "logitkit/softmax.h"
+
+namespace logitkit {
+
+// Partial results of one chunk of a row; combining them in chunk order keeps long rows that are
+// split across threads bitwise reproducible.
+template <class T>
+struct ExtSum {  // Two-pass: sum = mant * 2^expo
+  T mant;
+  T expo;
+  bool ok;  // false: an input the (mantissa, exponent) pair cannot take (NaN, +inf, > 2^20)
+};
+template <class T>
+struct MaxSum {  // Online: sum of exp(c (x - max))
+  T max;
+  T sum;
+};
+template <class T>
+struct UntiedSum {  // sum of b exp(c (x - shift)) over x != m, and sum of b over x == m
+  T sum;
+  T tied_weight;
+};
+
+template <class T>
+struct SoftmaxKernels {
+  // Whole rows, each of length n: row r starts at x + r * ldx (and y + r * ldy).
+  void (*softmax_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
+                       T inv_temperature, SoftmaxAlgorithm algorithm);
+  void (*log_softmax_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
+                           T inv_temperature);
+  // b (weights, may be null), sign (may be null); out[r * out_stride].
+  void (*logsumexp_rows)(const T* x, const T* b, T* out, T* sign, size_t rows, size_t n,
+                         ptrdiff_t ldx, ptrdiff_t ldb, ptrdiff_t out_stride, ptrdiff_t sign_stride);
+
+  // Chunk primitives, used to split one long row across threads.
+  T (*max)(const T* x, size_t n);
+  T (*exp_store_sum)(const T* x, T* y, size_t n, T shift, T c);     // y = exp(c(x-shift)), sum
+  T (*exp_sum)(const T* x, size_t n, T shift, T c);                 // sum exp(c(x-shift))
+  void (*scale)(const T* x, T* y, size_t n, T s);                    // y = s x
+  void (*exp_scale_store)(const T* x, T* y, size_t n, T shift, T c, T s);  // y = s exp(c(x-shift))
+  ExtSum<T> (*extexp_sum)(const T* x, size_t n, T c);
+  void (*extexp_store)(const T* x, T* y, size_t n, T c, T inv_mant, T expo);
+  MaxSum<T> (*online_sum)(const T* x, size_t n, T c);
+  T (*weighted_max)(const T* x, const T* b, size_t n);  // max over x where b != 0
+  UntiedSum<T> (*untied_sum)(const T* x, const T* b, size_t n, T m, T shift, T c);  // b may be null
+  void (*shift_store)(const T* x, T* y, size_t n, T shift, T c, T offset);  // y = c(x-shift) - offset
+
+  // Elementwise exp, exposed for the accuracy tests.
+  void (*exp)(const T* x, T* y, size_t n);
+};
+
+// Row finishers shared by the per-row kernels and the chunked long-row driver. Defined once in
+// softmax.cc (baseline code), so ISA translation units call them instead of compiling copies.
+
+// log(sum_i exp(c (x_i - m))) from the untied sum: log(k) + log1p(s / k) for k tied maxima.
+template <class T>
+T log_sum_from_untied(UntiedSum<T> u);
+
+// SciPy's logsumexp result for a row with max m (over weighted elements) and untied sum u taken
+// with shift = (m finite ? m : 0). sign == nullptr: a negative sum gives NaN.
+template <class T>
+void finish_logsumexp(T m, UntiedSum<T> u, T* out, T* sign);
+
+}  // namespace logitkit

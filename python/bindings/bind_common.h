@@ -1,0 +1,43 @@
+// Helpers shared by the binding files: NumPy array -> ArrayView without copies, error mapping.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "logitkit/error.h"
+#include "logitkit/view.h"
+
+namespace logitkit_py {
+
+namespace py = pybind11;
+
+// Wraps a float32/float64 array of exactly dtype T as a view (byte strides -> element strides).
+// The Python layer guarantees dtype, alignment and writability; these checks only stop misuse of
+// the private module from crashing.
+template <class T>
+logitkit::ArrayView<T> view_of(const py::array& a, const char* name, bool writable) {
+  if (!a.dtype().is(py::dtype::of<std::remove_const_t<T>>()))
+    throw py::type_error(std::string(name) + ": expected dtype " +
+                         std::string(py::str(py::dtype::of<std::remove_const_t<T>>())) + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() > logitkit::kMaxDims)
+    throw py::value_error(std::string(name) + ": at most " + std::to_string(logitkit::kMaxDims) +
+                          " dimensions are supported");
+  if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+  logitkit::ArrayView<T> v;
+  v.data = static_cast<T*>(const_cast<void*>(a.data()));
+  v.ndim = static_cast<int>(a.ndim());
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  for (int d = 0; d < v.ndim; ++d) {
+    v.shape[d] = a.shape(d);
+    if (a.strides(d) % item != 0)
+      throw py::value_error(std::string(name) + ": strides must be multiples of the item size");
+    v.strides[d] = a.strides(d) / item;
+  }
+  return v;
+}
+
+inline bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+
+}  // namespace logitkit_py

@@ -1,0 +1,23 @@
+"""logitkit: fast, exact SIMD kernels for softmax variants, fused losses and MoE routing.
+
+Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
+names in ``__all__``; they are re-exported here. See README.md for the table of ops.
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+
+from . import _core
+from .entropy import *  # noqa: F403
+from .masked_softmax import *  # noqa: F403
+from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
+from .softmax import log_softmax, logsumexp, softmax
+from .softmax_backward import *  # noqa: F403
+from .sparsemax import *  # noqa: F403
+from .stablemax import *  # noqa: F403
+
+__version__: str = _core.__version__
+
+_FAMILIES = ("runtime", "softmax", "masked_softmax", "softmax_backward", "stablemax", "entropy", "sparsemax")
+__all__ = sorted({"__version__", *(n for f in _FAMILIES for n in _sys.modules[f"{__name__}.{f}"].__all__)})

@@ -1,0 +1,159 @@
+"""Argument handling shared by every op: dtypes, axes, ``out=``, and the paths that copy.
+
+Copies happen only where documented: integer/bool input (promoted to float64), float16/bfloat16
+(computed in float32), a ``dtype=`` that differs from the input, unaligned or oddly strided
+buffers, a tuple of axes that cannot be merged as a view, and an ``out=`` that overlaps the
+input without being it. Everything else reaches C++ as the caller's buffer, any strides.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def bfloat16_dtype():
+    """bfloat16 from ml_dtypes when installed, else None."""
+    try:
+        import ml_dtypes  # noqa: PLC0415 (optional dependency)
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+_ACCEPTED = "float32, float64, float16, bfloat16 (ml_dtypes), integer or bool"
+
+
+def _is_reduced_float(dt: np.dtype) -> bool:
+    return dt == _F16 or (dt.kind == "V" and dt == bfloat16_dtype())
+
+
+def _is_supported_float(dt: np.dtype) -> bool:
+    return dt in (_F32, _F64) or _is_reduced_float(dt)
+
+
+def as_array(x, name: str = "x") -> np.ndarray:
+    """np.asarray with a TypeError naming the argument for dtypes we cannot compute on."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
+    dt = arr.dtype
+    if dt.kind in "biuf" or _is_supported_float(dt):
+        if dt.kind == "f" and not _is_supported_float(dt):  # float128 and friends
+            raise TypeError(f"{name}: unsupported dtype {dt}; accepted: {_ACCEPTED}")
+        return arr
+    raise TypeError(f"{name}: unsupported dtype {dt}; accepted: {_ACCEPTED}")
+
+
+def result_dtype(*input_dtypes: np.dtype, dtype=None, out=None) -> np.dtype:
+    """Output dtype: ``dtype=`` if given, else ``out.dtype`` if given, else the inputs' float type
+    (integers and bools promote to float64, as in SciPy)."""
+    if dtype is not None:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype: not a dtype: {dtype!r}") from None
+        if not _is_supported_float(dt):
+            raise TypeError(f"dtype: unsupported dtype {dt}; accepted: float32, float64, float16, bfloat16")
+        return dt
+    if out is not None and isinstance(out, np.ndarray):
+        if not _is_supported_float(out.dtype):
+            raise TypeError(f"out: unsupported dtype {out.dtype}; accepted: float32, float64, float16, bfloat16")
+        return out.dtype
+    floats = [d for d in input_dtypes if _is_supported_float(d)]
+    if len(floats) < len(input_dtypes) or not floats:
+        return _F64  # an integer or bool input promotes everything to float64
+    if any(d == _F64 for d in floats):
+        return _F64
+    if all(d == floats[0] for d in floats):
+        return floats[0]
+    return _F32
+
+
+def compute_dtype(result: np.dtype) -> np.dtype:
+    """float64 results are computed in float64; everything else in float32."""
+    return _F64 if result == _F64 else _F32
+
+
+def to_compute(arr: np.ndarray, compute: np.dtype) -> np.ndarray:
+    """The array in the compute dtype with item-aligned strides: the input itself when possible."""
+    if arr.dtype != compute:
+        return arr.astype(compute)
+    if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
+        return np.array(arr, dtype=compute)
+    return arr
+
+
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """axis=None -> all axes; int or tuple of ints -> sorted unique non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, tuple | list):
+        axes = []
+        for a in axis:
+            axes.append(_one_axis(a, ndim))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis: repeated axis in {tuple(axis)}")
+        return tuple(sorted(axes))
+    return (_one_axis(axis, ndim),)
+
+
+def _one_axis(a, ndim: int) -> int:
+    try:
+        a = operator.index(a)
+    except TypeError:
+        raise TypeError(f"axis: expected an int, a tuple of ints or None, got {type(a).__name__}") from None
+    if not -ndim <= a < ndim:
+        raise np.exceptions.AxisError(a, ndim, "axis")
+    return a % ndim
+
+
+def merge_axes(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Moves `axes` to the end and merges them into one (a view when the layout allows)."""
+    k = len(axes)
+    moved = np.moveaxis(arr, axes, range(arr.ndim - k, arr.ndim))
+    return moved.reshape(moved.shape[: arr.ndim - k] + (-1,))
+
+
+def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: shape {out.shape} does not match the result shape {tuple(shape)}")
+    if out.dtype != result:
+        raise TypeError(f"{name}: dtype {out.dtype} does not match the result dtype {result}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+
+
+def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
+
+
+def writable_target(out, xc: np.ndarray, compute: np.dtype):
+    """`out` itself when the kernel can write to it directly, else None (use a temporary)."""
+    if out is None or out.dtype != compute:
+        return None
+    if not out.flags.aligned or any(s % out.itemsize for s in out.strides):
+        return None
+    if np.shares_memory(out, xc) and not same_layout(out, xc):
+        return None  # partial overlap: a temporary keeps the input intact while reading
+    return out
+
+
+def finish(tmp: np.ndarray, out, result: np.dtype):
+    """Copies/casts a computed temporary into `out` or to the result dtype."""
+    if out is not None:
+        np.copyto(out, tmp, casting="unsafe")
+        return out
+    return tmp if tmp.dtype == result else tmp.astype(result)

@@ -1,0 +1,55 @@
+"""Backend (ISA) and thread controls; see cpp/include/logitkit/runtime.h."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from . import _core
+
+__all__ = ["available_isas", "get_num_threads", "isa", "set_isa", "set_num_threads", "use_isa"]
+
+
+def isa() -> str:
+    """The active SIMD backend: "scalar", "avx2", "avx512" or "neon".
+
+    Raises ValueError if the environment variable LOGITKIT_ISA names a backend that is unknown
+    or cannot run on this CPU (until set_isa() picks a valid one)."""
+    return _core.isa()
+
+
+def available_isas() -> list[str]:
+    """Backends compiled in and supported by this CPU, best last."""
+    return list(_core.available_isas())
+
+
+def set_isa(name: str) -> None:
+    """Switches the backend for the whole process. ValueError for unknown/unsupported names."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    _core.set_isa(name)
+
+
+@contextlib.contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Context manager that runs its body on backend `name`, then restores the previous one."""
+    previous = _core.isa()
+    set_isa(name)
+    try:
+        yield
+    finally:
+        _core.set_isa(previous)
+
+
+def get_num_threads() -> int:
+    """Threads used by kernels (LOGITKIT_NUM_THREADS, else the CPU count)."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the kernel thread count (>= 1). Results are bitwise identical for every count."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if not 1 <= n <= 1024:
+        raise ValueError(f"n: number of threads must be in [1, 1024], got {n}")
+    _core.set_num_threads(n)

@@ -1,0 +1,136 @@
+"""softmax, log_softmax and logsumexp: NumPy front ends of cpp/include/logitkit/softmax.h."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _arrays, _core
+
+__all__ = ["log_softmax", "logsumexp", "softmax"]
+
+ALGORITHMS = ("auto", "three_pass_reload", "three_pass_recompute", "two_pass", "online")
+
+
+def _check_temperature(temperature) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating):
+        raise TypeError(f"temperature: expected a real number, got {type(temperature).__name__}")
+    t = float(temperature)
+    if not (t > 0.0 and np.isfinite(t)):
+        raise ValueError(f"temperature: must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def _map_rows(kernel, x, axis, out, dtype):
+    """Runs kernel(x_compute, y_compute, axis) for an op whose output has x's shape."""
+    arr = _arrays.as_array(x)
+    if out is not None and not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+    result = _arrays.result_dtype(arr.dtype, dtype=dtype, out=out)
+    compute = _arrays.compute_dtype(result)
+    if out is not None:
+        _arrays.check_out(out, arr.shape, result)
+    if arr.ndim == 0:  # a scalar is a one-element row, as in scipy.special
+        if axis not in (None, 0, -1, ()):
+            raise np.exceptions.AxisError(axis, 0, "axis")
+        res = _map_rows(kernel, arr.reshape(1), 0, None, result)
+        res = res.reshape(())
+        if out is not None:
+            np.copyto(out, res, casting="unsafe")
+            return out
+        return res
+    axes = _arrays.normalize_axes(axis, arr.ndim)
+    xc = _arrays.to_compute(arr, compute)
+    if len(axes) == 1:
+        target = _arrays.writable_target(out, xc, compute)
+        if target is not None:
+            kernel(xc, target, axes[0])
+            return target
+        tmp = np.empty(arr.shape, compute)
+        kernel(xc, tmp, axes[0])
+        return _arrays.finish(tmp, out, result)
+    merged = _arrays.merge_axes(xc, axes)
+    tmp = np.empty(merged.shape, compute)
+    kernel(merged, tmp, merged.ndim - 1)
+    k = len(axes)
+    moved_shape = np.moveaxis(np.empty(arr.shape, np.bool_), axes, range(arr.ndim - k, arr.ndim)).shape
+    res = np.moveaxis(tmp.reshape(moved_shape), range(arr.ndim - k, arr.ndim), axes)
+    return _arrays.finish(res, out, result)
+
+
+def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", out=None, dtype=None):
+    """softmax(x / temperature) along `axis`.
+
+    axis: int, tuple of ints, or None (all elements). The default -1 follows PyTorch and JAX
+    (scipy.special.softmax defaults to None).
+    algorithm: "auto" (three_pass_reload while a row fits in half of L2, two_pass beyond),
+    "three_pass_reload", "three_pass_recompute", "two_pass" (Dukhan & Ablavatski) or "online"
+    (Milakov & Gimelshein). All give the same result within a few ulp.
+    out: array of the result shape and dtype; may be `x` itself (in place).
+    dtype: output dtype (float16/bfloat16 are computed in float32; float64 in float64).
+    A row containing NaN gives NaN; a row of all -inf gives NaN (as torch and SciPy).
+    """
+    t = _check_temperature(temperature)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    return _map_rows(lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm), x, axis, out, dtype)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    """log(softmax(x / temperature)) along `axis`, computed as (x - max)/T - log(sum) with the
+    max term kept out of the sum (log1p), so the largest entry keeps full relative precision."""
+    t = _check_temperature(temperature)
+    return _map_rows(lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t), x, axis, out, dtype)
+
+
+def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
+    """log(sum(b * exp(x))) along `axis` with scipy.special.logsumexp's semantics for `b`
+    (weights, broadcast against x; zero weights drop their element) and `return_sign`
+    (returns (log|sum|, sign(sum)); without it a negative sum gives NaN).
+
+    The default axis is -1 (SciPy's is None). float16/bfloat16 input is computed in float32 and
+    returned in the input dtype; integer and bool input gives float64.
+    """
+    arr = _arrays.as_array(x)
+    dtypes = [arr.dtype]
+    barr = None
+    if b is not None:
+        barr = _arrays.as_array(b, "b")
+        dtypes.append(barr.dtype)
+        try:
+            shape = np.broadcast_shapes(arr.shape, barr.shape)
+        except ValueError:
+            raise ValueError(f"b: shape {barr.shape} cannot be broadcast to x's shape {arr.shape}") from None
+        arr = np.broadcast_to(arr, shape)
+        barr = np.broadcast_to(barr, shape)
+    result = _arrays.result_dtype(*dtypes)
+    compute = _arrays.compute_dtype(result)
+    if arr.ndim == 0:
+        if axis not in (None, 0, -1, ()):
+            raise np.exceptions.AxisError(axis, 0, "axis")
+        arr = arr.reshape(1)
+        barr = None if barr is None else barr.reshape(1)
+        axis = 0
+    axes = _arrays.normalize_axes(axis, arr.ndim)
+    xc = _arrays.to_compute(arr, compute)
+    bc = None if barr is None else _arrays.to_compute(barr, compute)
+    if len(axes) == 1:
+        ax = axes[0]
+    else:
+        xc = _arrays.merge_axes(xc, axes)
+        bc = None if bc is None else _arrays.merge_axes(bc, axes)
+        ax = xc.ndim - 1
+    reduced_shape = xc.shape[:ax] + xc.shape[ax + 1 :]
+    res = np.empty(reduced_shape, compute)
+    sign = np.empty(reduced_shape, compute) if return_sign else None
+    _core.logsumexp(xc, res, ax, bc, sign)
+    if keepdims:
+        full = tuple(1 if d in axes else n for d, n in enumerate(arr.shape))
+        res = res.reshape(full)
+        sign = None if sign is None else sign.reshape(full)
+    if res.dtype != result:
+        res = res.astype(result)
+        sign = None if sign is None else sign.astype(result)
+    if res.ndim == 0:
+        res = res[()]
+        sign = None if sign is None else sign[()]
+    return (res, sign) if return_sign else res
