@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys as _sys
 
 from . import _core
-from .entropy import *  # noqa: F403
+from .entropy import collapse_fraction, entropy
 from .masked_softmax import *  # noqa: F403
 from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
 from .softmax import log_softmax, logsumexp, softmax
 from .softmax_backward import *  # noqa: F403
 from .sparsemax import *  # noqa: F403
-from .stablemax import *  # noqa: F403
+from .stablemax import log_stablemax, log_stablemax_backward, stablemax, stablemax_backward
 
 __version__: str = _core.__version__
 

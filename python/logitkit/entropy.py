@@ -1,5 +1,88 @@
-"""entropy ops: NumPy front ends of cpp/include/logitkit/entropy.h."""
+"""Fused Shannon entropy of softmax(logits) and the Softmax Collapse fraction: NumPy front ends of
+cpp/include/logitkit/entropy.h."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import numpy as np
+
+from . import _arrays, _core
+from .softmax import _check_temperature
+
+__all__ = ["collapse_fraction", "entropy"]
+
+
+def _rows_view(arr: np.ndarray, axis):
+    """(array whose reduced axes are merged into one, that axis, the reduced axes)."""
+    if arr.ndim == 0:
+        if axis not in (None, 0, -1, ()):
+            raise np.exceptions.AxisError(axis, 0, "axis")
+        return arr.reshape(1), 0, (0,)
+    axes = _arrays.normalize_axes(axis, arr.ndim)
+    if len(axes) == 1:
+        return arr, axes[0], axes
+    merged = _arrays.merge_axes(arr, axes)
+    return merged, merged.ndim - 1, axes
+
+
+def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
+    """Shannon entropy (nats) of softmax(logits / temperature) along `axis`, fused: one max pass
+    and one pass accumulating sum(e^z) and sum(z e^z) with z = (x - max) / T, so no probability
+    array is formed. H = log Z - sum(z e^z) / Z, with the max entries kept out of Z's sum, so
+    nearly one-hot rows keep full relative precision and exactly one-hot rows (every other entry
+    underflows) give exactly 0; uniform rows give log(n).
+
+    axis: int, tuple of ints or None. float16/bfloat16 logits are computed in float32 and the
+    result returned in their dtype; integer/bool logits give float64.
+    A row that is empty, all -inf, or contains +inf or NaN gives NaN.
+    """
+    t = _check_temperature(temperature)
+    arr = _arrays.as_array(logits, "logits")
+    result = _arrays.result_dtype(arr.dtype)
+    compute = _arrays.compute_dtype(result)
+    xc, ax, axes = _rows_view(_arrays.to_compute(arr, compute), axis)
+    res = np.empty(xc.shape[:ax] + xc.shape[ax + 1 :], compute)
+    _core.entropy(xc, res, ax, t)
+    if keepdims and arr.ndim:
+        res = res.reshape(tuple(1 if d in axes else n for d, n in enumerate(arr.shape)))
+    if res.dtype != result:
+        res = res.astype(result)
+    return res[()] if res.ndim == 0 else res
+
+
+_COLLAPSE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+
+
+def collapse_fraction(logits, axis=-1, dtype=np.float32) -> float:
+    """Fraction of rows (along `axis`) whose softmax computed in `dtype` gives probability exactly
+    1.0 to the maximum: the "Softmax Collapse" of Prieto et al. (2025), where the gradient of
+    cross-entropy at that row vanishes.
+
+    Definition: logits are first rounded to `dtype`. With m the row max and R the sum of
+    exp(x_j - m) over the other entries (x - m and exp in `dtype`, or in float32 for float16 and
+    bfloat16, exactly as logitkit.softmax computes them; partial sums accumulated in double), a row
+    collapses when its max is unique and finite and p_max = 1 / (1 + R) is exactly 1.0 in `dtype`:
+      float64:  1 + R rounds to 1 in float64 (R <= 2^-53)
+      float32:  1 + R rounds to 1 in float32 (R <= 2^-24)
+      float16, bfloat16: as logitkit.softmax does, 1 / (1 + R) is taken in float32 and then rounded
+        to the dtype; it becomes 1.0 once it reaches the midpoint below 1 (R about <= 2^-12 for
+        float16, 2^-9 for bfloat16).
+    Rows with NaN, +inf, tied maxima, only -inf, or no entries never collapse. The summation order
+    of R differs from a sequential sum, so rows whose R is within a few ulp of the threshold can
+    differ from other implementations. Returns NaN for an array with no rows.
+    """
+    arr = _arrays.as_array(logits, "logits")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: not a dtype: {dtype!r}") from None
+    bf16 = _arrays.bfloat16_dtype()
+    if bf16 is not None and dt == bf16:
+        name = "bfloat16"
+    elif dt in (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16)):
+        name = dt.name
+    else:
+        raise TypeError(f"dtype: unsupported dtype {dt}; accepted: float32, float64, float16, bfloat16")
+    rounded = arr.astype(dt, copy=False)
+    compute = np.float64 if name == "float64" else np.float32
+    xc, ax, _ = _rows_view(_arrays.to_compute(rounded, np.dtype(compute)), axis)
+    return float(_core.collapse_fraction(xc, ax, name))

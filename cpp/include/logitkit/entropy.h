@@ -1,6 +1,42 @@
-// entropy ops of the C++ API.
+// entropy ops of the C++ API: fused Shannon entropy of softmax(logits) and the Softmax Collapse
+// fraction ("Grokking at the Edge of Numerical Stability", Prieto et al. 2025).
 #pragma once
 #include "logitkit/export.h"
 #include "logitkit/view.h"
 
-namespace logitkit {}  // namespace logitkit
+namespace logitkit {
+
+struct EntropyOptions {
+  double temperature = 1.0;  // entropy of softmax(logits / temperature); finite and > 0
+};
+
+// out = H(softmax(x / temperature)) in nats along `axis`, without forming the probabilities:
+// H = log Z - sum(z e^z) / Z with z = (x - max) / temperature. `out` has x's shape without `axis`
+// (or with it kept as 1), any strides. A row that is empty, all -inf or contains +inf or NaN gives
+// NaN. Rows whose other entries are all exp-underflowed (one-hot) give exactly 0.
+template <class T>
+LOGITKIT_API void entropy(ArrayView<const T> x, ArrayView<T> out, int axis, const EntropyOptions& options = {});
+
+// The precision in which softmax is taken for collapse_fraction.
+enum class CollapseDtype {
+  kFloat64,   // x - max, exp and the sum in double (T = double)
+  kFloat32,   // in float (T = float)
+  kFloat16,   // x rounded to float16 (T = float holding float16 values), float math, result rounded to float16
+  kBFloat16,  // likewise for bfloat16
+};
+
+// Fraction of the rows of x (along `axis`) whose softmax, computed in `dtype`, gives probability
+// exactly 1.0 to the maximum ("Softmax Collapse"). With m the row max and R the sum of exp(x - m)
+// over the other entries (exp in `dtype`, sum accumulated in double across blocks), a row
+// collapses when its max is unique, finite, and
+//   float64:  1 + R rounds to 1 in double      (R <= 2^-53)
+//   float32:  1 + R rounds to 1 in float       (R <= 2^-24)
+//   float16:  1 / (1 + R) in float rounds to 1 in float16   (about R <= 2^-12)
+//   bfloat16: 1 / (1 + R) in float rounds to 1 in bfloat16  (about R <= 2^-9)
+// i.e. exactly when softmax's p_max = 1 / (1 + R) is 1.0 in that dtype. Rows with NaN, +inf, tied
+// maxima, all -inf, or no entries never collapse. Returns NaN when x has no rows.
+// T must be double for kFloat64 and float otherwise (Error naming "dtype").
+template <class T>
+LOGITKIT_API double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype);
+
+}  // namespace logitkit

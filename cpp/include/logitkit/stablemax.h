@@ -1,6 +1,44 @@
-// stablemax ops of the C++ API.
+// stablemax ops of the C++ API: StableMax and log-StableMax ("Grokking at the Edge of Numerical
+// Stability", Prieto et al. 2025) over one axis of an N-D view, and their vector-Jacobian products.
 #pragma once
 #include "logitkit/export.h"
 #include "logitkit/view.h"
 
-namespace logitkit {}  // namespace logitkit
+namespace logitkit {
+
+struct StablemaxOptions {
+  double temperature = 1.0;  // the op is applied to x * (1 / temperature); finite and > 0
+};
+
+// y = s(x') / sum(s(x')) along `axis`, x' = x / temperature, s(t) = 1 + t (t >= 0), 1/(1 - t) (t < 0).
+// No max subtraction is needed. Special values (per row):
+//  - a NaN makes the row NaN;
+//  - -inf entries get 0 (s = 0); a row of only -inf entries is NaN (0/0), as softmax;
+//  - +inf entries get NaN and the row's finite entries 0 (s/S with S = +inf);
+//  - finite rows never overflow: the sum is rescaled by a power of two when it leaves
+//    [2^-64, 2^64) (float) / [2^-512, 2^512) (double), so only outputs that are themselves
+//    subnormal can lose precision.
+// x and y have the same shape, any strides; y may alias x exactly (in place).
+// Throws logitkit::Error naming the bad argument.
+template <class T>
+LOGITKIT_API void stablemax(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options = {});
+
+// y = log(stablemax(x)) computed as sign(x') log1p(|x'|) - log(sum s(x')): the ratio is never
+// formed, so tiny probabilities keep full precision. -inf entries give -inf.
+template <class T>
+LOGITKIT_API void log_stablemax(ArrayView<const T> x, ArrayView<T> y, int axis,
+                                const StablemaxOptions& options = {});
+
+// Vector-Jacobian products with respect to x (StableMax's Jacobian depends on x, not only on y):
+//  stablemax_backward:     dx_i = c s'(x'_i)/S (dy_i - sum_j p_j dy_j)
+//  log_stablemax_backward: dx_i = c (s'(x'_i)/s(x'_i) dy_i - s'(x'_i)/S sum_j dy_j)
+// with c = 1/temperature, p = stablemax(x), s'(t) = 1 (t >= 0), 1/(1 - t)^2 (t < 0).
+// x, dy and dx share one shape, any strides; dx may alias dy or x exactly.
+template <class T>
+LOGITKIT_API void stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                                     const StablemaxOptions& options = {});
+template <class T>
+LOGITKIT_API void log_stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                                         const StablemaxOptions& options = {});
+
+}  // namespace logitkit

@@ -1,4 +1,4 @@
-// Vector exp and its building blocks, written once over Simd<T> and compiled per ISA.
+// Vector exp, log, log1p and their building blocks, written once over Simd<T> and compiled per ISA.
 // Re-included by each ISA translation unit after its vec_<isa>-inl.h (which names the namespace).
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
@@ -128,6 +128,87 @@ inline void vextexp(typename Simd<T>::V z, typename Simd<T>::V& mant, typename S
   typename S::V r;
   exp_reduce<T>(S::max(z, S::sub(S::zero(), limit)), expo, r);
   mant = S::select(negligible, S::zero(), exp_reduced_poly<T>(r));
+}
+
+// log: x = 2^e m with m in (sqrt(1/2), sqrt(2)], f = m - 1 (exact), s = f / (2 + f), and
+// log(1 + f) = 2 atanh(s) = f - (f^2/2 - s (f^2/2 + R(s^2))) with R(z) = sum_k 2 z^k / (2k + 1)
+// (Taylor, |s| < 0.1716: truncation below 2e-9 (float, 4 terms) and 7e-19 (double, 10 terms) relative).
+// e ln2 is added as e ln2_hi (exact: ln2_hi has few bits) plus e ln2_lo, as in fdlibm's e_log.c.
+// Measured max error: tests/test_vector_log.py.
+template <class T>
+struct LogConstants;
+template <>
+struct LogConstants<float> {
+  static constexpr float kLn2Hi = 0x1.62e000p-1f;  // 13 significant bits: e * kLn2Hi is exact
+  static constexpr float kLn2Lo = 0x1.0bfbe8p-15f;
+  static constexpr float kSqrt2 = 0x1.6a09e6p+0f;
+  static constexpr float kMinNormal = 0x1p-126f;
+  static constexpr float kDenormScale = 0x1p24f, kDenormExp = 24.0f;
+  static constexpr int kTerms = 4;
+  static constexpr float kR[4] = {2.0f / 3, 2.0f / 5, 2.0f / 7, 2.0f / 9};
+};
+template <>
+struct LogConstants<double> {
+  static constexpr double kLn2Hi = 0x1.62e42fee00000p-1;  // 32 significant bits
+  static constexpr double kLn2Lo = 0x1.a39ef35793c76p-33;
+  static constexpr double kSqrt2 = 0x1.6a09e667f3bcdp+0;
+  static constexpr double kMinNormal = 0x1p-1022;
+  static constexpr double kDenormScale = 0x1p54, kDenormExp = 54.0;
+  static constexpr int kTerms = 10;
+  static constexpr double kR[10] = {2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11,
+                                    2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21};
+};
+
+// log(x) + extra for finite x > 0 (denormals included); `extra` is a small correction folded into
+// the low-order part (log1p's rounding term). Special values are left to the callers.
+template <class T>
+inline typename Simd<T>::V log_core(typename Simd<T>::V x, typename Simd<T>::V extra) {
+  using S = Simd<T>;
+  using C = LogConstants<T>;
+  auto tiny = S::lt(x, S::set1(C::kMinNormal));  // getexp/getmant bit tricks need normal input
+  x = S::select(tiny, S::mul(x, S::set1(C::kDenormScale)), x);
+  auto e = S::sub(S::getexp(x), S::select(tiny, S::set1(C::kDenormExp), S::zero()));
+  auto m = S::getmant(x);
+  auto big = S::gt(m, S::set1(C::kSqrt2));
+  m = S::select(big, S::mul(m, S::set1(T(0.5))), m);
+  e = S::select(big, S::add(e, S::set1(T(1))), e);
+  auto f = S::sub(m, S::set1(T(1)));
+  auto s = S::div(f, S::add(f, S::set1(T(2))));
+  auto z = S::mul(s, s);
+  auto r = S::set1(C::kR[C::kTerms - 1]);
+  for (int k = C::kTerms - 2; k >= 0; --k) r = S::fma(r, z, S::set1(C::kR[k]));
+  r = S::mul(r, z);
+  auto hfsq = S::mul(S::mul(f, f), S::set1(T(0.5)));
+  auto low = S::fma(s, S::add(hfsq, r), S::fma(e, S::set1(C::kLn2Lo), extra));
+  return S::fma(e, S::set1(C::kLn2Hi), S::sub(f, S::sub(hfsq, low)));
+}
+
+// Natural log: +inf -> +inf, 0 -> -inf, negative -> NaN, NaN propagates.
+template <class T>
+inline typename Simd<T>::V vlog(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  auto r = log_core<T>(x, S::zero());
+  r = S::select(S::eq(x, S::set1(inf)), x, r);
+  r = S::select(S::eq(x, S::zero()), S::set1(-inf), r);
+  r = S::select(S::lt(x, S::zero()), S::set1(std::numeric_limits<T>::quiet_NaN()), r);
+  return S::select(S::ne(x, x), x, r);
+}
+
+// log(1 + x): u = 1 + x rounded, with its rounding error c (Fast2Sum, exact) fed back as c / u,
+// since log(u + c) = log(u) + c/u to second order. -1 -> -inf, below -1 -> NaN, +inf -> +inf.
+template <class T>
+inline typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  const auto one = S::set1(T(1));
+  auto u = S::add(one, x);
+  auto c = S::select(S::gt(x, one), S::sub(one, S::sub(u, x)), S::sub(x, S::sub(u, one)));
+  auto r = log_core<T>(u, S::div(c, u));
+  r = S::select(S::eq(x, S::set1(inf)), x, r);
+  r = S::select(S::eq(u, S::zero()), S::set1(-inf), r);
+  r = S::select(S::lt(u, S::zero()), S::set1(std::numeric_limits<T>::quiet_NaN()), r);
+  return S::select(S::ne(x, x), x, r);
 }
 
 }  // namespace LOGITKIT_TARGET

@@ -64,6 +64,15 @@ struct Simd<float> {
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
   static V scalef(V v, V n) { return mul(v, pow2i(n)); }  // unused: kNativeScalef is false
+  // x = getmant(x) * 2^getexp(x), getmant in [1, 2), for finite normal x > 0 (bit fields).
+  static V getexp(V a) {
+    __m256i e = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(a), 23), _mm256_set1_epi32(0xff));
+    return _mm256_sub_ps(_mm256_cvtepi32_ps(e), set1(127.0f));
+  }
+  static V getmant(V a) {
+    __m256i m = _mm256_and_si256(_mm256_castps_si256(a), _mm256_set1_epi32(0x007fffff));
+    return _mm256_castsi256_ps(_mm256_or_si256(m, _mm256_set1_epi32(0x3f800000)));
+  }
 
   static __m128 fold(V v) { return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); }
   static T reduce_add(V v) {
@@ -140,6 +149,17 @@ struct Simd<double> {
     return _mm256_castsi256_pd(_mm256_slli_epi64(e, 52));
   }
   static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+  // No int64->double conversion in AVX2: the biased exponent placed in the mantissa of 2^52
+  // reads as 2^52 + e.
+  static V getexp(V a) {
+    __m256i e = _mm256_and_si256(_mm256_srli_epi64(_mm256_castpd_si256(a), 52), _mm256_set1_epi64x(0x7ff));
+    V big = _mm256_castsi256_pd(_mm256_or_si256(e, _mm256_castpd_si256(set1(0x1p52))));
+    return _mm256_sub_pd(big, set1(0x1p52 + 1023.0));
+  }
+  static V getmant(V a) {
+    __m256i m = _mm256_and_si256(_mm256_castpd_si256(a), _mm256_set1_epi64x(0x000fffffffffffffLL));
+    return _mm256_castsi256_pd(_mm256_or_si256(m, _mm256_set1_epi64x(0x3ff0000000000000LL)));
+  }
 
   static T reduce_add(V v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));

@@ -68,6 +68,9 @@ struct Simd<float> {
   }
   // v * 2^floor(n), exact including denormal results, overflow and underflow.
   static V scalef(V v, V n) { return _mm512_scalef_ps(v, n); }
+  // x = getmant(x) * 2^getexp(x), getmant in [1, 2), for finite x > 0 (denormals included).
+  static V getexp(V a) { return _mm512_getexp_ps(a); }
+  static V getmant(V a) { return _mm512_getmant_ps(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero); }
 
   // Horizontal reductions by halving (GCC 12's _mm512_reduce_* trip -Wuninitialized).
   template <class Op>
@@ -138,6 +141,8 @@ struct Simd<double> {
     return _mm512_castsi512_pd(_mm512_slli_epi64(e, 52));
   }
   static V scalef(V v, V n) { return _mm512_scalef_pd(v, n); }
+  static V getexp(V a) { return _mm512_getexp_pd(a); }
+  static V getmant(V a) { return _mm512_getmant_pd(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero); }
 
   template <class Op>
   static T reduce(V v, Op op) {

@@ -66,6 +66,15 @@ struct Simd<float> {
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
   }
   static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+  // x = getmant(x) * 2^getexp(x), getmant in [1, 2), for finite normal x > 0 (bit fields).
+  static V getexp(V a) {
+    uint32x4_t e = vandq_u32(vshrq_n_u32(vreinterpretq_u32_f32(a), 23), vdupq_n_u32(0xff));
+    return vsubq_f32(vcvtq_f32_u32(e), vdupq_n_f32(127.0f));
+  }
+  static V getmant(V a) {
+    uint32x4_t m = vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x007fffff));
+    return vreinterpretq_f32_u32(vorrq_u32(m, vdupq_n_u32(0x3f800000)));
+  }
 
   static T reduce_add(V v) { return vaddvq_f32(v); }
   static T reduce_max(V v) { return vmaxvq_f32(v); }
@@ -129,6 +138,14 @@ struct Simd<double> {
     return vreinterpretq_f64_s64(vshlq_n_s64(e, 52));
   }
   static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+  static V getexp(V a) {
+    uint64x2_t e = vandq_u64(vshrq_n_u64(vreinterpretq_u64_f64(a), 52), vdupq_n_u64(0x7ff));
+    return vsubq_f64(vcvtq_f64_u64(e), vdupq_n_f64(1023.0));
+  }
+  static V getmant(V a) {
+    uint64x2_t m = vandq_u64(vreinterpretq_u64_f64(a), vdupq_n_u64(0x000fffffffffffffULL));
+    return vreinterpretq_f64_u64(vorrq_u64(m, vdupq_n_u64(0x3ff0000000000000ULL)));
+  }
 
   static T reduce_add(V v) { return vaddvq_f64(v); }
   static T reduce_max(V v) { return vmaxvq_f64(v); }

@@ -84,6 +84,23 @@ struct Simd {
     return out;
   }
   static V scalef(V v, V n) { return v * pow2i(n); }
+  // For finite x > 0 (normal): x = getmant(x) * 2^getexp(x) with getmant in [1, 2); getexp is
+  // floor(log2 x) as T. Other inputs give unspecified values (callers select them away).
+  static V getexp(V a) {
+    using U = typename B::U;
+    U bits;
+    std::memcpy(&bits, &a, sizeof bits);
+    return static_cast<T>(static_cast<int64_t>((bits >> B::kMantBits) & U(2 * B::kBias + 1)) - B::kBias);
+  }
+  static V getmant(V a) {
+    using U = typename B::U;
+    U bits;
+    std::memcpy(&bits, &a, sizeof bits);
+    bits = (bits & ((U(1) << B::kMantBits) - 1)) | (U(B::kBias) << B::kMantBits);
+    T out;
+    std::memcpy(&out, &bits, sizeof out);
+    return out;
+  }
 
   static T reduce_add(V v) { return v; }
   static T reduce_max(V v) { return v; }

@@ -1,8 +1,23 @@
 // stablemax kernels (StableMax and log-StableMax (grokking paper) forward and backward), written once over Simd<T> and compiled per ISA.
+//
+// s(x) = 1 + x for x >= 0 and 1/(1 - x) for x < 0; stablemax = s / sum s. Both branches share
+// a = 1 + |x|, so s = a or 1/a and the kernels need no max pass and no exp. Cost per element
+// (float32; reads/writes counted in 4-byte elements):
+//   sum / sum_total / sum_dot  pass 1: reads x (and dy), 1 division. Compute-bound in cache
+//                              (division throughput), memory-bound from DRAM.
+//   store                      pass 2: reads x, writes y, 1 division.
+//   log_store                  pass 2: reads x, writes y, 1 log1p (2 divisions + 14 FMA-class ops).
+//                              Compute-bound.
+//   backward_store             pass 2: reads x and dy, writes dx, 2 divisions.
+// The forward passes move 12 bytes per element (x twice, y once); the second read of x hits
+// cache while a row fits in L2. No exp anywhere.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
 #endif
+
+#include <cstddef>
+#include <limits>
 
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
@@ -13,8 +28,170 @@ namespace LOGITKIT_TARGET {
 namespace stablemax_impl {
 
 template <class T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// a = 1 + |c x| and whether c x >= 0 (false for NaN, which then flows through the 1/a branch).
+template <class T>
+struct Arg {
+  typename Simd<T>::V a;
+  typename Simd<T>::M pos;
+};
+template <class T>
+inline Arg<T> arg(typename Simd<T>::V x, typename Simd<T>::V c) {
+  using S = Simd<T>;
+  auto xc = S::mul(x, c);
+  return {S::add(S::set1(T(1)), S::abs(xc)), S::le(S::zero(), xc)};
+}
+
+// sc * s(c x).
+template <class T>
+inline typename Simd<T>::V scaled_s(Arg<T> g, typename Simd<T>::V sc) {
+  using S = Simd<T>;
+  return S::select(g.pos, S::mul(g.a, sc), S::div(sc, g.a));
+}
+
+// p = s / S: (a sc) / S' for c x >= 0, (sc / S') / a otherwise. Each form keeps its
+// intermediates normal whenever p is (see the driver's choice of sc).
+template <class T>
+inline typename Simd<T>::V prob(Arg<T> g, typename Simd<T>::V sc, typename Simd<T>::V inv,
+                                typename Simd<T>::V w) {
+  using S = Simd<T>;
+  return S::select(g.pos, S::mul(S::mul(g.a, sc), inv), S::div(w, g.a));
+}
+
+template <class T>
+typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
+  using S = Simd<T>;
+  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
+}
+
+// kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}. Blocks of kSumBlock
+// elements are summed in T with four accumulators, the block totals in double.
+template <class T, int kMode>
+StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vc = S::set1(c), vsc = S::set1(sc);
+  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  V oth[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  auto step = [&](V xv, V dv, int k) {
+    V s = scaled_s<T>(arg<T>(xv, vc), vsc);
+    acc[k] = S::add(acc[k], s);
+    if constexpr (kMode == 1) oth[k] = S::fma(s, dv, oth[k]);
+    if constexpr (kMode == 2) oth[k] = S::add(oth[k], dv);
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int k) { step(S::load(x + i), kMode ? S::load(dy + i) : S::zero(), k); },
+      [&](size_t i, size_t r) {
+        // Padding: x = -inf has s = 0 and dy = 0, so padded lanes add nothing.
+        step(S::load_tail(x + i, r, kNegInf<T>), kMode ? S::load_tail(dy + i, r, T(0)) : S::zero(), 0);
+      });
+  return {static_cast<double>(S::reduce_add(sum4<T>(acc))), static_cast<double>(S::reduce_add(sum4<T>(oth)))};
+}
+
+template <class T, int kMode>
+StablemaxSums sums(const T* x, const T* dy, size_t n, T c, T sc) {
+  StablemaxSums total{0.0, 0.0};
+  for_blocks(n, [&](size_t b, size_t len) {
+    StablemaxSums p = sums_block<T, kMode>(x + b, kMode ? dy + b : nullptr, len, c, sc);
+    total.sum += p.sum;
+    total.other += p.other;
+  });
+  return total;
+}
+
+template <class T>
+double sum(const T* x, size_t n, T c, T sc) {
+  return sums<T, 0>(x, nullptr, n, c, sc).sum;
+}
+template <class T>
+StablemaxSums sum_dot(const T* x, const T* dy, size_t n, T c, T sc) {
+  return sums<T, 1>(x, dy, n, c, sc);
+}
+template <class T>
+StablemaxSums sum_total(const T* x, const T* dy, size_t n, T c, T sc) {
+  return sums<T, 2>(x, dy, n, c, sc);
+}
+
+template <class T>
+void store(const T* x, T* y, size_t n, T c, T sc, T inv, T w) {
+  using S = Simd<T>;
+  const auto vc = S::set1(c), vsc = S::set1(sc), vinv = S::set1(inv), vw = S::set1(w);
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, prob<T>(arg<T>(S::load(x + i), vc), vsc, vinv, vw)); },
+      [&](size_t i, size_t r) {
+        S::store_tail(y + i, prob<T>(arg<T>(S::load_tail(x + i, r, T(0)), vc), vsc, vinv, vw), r);
+      });
+}
+
+// log s(c x) = sign(c x) log1p(|c x|): the ratio s/S is never formed, so tiny probabilities
+// keep full relative precision in the log domain.
+template <class T>
+void log_store(const T* x, T* y, size_t n, T c, T log_sum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vc = S::set1(c), vl = S::set1(log_sum);
+  auto one = [&](V xv) {
+    V xc = S::mul(xv, vc);
+    V l = vlog1p<T>(S::abs(xc));
+    return S::sub(S::select(S::le(S::zero(), xc), l, S::sub(S::zero(), l)), vl);
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, one(S::load(x + i))); },
+      [&](size_t i, size_t r) { S::store_tail(y + i, one(S::load_tail(x + i, r, T(0))), r); });
+}
+
+// StableMax VJP. With p = s/S and s'(x) = 1 (x >= 0) or s^2 (x < 0), s'/s = 1/a on both branches:
+//   kLog = false: dx_i = c s'_i/S (dy_i - g) = c p_i (dy_i - g) / a_i
+//   kLog = true:  dx_i = c (s'_i/s_i dy_i - s'_i/S G) = c (dy_i - G p_i) / a_i
+template <class T, bool kLog>
+void backward_store_impl(const T* x, const T* dy, T* dx, size_t n, T c, T sc, T inv, T w, T gsum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vc = S::set1(c), vsc = S::set1(sc), vinv = S::set1(inv), vw = S::set1(w), vg = S::set1(gsum);
+  auto one = [&](V xv, V dv) {
+    Arg<T> g = arg<T>(xv, vc);
+    V p = prob<T>(g, vsc, vinv, vw);
+    V t = kLog ? S::fnma(vg, p, dv) : S::mul(p, S::sub(dv, vg));
+    return S::div(S::mul(t, vc), g.a);
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(dx + i, one(S::load(x + i), S::load(dy + i))); },
+      [&](size_t i, size_t r) {
+        S::store_tail(dx + i, one(S::load_tail(x + i, r, T(0)), S::load_tail(dy + i, r, T(0))), r);
+      });
+}
+
+template <class T>
+void backward_store(const T* x, const T* dy, T* dx, size_t n, T c, T sc, T inv, T w, T g) {
+  backward_store_impl<T, false>(x, dy, dx, n, c, sc, inv, w, g);
+}
+template <class T>
+void log_backward_store(const T* x, const T* dy, T* dx, size_t n, T c, T sc, T inv, T w, T g) {
+  backward_store_impl<T, true>(x, dy, dx, n, c, sc, inv, w, g);
+}
+
+template <class T, bool kLog1p>
+void log_array(const T* x, T* y, size_t n) {
+  using S = Simd<T>;
+  auto f = [](typename S::V v) { return kLog1p ? vlog1p<T>(v) : vlog<T>(v); };
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(y + i, f(S::load(x + i))); },
+      [&](size_t i, size_t r) { S::store_tail(y + i, f(S::load_tail(x + i, r, T(1))), r); });
+}
+
+template <class T>
 StablemaxKernels<T> make_stablemax_kernels() {
   StablemaxKernels<T> k{};
+  k.sum = sum<T>;
+  k.sum_dot = sum_dot<T>;
+  k.sum_total = sum_total<T>;
+  k.store = store<T>;
+  k.log_store = log_store<T>;
+  k.backward_store = backward_store<T>;
+  k.log_backward_store = log_backward_store<T>;
+  k.log = log_array<T, false>;
+  k.log1p = log_array<T, true>;
   return k;
 }
 

@@ -1,0 +1,153 @@
+// entropy and collapse_fraction drivers: argument checks, N-D row planning (gather for strided
+// rows), threading and the per-row finish in double. Kernels live in entropy_kernels-inl.h.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "logitkit/entropy.h"
+#include "logitkit/error.h"
+#include "runtime/kernel_table.h"
+#include "runtime/rows.h"
+#include "entropy/entropy_kernels.h"
+
+namespace logitkit {
+namespace {
+
+template <class T>
+T inverse_temperature(double temperature) {
+  if (!(temperature > 0.0) || !std::isfinite(temperature))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "must be a finite number > 0, got " + std::to_string(temperature));
+  const T c = static_cast<T>(1.0 / temperature);
+  if (!std::isfinite(c) || !(c > T(0)))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
+  return c;
+}
+
+// A view of `out` with x's rank: the reduced axis gets extent x.shape[axis] and stride 0.
+template <class T>
+ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {
+  ArrayView<T> full;
+  full.data = out.data;
+  full.ndim = x.ndim;
+  bool ok = out.ndim == x.ndim - 1 || out.ndim == x.ndim;
+  for (int d = 0, s = 0; ok && d < x.ndim; ++d) {
+    if (out.ndim == x.ndim - 1 && d == axis) continue;
+    const int src = out.ndim == x.ndim ? d : s++;
+    ok = d == axis ? out.shape[src] == 1 : out.shape[src] == x.shape[d];
+    full.strides[d] = out.strides[src];
+  }
+  if (!ok)
+    throw Error(Error::Kind::kInvalidArgument, name,
+                "shape must be x's shape without the reduced axis (or with it kept as 1)");
+  for (int d = 0; d < x.ndim; ++d) full.shape[d] = x.shape[d];
+  full.strides[axis] = 0;
+  return full;
+}
+
+// Calls row(r, xr, n) for every row of x along `axis` (rows planned together with `other`, a view
+// of x's shape such as the expanded output). Strided rows are gathered into per-thread scratch.
+template <class T, class Row>
+void for_each_row(const ArrayView<const T>& x, const int64_t* other_strides, int axis, Row&& row) {
+  const int64_t* strides[2] = {x.strides, other_strides};
+  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
+  if (p.rows == 0) return;
+  const size_t n = static_cast<size_t>(p.n);
+  if (p.contiguous(0) || p.n == 0) {
+    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) row(p, r, x.data + (p.n ? p.offset(0, r) : 0), n);
+    });
+    return;
+  }
+  const int64_t tile = gather_tile(p.n);
+  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+    T* buf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
+    for (int64_t r = r0; r < r1; r += tile) {
+      const int64_t count = std::min(tile, r1 - r);
+      gather_rows(x.data, p, 0, r, count, buf);
+      for (int64_t t = 0; t < count; ++t) row(p, r + t, buf + t * p.n, n);
+    }
+  });
+}
+
+// Entropy of one row from its max and sums: log k + log1p(u/k) - A/Z, all terms >= 0.
+template <class T>
+T finish_entropy(T m, size_t n, const EntropySums& s) {
+  if (n == 0 || !std::isfinite(m) || !(s.ties >= 1.0)) return std::numeric_limits<T>::quiet_NaN();
+  const double k = s.ties, z = k + s.untied;
+  return static_cast<T>(std::log(k) + std::log1p(s.untied / k) - s.zexp / z);
+}
+
+// Does softmax in `dtype` give p_max == 1 for a row whose unique max term is 1 and whose other
+// terms sum to r?
+bool collapsed(double r, CollapseDtype dtype) {
+  if (!(r >= 0.0)) return false;  // NaN
+  switch (dtype) {
+    case CollapseDtype::kFloat64:
+      return 1.0 + r == 1.0;
+    case CollapseDtype::kFloat32:
+      return 1.0f + static_cast<float>(r) == 1.0f;
+    case CollapseDtype::kFloat16:
+    case CollapseDtype::kBFloat16: {
+      // p in float, then rounded (to nearest even) to the 11- or 8-bit significand: it becomes 1
+      // when at least the midpoint 1 - 2^-12 (float16) or 1 - 2^-9 (bfloat16) below 1.
+      const float p = 1.0f / (1.0f + static_cast<float>(r));
+      return p >= (dtype == CollapseDtype::kFloat16 ? 1.0f - 0x1p-12f : 1.0f - 0x1p-9f);
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+template <class T>
+void entropy(ArrayView<const T> x, ArrayView<T> out, int axis, const EntropyOptions& options) {
+  check_view(x, "x");
+  check_view(out, "out");
+  axis = normalize_axis(axis, x.ndim);
+  const ArrayView<T> full = expand_reduced(out, x, axis, "out");
+  const T c = inverse_temperature<T>(options.temperature);
+  const auto& sm = kernels().softmax.get<T>();
+  const auto& k = kernels().entropy.get<T>();
+  for_each_row<T>(x, full.strides, axis, [&](const RowPlan& p, int64_t r, const T* xr, size_t n) {
+    const T m = n ? sm.max(xr, n) : T(0);
+    EntropySums s{0.0, 0.0, 0.0};
+    if (n && std::isfinite(m)) s = k.sums(xr, n, m, c);
+    out.data[p.offset(1, r)] = finish_entropy<T>(m, n, s);
+  });
+}
+
+template <class T>
+double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
+  check_view(x, "x");
+  axis = normalize_axis(axis, x.ndim);
+  if ((dtype == CollapseDtype::kFloat64) != (sizeof(T) == 8))
+    throw Error(Error::Kind::kInvalidArgument, "dtype",
+                "float64 collapse needs double logits and float32/float16/bfloat16 collapse float logits");
+  const auto& sm = kernels().softmax.get<T>();
+  std::atomic<int64_t> count{0};
+  int64_t rows = 1;
+  for (int d = 0; d < x.ndim; ++d)
+    if (d != axis) rows *= x.shape[d];
+  for_each_row<T>(x, x.strides, axis, [&](const RowPlan&, int64_t, const T* xr, size_t n) {
+    if (n == 0) return;
+    const T m = sm.max(xr, n);
+    if (!std::isfinite(m)) return;
+    const UntiedSum<T> u = sm.untied_sum(xr, nullptr, n, m, m, T(1));
+    if (u.tied_weight == T(1) && collapsed(static_cast<double>(u.sum), dtype))
+      count.fetch_add(1, std::memory_order_relaxed);
+  });
+  return rows == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(count.load()) / double(rows);
+}
+
+#define LOGITKIT_INSTANTIATE(T)                                                                      \
+  template LOGITKIT_API void entropy<T>(ArrayView<const T>, ArrayView<T>, int, const EntropyOptions&); \
+  template LOGITKIT_API double collapse_fraction<T>(ArrayView<const T>, int, CollapseDtype);
+LOGITKIT_INSTANTIATE(float)
+LOGITKIT_INSTANTIATE(double)
+#undef LOGITKIT_INSTANTIATE
+
+}  // namespace logitkit

@@ -1,0 +1,182 @@
+// stablemax / log_stablemax and their backward drivers: argument checks, the per-row choice of the
+// sum's power-of-two scale, N-D row planning and threading. Kernels live in stablemax_kernels-inl.h.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "logitkit/error.h"
+#include "logitkit/math.h"
+#include "logitkit/stablemax.h"
+#include "runtime/kernel_table.h"
+#include "runtime/rows.h"
+#include "stablemax/stablemax_kernels.h"
+
+namespace logitkit {
+namespace {
+
+// Sums outside [2^-K, 2^K) are recomputed with scale 2^-K (large) or 2^K (small): then 1/S' and
+// every s * sc that matters stay normal numbers. K leaves room for 2^32 elements of T's max value.
+template <class T>
+struct Scale;
+template <>
+struct Scale<float> {
+  static constexpr int kK = 64;
+};
+template <>
+struct Scale<double> {
+  static constexpr int kK = 512;
+};
+
+template <class T>
+T inverse_temperature(double temperature) {
+  if (!(temperature > 0.0) || !std::isfinite(temperature))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "must be a finite number > 0, got " + std::to_string(temperature));
+  const T c = static_cast<T>(1.0 / temperature);
+  if (!std::isfinite(c) || !(c > T(0)))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
+  return c;
+}
+
+// Per-row scalars of pass 2 (see stablemax_kernels.h for the notation).
+template <class T>
+struct RowScale {
+  T sc;
+  double sum;  // S' = sc * sum s
+  T inv() const { return static_cast<T>(1.0 / sum); }
+  T w() const {  // sc / S' = 1 / S; clamped only for a row of -max() entries (S = 1/max)
+    const double v = static_cast<double>(sc) / sum;
+    if (sum == 0.0) return static_cast<T>(v);  // all -inf: keeps 0 * inf = NaN
+    return static_cast<T>(std::min(v, static_cast<double>(std::numeric_limits<T>::max())));
+  }
+  double log_sum() const { return std::log(sum) - std::log(static_cast<double>(sc)); }
+};
+
+// Runs pass 1 (`pass(sc)` returns StablemaxSums) and repeats it once with a rescale when the sum
+// leaves the normal window. NaN, 0 (all -inf) and +inf-caused sums keep their IEEE meaning.
+template <class T, class Pass>
+StablemaxSums scaled_pass(Pass&& pass, T& sc) {
+  const double hi = std::ldexp(1.0, Scale<T>::kK), lo = std::ldexp(1.0, -Scale<T>::kK);
+  sc = T(1);
+  StablemaxSums r = pass(sc);
+  // The sum is taken in T within blocks, so a float overflow shows up as inf here.
+  const double s = static_cast<T>(r.sum);
+  if (std::isnan(s) || s == 0.0 || (s >= lo && s < hi)) return r;
+  sc = static_cast<T>(s >= hi ? lo : hi);
+  return pass(sc);
+}
+
+// Calls row(x, dy, y, n) for every row of an N-D problem. dy may be null. Contiguous rows are
+// passed in place; strided rows are gathered into per-thread scratch and y scattered back.
+template <class T, class Row>
+void for_each_row(ArrayView<const T> x, const ArrayView<const T>* dy, ArrayView<T> y, int axis, Row&& row) {
+  const int64_t* strides[3] = {x.strides, y.strides, dy ? dy->strides : x.strides};
+  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 3, strides);
+  if (p.rows == 0 || p.n == 0) return;
+  const size_t n = static_cast<size_t>(p.n);
+  if (p.contiguous(0) && p.contiguous(1) && (!dy || p.contiguous(2))) {
+    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        row(x.data + p.offset(0, r), dy ? dy->data + p.offset(2, r) : nullptr, y.data + p.offset(1, r), n);
+    });
+    return;
+  }
+  const int64_t tile = gather_tile(p.n);
+  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+    T* xbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
+    T* dbuf = dy ? thread_scratch<T>(static_cast<size_t>(tile * p.n), 1) : nullptr;
+    for (int64_t r = r0; r < r1; r += tile) {
+      const int64_t count = std::min(tile, r1 - r);
+      gather_rows(x.data, p, 0, r, count, xbuf);
+      if (dy) gather_rows(dy->data, p, 2, r, count, dbuf);
+      for (int64_t t = 0; t < count; ++t)  // each kernel reads x[i] (and dy[i]) before writing y[i]
+        row(xbuf + t * p.n, dy ? dbuf + t * p.n : nullptr, xbuf + t * p.n, n);
+      scatter_rows(xbuf, p, 1, r, count, y.data);
+    }
+  });
+}
+
+template <class T>
+void forward(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options, bool log) {
+  check_view(x, "x");
+  check_view(y, "y");
+  check_same_shape(y, x.ndim, x.shape, "y", "x");
+  axis = normalize_axis(axis, x.ndim);
+  const T c = inverse_temperature<T>(options.temperature);
+  const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
+  for_each_row<T>(x, nullptr, y, axis, [&](const T* xr, const T*, T* yr, size_t n) {
+    T sc;
+    const StablemaxSums s = scaled_pass<T>([&](T scale) { return StablemaxSums{k.sum(xr, n, c, scale), 0.0}; }, sc);
+    const RowScale<T> rs{sc, s.sum};
+    if (log) {
+      k.log_store(xr, yr, n, c, static_cast<T>(rs.log_sum()));
+    } else {
+      k.store(xr, yr, n, c, sc, rs.inv(), rs.w());
+    }
+  });
+}
+
+template <class T>
+void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis, const StablemaxOptions& options,
+              bool log) {
+  check_view(x, "x");
+  check_view(dy, "dy");
+  check_view(dx, "dx");
+  check_same_shape(dy, x.ndim, x.shape, "dy", "x");
+  check_same_shape(dx, x.ndim, x.shape, "dx", "x");
+  axis = normalize_axis(axis, x.ndim);
+  const T c = inverse_temperature<T>(options.temperature);
+  const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
+  for_each_row<T>(x, &dy, dx, axis, [&](const T* xr, const T* dr, T* yr, size_t n) {
+    T sc;
+    const StablemaxSums s = scaled_pass<T>(
+        [&](T scale) { return log ? k.sum_total(xr, dr, n, c, scale) : k.sum_dot(xr, dr, n, c, scale); }, sc);
+    const RowScale<T> rs{sc, s.sum};
+    if (log) {  // G = sum dy
+      k.log_backward_store(xr, dr, yr, n, c, sc, rs.inv(), rs.w(), static_cast<T>(s.other));
+    } else {  // g = sum p dy = (sum sc s dy) / S'
+      k.backward_store(xr, dr, yr, n, c, sc, rs.inv(), rs.w(), static_cast<T>(s.other / s.sum));
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+void stablemax(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options) {
+  forward<T>(x, y, axis, options, false);
+}
+template <class T>
+void log_stablemax(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options) {
+  forward<T>(x, y, axis, options, true);
+}
+template <class T>
+void stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                        const StablemaxOptions& options) {
+  backward<T>(x, dy, dx, axis, options, false);
+}
+template <class T>
+void log_stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                            const StablemaxOptions& options) {
+  backward<T>(x, dy, dx, axis, options, true);
+}
+
+void vlog(const float* x, float* y, size_t n) { kernels().stablemax.get<float>().log(x, y, n); }
+void vlog(const double* x, double* y, size_t n) { kernels().stablemax.get<double>().log(x, y, n); }
+void vlog1p(const float* x, float* y, size_t n) { kernels().stablemax.get<float>().log1p(x, y, n); }
+void vlog1p(const double* x, double* y, size_t n) { kernels().stablemax.get<double>().log1p(x, y, n); }
+
+#define LOGITKIT_INSTANTIATE(T)                                                                                   \
+  template LOGITKIT_API void stablemax<T>(ArrayView<const T>, ArrayView<T>, int, const StablemaxOptions&);        \
+  template LOGITKIT_API void log_stablemax<T>(ArrayView<const T>, ArrayView<T>, int, const StablemaxOptions&);    \
+  template LOGITKIT_API void stablemax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int,     \
+                                                   const StablemaxOptions&);                                      \
+  template LOGITKIT_API void log_stablemax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int, \
+                                                       const StablemaxOptions&);
+LOGITKIT_INSTANTIATE(float)
+LOGITKIT_INSTANTIATE(double)
+#undef LOGITKIT_INSTANTIATE
+
+}  // namespace logitkit
