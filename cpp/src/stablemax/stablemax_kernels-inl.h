@@ -51,12 +51,13 @@ inline typename Simd<T>::V scaled_s(Arg<T> g, typename Simd<T>::V sc) {
 }
 
 // p = s / S: (a sc) / S' for c x >= 0, (sc / S') / a otherwise. Each form keeps its
-// intermediates normal whenever p is (see the driver's choice of sc).
+// intermediates normal whenever p is (see the driver's choice of sc). The rounded reciprocals
+// can overshoot 1 by an ulp (a one-element row), hence the min (second operand: NaN stays NaN).
 template <class T>
 inline typename Simd<T>::V prob(Arg<T> g, typename Simd<T>::V sc, typename Simd<T>::V inv,
                                 typename Simd<T>::V w) {
   using S = Simd<T>;
-  return S::select(g.pos, S::mul(S::mul(g.a, sc), inv), S::div(w, g.a));
+  return S::min(S::set1(T(1)), S::select(g.pos, S::mul(S::mul(g.a, sc), inv), S::div(w, g.a)));
 }
 
 template <class T>
