@@ -1,0 +1,123 @@
+"""Float64 NumPy references for the softmax core and the error bounds the tests hold them to.
+
+The references are computed in float64 from the exact input values (float32/float16/bfloat16
+inputs widen exactly), so their own error (~1e-16 relative) is negligible next to the bounds below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ALGORITHMS = ("three_pass_reload", "three_pass_recompute", "two_pass", "online")
+FLOATS = (np.float32, np.float64)
+
+# Unit roundoff of the compute dtype.
+EPS = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+# Smallest subnormal: outputs that underflow into the subnormal range lose relative precision,
+# so every comparison also allows a few of these absolutely.
+DENORM = {np.dtype(np.float32): 2.0**-149, np.dtype(np.float64): 2.0**-1074}
+
+
+def _row_max(z, axis):
+    with np.errstate(invalid="ignore"):
+        return np.max(z, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1, temperature=1.0):
+    z = np.asarray(x, dtype=np.float64) / temperature
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(z - _row_max(z, axis))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1, temperature=1.0):
+    z = np.asarray(x, dtype=np.float64) / temperature
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = z - _row_max(z, axis)
+        return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+
+
+def softmax_rtol(x, dtype, axis=-1, temperature=1.0):
+    """Per-element relative error bound of a float32/float64 softmax.
+
+    The dominant error is rounding z = (x - max)/T (or x/T for two_pass, which never subtracts
+    the max): an absolute error of |z| * eps in the exponent is a relative error of |z| * eps in
+    exp(z). On top come a few ulp from the vectorized exp, the product with 1/sum and the sum
+    itself (summed in blocks of 512 in the compute dtype, combined in double, so ~log2(512)
+    roundings at worst on positive terms). Hence eps * (64 + 2 (|x| + |max|) / T).
+    """
+    eps = EPS[np.dtype(dtype)]
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    return eps * (64 + 2 * (a + _row_max(a, axis)) / temperature)
+
+
+def assert_softmax_close(actual, x, axis=-1, temperature=1.0, dtype=None):
+    dtype = np.dtype(dtype or actual.dtype)
+    ref = softmax(x, axis, temperature)
+    rtol = softmax_rtol(x, dtype, axis, temperature)
+    assert_close(actual, ref, rtol, 4 * DENORM[dtype])
+
+
+def assert_log_softmax_close(actual, x, axis=-1, temperature=1.0, dtype=None):
+    """Absolute error bound: log_softmax = z - max - lse, each rounding worth about one ulp of
+    its magnitude, plus lse's own error (log1p of the untied sum, ~eps relative to the sum)."""
+    dtype = np.dtype(dtype or actual.dtype)
+    eps = EPS[dtype]
+    ref = log_softmax(x, axis, temperature)
+    a = np.abs(np.asarray(x, dtype=np.float64)) / temperature
+    atol = eps * (32 + 4 * a + 4 * _row_max(a, axis) + 4 * np.abs(ref))
+    assert_close(actual, ref, 0.0, atol)
+
+
+def logsumexp(x, axis=-1, b=None):
+    """Float64 logsumexp with the sign of the sum and the sum's condition number
+    sum|b e^x| / |sum b e^x| (large where weights of both signs cancel)."""
+    z = np.asarray(x, dtype=np.float64)
+    w = np.ones_like(z) if b is None else np.broadcast_to(np.asarray(b, dtype=np.float64), z.shape)
+    m = np.max(np.where(w != 0, z, -np.inf), axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        terms = np.where(w != 0, w * np.exp(z - m), 0.0)
+        s = np.sum(terms, axis=axis, keepdims=True)
+        cond = np.sum(np.abs(terms), axis=axis, keepdims=True) / np.abs(s)
+        lse = np.log(np.abs(s)) + m
+    return np.squeeze(lse, axis), np.squeeze(np.sign(s), axis), np.squeeze(cond, axis)
+
+
+def assert_logsumexp_close(actual, x, dtype, axis=-1, b=None):
+    """|error| <= eps (16 + 4 |max| + 4 |lse| + 64 cond): the shift by the max and the final
+    add are one rounding each of their magnitude; a relative error d of the sum is an absolute
+    error d of its log, and d grows with the cancellation (cond) between signed weights."""
+    eps = EPS[np.dtype(dtype)]
+    ref, _, cond = logsumexp(x, axis, b)
+    z = np.asarray(x, dtype=np.float64)
+    big = np.max(np.abs(np.where(np.isfinite(z), z, 0.0)), axis=axis)
+    atol = eps * (16 + 4 * big + 4 * np.abs(np.where(np.isfinite(ref), ref, 0)) + 64 * cond)
+    assert_close(np.asarray(actual, dtype=np.float64), ref, 0.0, atol)
+
+
+def assert_close(actual, ref, rtol, atol):
+    """|actual - ref| <= rtol |ref| + atol elementwise; NaN and infinities must match exactly."""
+    actual = np.asarray(actual, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert actual.shape == ref.shape, (actual.shape, ref.shape)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(ref), err_msg="NaN positions differ")
+    special = ~np.isfinite(ref)
+    np.testing.assert_array_equal(actual[special], ref[special], err_msg="infinities differ")
+    with np.errstate(invalid="ignore"):
+        err = np.abs(actual - ref)
+        bound = np.broadcast_to(rtol * np.abs(ref) + atol, ref.shape)
+    bad = np.isfinite(ref) & ~(err <= bound)
+    if bad.any():
+        i = np.flatnonzero(bad.ravel())[0]
+        raise AssertionError(
+            f"{bad.sum()} of {bad.size} elements out of bounds; first at flat index {i}: "
+            f"actual {actual.ravel()[i]!r}, reference {ref.ravel()[i]!r}, "
+            f"error {err.ravel()[i]:.3e} > bound {bound.ravel()[i]:.3e}"
+        )
+
+
+def bits(a):
+    """Bitwise view for identity checks (NaN payloads included)."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint8)
