@@ -31,10 +31,16 @@ def softmax(x, axis=-1, temperature=1.0):
 
 
 def log_softmax(x, axis=-1, temperature=1.0):
+    """z - max - log(k + r) for k entries tied at the max and r the sum over the others, taken
+    as log(k) + log1p(r / k) so that the max entry's tiny result (~ -r) keeps full precision."""
     z = np.asarray(x, dtype=np.float64) / temperature
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         s = z - _row_max(z, axis)
-        return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+        tied = s == 0
+        k = np.sum(tied, axis=axis, keepdims=True)
+        r = np.sum(np.where(tied, 0.0, np.exp(s)), axis=axis, keepdims=True)
+        lse = np.where(k > 0, np.log(k) + np.log1p(r / np.maximum(k, 1)), np.log(r))
+        return s - lse
 
 
 def softmax_rtol(x, dtype, axis=-1, temperature=1.0):
