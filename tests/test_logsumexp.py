@@ -210,6 +210,14 @@ def test_int_promotes_to_float64(isa, dtype):
     np.testing.assert_allclose(y, scipy_lse(x.astype(np.float64), axis=-1), rtol=1e-15)
 
 
+def test_non_native_byte_order_and_empty_axes(isa):
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(logitkit.logsumexp(x.astype(">f8"), b=np.ones(3, ">f4")), scipy_lse(x, axis=-1), rtol=1e-15)
+    # axis=() reduces over nothing: log(exp(x)) = x, as in SciPy.
+    np.testing.assert_array_equal(logitkit.logsumexp(x, axis=()), scipy_lse(x, axis=()))
+    assert logitkit.logsumexp(x, axis=(), keepdims=True).shape == (2, 3)
+
+
 def test_unsupported_dtypes(isa):
     for x in (np.array([1j]), np.array([object()]), np.array(["s"])):
         with pytest.raises(TypeError, match=r"x: unsupported dtype.*accepted"):

@@ -352,6 +352,40 @@ def test_unsupported_dtypes(isa, x):
         logitkit.softmax(x)
 
 
+def test_non_native_byte_order(isa, rng):
+    x = logits(rng, (3, 20), np.float64)
+    for dt in (">f8", ">f4", "<f4"):
+        xs = x.astype(dt)
+        y = logitkit.softmax(xs)
+        assert y.dtype == np.dtype(dt).newbyteorder("=")
+        assert_softmax_close(y, xs.astype(np.float64))
+
+
+def test_dtype_with_metadata(isa):
+    # A dtype equal to float32/float64 but carried by its own descriptor object (metadata).
+    for base in FLOATS:
+        dt = np.dtype(base, metadata={"unit": "nat"})
+        x = np.array([[1.0, 2.0, 4.0]], dt)
+        out = np.empty(x.shape, dt)
+        assert logitkit.softmax(x, out=out) is out
+        assert_softmax_close(out, x.astype(base))
+        assert_softmax_close(logitkit.softmax(x), x.astype(base))
+        assert logitkit.logsumexp(x, b=x)[0] == pytest.approx(float(np.log(np.sum(x * np.exp(x)))))
+
+
+def test_other_ml_dtypes_rejected(isa):
+    with pytest.raises(TypeError, match="x: unsupported dtype float8_e4m3fn"):
+        logitkit.softmax(np.ones(3, ml_dtypes.float8_e4m3fn))
+
+
+@pytest.mark.parametrize("dtype", REDUCED)
+def test_reduced_precision_in_place(isa, rng, dtype):
+    x = logits(rng, (4, 30), np.float32).astype(dtype)
+    expected = logitkit.softmax(x)
+    assert logitkit.softmax(x, out=x) is x
+    np.testing.assert_array_equal(x, expected)
+
+
 def test_bad_dtype_argument(isa):
     with pytest.raises(TypeError, match="dtype"):
         logitkit.softmax([1.0, 2.0], dtype=np.int32)
@@ -512,9 +546,12 @@ def test_bad_axis(isa):
             logitkit.softmax(x, axis=axis)
     with pytest.raises(ValueError, match="axis.*repeated"):
         logitkit.softmax(x, axis=(1, -1))
-    for axis in (1.0, "0", [0.5]):
+    for axis in (1.0, "0", [0.5], True, (np.bool_(False),)):
         with pytest.raises(TypeError, match="axis"):
             logitkit.softmax(x, axis=axis)
+    # NumPy integers are fine; axis=() is the empty set of axes: every element is its own group.
+    assert_softmax_close(logitkit.softmax(x, axis=np.int64(0)), x, axis=0)
+    np.testing.assert_array_equal(logitkit.softmax(x, axis=()), np.ones_like(x))
     with pytest.raises(np.exceptions.AxisError, match="axis"):
         logitkit.softmax(1.0, axis=1)
     assert issubclass(np.exceptions.AxisError, ValueError)
