@@ -51,7 +51,9 @@ def test_matches_reference(isa, rng, dtype, temperature):
     assert y.dtype == dtype and y.shape == x.shape
     assert_log_softmax_close(y, x, temperature=temperature)
     tx = torch.from_numpy(x.astype(np.float64) / temperature)
-    assert_close(y, torch.log_softmax(tx, -1).numpy(), 0.0, float(np.abs(y).max()) * 64 * EPS[np.dtype(dtype)] + 1e-300)
+    assert_close(
+        y, torch.log_softmax(tx, -1).numpy(), 0.0, float(np.abs(y).max()) * 64 * EPS[np.dtype(dtype)] + 1e-300
+    )
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -75,7 +77,9 @@ def test_every_tail_length(isa, rng, dtype):
         x[3, n // 2] = x[3].max() + 40  # one dominant entry
         y = logitkit.log_softmax(x)
         assert_log_softmax_close(y, x)
-        np.testing.assert_allclose(y[2], np.full(n, -np.log(n)), rtol=16 * EPS[np.dtype(dtype)], atol=4 * EPS[np.dtype(dtype)])
+        np.testing.assert_allclose(
+            y[2], np.full(n, -np.log(n)), rtol=16 * EPS[np.dtype(dtype)], atol=4 * EPS[np.dtype(dtype)]
+        )
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -92,7 +96,12 @@ def test_axes_and_views(isa, rng, dtype):
     x = logits(rng, (3, 4, 5), dtype)
     for axis in range(-3, 3):
         assert_log_softmax_close(logitkit.log_softmax(x, axis=axis), x, axis=axis)
-    for view in (x.transpose(2, 0, 1), x[::-1, :, ::-2], np.asfortranarray(x), np.broadcast_to(x[0, 0], (6, 5))):
+    for view in (
+        x.transpose(2, 0, 1),
+        x[::-1, :, ::-2],
+        np.asfortranarray(x),
+        np.broadcast_to(x[0, 0], (6, 5)),
+    ):
         for axis in range(view.ndim):
             assert_log_softmax_close(logitkit.log_softmax(view, axis=axis), view, axis=axis)
     # Tuple of axes and None match SciPy (which takes the same argument).
@@ -245,7 +254,11 @@ def test_all_negative_infinity_row(isa, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_thread_count_determinism(isa, threads, rng, dtype):
-    for x, axis in ((logits(rng, (3000, 37), dtype), -1), (logits(rng, (LONG,), dtype), -1), (logits(rng, (300, 200), dtype), 0)):
+    for x, axis in (
+        (logits(rng, (3000, 37), dtype), -1),
+        (logits(rng, (LONG,), dtype), -1),
+        (logits(rng, (300, 200), dtype), 0),
+    ):
         results = []
         for n in (1, 2, 3):
             logitkit.set_num_threads(n)
@@ -275,12 +288,18 @@ def test_bad_input(isa):
 # ---------------------------------------------------------------------------------------------
 # Properties
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def rows(dtype, max_abs=50.0):
     width = 32 if dtype is np.float32 else 64
-    return hnp.arrays(dtype, st.tuples(st.integers(1, 4), st.integers(1, 80)), elements=st.floats(-max_abs, max_abs, width=width))
+    return hnp.arrays(
+        dtype,
+        st.tuples(st.integers(1, 4), st.integers(1, 80)),
+        elements=st.floats(-max_abs, max_abs, width=width),
+    )
 
 
 @PROPERTY
@@ -318,13 +337,17 @@ def test_property_monotone_and_nonpositive(isa, data, dtype):
     order = np.argsort(x, axis=-1, kind="stable")
     assert (np.diff(np.take_along_axis(y, order, -1), axis=-1) >= 0).all()
     # log-probabilities exponentiate to a distribution
-    np.testing.assert_allclose(np.exp(y.astype(np.float64)).sum(-1), 1.0, rtol=1e-4 if dtype is np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        np.exp(y.astype(np.float64)).sum(-1), 1.0, rtol=1e-4 if dtype is np.float32 else 1e-12
+    )
 
 
 @PROPERTY
 @given(data=st.data(), dtype=st.sampled_from(FLOATS))
 def test_property_shift_invariance(isa, data, dtype):
-    x = data.draw(hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8)))
+    x = data.draw(
+        hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8))
+    )
     c = data.draw(st.integers(-1000, 1000))
     # x + c is exact and x - max is unchanged, so the result is bitwise the same.
     np.testing.assert_array_equal(bits(logitkit.log_softmax(x + dtype(c))), bits(logitkit.log_softmax(x)))

@@ -48,7 +48,12 @@ def test_matches_reference(isa, rng, dtype):
     assert y.dtype == dtype and y.shape == (13,)
     assert_logsumexp_close(y, x, dtype)
     assert_close(y, scipy_lse(x.astype(np.float64), axis=-1), 0.0, 64 * EPS[np.dtype(dtype)] * np.abs(y))
-    assert_close(y, torch.logsumexp(torch.from_numpy(x.astype(np.float64)), -1).numpy(), 0.0, 64 * EPS[np.dtype(dtype)] * np.abs(y))
+    assert_close(
+        y,
+        torch.logsumexp(torch.from_numpy(x.astype(np.float64)), -1).numpy(),
+        0.0,
+        64 * EPS[np.dtype(dtype)] * np.abs(y),
+    )
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -91,7 +96,12 @@ def test_axes_keepdims_views(isa, rng, dtype):
             ref = scipy_lse(x64, axis=axis, keepdims=keepdims)
             assert np.shape(y) == np.shape(ref), (axis, keepdims)
             assert_close(y, ref, 0.0, 64 * EPS[np.dtype(dtype)] * (1 + np.abs(ref)))
-    for view in (x.transpose(2, 0, 1), x[::-1, ::2, ::-1], np.asfortranarray(x), np.broadcast_to(x[0], (7, 4, 5))):
+    for view in (
+        x.transpose(2, 0, 1),
+        x[::-1, ::2, ::-1],
+        np.asfortranarray(x),
+        np.broadcast_to(x[0], (7, 4, 5)),
+    ):
         for axis in range(3):
             assert_logsumexp_close(logitkit.logsumexp(view, axis=axis), view, dtype, axis=axis)
 
@@ -212,7 +222,9 @@ def test_int_promotes_to_float64(isa, dtype):
 
 def test_non_native_byte_order_and_empty_axes(isa):
     x = np.arange(6.0).reshape(2, 3)
-    np.testing.assert_allclose(logitkit.logsumexp(x.astype(">f8"), b=np.ones(3, ">f4")), scipy_lse(x, axis=-1), rtol=1e-15)
+    np.testing.assert_allclose(
+        logitkit.logsumexp(x.astype(">f8"), b=np.ones(3, ">f4")), scipy_lse(x, axis=-1), rtol=1e-15
+    )
     # axis=() reduces over nothing: log(exp(x)) = x, as in SciPy.
     np.testing.assert_array_equal(logitkit.logsumexp(x, axis=()), scipy_lse(x, axis=()))
     assert logitkit.logsumexp(x, axis=(), keepdims=True).shape == (2, 3)
@@ -232,7 +244,18 @@ def test_unsupported_dtypes(isa):
 
 def special_rows(n):
     base = np.linspace(-2.0, 3.0, n)
-    for pattern in [(NAN,), (INF,), (-INF,), (INF, -INF), (INF, INF), (INF, NAN), (-INF, NAN), (-INF,) * n, (INF,) * n, (NAN,) * n]:
+    for pattern in [
+        (NAN,),
+        (INF,),
+        (-INF,),
+        (INF, -INF),
+        (INF, INF),
+        (INF, NAN),
+        (-INF, NAN),
+        (-INF,) * n,
+        (INF,) * n,
+        (NAN,) * n,
+    ]:
         for start in sorted({0, n - 1}):
             idx = [(start + 3 * k) % n for k in range(len(pattern))]
             if len(set(idx)) == len(pattern):
@@ -375,12 +398,18 @@ def test_bad_input(isa):
 # ---------------------------------------------------------------------------------------------
 # Properties
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def rows(dtype, max_abs=80.0):
     width = 32 if dtype is np.float32 else 64
-    return hnp.arrays(dtype, st.tuples(st.integers(1, 4), st.integers(1, 80)), elements=st.floats(-max_abs, max_abs, width=width))
+    return hnp.arrays(
+        dtype,
+        st.tuples(st.integers(1, 4), st.integers(1, 80)),
+        elements=st.floats(-max_abs, max_abs, width=width),
+    )
 
 
 @PROPERTY
@@ -402,7 +431,9 @@ def test_property_definition(isa, data, dtype):
 def test_property_shift(isa, data, dtype):
     # x + c is exact for multiples of 1/8 and integer c, and the max shift is exact, so
     # logsumexp(x + c) = logsumexp(x) + c up to the rounding of that final add.
-    x = data.draw(hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8)))
+    x = data.draw(
+        hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8))
+    )
     c = data.draw(st.integers(-1000, 1000))
     y0 = float(logitkit.logsumexp(x))
     y1 = float(logitkit.logsumexp(x + dtype(c)))

@@ -128,7 +128,8 @@ def test_env_isa_invalid_raises_on_first_call(value):
         pytest.skip(f"{value} is available here")
     code = (
         "import numpy as np, logitkit\n"  # importing must work
-        "for f in (logitkit.isa, lambda: logitkit.softmax(np.ones(3)), lambda: logitkit.logsumexp(np.ones(3))):\n"
+        "calls = (logitkit.isa, lambda: logitkit.softmax(np.ones(3)), lambda: logitkit.logsumexp(np.ones(3)))\n"
+        "for f in calls:\n"
         "    try:\n"
         "        f()\n"
         "        print('NO ERROR')\n"

@@ -77,7 +77,7 @@ def test_algorithms_agree(isa, rng, dtype):
     results = {a: logitkit.softmax(x, algorithm=a) for a in ALL_ALGORITHMS}
     # Each is within softmax_rtol of the exact value, so any two are within twice that.
     rtol = 2 * softmax_rtol(x, dtype)
-    for a, y in results.items():
+    for y in results.values():
         assert_close(y, results["three_pass_reload"], rtol, 0.0)
         assert_softmax_close(y, x)
     # auto picks three_pass_reload for rows that fit in cache.
@@ -190,7 +190,14 @@ def test_size_one_and_empty_axes(isa, dtype):
     x = np.arange(6, dtype=dtype).reshape(2, 3, 1)
     np.testing.assert_array_equal(logitkit.softmax(x, axis=-1), np.ones_like(x))
     assert_softmax_close(logitkit.softmax(x, axis=1), x, axis=1)
-    for shape, axis in [((0,), 0), ((3, 0), -1), ((0, 3), -1), ((0, 3), 0), ((2, 0, 4), 1), ((2, 0, 4), None)]:
+    for shape, axis in [
+        ((0,), 0),
+        ((3, 0), -1),
+        ((0, 3), -1),
+        ((0, 3), 0),
+        ((2, 0, 4), 1),
+        ((2, 0, 4), None),
+    ]:
         e = np.zeros(shape, dtype)
         y = logitkit.softmax(e, axis=axis)
         assert y.shape == shape and y.dtype == dtype
@@ -344,7 +351,12 @@ def test_int_and_bool_promote_to_float64(isa, dtype):
 
 @pytest.mark.parametrize(
     "x",
-    [np.array([1j, 2]), np.array([1, 2], dtype=object), np.array(["a", "b"]), np.array([1, 2], dtype="M8[s]")],
+    [
+        np.array([1j, 2]),
+        np.array([1, 2], dtype=object),
+        np.array(["a", "b"]),
+        np.array([1, 2], dtype="M8[s]"),
+    ],
     ids=["complex", "object", "str", "datetime"],
 )
 def test_unsupported_dtypes(isa, x):
@@ -409,7 +421,18 @@ INF, NAN = np.inf, np.nan
 def special_rows(n):
     """Rows of length n with special values placed both in full vectors and in the tail."""
     base = np.linspace(-2.0, 3.0, n)
-    patterns = [(NAN,), (INF,), (-INF,), (INF, -INF), (INF, INF), (INF, NAN), (-INF, NAN), (-INF,) * n, (INF,) * n, (NAN,) * n]
+    patterns = [
+        (NAN,),
+        (INF,),
+        (-INF,),
+        (INF, -INF),
+        (INF, INF),
+        (INF, NAN),
+        (-INF, NAN),
+        (-INF,) * n,
+        (INF,) * n,
+        (NAN,) * n,
+    ]
     for pattern in patterns:
         for start in sorted({0, n - 1}):
             idx = [(start + 3 * k) % n for k in range(len(pattern))]
@@ -597,7 +620,9 @@ def test_keyword_only(isa):
 # ---------------------------------------------------------------------------------------------
 # Properties
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def rows(dtype, max_abs=50.0):
@@ -625,7 +650,9 @@ def test_property_rows_sum_to_one(isa, data, dtype, algorithm):
 def test_property_shift_invariance(isa, data, dtype, algorithm):
     # Multiples of 1/8 below 2^10 plus an integer shift below 2^10 are exact in float32, so
     # x + c and x share x - max exactly; only two_pass (which never subtracts the max) differs.
-    x = data.draw(hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8)))
+    x = data.draw(
+        hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8))
+    )
     c = data.draw(st.integers(-1000, 1000))
     y0 = logitkit.softmax(x, algorithm=algorithm)
     y1 = logitkit.softmax(x + dtype(c), algorithm=algorithm)
@@ -668,4 +695,6 @@ def test_property_monotone(isa, data, dtype, algorithm):
     ties = np.diff(xs, axis=-1) == 0
     assert (np.diff(ys, axis=-1)[ties] == 0).all()
     # So the largest logit gets the largest probability.
-    np.testing.assert_array_equal(np.take_along_axis(y, np.argmax(x, axis=-1)[:, None], -1)[:, 0], y.max(axis=-1))
+    np.testing.assert_array_equal(
+        np.take_along_axis(y, np.argmax(x, axis=-1)[:, None], -1)[:, 0], y.max(axis=-1)
+    )
