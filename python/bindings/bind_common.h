@@ -12,9 +12,6 @@ namespace logitkit_py {
 
 namespace py = pybind11;
 
-// Wraps a float32/float64 array of exactly dtype T as a view (byte strides -> element strides).
-// The Python layer guarantees dtype, alignment and writability; these checks only stop misuse of
-// the private module from crashing.
 // Whether `a` holds T. Compares dtypes by equivalence, not descriptor identity: a float64 array
 // can carry its own descriptor object (dtype metadata, a spelled-out native byte order).
 template <class T>
@@ -22,6 +19,9 @@ bool has_dtype(const py::array& a) {
   return py::isinstance<py::array_t<T>>(a);
 }
 
+// Wraps a float32/float64 array of exactly dtype T as a view (byte strides -> element strides).
+// The Python layer guarantees dtype, alignment and writability; these checks only stop misuse of
+// the private module from crashing.
 template <class T>
 logitkit::ArrayView<T> view_of(const py::array& a, const char* name, bool writable) {
   if (!has_dtype<std::remove_const_t<T>>(a))
