@@ -12,12 +12,19 @@ namespace logitkit_py {
 
 namespace py = pybind11;
 
+// Whether `a` holds T. Compares dtypes by equivalence, not descriptor identity: a float64 array
+// can carry its own descriptor object (dtype metadata, a spelled-out native byte order).
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::isinstance<py::array_t<T>>(a);
+}
+
 // Wraps a float32/float64 array of exactly dtype T as a view (byte strides -> element strides).
 // The Python layer guarantees dtype, alignment and writability; these checks only stop misuse of
 // the private module from crashing.
 template <class T>
 logitkit::ArrayView<T> view_of(const py::array& a, const char* name, bool writable) {
-  if (!a.dtype().is(py::dtype::of<std::remove_const_t<T>>()))
+  if (!has_dtype<std::remove_const_t<T>>(a))
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<std::remove_const_t<T>>())) + ", got " +
                          std::string(py::str(a.dtype())));
@@ -38,6 +45,6 @@ logitkit::ArrayView<T> view_of(const py::array& a, const char* name, bool writab
   return v;
 }
 
-inline bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+inline bool is_f32(const py::array& a) { return has_dtype<float>(a); }
 
 }  // namespace logitkit_py

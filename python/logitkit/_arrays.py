@@ -1,9 +1,9 @@
 """Argument handling shared by every op: dtypes, axes, ``out=``, and the paths that copy.
 
 Copies happen only where documented: integer/bool input (promoted to float64), float16/bfloat16
-(computed in float32), a ``dtype=`` that differs from the input, unaligned or oddly strided
-buffers, a tuple of axes that cannot be merged as a view, and an ``out=`` that overlaps the
-input without being it. Everything else reaches C++ as the caller's buffer, any strides.
+(computed in float32), a ``dtype=`` that differs from the input, non-native byte order, unaligned
+or oddly strided buffers, a tuple of axes that cannot be merged as a view, and an ``out=`` that
+overlaps the input without being it. Everything else reaches C++ as the caller's buffer, any strides.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ def as_array(x, name: str = "x") -> np.ndarray:
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
     dt = arr.dtype
+    if dt.kind == "f" and not dt.isnative:  # big-endian data on a little-endian host, or vice versa
+        arr = arr.astype(dt.type)
+        dt = arr.dtype
     if dt.kind in "biuf" or _is_supported_float(dt):
         if dt.kind == "f" and not _is_supported_float(dt):  # float128 and friends
             raise TypeError(f"{name}: unsupported dtype {dt}; accepted: {_ACCEPTED}")
@@ -105,6 +108,8 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
 
 
 def _one_axis(a, ndim: int) -> int:
+    if isinstance(a, bool | np.bool_):  # operator.index would take True as 1
+        raise TypeError(f"axis: expected an int, a tuple of ints or None, got {type(a).__name__}")
     try:
         a = operator.index(a)
     except TypeError:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator
+
+import numpy as np
 
 from . import _core
 
@@ -48,8 +51,12 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Sets the kernel thread count (>= 1). Results are bitwise identical for every count."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool | np.bool_):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    try:
+        n = operator.index(n)  # NumPy integers too
+    except TypeError:
+        raise TypeError(f"n: expected an int, got {type(n).__name__}") from None
     if not 1 <= n <= 1024:
         raise ValueError(f"n: number of threads must be in [1, 1024], got {n}")
     _core.set_num_threads(n)

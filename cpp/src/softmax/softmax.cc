@@ -32,9 +32,10 @@ void finish_logsumexp(T m, UntiedSum<T> u, T* out, T* sign) {
   constexpr T inf = std::numeric_limits<T>::infinity();
   const T nan = std::numeric_limits<T>::quiet_NaN();
   T result, sgn;
-  if (m == -inf) {  // every element is -inf or has zero weight: the sum is 0
-    result = -inf;
-    sgn = T(0);
+  if (m == -inf) {  // every element is -inf or has zero weight (the sum is 0), or a NaN hid the max
+    const bool has_nan = std::isnan(u.sum) || std::isnan(u.tied_weight);
+    result = has_nan ? nan : -inf;
+    sgn = has_nan ? nan : T(0);
   } else if (m == inf) {  // the sum is +-inf unless the weights at +inf cancel or a NaN is present
     const bool defined = u.tied_weight != T(0) && !std::isnan(u.sum);
     result = defined ? inf : nan;
@@ -226,8 +227,7 @@ void logsumexp_long_row(const SoftmaxKernels<T>& k, const T* x, const T* b, int6
   } else {
     m = row.max();
   }
-  UntiedSum<T> u{T(0), T(0)};
-  if (m != -std::numeric_limits<T>::infinity()) u = row.untied(b, m, std::isfinite(m) ? m : T(0), T(1));
+  const UntiedSum<T> u = row.untied(b, m, std::isfinite(m) ? m : T(0), T(1));  // see logsumexp_row
   finish_logsumexp<T>(m, u, out, sign);
 }
 

@@ -362,8 +362,8 @@ void log_softmax_row(const T* x, T* y, size_t n, T c) {
 template <class T>
 void logsumexp_row(const T* x, const T* b, size_t n, T* out, T* sign) {
   const T m = b ? weighted_max(x, b, n) : row_max(x, n);
-  UntiedSum<T> u{T(0), T(0)};
-  if (m != kNegInf<T>) u = untied_sum<T>(x, b, n, m, std::isfinite(m) ? m : T(0), T(1));
+  // Also summed when m == -inf: the max reduction can drop a NaN, which the sum still shows.
+  const UntiedSum<T> u = untied_sum<T>(x, b, n, m, std::isfinite(m) ? m : T(0), T(1));
   finish_logsumexp<T>(m, u, out, sign);
 }
 

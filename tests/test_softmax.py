@@ -1,0 +1,700 @@
+"""logitkit.softmax against float64 references, torch and SciPy, on every ISA, algorithm and layout."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import ml_dtypes
+import numpy as np
+import pytest
+import scipy.special
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from reference import (
+    ALGORITHMS,
+    EPS,
+    FLOATS,
+    assert_close,
+    assert_softmax_close,
+    bits,
+    softmax_rtol,
+)
+from reference import (
+    softmax as ref_softmax,
+)
+
+import logitkit
+
+ALL_ALGORITHMS = ("auto", *ALGORITHMS)
+LONG = (1 << 18) + 37  # >= 2^18 takes the chunked multi-thread path; +37 leaves a partial chunk
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count a test changes."""
+    before = logitkit.get_num_threads()
+    yield
+    logitkit.set_num_threads(before)
+
+
+def logits(rng, shape, dtype, scale=3.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy against the float64 reference
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+@pytest.mark.parametrize("temperature", [1.0, 0.25, 3.0, 100.0])
+def test_matches_reference(isa, rng, dtype, algorithm, temperature):
+    x = logits(rng, (9, 131), dtype)
+    y = logitkit.softmax(x, temperature=temperature, algorithm=algorithm)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_softmax_close(y, x, temperature=temperature)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_wide_range_logits(isa, rng, dtype):
+    # |x - max| up to ~600: outputs span from 1 down to underflow; the bound grows with |x - max|.
+    x = (rng.standard_normal((4, 300)) * 150).astype(dtype)
+    for algorithm in ALL_ALGORITHMS:
+        assert_softmax_close(logitkit.softmax(x, algorithm=algorithm), x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_algorithms_agree(isa, rng, dtype):
+    x = logits(rng, (16, 200), dtype)
+    results = {a: logitkit.softmax(x, algorithm=a) for a in ALL_ALGORITHMS}
+    # Each is within softmax_rtol of the exact value, so any two are within twice that.
+    rtol = 2 * softmax_rtol(x, dtype)
+    for y in results.values():
+        assert_close(y, results["three_pass_reload"], rtol, 0.0)
+        assert_softmax_close(y, x)
+    # auto picks three_pass_reload for rows that fit in cache.
+    np.testing.assert_array_equal(bits(results["auto"]), bits(results["three_pass_reload"]))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_every_tail_length(isa, rng, dtype, algorithm):
+    # 1..70 covers every remainder of the 4-vector unrolled loop for 1, 4, 8 and 16 lanes; the
+    # max is put last so that it sits in the masked tail, where lane padding must not leak in.
+    for n in range(1, 71):
+        x = logits(rng, (3, n), dtype)
+        x[1, -1] = x[1].max() + 1
+        x[2, :] = x[2, 0]  # all tied
+        y = logitkit.softmax(x, algorithm=algorithm)
+        assert_softmax_close(y, x)
+        np.testing.assert_allclose(y[2], np.full(n, 1.0 / n), rtol=64 * EPS[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_long_row(isa, rng, dtype, algorithm):
+    x = logits(rng, (LONG,), dtype)
+    y = logitkit.softmax(x, algorithm=algorithm)
+    assert_softmax_close(y, x)
+    assert abs(y.sum(dtype=np.float64) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_long_rows_several(isa, rng, algorithm):
+    x = logits(rng, (2, LONG), np.float32)
+    x[1] += 50  # a different max per row
+    assert_softmax_close(logitkit.softmax(x, algorithm=algorithm), x)
+
+
+def test_long_row_strided(isa, rng):
+    # Long rows that are not contiguous go through gather/scatter, not the chunked path.
+    x = logits(rng, (LONG, 2), np.float32)
+    assert_softmax_close(logitkit.softmax(x, axis=0), x, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes, axes and layouts
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_every_axis(isa, rng, dtype):
+    x = logits(rng, (3, 4, 5, 6), dtype)
+    for axis in range(-4, 4):
+        assert_softmax_close(logitkit.softmax(x, axis=axis), x, axis=axis)
+
+
+def _ref_over_axes(x, axes):
+    """Reference over a set of axes: move them last, flatten, softmax, undo."""
+    k = len(axes)
+    moved = np.moveaxis(np.asarray(x, np.float64), axes, range(x.ndim - k, x.ndim))
+    flat = moved.reshape(moved.shape[: x.ndim - k] + (-1,))
+    y = ref_softmax(flat).reshape(moved.shape)
+    return np.moveaxis(y, range(x.ndim - k, x.ndim), axes)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("axis", [(0, 2), (2, 0), (-1, 1), (0, 1, 2), (1,), None])
+def test_axis_tuple_and_none(isa, rng, dtype, axis):
+    x = logits(rng, (4, 3, 5), dtype)
+    y = logitkit.softmax(x, axis=axis)
+    axes = tuple(range(3)) if axis is None else tuple(sorted(a % 3 for a in axis))
+    ref = _ref_over_axes(x, axes)
+    assert_close(y, ref, float(softmax_rtol(x, dtype, axis=None).max()), 0.0)
+    np.testing.assert_allclose(y.sum(axis=axes, dtype=np.float64), 1.0, rtol=1e-5)
+    # SciPy's softmax takes the same axis argument.
+    np.testing.assert_allclose(y, scipy.special.softmax(x.astype(np.float64), axis=axis), rtol=1e-5)
+
+
+def test_axis_tuple_of_transposed_view(isa, rng):
+    x = logits(rng, (5, 4, 3), np.float64).transpose(2, 0, 1)
+    y = logitkit.softmax(x, axis=(0, 2))
+    assert_close(y, _ref_over_axes(x, (0, 2)), 1e-13, 0.0)
+
+
+def _views(rng, dtype):
+    base = logits(rng, (12, 40), dtype)
+    yield "transposed", base.T
+    yield "negative stride", base[::-1, ::-1]
+    yield "step 2 columns", base[:, ::2]
+    yield "step 3 rows", base[::3]
+    yield "fortran", np.asfortranarray(base)
+    yield "broadcast rows", np.broadcast_to(base[0], (5, 40))
+    yield "3-d permuted", logits(rng, (4, 6, 7), dtype).transpose(1, 2, 0)
+    # Misaligned buffer: float32 data at an odd byte offset.
+    raw = np.zeros(base.nbytes + 1, np.uint8)[1:].view(dtype).reshape(base.shape)
+    raw[...] = base
+    yield "misaligned", raw
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_views(isa, rng, dtype):
+    for name, x in _views(rng, dtype):
+        before = x.copy()
+        for axis in range(-x.ndim, x.ndim):
+            y = logitkit.softmax(x, axis=axis)
+            assert y.shape == x.shape, name
+            assert_softmax_close(y, x, axis=axis)
+        np.testing.assert_array_equal(x, before, err_msg=f"{name}: input modified")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_size_one_and_empty_axes(isa, dtype):
+    x = np.arange(6, dtype=dtype).reshape(2, 3, 1)
+    np.testing.assert_array_equal(logitkit.softmax(x, axis=-1), np.ones_like(x))
+    assert_softmax_close(logitkit.softmax(x, axis=1), x, axis=1)
+    for shape, axis in [
+        ((0,), 0),
+        ((3, 0), -1),
+        ((0, 3), -1),
+        ((0, 3), 0),
+        ((2, 0, 4), 1),
+        ((2, 0, 4), None),
+    ]:
+        e = np.zeros(shape, dtype)
+        y = logitkit.softmax(e, axis=axis)
+        assert y.shape == shape and y.dtype == dtype
+
+
+def test_scalars_and_lists(isa):
+    y = logitkit.softmax(3.5)
+    assert np.shape(y) == () and float(y) == 1.0
+    y = logitkit.softmax([1, 2, 3])  # integers promote to float64
+    assert y.dtype == np.float64
+    assert_softmax_close(y, np.array([1.0, 2.0, 3.0]))
+    y = logitkit.softmax([[1.0, 2.0], [3.0, 5.0]], axis=0)
+    assert_softmax_close(y, np.array([[1.0, 2.0], [3.0, 5.0]]), axis=0)
+    y = logitkit.softmax((0.5, 0.25), temperature=0.5)
+    assert_softmax_close(y, np.array([0.5, 0.25]), temperature=0.5)
+    y = logitkit.softmax(np.float32(2.0))
+    assert y.dtype == np.float32 and float(y) == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# out=
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_out(isa, rng, dtype):
+    x = logits(rng, (5, 33), dtype)
+    expected = logitkit.softmax(x)
+    out = np.full_like(x, np.nan)
+    assert logitkit.softmax(x, out=out) is out
+    np.testing.assert_array_equal(bits(out), bits(expected))
+    # A non-contiguous out, and an out in another supported dtype (cast on the way out).
+    out_t = np.full((33, 5), np.nan, dtype).T
+    assert logitkit.softmax(x, out=out_t) is out_t
+    np.testing.assert_array_equal(out_t, expected)
+    # Without dtype=, out's (supported float) dtype is the result dtype and decides the precision.
+    other = np.float32 if dtype is np.float64 else np.float64
+    out_o = np.empty(x.shape, other)
+    assert logitkit.softmax(x, out=out_o) is out_o
+    np.testing.assert_array_equal(out_o, logitkit.softmax(x, dtype=other))
+    assert_softmax_close(out_o, x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_in_place(isa, rng, dtype, axis):
+    x = logits(rng, (7, 45), dtype)
+    expected = logitkit.softmax(x, axis=axis)
+    y = x.copy()
+    assert logitkit.softmax(y, axis=axis, out=y) is y
+    np.testing.assert_array_equal(bits(y), bits(expected))
+    # In place on a strided view leaves the rest of the buffer alone.
+    buf = logits(rng, (7, 90), dtype)
+    keep = buf[:, 1::2].copy()
+    view = buf[:, ::2]
+    view_expected = logitkit.softmax(view.copy(), axis=axis)
+    logitkit.softmax(view, axis=axis, out=view)
+    np.testing.assert_array_equal(view, view_expected)
+    np.testing.assert_array_equal(buf[:, 1::2], keep)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_overlapping_out(isa, rng, dtype):
+    # out shares memory with x without being x: the result must be as if x were read first.
+    buf = logits(rng, (64,), dtype)
+    x, out = buf[:-3], buf[3:]
+    expected = logitkit.softmax(x.copy())
+    logitkit.softmax(x, out=out)
+    np.testing.assert_array_equal(buf[3:], expected)
+    buf = logits(rng, (6, 6), dtype)
+    x = buf.copy()
+    logitkit.softmax(buf, axis=1, out=buf.T)  # same memory, transposed layout
+    np.testing.assert_array_equal(buf.T, logitkit.softmax(x, axis=1))
+
+
+def test_out_errors(isa):
+    x = np.zeros((2, 3), np.float32)
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out.*read-only"):
+        logitkit.softmax(x, out=ro)
+    with pytest.raises(ValueError, match="out.*shape"):
+        logitkit.softmax(x, out=np.empty((3, 2), np.float32))
+    with pytest.raises(ValueError, match="out.*shape"):
+        logitkit.softmax(x, out=np.empty((2, 3, 1), np.float32))
+    for dt in (np.int32, np.bool_, np.complex64, object):
+        with pytest.raises(TypeError, match="out.*dtype"):
+            logitkit.softmax(x, out=np.empty((2, 3), dt))
+    with pytest.raises(TypeError, match="out.*ndarray"):
+        logitkit.softmax(x, out=[[0.0] * 3] * 2)
+    with pytest.raises(TypeError, match="out.*dtype"):
+        logitkit.softmax(x, dtype=np.float64, out=np.empty((2, 3), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# dtypes
+
+
+REDUCED = [np.float16, ml_dtypes.bfloat16]
+# Half-ulp of the output dtype relative (round to nearest) plus the float32 error.
+REDUCED_RTOL = {np.float16: 2.0**-11 + 2.0**-20, ml_dtypes.bfloat16: 2.0**-8 + 2.0**-20}
+
+
+@pytest.mark.parametrize("dtype", REDUCED)
+def test_reduced_precision(isa, rng, dtype):
+    x = logits(rng, (6, 77), np.float32).astype(dtype)
+    y = logitkit.softmax(x)
+    assert y.dtype == np.dtype(dtype)
+    ref = ref_softmax(x.astype(np.float64))
+    tiny = float(np.finfo(np.float16).smallest_subnormal) if dtype is np.float16 else 0.0
+    assert_close(y, ref, REDUCED_RTOL[dtype], tiny)
+    # Computed in float32, then rounded once: equal to the float32 result cast to the dtype.
+    np.testing.assert_array_equal(y, logitkit.softmax(x.astype(np.float32)).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", REDUCED)
+def test_reduced_precision_dtype_override(isa, rng, dtype):
+    x = logits(rng, (3, 20), np.float32).astype(dtype)
+    y = logitkit.softmax(x, dtype=np.float32)
+    assert y.dtype == np.float32
+    assert_softmax_close(y, x.astype(np.float64))
+    y64 = logitkit.softmax(x, dtype=np.float64)
+    assert y64.dtype == np.float64
+    assert_softmax_close(y64, x.astype(np.float64))
+    out = np.empty(x.shape, dtype)
+    assert logitkit.softmax(x, out=out) is out
+    np.testing.assert_array_equal(out, logitkit.softmax(x))
+
+
+def test_dtype_override(isa, rng):
+    x32 = logits(rng, (4, 50), np.float32)
+    y = logitkit.softmax(x32, dtype=np.float64)
+    assert y.dtype == np.float64
+    assert_softmax_close(y, x32.astype(np.float64))  # computed in float64: float64 bound holds
+    y = logitkit.softmax(x32.astype(np.float64), dtype="float32")
+    assert y.dtype == np.float32
+    assert_softmax_close(y, x32)
+    assert logitkit.softmax(x32, dtype=np.float16).dtype == np.float16
+    assert logitkit.softmax(x32, dtype=ml_dtypes.bfloat16).dtype == np.dtype(ml_dtypes.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16, np.bool_])
+def test_int_and_bool_promote_to_float64(isa, dtype):
+    # Every integer and bool dtype computes in float64. (SciPy follows NumPy's promotion instead:
+    # int8 -> float16, int16/uint16 -> float32, and rejects bool.)
+    x = np.array([[0, 1, 1], [1, 0, 0]], dtype=dtype)
+    y = logitkit.softmax(x)
+    assert y.dtype == np.float64
+    assert_close(y, scipy.special.softmax(x.astype(np.float64), axis=-1), 1e-15, 0.0)
+    assert logitkit.softmax(x, dtype=np.float32).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.array([1j, 2]),
+        np.array([1, 2], dtype=object),
+        np.array(["a", "b"]),
+        np.array([1, 2], dtype="M8[s]"),
+    ],
+    ids=["complex", "object", "str", "datetime"],
+)
+def test_unsupported_dtypes(isa, x):
+    with pytest.raises(TypeError, match=r"x: unsupported dtype.*accepted: float32, float64"):
+        logitkit.softmax(x)
+
+
+def test_non_native_byte_order(isa, rng):
+    x = logits(rng, (3, 20), np.float64)
+    for dt in (">f8", ">f4", "<f4"):
+        xs = x.astype(dt)
+        y = logitkit.softmax(xs)
+        assert y.dtype == np.dtype(dt).newbyteorder("=")
+        assert_softmax_close(y, xs.astype(np.float64))
+
+
+def test_dtype_with_metadata(isa):
+    # A dtype equal to float32/float64 but carried by its own descriptor object (metadata).
+    for base in FLOATS:
+        dt = np.dtype(base, metadata={"unit": "nat"})
+        x = np.array([[1.0, 2.0, 4.0]], dt)
+        out = np.empty(x.shape, dt)
+        assert logitkit.softmax(x, out=out) is out
+        assert_softmax_close(out, x.astype(base))
+        assert_softmax_close(logitkit.softmax(x), x.astype(base))
+        assert logitkit.logsumexp(x, b=x)[0] == pytest.approx(float(np.log(np.sum(x * np.exp(x)))))
+
+
+def test_other_ml_dtypes_rejected(isa):
+    with pytest.raises(TypeError, match="x: unsupported dtype float8_e4m3fn"):
+        logitkit.softmax(np.ones(3, ml_dtypes.float8_e4m3fn))
+
+
+@pytest.mark.parametrize("dtype", REDUCED)
+def test_reduced_precision_in_place(isa, rng, dtype):
+    x = logits(rng, (4, 30), np.float32).astype(dtype)
+    expected = logitkit.softmax(x)
+    assert logitkit.softmax(x, out=x) is x
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_bad_dtype_argument(isa):
+    with pytest.raises(TypeError, match="dtype"):
+        logitkit.softmax([1.0, 2.0], dtype=np.int32)
+    with pytest.raises(TypeError, match="dtype"):
+        logitkit.softmax([1.0, 2.0], dtype=np.complex64)
+    with pytest.raises(TypeError, match="dtype"):
+        logitkit.softmax([1.0, 2.0], dtype="not a dtype")
+
+
+def test_ragged_list(isa):
+    with pytest.raises(TypeError, match="x"):
+        logitkit.softmax([[1.0, 2.0], [3.0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Special values, with torch as the oracle
+
+INF, NAN = np.inf, np.nan
+
+
+def special_rows(n):
+    """Rows of length n with special values placed both in full vectors and in the tail."""
+    base = np.linspace(-2.0, 3.0, n)
+    patterns = [
+        (NAN,),
+        (INF,),
+        (-INF,),
+        (INF, -INF),
+        (INF, INF),
+        (INF, NAN),
+        (-INF, NAN),
+        (-INF,) * n,
+        (INF,) * n,
+        (NAN,) * n,
+    ]
+    for pattern in patterns:
+        for start in sorted({0, n - 1}):
+            idx = [(start + 3 * k) % n for k in range(len(pattern))]
+            if len(set(idx)) < len(pattern):
+                continue
+            row = base.copy()
+            row[idx] = pattern
+            yield row
+
+
+def _torch_softmax(x, axis=-1):
+    return torch.softmax(torch.from_numpy(np.ascontiguousarray(x)), dim=axis).numpy()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [1, 2, 5, 16, 37])
+def test_special_values_match_torch(isa, dtype, n):
+    rows = np.array(list(special_rows(n)), dtype=dtype)
+    expected = _torch_softmax(rows)
+    for algorithm in ALL_ALGORITHMS:
+        y = logitkit.softmax(rows, algorithm=algorithm)
+        assert_close(y, expected, 64 * EPS[np.dtype(dtype)], 0.0)
+    # SciPy agrees with torch on softmax of special values.
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(np.isnan(scipy.special.softmax(rows, axis=-1)), np.isnan(expected))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nan_anywhere_poisons_the_row(isa, rng, dtype):
+    for n in (1, 2, 3, 7, 8, 9, 16, 17, 33, 64, 65):
+        x = logits(rng, (n, n), dtype)
+        x[np.arange(n), np.arange(n)] = np.nan  # row r has its NaN at position r
+        for algorithm in ALL_ALGORITHMS:
+            assert np.isnan(logitkit.softmax(x, algorithm=algorithm)).all(), (n, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_extreme_finite_no_overflow(isa, algorithm):
+    # x - max would overflow for +-3e38 (float32) and +-1.7e308 (float64); the result must not.
+    for dtype, big in ((np.float32, 3e38), (np.float64, 1.7e308)):
+        x = np.array([[big, -big, big, 0.0], [-big, -big, -big, -big], [big, big - big / 2**20, 0, 0]], dtype)
+        y = logitkit.softmax(x, algorithm=algorithm)
+        expected = _torch_softmax(x)
+        assert np.isfinite(y).all(), (dtype, y)
+        assert_close(y, expected, 16 * EPS[np.dtype(dtype)], 0.0)
+        np.testing.assert_array_equal(y[0], [0.5, 0, 0.5, 0])
+        np.testing.assert_array_equal(y[1], [0.25] * 4)
+        np.testing.assert_array_equal(y[2], [1, 0, 0, 0])
+
+
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_large_logits_and_temperature(isa, algorithm):
+    # Large |x| with small T: the scaled values exceed the exp range; max subtraction keeps it finite.
+    x = np.array([1e4, 1e4 - 1, 1e4 - 1.5, -1e4, 0], np.float32)
+    y = logitkit.softmax(x, temperature=0.01, algorithm=algorithm)
+    assert_softmax_close(y, x, temperature=0.01)
+    assert y[0] == 1 and y[1] > 0 and (y[2:] == 0).all()  # e^-100 is a float32 subnormal, e^-150 is 0
+    x = np.array([2e6, 2e6 - 1, 2e6 + 1], np.float64)  # beyond the two-pass (mantissa, exponent) range
+    assert_softmax_close(logitkit.softmax(x, algorithm=algorithm), x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_subnormal_outputs(isa, dtype, algorithm):
+    # Outputs deep in the subnormal range must be rounded, not flushed to zero.
+    if dtype is np.float32:
+        x = np.array([0.0, -90.0, -100.0, -103.0, -104.0, -110.0], dtype)
+    else:
+        x = np.array([0.0, -700.0, -720.0, -740.0, -744.0, -746.0], dtype)
+    y = logitkit.softmax(x, algorithm=algorithm)
+    assert_softmax_close(y, x)
+    assert (y[1:4] > 0).all()
+    assert_close(y, _torch_softmax(x), 0.0, 2 * float(np.finfo(dtype).smallest_subnormal))
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads: bitwise identical results for any thread count
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_thread_count_determinism(isa, threads, rng, dtype, algorithm):
+    cases = [
+        (logits(rng, (3000, 37), dtype), -1),  # many short rows, split into tasks by size
+        (logits(rng, (LONG,), dtype), -1),  # one long row, split into chunks
+        (logits(rng, (300, 200), dtype), 0),  # strided rows through gather/scatter
+    ]
+    for x, axis in cases:
+        results = []
+        for n in (1, 2, 3):
+            logitkit.set_num_threads(n)
+            results.append(bits(logitkit.softmax(x, axis=axis, algorithm=algorithm)))
+        np.testing.assert_array_equal(results[0], results[1])
+        np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_gil_released_during_kernel(threads):
+    # No timing: with a huge switch interval Python never preempts a thread, so the main thread
+    # can only run while the worker is blocked or inside C code that released the GIL. The worker
+    # calls softmax until the main thread says stop (at most `cap` times); if the binding kept the
+    # GIL, the main thread could not say stop before the worker gave up.
+    logitkit.set_num_threads(1)
+    x = np.random.default_rng(0).standard_normal((64, 4096)).astype(np.float32)
+    out = np.empty_like(x)
+    cap = 2000
+    state = {"stop": False, "calls": 0}
+
+    def worker():
+        while not state["stop"] and state["calls"] < cap:
+            logitkit.softmax(x, out=out)
+            state["calls"] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        state["stop"] = True
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert state["calls"] < cap
+    assert_softmax_close(out, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_bad_axis(isa):
+    x = np.zeros((2, 3))
+    for axis in (2, -3, (0, 2), (5,)):
+        with pytest.raises(np.exceptions.AxisError, match="axis"):
+            logitkit.softmax(x, axis=axis)
+    with pytest.raises(ValueError, match="axis.*repeated"):
+        logitkit.softmax(x, axis=(1, -1))
+    for axis in (1.0, "0", [0.5], True, (np.bool_(False),)):
+        with pytest.raises(TypeError, match="axis"):
+            logitkit.softmax(x, axis=axis)
+    # NumPy integers are fine; axis=() is the empty set of axes: every element is its own group.
+    assert_softmax_close(logitkit.softmax(x, axis=np.int64(0)), x, axis=0)
+    np.testing.assert_array_equal(logitkit.softmax(x, axis=()), np.ones_like(x))
+    with pytest.raises(np.exceptions.AxisError, match="axis"):
+        logitkit.softmax(1.0, axis=1)
+    assert issubclass(np.exceptions.AxisError, ValueError)
+
+
+@pytest.mark.parametrize("temperature", [0, 0.0, -1.0, float("nan"), float("inf"), -float("inf")])
+def test_bad_temperature_value(isa, temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        logitkit.softmax([1.0, 2.0], temperature=temperature)
+
+
+@pytest.mark.parametrize("temperature", ["1", None, [1.0], True, 1j])
+def test_bad_temperature_type(isa, temperature):
+    with pytest.raises(TypeError, match="temperature"):
+        logitkit.softmax([1.0, 2.0], temperature=temperature)
+
+
+def test_temperature_numpy_scalars(isa):
+    x = np.array([1.0, 2.0, 4.0])
+    for t in (np.float32(2.0), np.float64(2.0), np.int64(2), 2):
+        assert_softmax_close(logitkit.softmax(x, temperature=t), x, temperature=2.0)
+
+
+def test_tiny_temperature_float32(isa):
+    # 1/T overflows float32: rejected with a clear error rather than producing inf/NaN.
+    with pytest.raises(ValueError, match="temperature"):
+        logitkit.softmax(np.ones(3, np.float32), temperature=1e-300)
+    y = logitkit.softmax(np.array([1.0, 2.0]), temperature=1e-300)  # fine in float64
+    np.testing.assert_array_equal(y, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("algorithm", ["fast", "", "Auto", None, 1])
+def test_bad_algorithm(isa, algorithm):
+    with pytest.raises(ValueError, match="algorithm"):
+        logitkit.softmax([1.0, 2.0], algorithm=algorithm)
+
+
+def test_keyword_only(isa):
+    with pytest.raises(TypeError):
+        logitkit.softmax([1.0, 2.0], -1, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def rows(dtype, max_abs=50.0):
+    width = 32 if dtype is np.float32 else 64
+    return hnp.arrays(
+        dtype,
+        st.tuples(st.integers(1, 4), st.integers(1, 80)),
+        elements=st.floats(-max_abs, max_abs, width=width),
+    )
+
+
+@PROPERTY
+@given(data=st.data(), dtype=st.sampled_from(FLOATS), algorithm=st.sampled_from(ALL_ALGORITHMS))
+def test_property_rows_sum_to_one(isa, data, dtype, algorithm):
+    x = data.draw(rows(dtype))
+    y = logitkit.softmax(x, algorithm=algorithm)
+    assert (y >= 0).all() and (y <= 1).all()
+    # Each element is within its relative bound, so the sum is within the largest bound.
+    err = np.abs(y.sum(axis=-1, dtype=np.float64) - 1)
+    assert (err <= softmax_rtol(x, dtype).max(axis=-1) + x.shape[-1] * EPS[np.dtype(dtype)]).all()
+
+
+@PROPERTY
+@given(data=st.data(), dtype=st.sampled_from(FLOATS), algorithm=st.sampled_from(ALL_ALGORITHMS))
+def test_property_shift_invariance(isa, data, dtype, algorithm):
+    # Multiples of 1/8 below 2^10 plus an integer shift below 2^10 are exact in float32, so
+    # x + c and x share x - max exactly; only two_pass (which never subtracts the max) differs.
+    x = data.draw(
+        hnp.arrays(dtype, st.integers(1, 70), elements=st.integers(-4000, 4000).map(lambda k: k / 8))
+    )
+    c = data.draw(st.integers(-1000, 1000))
+    y0 = logitkit.softmax(x, algorithm=algorithm)
+    y1 = logitkit.softmax(x + dtype(c), algorithm=algorithm)
+    if algorithm in ("two_pass", "auto"):
+        rtol = softmax_rtol(x, dtype) + softmax_rtol(x + dtype(c), dtype)
+        assert_close(y1, y0, rtol, 8 * float(np.finfo(dtype).smallest_subnormal))
+    else:
+        np.testing.assert_array_equal(bits(y1), bits(y0))
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    dtype=st.sampled_from(FLOATS),
+    algorithm=st.sampled_from(ALL_ALGORITHMS),
+    temperature=st.floats(0.05, 20.0),
+)
+def test_property_temperature_equivalence(isa, data, dtype, algorithm, temperature):
+    x = data.draw(rows(dtype, 20.0))
+    y = logitkit.softmax(x, temperature=temperature, algorithm=algorithm)
+    y_scaled = logitkit.softmax((x.astype(np.float64) / temperature).astype(dtype), algorithm=algorithm)
+    # Both are within their bounds of the exact softmax(x / T) (the scaled input's own rounding
+    # adds |x/T| eps, which the bound for x/T already contains).
+    rtol = softmax_rtol(x, dtype, temperature=temperature) * 2
+    tiny = 8 * float(np.finfo(dtype).smallest_subnormal)
+    assert_close(y, y_scaled, rtol, tiny)
+    assert_softmax_close(y, x, temperature=temperature)
+
+
+@PROPERTY
+@given(data=st.data(), dtype=st.sampled_from(FLOATS), algorithm=st.sampled_from(ALL_ALGORITHMS))
+def test_property_monotone(isa, data, dtype, algorithm):
+    # softmax is increasing in each logit within a row; the order (with ties) must survive rounding.
+    x = data.draw(rows(dtype))
+    y = logitkit.softmax(x, algorithm=algorithm)
+    order = np.argsort(x, axis=-1, kind="stable")
+    xs = np.take_along_axis(x, order, -1)
+    ys = np.take_along_axis(y, order, -1)
+    assert (np.diff(ys, axis=-1) >= 0).all()
+    ties = np.diff(xs, axis=-1) == 0
+    assert (np.diff(ys, axis=-1)[ties] == 0).all()
+    # So the largest logit gets the largest probability.
+    np.testing.assert_array_equal(
+        np.take_along_axis(y, np.argmax(x, axis=-1)[:, None], -1)[:, 0], y.max(axis=-1)
+    )
