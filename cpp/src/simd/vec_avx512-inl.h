@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #define LOGITKIT_TARGET avx512
 
@@ -60,6 +61,15 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
   static bool any(M m) { return m != 0; }
   static V select(M m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
+  // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
+  static M load_mask(const uint8_t* p) {
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm_test_epi8_mask(b, b);
+  }
+  static M load_mask_tail(const uint8_t* p, size_t n) {
+    __m128i b = _mm_maskz_loadu_epi8(first(n), p);
+    return _mm_test_epi8_mask(b, b);
+  }
 
   // 2^n for integral n in [-127, 127]; n == -127 gives +0.
   static V pow2i(V n) {
@@ -131,6 +141,14 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
   static bool any(M m) { return m != 0; }
   static V select(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
+  static M load_mask(const uint8_t* p) {
+    __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));  // 8 bytes, upper half zero
+    return static_cast<M>(_mm_test_epi8_mask(b, b));
+  }
+  static M load_mask_tail(const uint8_t* p, size_t n) {
+    __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>(first(n)), p);
+    return static_cast<M>(_mm_test_epi8_mask(b, b));
+  }
 
   // 2^n for integral n in [-1023, 1023]; n == -1023 gives +0.
   static V pow2i(V n) {
