@@ -265,7 +265,7 @@ UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c
       [&](size_t i, int k) { accumulate(S::load(x + i), kWeighted ? S::load(b + i) : one, k); },
       [&](size_t i, size_t r) {
         accumulate(S::load_tail(x + i, r, kNegInf<T>),
-                   kWeighted ? S::load_tail(b + i, r, T(0)) : S::zero(), 0);
+                   kWeighted ? S::load_tail(b + i, r, T(0)) : one, 0);
       });
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
