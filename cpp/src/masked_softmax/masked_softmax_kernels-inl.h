@@ -45,9 +45,9 @@ T masked_max(const T* x, const uint8_t* m, size_t n) {
   const auto ninf = S::set1(kNegInf<T>);
   typename S::V acc[4] = {ninf, ninf, ninf, ninf};
   for_vectors<S>(
-      n, [&](size_t i, int k) { acc[k] = S::max(acc[k], S::select(S::load_mask(m + i), S::load(x + i), ninf)); },
+      n, [&](size_t i, int k) { acc[k] = S::max(acc[k], S::blend(S::load_mask(m + i), S::load(x + i), ninf)); },
       [&](size_t i, size_t r) {
-        acc[0] = S::max(acc[0], S::select(S::load_mask_tail(m + i, r), S::load_tail(x + i, r, kNegInf<T>), ninf));
+        acc[0] = S::max(acc[0], S::blend(S::load_mask_tail(m + i, r), S::load_tail(x + i, r, kNegInf<T>), ninf));
       });
   return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
 }
@@ -67,13 +67,13 @@ T exp_store_sum_block(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c
   for_vectors<S>(
       n,
       [&](size_t i, int k) {
-        auto e = S::select(S::load_mask(m + i), vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc)), S::zero());
+        auto e = S::blend(S::load_mask(m + i), vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc)), S::zero());
         S::store(y + i, e);
         acc[k] = S::add(acc[k], e);
       },
       [&](size_t i, size_t r) {
         auto v = S::load_tail(x + i, r, kNegInf<T>);
-        auto e = S::select(S::load_mask_tail(m + i, r), vexp<T>(S::mul(S::sub(v, vs), vc)), S::zero());
+        auto e = S::blend(S::load_mask_tail(m + i, r), vexp<T>(S::mul(S::sub(v, vs), vc)), S::zero());
         S::store_tail(y + i, e, r);
         acc[0] = S::add(acc[0], e);
       });
@@ -99,11 +99,11 @@ T exp_sum(const T* x, const uint8_t* m, size_t n, T shift, T c) {
         len,
         [&](size_t i, int k) {
           auto e = vexp<T>(S::mul(S::sub(S::load(x + b + i), vs), vc));
-          acc[k] = S::add(acc[k], S::select(S::load_mask(m + b + i), e, S::zero()));
+          acc[k] = S::add(acc[k], S::blend(S::load_mask(m + b + i), e, S::zero()));
         },
         [&](size_t i, size_t r) {
           auto e = vexp<T>(S::mul(S::sub(S::load_tail(x + b + i, r, kNegInf<T>), vs), vc));
-          acc[0] = S::add(acc[0], S::select(S::load_mask_tail(m + b + i, r), e, S::zero()));
+          acc[0] = S::add(acc[0], S::blend(S::load_mask_tail(m + b + i, r), e, S::zero()));
         });
     total += S::reduce_add(sum4<T>(acc));
   });
@@ -127,10 +127,10 @@ void masked_scale(T* y, const uint8_t* m, size_t n, T s) {
   const auto vs = S::set1(s);
   for_vectors<S>(
       n,
-      [&](size_t i, int) { S::store(y + i, S::select(S::load_mask(m + i), S::mul(S::load(y + i), vs), S::zero())); },
+      [&](size_t i, int) { S::store(y + i, S::blend(S::load_mask(m + i), S::mul(S::load(y + i), vs), S::zero())); },
       [&](size_t i, size_t r) {
         auto v = S::mul(S::load_tail(y + i, r, T(0)), vs);
-        S::store_tail(y + i, S::select(S::load_mask_tail(m + i, r), v, S::zero()), r);
+        S::store_tail(y + i, S::blend(S::load_mask_tail(m + i, r), v, S::zero()), r);
       });
 }
 
@@ -148,8 +148,8 @@ UntiedSum<T> untied_sum(const T* x, const uint8_t* m, size_t n, T mx, T c) {
     auto accumulate = [&](V v, typename S::M inc, int k) {
       auto tie = S::mask_and(inc, S::eq(v, vm));
       V e = vexp<T>(S::mul(S::sub(v, vm), vc));
-      acc[k] = S::add(acc[k], S::select(S::mask_andnot(tie, inc), e, S::zero()));
-      ties[k] = S::add(ties[k], S::select(tie, one, S::zero()));
+      acc[k] = S::add(acc[k], S::blend(S::mask_andnot(tie, inc), e, S::zero()));
+      ties[k] = S::add(ties[k], S::blend(tie, one, S::zero()));
     };
     for_vectors<S>(
         len, [&](size_t i, int k) { accumulate(S::load(x + b + i), S::load_mask(m + b + i), k); },
@@ -171,11 +171,11 @@ void shift_store(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c, T o
       n,
       [&](size_t i, int) {
         auto v = S::sub(S::mul(S::sub(S::load(x + i), vs), vc), vo);
-        S::store(y + i, S::select(S::load_mask(m + i), v, ninf));
+        S::store(y + i, S::blend(S::load_mask(m + i), v, ninf));
       },
       [&](size_t i, size_t r) {
         auto v = S::sub(S::mul(S::sub(S::load_tail(x + i, r, T(0)), vs), vc), vo);
-        S::store_tail(y + i, S::select(S::load_mask_tail(m + i, r), v, ninf), r);
+        S::store_tail(y + i, S::blend(S::load_mask_tail(m + i, r), v, ninf), r);
       });
 }
 

@@ -60,6 +60,7 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return _mm256_andnot_ps(a, b); }
   static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }  // see vec_avx512-inl.h
   // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
   static M load_mask(const uint8_t* p) {
     return widen_mask(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
@@ -147,6 +148,7 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return _mm256_andnot_pd(a, b); }
   static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }
   static M load_mask(const uint8_t* p) {
     int bytes;
     std::memcpy(&bytes, p, 4);

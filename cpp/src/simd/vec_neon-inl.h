@@ -62,6 +62,7 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return vbicq_u32(b, a); }
   static bool any(M m) { return vmaxvq_u32(m) != 0; }
   static V select(M m, V a, V b) { return vbslq_f32(m, a, b); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }  // see vec_avx512-inl.h
   // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
   // The bytes are moved through a scalar so no lane reads past p[N - 1] (little-endian AArch64).
   static M load_mask(const uint8_t* p) {
@@ -142,6 +143,7 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return vbicq_u64(b, a); }
   static bool any(M m) { return (vgetq_lane_u64(m, 0) | vgetq_lane_u64(m, 1)) != 0; }
   static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }
   static M load_mask(const uint8_t* p) {
     uint16_t bytes;
     std::memcpy(&bytes, p, 2);

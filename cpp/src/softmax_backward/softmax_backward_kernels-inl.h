@@ -47,11 +47,11 @@ T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
         [&](size_t i, int k) {
           const size_t j = b + i;
           if constexpr (kLog && kMasked) {
-            acc[k] = S::add(acc[k], S::select(S::load_mask(m + j), S::load(dy + j), S::zero()));
+            acc[k] = S::add(acc[k], S::blend(S::load_mask(m + j), S::load(dy + j), S::zero()));
           } else if constexpr (kLog) {
             acc[k] = S::add(acc[k], S::load(dy + j));
           } else if constexpr (kMasked) {
-            acc[k] = S::add(acc[k], S::select(S::load_mask(m + j), S::mul(S::load(y + j), S::load(dy + j)), S::zero()));
+            acc[k] = S::add(acc[k], S::blend(S::load_mask(m + j), S::mul(S::load(y + j), S::load(dy + j)), S::zero()));
           } else {
             acc[k] = S::fma(S::load(y + j), S::load(dy + j), acc[k]);
           }
@@ -59,7 +59,7 @@ T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
         [&](size_t i, size_t r) {
           const size_t j = b + i;
           V t = kLog ? S::load_tail(dy + j, r, T(0)) : S::mul(S::load_tail(y + j, r, T(0)), S::load_tail(dy + j, r, T(0)));
-          if constexpr (kMasked) t = S::select(S::load_mask_tail(m + j, r), t, S::zero());
+          if constexpr (kMasked) t = S::blend(S::load_mask_tail(m + j, r), t, S::zero());
           acc[0] = S::add(acc[0], t);
         });
     total += S::reduce_add(sum4<T>(acc));
@@ -84,12 +84,12 @@ void row_store(const T* y, const T* dy, const uint8_t* m, T* dx, size_t n, T c, 
       n,
       [&](size_t i, int) {
         V v = value(S::load(y + i), S::load(dy + i));
-        if constexpr (kMasked) v = S::select(S::load_mask(m + i), v, S::zero());
+        if constexpr (kMasked) v = S::blend(S::load_mask(m + i), v, S::zero());
         S::store(dx + i, v);
       },
       [&](size_t i, size_t r) {
         V v = value(S::load_tail(y + i, r, T(0)), S::load_tail(dy + i, r, T(0)));
-        if constexpr (kMasked) v = S::select(S::load_mask_tail(m + i, r), v, S::zero());
+        if constexpr (kMasked) v = S::blend(S::load_mask_tail(m + i, r), v, S::zero());
         S::store_tail(dx + i, v, r);
       });
 }
