@@ -2,7 +2,8 @@
 
 Peers in the same process on the same inputs: torch.softmax(x.masked_fill(~mask, -inf)) (what
 attention code writes), torch._masked_softmax where it exists, and logitkit's unmasked softmax (the
-cost of the mask). Every op allocates its output; the "out=" column reuses a preallocated one.
+cost of the mask). Every op allocates its output; the "out=" column reuses a preallocated one
+("ratio out=" divides the peer's allocating time by it: torch's masked_fill allocates anyway).
 Median of --repeat runs after one warm-up; ratio = peer time / logitkit time (> 1: logitkit faster).
 
     python bench/bench_masked_softmax.py [--shapes 4096x32000,65536x128] [--repeat 7] [--threads N]
