@@ -1,8 +1,40 @@
-// Bindings for the masked_softmax family (see python/logitkit/masked_softmax.py for the public API).
+// Bindings for masked softmax / log_softmax. Arrays arrive validated, broadcast and allocated by
+// python/logitkit/masked_softmax.py (the mask as a uint8 view of a bool array, possibly with
+// stride-0 axes); this layer only wraps pointers and releases the GIL.
+#include <cstdint>
+
 #include "bind_common.h"
+#include "logitkit/masked_softmax.h"
 
 namespace logitkit_py {
+namespace {
 
-void bind_masked_softmax(py::module_& m) { (void)m; }
+template <class T>
+void masked_impl(const py::array& x, const py::array& mask, const py::array& out, int axis, double temperature,
+                 bool log) {
+  auto xv = view_of<const T>(x, "x", false);
+  auto mv = view_of<const uint8_t>(mask, "where", false);
+  auto yv = view_of<T>(out, "out", true);
+  logitkit::SoftmaxOptions options;
+  options.temperature = temperature;
+  py::gil_scoped_release release;
+  if (log) {
+    logitkit::masked_log_softmax<T>(xv, mv, yv, axis, options);
+  } else {
+    logitkit::masked_softmax<T>(xv, mv, yv, axis, options);
+  }
+}
+
+}  // namespace
+
+void bind_masked_softmax(py::module_& m) {
+  m.def(
+      "masked_softmax",
+      [](const py::array& x, const py::array& mask, const py::array& out, int axis, double temperature, bool log) {
+        is_f32(x) ? masked_impl<float>(x, mask, out, axis, temperature, log)
+                  : masked_impl<double>(x, mask, out, axis, temperature, log);
+      },
+      py::arg("x"), py::arg("mask"), py::arg("out"), py::arg("axis"), py::arg("temperature"), py::arg("log"));
+}
 
 }  // namespace logitkit_py

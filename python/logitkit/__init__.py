@@ -10,10 +10,10 @@ import sys as _sys
 
 from . import _core
 from .entropy import collapse_fraction, entropy
-from .masked_softmax import *  # noqa: F403
+from .masked_softmax import masked_log_softmax, masked_softmax
 from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
 from .softmax import log_softmax, logsumexp, softmax
-from .softmax_backward import *  # noqa: F403
+from .softmax_backward import log_softmax_backward, softmax_backward
 from .sparsemax import *  # noqa: F403
 from .stablemax import log_stablemax, log_stablemax_backward, stablemax, stablemax_backward
 

@@ -57,7 +57,7 @@ def _map_rows(kernel, x, axis, out, dtype):
     return _arrays.finish(res, out, result)
 
 
-def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", out=None, dtype=None):
+def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=None, dtype=None):
     """softmax(x / temperature) along `axis`.
 
     axis: int, tuple of ints, or None (all elements). The default -1 follows PyTorch and JAX
@@ -67,18 +67,28 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", out=None, dtype=No
     (Milakov & Gimelshein). All give the same result within a few ulp.
     out: array of the result shape and dtype; may be `x` itself (in place).
     dtype: output dtype (float16/bfloat16 are computed in float32; float64 in float64).
+    where: bool mask broadcastable to x (False = excluded); see masked_softmax (algorithm ignored).
     A row containing NaN gives NaN; a row of all -inf gives NaN (as torch and SciPy).
     """
     t = _check_temperature(temperature)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    if where is not None:
+        from .masked_softmax import masked_softmax  # noqa: PLC0415 (imports this module)
+
+        return masked_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
     return _map_rows(lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm), x, axis, out, dtype)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
     """log(softmax(x / temperature)) along `axis`, computed as (x - max)/T - log(sum) with the
-    max term kept out of the sum (log1p), so the largest entry keeps full relative precision."""
+    max term kept out of the sum (log1p), so the largest entry keeps full relative precision.
+    where: bool mask broadcastable to x (False = excluded); see masked_log_softmax."""
     t = _check_temperature(temperature)
+    if where is not None:
+        from .masked_softmax import masked_log_softmax  # noqa: PLC0415 (imports this module)
+
+        return masked_log_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
     return _map_rows(lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t), x, axis, out, dtype)
 
 

@@ -1,6 +1,54 @@
-// masked_softmax ops of the C++ API.
+// Masked softmax / log_softmax of the C++ API: the op restricted to positions where a mask is set.
 #pragma once
+#include <cstdint>
+
 #include "logitkit/export.h"
+#include "logitkit/softmax.h"
 #include "logitkit/view.h"
 
-namespace logitkit {}  // namespace logitkit
+namespace logitkit {
+
+// y = softmax(x / temperature) along `axis` over the positions where `mask` is nonzero (NumPy's
+// where= convention: false/0 = excluded). x, mask and y have the same shape; any strides, 0 included
+// (a broadcast mask costs nothing extra); y may alias x exactly.
+//  - excluded positions get 0, whatever x holds there (inf and NaN included);
+//  - a row with no included position gives all zeros ("safe softmax"; torch gives NaN);
+//  - included positions behave exactly as a plain softmax over them (NaN in, NaN out).
+// options.algorithm is ignored (the masked kernels always use a three-pass schedule).
+// Throws logitkit::Error naming the bad argument ("x", "mask", "y", "axis", "temperature").
+template <class T>
+LOGITKIT_API void masked_softmax(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,
+                                 const SoftmaxOptions& options = {});
+
+// y = log_softmax(x / temperature) over the included positions; excluded positions get -inf, and a
+// row with no included position gives all -inf (log of the all-zero masked softmax).
+template <class T>
+LOGITKIT_API void masked_log_softmax(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y,
+                                     int axis, const SoftmaxOptions& options = {});
+
+// bool masks: the same bytes viewed as uint8_t (any nonzero byte counts as true).
+inline ArrayView<const uint8_t> mask_bytes(ArrayView<const bool> mask) {
+  static_assert(sizeof(bool) == 1, "bool masks must be one byte per element");
+  ArrayView<const uint8_t> v;
+  v.data = reinterpret_cast<const uint8_t*>(mask.data);
+  v.ndim = mask.ndim;
+  for (int d = 0; d < mask.ndim; ++d) {
+    v.shape[d] = mask.shape[d];
+    v.strides[d] = mask.strides[d];
+  }
+  return v;
+}
+
+template <class T>
+void masked_softmax(ArrayView<const T> x, ArrayView<const bool> mask, ArrayView<T> y, int axis,
+                    const SoftmaxOptions& options = {}) {
+  masked_softmax<T>(x, mask_bytes(mask), y, axis, options);
+}
+
+template <class T>
+void masked_log_softmax(ArrayView<const T> x, ArrayView<const bool> mask, ArrayView<T> y, int axis,
+                        const SoftmaxOptions& options = {}) {
+  masked_log_softmax<T>(x, mask_bytes(mask), y, axis, options);
+}
+
+}  // namespace logitkit

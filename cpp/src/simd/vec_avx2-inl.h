@@ -3,6 +3,8 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 #define LOGITKIT_TARGET avx2
 
@@ -58,6 +60,20 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return _mm256_andnot_ps(a, b); }
   static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }  // see vec_avx512-inl.h
+  // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
+  static M load_mask(const uint8_t* p) {
+    return widen_mask(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  static M load_mask_tail(const uint8_t* p, size_t n) {
+    long long bytes = 0;  // no byte-granular masked load in AVX2: copy the n < 8 bytes
+    std::memcpy(&bytes, p, n);
+    return widen_mask(_mm_cvtsi64_si128(bytes));
+  }
+  static M widen_mask(__m128i bytes) {  // zero-extended bytes are >= 0, so > 0 means != 0
+    __m256i w = _mm256_cvtepu8_epi32(bytes);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+  }
 
   static V pow2i(V n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
@@ -141,6 +157,21 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return _mm256_andnot_pd(a, b); }
   static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }
+  static M load_mask(const uint8_t* p) {
+    int bytes;
+    std::memcpy(&bytes, p, 4);
+    return widen_mask(_mm_cvtsi32_si128(bytes));
+  }
+  static M load_mask_tail(const uint8_t* p, size_t n) {
+    int bytes = 0;
+    std::memcpy(&bytes, p, n);
+    return widen_mask(_mm_cvtsi32_si128(bytes));
+  }
+  static M widen_mask(__m128i bytes) {
+    __m256i w = _mm256_cvtepu8_epi64(bytes);
+    return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
+  }
 
   // AVX2 has no double->int64 conversion: adding 1.5*2^52 leaves n in the low mantissa bits.
   static V pow2i(V n) {

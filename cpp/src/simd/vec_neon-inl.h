@@ -3,6 +3,8 @@
 #include <arm_neon.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 #define LOGITKIT_TARGET neon
 
@@ -60,6 +62,24 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return vbicq_u32(b, a); }
   static bool any(M m) { return vmaxvq_u32(m) != 0; }
   static V select(M m, V a, V b) { return vbslq_f32(m, a, b); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }  // see vec_avx512-inl.h
+  // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
+  // The bytes are moved through a scalar so no lane reads past p[N - 1] (little-endian AArch64).
+  static M load_mask(const uint8_t* p) {
+    uint32_t bytes;
+    std::memcpy(&bytes, p, 4);
+    return widen_mask(bytes);
+  }
+  static M load_mask_tail(const uint8_t* p, size_t n) {
+    uint32_t bytes = 0;
+    std::memcpy(&bytes, p, n);
+    return widen_mask(bytes);
+  }
+  static M widen_mask(uint32_t bytes) {
+    uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(bytes)));
+    uint32x4_t w = vmovl_u16(vget_low_u16(h));
+    return vtstq_u32(w, w);
+  }
 
   static V pow2i(V n) {
     int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
@@ -132,6 +152,22 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return vbicq_u64(b, a); }
   static bool any(M m) { return (vgetq_lane_u64(m, 0) | vgetq_lane_u64(m, 1)) != 0; }
   static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
+  static V blend(M m, V a, V b) { return select(m, a, b); }
+  static M load_mask(const uint8_t* p) {
+    uint16_t bytes;
+    std::memcpy(&bytes, p, 2);
+    return widen_mask(bytes);
+  }
+  static M load_mask_tail(const uint8_t* p, size_t n) {
+    uint16_t bytes = 0;
+    std::memcpy(&bytes, p, n);
+    return widen_mask(bytes);
+  }
+  static M widen_mask(uint16_t bytes) {
+    uint16x8_t h = vmovl_u8(vreinterpret_u8_u16(vdup_n_u16(bytes)));
+    uint64x2_t w = vmovl_u32(vget_low_u32(vmovl_u16(vget_low_u16(h))));
+    return vtstq_u64(w, w);
+  }
 
   static V pow2i(V n) {
     int64x2_t e = vaddq_s64(vcvtnq_s64_f64(n), vdupq_n_s64(1023));

@@ -74,6 +74,10 @@ struct Simd {
   static M mask_andnot(M a, M b) { return !a && b; }
   static bool any(M m) { return m; }
   static V select(M m, V a, V b) { return m ? a : b; }
+  static V blend(M m, V a, V b) { return m ? a : b; }  // see vec_avx512-inl.h
+  // True where the mask byte is nonzero (a NumPy bool/uint8 mask); the empty tail is false.
+  static M load_mask(const uint8_t* p) { return *p != 0; }
+  static M load_mask_tail(const uint8_t* p, size_t n) { return n != 0 && *p != 0; }
 
   // 2^n for integral n in [-bias, bias]; n == -bias gives +0.
   static V pow2i(V n) {

@@ -1,8 +1,23 @@
-// softmax_backward kernels (fused vector-Jacobian products of softmax and log_softmax (plain and masked)), written once over Simd<T> and compiled per ISA.
+// Fused softmax / log_softmax backward (vector-Jacobian products), plain and masked, written once
+// over Simd<T> and compiled per ISA.
+//
+// Cost model (per element, float32; masked ops also read one mask byte per element per pass):
+//   softmax_backward      pass 1 s = sum(y dy) (reads y, dy: 8 B); pass 2 dx = c y (dy - s)
+//                         (reads y, dy, writes dx: 12 B); no exp. Memory-bound: while the two
+//                         input rows fit in L2 (n up to ~64K floats) pass 2 re-reads from cache,
+//                         so DRAM sees ~12 B/element.
+//   log_softmax_backward  pass 1 s = sum(dy) (reads dy: 4 B); pass 2 dx = c (dy - exp(y) s)
+//                         (reads y, dy, writes dx: 12 B); 1 exp. Memory-bound beyond L2,
+//                         exp-bound in cache.
+// Both reductions must finish before any output is known, hence two passes. Sums are blocked
+// (loops-inl.h) with block partials added in double, as in the softmax family.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
 #endif
+
+#include <cstddef>
+#include <cstdint>
 
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
@@ -13,8 +28,93 @@ namespace LOGITKIT_TARGET {
 namespace softmax_backward_impl {
 
 template <class T>
+typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
+  using S = Simd<T>;
+  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
+}
+
+// Pass 1: sum over (included) positions of y * dy (kLog false) or of dy (kLog true). Excluded
+// terms are selected away after the product, so inf/NaN there cannot leak into the sum.
+template <class T, bool kLog, bool kMasked>
+T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  double total = 0;
+  for_blocks(n, [&](size_t b, size_t len) {
+    V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+    for_vectors<S>(
+        len,
+        [&](size_t i, int k) {
+          const size_t j = b + i;
+          if constexpr (kLog && kMasked) {
+            acc[k] = S::add(acc[k], S::blend(S::load_mask(m + j), S::load(dy + j), S::zero()));
+          } else if constexpr (kLog) {
+            acc[k] = S::add(acc[k], S::load(dy + j));
+          } else if constexpr (kMasked) {
+            acc[k] = S::add(acc[k], S::blend(S::load_mask(m + j), S::mul(S::load(y + j), S::load(dy + j)), S::zero()));
+          } else {
+            acc[k] = S::fma(S::load(y + j), S::load(dy + j), acc[k]);
+          }
+        },
+        [&](size_t i, size_t r) {
+          const size_t j = b + i;
+          V t = kLog ? S::load_tail(dy + j, r, T(0)) : S::mul(S::load_tail(y + j, r, T(0)), S::load_tail(dy + j, r, T(0)));
+          if constexpr (kMasked) t = S::blend(S::load_mask_tail(m + j, r), t, S::zero());
+          acc[0] = S::add(acc[0], t);
+        });
+    total += S::reduce_add(sum4<T>(acc));
+  });
+  return T(total);
+}
+
+// Pass 2: dx = y (c dy - c s) or c dy - exp(y) (c s); excluded positions get 0.
+template <class T, bool kLog, bool kMasked>
+void row_store(const T* y, const T* dy, const uint8_t* m, T* dx, size_t n, T c, T s) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vc = S::set1(c), vcs = S::set1(c * s), vncs = S::set1(-(c * s));
+  auto value = [&](V yv, V dyv) {
+    if constexpr (kLog) {
+      return S::fnma(vexp<T>(yv), vcs, S::mul(dyv, vc));
+    } else {
+      return S::mul(yv, S::fma(dyv, vc, vncs));
+    }
+  };
+  for_vectors<S>(
+      n,
+      [&](size_t i, int) {
+        V v = value(S::load(y + i), S::load(dy + i));
+        if constexpr (kMasked) v = S::blend(S::load_mask(m + i), v, S::zero());
+        S::store(dx + i, v);
+      },
+      [&](size_t i, size_t r) {
+        V v = value(S::load_tail(y + i, r, T(0)), S::load_tail(dy + i, r, T(0)));
+        if constexpr (kMasked) v = S::blend(S::load_mask_tail(m + i, r), v, S::zero());
+        S::store_tail(dx + i, v, r);
+      });
+}
+
+template <class T, bool kLog>
+void backward_rows(const T* y, const T* dy, const uint8_t* m, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
+                   ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c) {
+  for (size_t r = 0; r < rows; ++r) {
+    const T* yr = y + r * ldy;
+    const T* dyr = dy + r * lddy;
+    T* dxr = dx + r * lddx;
+    if (m) {
+      const uint8_t* mr = m + r * ldm;
+      row_store<T, kLog, true>(yr, dyr, mr, dxr, n, c, row_sum<T, kLog, true>(yr, dyr, mr, n));
+    } else {
+      row_store<T, kLog, false>(yr, dyr, nullptr, dxr, n, c, row_sum<T, kLog, false>(yr, dyr, nullptr, n));
+    }
+  }
+}
+
+template <class T>
 SoftmaxBackwardKernels<T> make_softmax_backward_kernels() {
   SoftmaxBackwardKernels<T> k{};
+  k.softmax_backward_rows = backward_rows<T, false>;
+  k.log_softmax_backward_rows = backward_rows<T, true>;
   return k;
 }
 
