@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <limits>
 
+#include "simd/loops-inl.h"
+
 namespace logitkit {
 namespace LOGITKIT_TARGET {
 
@@ -112,6 +114,28 @@ inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
   typename S::V n, r;
   exp_reduce<T>(x, n, r);
   return ldexp_full<T>(exp_reduced_poly<T>(r), n);
+}
+
+// vexp of K vectors in place, bitwise equal to vexp lane by lane. The K exp chains (about 50
+// cycles of latency each) are interleaved instruction by instruction, so the FMA ports, which
+// bound the throughput (1 mul + 2 + kPolyDegree + 2 FMA per vector; the clamp and round run on
+// the other ports), stay busy without relying on the out-of-order window to find the overlap.
+template <class T, int K>
+__attribute__((always_inline)) inline void vexp_group(typename Simd<T>::V (&z)[K]) {
+  using S = Simd<T>;
+  using C = ExpConstants<T>;
+  typename S::V n[K], q[K];
+  LOGITKIT_LOCKSTEP(k, K) z[k] = S::clamp(z[k], S::set1(C::kMinArg), S::set1(C::kMaxArg));
+  LOGITKIT_LOCKSTEP(k, K) n[k] = S::round(S::mul(z[k], S::set1(C::kLog2e)));
+  LOGITKIT_LOCKSTEP(k, K) z[k] = S::fnma(n[k], S::set1(C::kLn2Hi), z[k]);
+  LOGITKIT_LOCKSTEP(k, K) z[k] = S::fnma(n[k], S::set1(C::kLn2Lo), z[k]);
+  LOGITKIT_LOCKSTEP(k, K) q[k] = S::set1(C::kPoly[C::kPolyDegree]);
+  _Pragma("GCC unroll 16") for (int d = C::kPolyDegree - 1; d >= 0; --d) {
+    LOGITKIT_LOCKSTEP(k, K) q[k] = S::fma(q[k], z[k], S::set1(C::kPoly[d]));
+  }
+  LOGITKIT_LOCKSTEP(k, K) q[k] = S::fma(q[k], z[k], S::set1(T(1)));
+  LOGITKIT_LOCKSTEP(k, K) q[k] = S::fma(q[k], z[k], S::set1(T(1)));
+  LOGITKIT_LOCKSTEP(k, K) z[k] = ldexp_full<T>(q[k], n[k]);
 }
 
 // "extexp" of the Two-Pass softmax: exp(z) = mant * 2^expo without forming the power, so no
