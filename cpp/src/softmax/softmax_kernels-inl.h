@@ -185,19 +185,26 @@ ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
   V mant[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
   V expo[4] = {S::set1(kStartExp), S::set1(kStartExp), S::set1(kStartExp), S::set1(kStartExp)};
   typename S::M bad = S::lt(S::zero(), S::zero());
-  auto accumulate = [&](V z, int k) {
-    V m, e;
-    typename S::M b;
-    vextexp<T>(z, m, e, b);
-    bad = S::mask_or(bad, b);
+  auto accumulate = [&](V m, V e, int k) {
     V emax = S::max(expo[k], e);
     mant[k] = S::add(ldexp_nonpositive<T>(mant[k], S::sub(expo[k], emax)),
                      ldexp_nonpositive<T>(m, S::sub(e, emax)));
     expo[k] = emax;
   };
-  for_vectors<S>(
-      n, [&](size_t i, int k) { accumulate(S::mul(S::load(x + i), vc), k); },
-      [&](size_t i, size_t r) { accumulate(S::mul(S::load_tail(x + i, r, kNegInf<T>), vc), 0); });
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V m[G], e[G];
+        LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
+        vextexp_group<T, G>(m, e, bad);
+        LOGITKIT_LOCKSTEP(k, G) accumulate(m[k], e[k], k);
+      },
+      [&](size_t i, size_t r) {
+        V m[1] = {S::mul(S::load_tail(x + i, r, kNegInf<T>), vc)}, e[1];
+        vextexp_group<T, 1>(m, e, bad);
+        accumulate(m[0], e[0], 0);
+      });
   V emax = S::max(S::max(expo[0], expo[1]), S::max(expo[2], expo[3]));
   T e = S::reduce_max(emax);
   V total = S::zero();
@@ -233,16 +240,22 @@ void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
   using C = ExpConstants<T>;
   const auto vc = S::set1(c), vinv = S::set1(inv_mant), vexpo = S::set1(expo);
   const auto lowest = S::set1(2 * C::kZeroExp);  // keeps ldexp_full in its domain; gives +0
-  auto one = [&](V z) {
-    V m, e;
-    typename S::M bad;
-    vextexp<T>(z, m, e, bad);
-    return ldexp_full<T>(S::mul(m, vinv), S::max(S::sub(e, vexpo), lowest));
-  };
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, one(S::mul(S::load(x + i), vc))); },
+  typename S::M bad = S::lt(S::zero(), S::zero());  // checked by extexp_sum already
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V m[G], e[G];
+        LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
+        vextexp_group<T, G>(m, e, bad);
+        LOGITKIT_LOCKSTEP(k, G) {
+          S::store(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
+        }
+      },
       [&](size_t i, size_t r) {
-        S::store_tail(y + i, one(S::mul(S::load_tail(x + i, r, T(0)), vc)), r);
+        V m[1] = {S::mul(S::load_tail(x + i, r, T(0)), vc)}, e[1];
+        vextexp_group<T, 1>(m, e, bad);
+        S::store_tail(y + i, ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest)), r);
       });
 }
 
@@ -373,11 +386,20 @@ void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
       });
 }
 
+// y = exp(x), the same vexp_group as the softmax kernels: 1 read + 1 write, 1 exp per element.
 template <class T>
 void exp_array(const T* x, T* y, size_t n) {
   using S = Simd<T>;
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, vexp<T>(S::load(x + i))); },
+  using V = typename S::V;
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V e[G];
+        LOGITKIT_LOCKSTEP(k, G) e[k] = S::load(x + i + k * S::N);
+        vexp_group<T, G>(e);
+        LOGITKIT_LOCKSTEP(k, G) S::store(y + i + k * S::N, e[k]);
+      },
       [&](size_t i, size_t r) { S::store_tail(y + i, vexp<T>(S::load_tail(x + i, r, T(0))), r); });
 }
 
