@@ -1,15 +1,25 @@
 // softmax / log_softmax / logsumexp kernels, written once over Simd<T> and compiled per ISA.
 //
-// Cost model (per element, float32; N = lanes):
-//   three_pass_reload    reads x twice, writes y twice; 1 exp. Memory-bound once a row leaves L2,
-//                        where the second read of x and the re-read of y hit cache while a row
-//                        fits (the auto choice for rows up to L2/2).
-//   three_pass_recompute reads x three times, writes y once; 2 exp. Compute-bound in cache.
-//   two_pass             reads x twice, writes y once; 2 extexp. Wins when rows exceed the
-//                        caches: one trip to memory fewer than three_pass_reload.
-//   online               reads x twice, writes y once; 1 exp plus a rescale when the running
-//                        max grows (rare after the first vectors on unordered data).
-// All loops keep 4 independent accumulators so the FP add latency is hidden.
+// Cost model (per element, float32 = 4 bytes; "bound" as measured on a 2-core Zen 5, AVX-512):
+//   three_pass_reload    max pass (read x), exp pass (read x, write y, 1 exp), scale pass (read
+//                        and write y): 3 passes, 16 bytes through the core, 1 exp. Compute-bound
+//                        (the exp pass) while a row fits in L2. Several rows of a call are
+//                        software-pipelined (softmax_rows_pipelined): the max pass of the next row
+//                        and the scale pass of the previous one ride in the exp loop, so a row
+//                        costs about one exp pass. Beyond L2 the max pass and the first read of
+//                        the exp pass go to memory: memory-bound, 8 bytes of DRAM traffic plus
+//                        the read-for-ownership of y.
+//   three_pass_recompute max, exp-sum, exp-scale-store: reads x three times, writes y once; 2 exp.
+//                        Compute-bound in cache.
+//   two_pass             extexp-sum (read x), extexp-store (read x, write y): 2 passes, 12 bytes,
+//                        2 extexp. No max pass: one trip to memory fewer than three_pass_reload
+//                        when rows exceed the caches, where it is memory-bound.
+//   online               online-sum (read x, 1 exp + rare rescales), exp-scale-store (read x,
+//                        write y, 1 exp): 2 passes, 12 bytes, 2 exp. Compute-bound in cache.
+//   log_softmax          max, untied sum (1 exp), shift-store (no exp): 3 passes, 12 bytes, 1 exp.
+//   logsumexp            max, untied sum (1 exp): 2 reads, 8 bytes, 1 exp.
+// Every exp runs in lockstep groups of kGroup vectors (math-inl.h: vexp_group), and every
+// reduction keeps 4 independent accumulators so the FP add latency is hidden.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
