@@ -347,10 +347,12 @@ UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c
         LOGITKIT_LOCKSTEP(k, G) accumulate(v[k], kWeighted ? S::load(b + i + k * S::N) : one, e[k], k);
       },
       [&](size_t i, size_t r) {
+        // Lanes past r hold -inf, which never ties with a finite or +inf m (callers skip m = -inf),
+        // so the unweighted tail can count every lane's weight as 1.
         V v = S::load_tail(x + i, r, kNegInf<T>);
         V e[1] = {S::mul(S::sub(v, vs), vc)};
         vexp_group<T, 1>(e);
-        accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : S::zero(), e[0], 0);
+        accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : one, e[0], 0);
       });
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
