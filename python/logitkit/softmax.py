@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _arrays, _core
@@ -12,6 +14,8 @@ ALGORITHMS = ("auto", "three_pass_reload", "three_pass_recompute", "two_pass", "
 
 
 def _check_temperature(temperature) -> float:
+    if type(temperature) is float and 0.0 < temperature < math.inf:  # the common case, cheaply
+        return temperature
     if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating):
         raise TypeError(f"temperature: expected a real number, got {type(temperature).__name__}")
     t = float(temperature)
@@ -22,6 +26,10 @@ def _check_temperature(temperature) -> float:
 
 def _map_rows(kernel, x, axis, out, dtype):
     """Runs kernel(x_compute, y_compute, axis) for an op whose output has x's shape."""
+    y = _arrays.fast_target(x, axis, out, dtype)
+    if y is not None:  # float32/float64 ndarray, one int axis: no conversion or copy to decide
+        kernel(x, y, axis)
+        return y
     arr = _arrays.as_array(x)
     if out is not None and not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")

@@ -39,6 +39,10 @@ int default_threads() {
 
 thread_local bool t_inside_task = false;
 
+// How long an idle thread spins before blocking (workers waiting for a job, the caller waiting
+// for workers to finish). Calls a few microseconds apart (a Python loop) find the workers awake.
+constexpr std::chrono::microseconds kSpin{50};
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads) { start(threads); }
@@ -69,11 +73,14 @@ class ThreadPool {
     }
     wake_.notify_all();
     work();
-    // Wait for every worker to leave this job before its ctx goes out of scope.
-    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins < 100000) {
-        cpu_relax();
-      } else {
+    // Wait for every worker to leave this job before its ctx goes out of scope. Spin for the
+    // usual case (a worker finishing its last task), but only briefly: a worker that lags by
+    // more than kSpin was most likely preempted (other processes on the cores), and spinning on
+    // would only keep its CPU from it.
+    const auto deadline = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+      cpu_relax();
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) {
         std::unique_lock<std::mutex> lock(mutex_);
         done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
       }
@@ -96,8 +103,8 @@ class ThreadPool {
   // thread gets scheduled is still picked up.
   void worker_loop(uint64_t seen) {
     for (;;) {
-      // Spin ~50 us for the next job before sleeping.
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+      // Spin for the next job before sleeping: back-to-back kernel calls pay no wake-up.
+      auto deadline = std::chrono::steady_clock::now() + kSpin;
       for (int i = 0; generation_.load(std::memory_order_acquire) == seen && !stopping_; ++i) {
         cpu_relax();
         if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) {

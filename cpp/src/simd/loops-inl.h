@@ -6,6 +6,14 @@
 #endif
 
 #include <cstddef>
+#include <type_traits>
+
+// `for (int k = 0; k < K; ++k)` over the K vectors of a group, fully unrolled: the statements of a
+// lockstep body are emitted k = 0..K-1 one after the other, so K independent dependency chains
+// are interleaved instruction by instruction and the out-of-order core overlaps their latency.
+#ifndef LOGITKIT_LOCKSTEP
+#define LOGITKIT_LOCKSTEP(k, K) _Pragma("GCC unroll 8") for (int k = 0; k < (K); ++k)
+#endif
 
 namespace logitkit {
 namespace LOGITKIT_TARGET {
@@ -23,6 +31,22 @@ __attribute__((always_inline)) inline void for_vectors(size_t n, Body&& body, Ta
     body(i + 3 * N, 3);
   }
   for (; i + N <= n; i += N) body(i, 0);
+  if (i < n) tail(i, n - i);
+}
+
+// Vectors per lockstep group: enough independent exp chains to cover their latency, few enough
+// that a group's temporaries stay in registers (16 on AVX2, 32 on AVX-512/NEON).
+inline constexpr int kGroup = 4;
+
+// body(i, g): the G = decltype(g)::value (kGroup, or 1 for the leftovers) full vectors starting at
+// element i; vector k of a group uses accumulator slot k, so sums match for_vectors exactly.
+// tail(i, r): the last r < N elements starting at i (called at most once).
+template <class S, class Body, class Tail>
+__attribute__((always_inline)) inline void for_groups(size_t n, Body&& body, Tail&& tail) {
+  constexpr size_t N = S::N;
+  size_t i = 0;
+  for (; i + kGroup * N <= n; i += kGroup * N) body(i, std::integral_constant<int, kGroup>{});
+  for (; i + N <= n; i += N) body(i, std::integral_constant<int, 1>{});
   if (i < n) tail(i, n - i);
 }
 

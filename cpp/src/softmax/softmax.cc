@@ -70,6 +70,8 @@ namespace {
 // Rows at least this long are split into chunks across threads; shorter rows are whole tasks.
 constexpr int64_t kLongRow = int64_t{1} << 18;
 constexpr int64_t kChunk = int64_t{1} << 16;
+// Tasks of the pipelined three_pass_reload (rows of at least kPipelineMinRowBytes).
+constexpr int64_t kPipelineTaskElements = int64_t{1} << 17;
 
 template <class T>
 T inverse_temperature(double temperature) {
@@ -265,14 +267,26 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
       }
       return;
     }
-    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+    auto rows_task = [&](int64_t r0, int64_t r1) {
       if (p.uniform()) {
         rows_kernel(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0),
                     p.row_stride(0), p.row_stride(1));
       } else {
         for (int64_t r = r0; r < r1; ++r) rows_kernel(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, 0, 0);
       }
-    });
+    };
+    // The pipelined three_pass_reload (softmax_kernels-inl.h) saves two passes for every row after
+    // the first of a task: give it tasks of several rows, still sized by the row length only.
+    if (!log && algorithm == SoftmaxAlgorithm::kThreePassReload && p.uniform() &&
+        static_cast<size_t>(p.n) * sizeof(T) >= kPipelineMinRowBytes) {
+      const int64_t per_task = std::max<int64_t>(1, kPipelineTaskElements / p.n);
+      parallel_for(static_cast<size_t>((p.rows + per_task - 1) / per_task), [&](size_t t) {
+        const int64_t r0 = int64_t(t) * per_task;
+        rows_task(r0, std::min(p.rows, r0 + per_task));
+      });
+    } else {
+      parallel_rows(p.rows, p.n, rows_task);
+    }
     return;
   }
   // Strided rows: gather a tile of rows into per-thread scratch, compute in place, scatter back.

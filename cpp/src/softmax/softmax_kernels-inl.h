@@ -1,15 +1,25 @@
 // softmax / log_softmax / logsumexp kernels, written once over Simd<T> and compiled per ISA.
 //
-// Cost model (per element, float32; N = lanes):
-//   three_pass_reload    reads x twice, writes y twice; 1 exp. Memory-bound once a row leaves L2,
-//                        where the second read of x and the re-read of y hit cache while a row
-//                        fits (the auto choice for rows up to L2/2).
-//   three_pass_recompute reads x three times, writes y once; 2 exp. Compute-bound in cache.
-//   two_pass             reads x twice, writes y once; 2 extexp. Wins when rows exceed the
-//                        caches: one trip to memory fewer than three_pass_reload.
-//   online               reads x twice, writes y once; 1 exp plus a rescale when the running
-//                        max grows (rare after the first vectors on unordered data).
-// All loops keep 4 independent accumulators so the FP add latency is hidden.
+// Cost model (per element, float32 = 4 bytes; "bound" as measured on a 2-core Zen 5, AVX-512):
+//   three_pass_reload    max pass (read x), exp pass (read x, write y, 1 exp), scale pass (read
+//                        and write y): 3 passes, 16 bytes through the core, 1 exp. Compute-bound
+//                        (the exp pass) while a row fits in L2. Several rows of a call are
+//                        software-pipelined (softmax_rows_pipelined): the max pass of the next row
+//                        and the scale pass of the previous one ride in the exp loop, so a row
+//                        costs about one exp pass. Beyond L2 the max pass and the first read of
+//                        the exp pass go to memory: memory-bound, 8 bytes of DRAM traffic plus
+//                        the read-for-ownership of y.
+//   three_pass_recompute max, exp-sum, exp-scale-store: reads x three times, writes y once; 2 exp.
+//                        Compute-bound in cache.
+//   two_pass             extexp-sum (read x), extexp-store (read x, write y): 2 passes, 12 bytes,
+//                        2 extexp. No max pass: one trip to memory fewer than three_pass_reload
+//                        when rows exceed the caches, where it is memory-bound.
+//   online               online-sum (read x, 1 exp + rare rescales), exp-scale-store (read x,
+//                        write y, 1 exp): 2 passes, 12 bytes, 2 exp. Compute-bound in cache.
+//   log_softmax          max, untied sum (1 exp), shift-store (no exp): 3 passes, 12 bytes, 1 exp.
+//   logsumexp            max, untied sum (1 exp): 2 reads, 8 bytes, 1 exp.
+// Every exp runs in lockstep groups of kGroup vectors (math-inl.h: vexp_group), and every
+// reduction keeps 4 independent accumulators so the FP add latency is hidden.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
@@ -18,6 +28,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
@@ -47,57 +58,97 @@ typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
   return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
 }
 
-template <class T>
-T exp_store_sum_block(const T* x, T* y, size_t n, T shift, T c) {
+// z = c (x - shift), the argument of every exp below: one subtraction when c == 1 (the common
+// case, decided once per call), so the exact x - shift is not followed by a multiply.
+template <class T, bool kScaled>
+__attribute__((always_inline)) inline typename Simd<T>::V shifted(typename Simd<T>::V x,
+                                                                  typename Simd<T>::V shift,
+                                                                  typename Simd<T>::V c) {
   using S = Simd<T>;
-  const auto vs = S::set1(shift), vc = S::set1(c);
-  typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  for_vectors<S>(
+  return kScaled ? S::mul(S::sub(x, shift), c) : S::sub(x, shift);
+}
+
+// Calls f(std::bool_constant<c != 1>) so kernels compile a multiply-free variant for c == 1.
+template <class T, class F>
+__attribute__((always_inline)) inline auto with_scale(T c, F&& f) {
+  return c == T(1) ? f(std::false_type{}) : f(std::true_type{});
+}
+
+// y = exp(c(x - shift)) and its sum over one block: 1 read + 1 write, 1 exp per element.
+template <class T, bool kScaled>
+__attribute__((always_inline)) inline T exp_store_sum_block(const T* x, T* y, size_t n, T shift, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vs = S::set1(shift), vc = S::set1(c);
+  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  for_groups<S>(
       n,
-      [&](size_t i, int k) {
-        auto e = vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc));
-        S::store(y + i, e);
-        acc[k] = S::add(acc[k], e);
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V e[G];
+        LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
+        vexp_group<T, G>(e);
+        LOGITKIT_LOCKSTEP(k, G) {
+          S::store(y + i + k * S::N, e[k]);
+          acc[k] = S::add(acc[k], e[k]);
+        }
       },
       [&](size_t i, size_t r) {
-        auto e = vexp<T>(S::mul(S::sub(S::load_tail(x + i, r, kNegInf<T>), vs), vc));
-        S::store_tail(y + i, e, r);
-        acc[0] = S::add(acc[0], e);
+        V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
+        vexp_group<T, 1>(e);
+        S::store_tail(y + i, e[0], r);
+        acc[0] = S::add(acc[0], e[0]);
       });
   return S::reduce_add(sum4<T>(acc));
 }
 
 template <class T>
 T exp_store_sum(const T* x, T* y, size_t n, T shift, T c) {
-  double total = 0;
-  for_blocks(n, [&](size_t b, size_t len) { total += exp_store_sum_block(x + b, y + b, len, shift, c); });
-  return T(total);
+  return with_scale(c, [&](auto scaled) {
+    double total = 0;
+    for_blocks(n, [&](size_t b, size_t len) {
+      total += exp_store_sum_block<T, decltype(scaled)::value>(x + b, y + b, len, shift, c);
+    });
+    return T(total);
+  });
 }
 
-template <class T>
-T exp_sum_block(const T* x, size_t n, T shift, T c) {
+// Sum of exp(c(x - shift)) over one block: 1 read, 1 exp per element, nothing stored.
+template <class T, bool kScaled>
+__attribute__((always_inline)) inline T exp_sum_block(const T* x, size_t n, T shift, T c) {
   using S = Simd<T>;
-  const auto vs = S::set1(shift), vc = S::set1(c);
-  typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  for_vectors<S>(
+  using V = typename S::V;
+  const V vs = S::set1(shift), vc = S::set1(c);
+  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  for_groups<S>(
       n,
-      [&](size_t i, int k) {
-        acc[k] = S::add(acc[k], vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc)));
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V e[G];
+        LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
+        vexp_group<T, G>(e);
+        LOGITKIT_LOCKSTEP(k, G) acc[k] = S::add(acc[k], e[k]);
       },
       [&](size_t i, size_t r) {
-        auto v = S::load_tail(x + i, r, kNegInf<T>);
-        acc[0] = S::add(acc[0], vexp<T>(S::mul(S::sub(v, vs), vc)));
+        V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
+        vexp_group<T, 1>(e);
+        acc[0] = S::add(acc[0], e[0]);
       });
   return S::reduce_add(sum4<T>(acc));
 }
 
 template <class T>
 T exp_sum(const T* x, size_t n, T shift, T c) {
-  double total = 0;
-  for_blocks(n, [&](size_t b, size_t len) { total += exp_sum_block(x + b, len, shift, c); });
-  return T(total);
+  return with_scale(c, [&](auto scaled) {
+    double total = 0;
+    for_blocks(n, [&](size_t b, size_t len) {
+      total += exp_sum_block<T, decltype(scaled)::value>(x + b, len, shift, c);
+    });
+    return T(total);
+  });
 }
 
+// y = s x: 1 read + 1 write, no exp; store-bound.
 template <class T>
 void scale(const T* x, T* y, size_t n, T s) {
   using S = Simd<T>;
@@ -107,19 +158,29 @@ void scale(const T* x, T* y, size_t n, T s) {
       [&](size_t i, size_t r) { S::store_tail(y + i, S::mul(S::load_tail(x + i, r, T(0)), vs), r); });
 }
 
+// y = s exp(c(x - shift)): 1 read + 1 write, 1 exp per element.
 template <class T>
 void exp_scale_store(const T* x, T* y, size_t n, T shift, T c, T s) {
   using S = Simd<T>;
-  const auto vshift = S::set1(shift), vc = S::set1(c), vs = S::set1(s);
-  for_vectors<S>(
-      n,
-      [&](size_t i, int) {
-        S::store(y + i, S::mul(vexp<T>(S::mul(S::sub(S::load(x + i), vshift), vc)), vs));
-      },
-      [&](size_t i, size_t r) {
-        auto v = S::load_tail(x + i, r, T(0));
-        S::store_tail(y + i, S::mul(vexp<T>(S::mul(S::sub(v, vshift), vc)), vs), r);
-      });
+  using V = typename S::V;
+  with_scale(c, [&](auto scaled) {
+    constexpr bool kScaled = decltype(scaled)::value;
+    const V vshift = S::set1(shift), vc = S::set1(c), vs = S::set1(s);
+    for_groups<S>(
+        n,
+        [&](size_t i, auto g) {
+          constexpr int G = decltype(g)::value;
+          V e[G];
+          LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vshift, vc);
+          vexp_group<T, G>(e);
+          LOGITKIT_LOCKSTEP(k, G) S::store(y + i + k * S::N, S::mul(e[k], vs));
+        },
+        [&](size_t i, size_t r) {
+          V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vshift, vc)};
+          vexp_group<T, 1>(e);
+          S::store_tail(y + i, S::mul(e[0], vs), r);
+        });
+  });
 }
 
 // Pass 1 of the Two-Pass softmax: per lane a (mantissa, exponent) accumulator; adding a term
@@ -134,19 +195,26 @@ ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
   V mant[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
   V expo[4] = {S::set1(kStartExp), S::set1(kStartExp), S::set1(kStartExp), S::set1(kStartExp)};
   typename S::M bad = S::lt(S::zero(), S::zero());
-  auto accumulate = [&](V z, int k) {
-    V m, e;
-    typename S::M b;
-    vextexp<T>(z, m, e, b);
-    bad = S::mask_or(bad, b);
+  auto accumulate = [&](V m, V e, int k) {
     V emax = S::max(expo[k], e);
     mant[k] = S::add(ldexp_nonpositive<T>(mant[k], S::sub(expo[k], emax)),
                      ldexp_nonpositive<T>(m, S::sub(e, emax)));
     expo[k] = emax;
   };
-  for_vectors<S>(
-      n, [&](size_t i, int k) { accumulate(S::mul(S::load(x + i), vc), k); },
-      [&](size_t i, size_t r) { accumulate(S::mul(S::load_tail(x + i, r, kNegInf<T>), vc), 0); });
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V m[G], e[G];
+        LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
+        vextexp_group<T, G>(m, e, bad);
+        LOGITKIT_LOCKSTEP(k, G) accumulate(m[k], e[k], k);
+      },
+      [&](size_t i, size_t r) {
+        V m[1] = {S::mul(S::load_tail(x + i, r, kNegInf<T>), vc)}, e[1];
+        vextexp_group<T, 1>(m, e, bad);
+        accumulate(m[0], e[0], 0);
+      });
   V emax = S::max(S::max(expo[0], expo[1]), S::max(expo[2], expo[3]));
   T e = S::reduce_max(emax);
   V total = S::zero();
@@ -182,16 +250,22 @@ void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
   using C = ExpConstants<T>;
   const auto vc = S::set1(c), vinv = S::set1(inv_mant), vexpo = S::set1(expo);
   const auto lowest = S::set1(2 * C::kZeroExp);  // keeps ldexp_full in its domain; gives +0
-  auto one = [&](V z) {
-    V m, e;
-    typename S::M bad;
-    vextexp<T>(z, m, e, bad);
-    return ldexp_full<T>(S::mul(m, vinv), S::max(S::sub(e, vexpo), lowest));
-  };
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, one(S::mul(S::load(x + i), vc))); },
+  typename S::M bad = S::lt(S::zero(), S::zero());  // checked by extexp_sum already
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V m[G], e[G];
+        LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
+        vextexp_group<T, G>(m, e, bad);
+        LOGITKIT_LOCKSTEP(k, G) {
+          S::store(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
+        }
+      },
       [&](size_t i, size_t r) {
-        S::store_tail(y + i, one(S::mul(S::load_tail(x + i, r, T(0)), vc)), r);
+        V m[1] = {S::mul(S::load_tail(x + i, r, T(0)), vc)}, e[1];
+        vextexp_group<T, 1>(m, e, bad);
+        S::store_tail(y + i, ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest)), r);
       });
 }
 
@@ -248,9 +322,9 @@ UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c
   const auto vm = S::set1(m), vs = S::set1(shift), vc = S::set1(c), one = S::set1(T(1));
   V sum[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
   V tied[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  auto accumulate = [&](V v, V w, int k) {
+  // e = exp(c(v - shift)) of vector v with weights w, accumulated into slot k.
+  auto accumulate = [&](V v, V w, V e, int k) {
     auto tie = S::eq(v, vm);
-    V e = vexp<T>(S::mul(S::sub(v, vs), vc));
     if constexpr (kWeighted) {
       // Zero weights drop the element entirely (even inf or NaN), as in SciPy.
       auto skip = S::mask_or(tie, S::eq(w, S::zero()));
@@ -260,13 +334,25 @@ UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c
     }
     tied[k] = S::add(tied[k], S::select(tie, w, S::zero()));
   };
-  for_vectors<S>(
+  for_groups<S>(
       n,
-      [&](size_t i, int k) { accumulate(S::load(x + i), kWeighted ? S::load(b + i) : one, k); },
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V v[G], e[G];
+        LOGITKIT_LOCKSTEP(k, G) {
+          v[k] = S::load(x + i + k * S::N);
+          e[k] = S::mul(S::sub(v[k], vs), vc);
+        }
+        vexp_group<T, G>(e);
+        LOGITKIT_LOCKSTEP(k, G) accumulate(v[k], kWeighted ? S::load(b + i + k * S::N) : one, e[k], k);
+      },
       [&](size_t i, size_t r) {
-        // Unweighted: weight 1 (padded lanes hold -inf, which never ties a finite max).
-        accumulate(S::load_tail(x + i, r, kNegInf<T>),
-                   kWeighted ? S::load_tail(b + i, r, T(0)) : one, 0);
+        // Lanes past r hold -inf, which never ties with a finite or +inf m (callers skip m = -inf),
+        // so the unweighted tail can count every lane's weight as 1.
+        V v = S::load_tail(x + i, r, kNegInf<T>);
+        V e[1] = {S::mul(S::sub(v, vs), vc)};
+        vexp_group<T, 1>(e);
+        accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : one, e[0], 0);
       });
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
@@ -312,11 +398,20 @@ void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
       });
 }
 
+// y = exp(x), the same vexp_group as the softmax kernels: 1 read + 1 write, 1 exp per element.
 template <class T>
 void exp_array(const T* x, T* y, size_t n) {
   using S = Simd<T>;
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, vexp<T>(S::load(x + i))); },
+  using V = typename S::V;
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V e[G];
+        LOGITKIT_LOCKSTEP(k, G) e[k] = S::load(x + i + k * S::N);
+        vexp_group<T, G>(e);
+        LOGITKIT_LOCKSTEP(k, G) S::store(y + i + k * S::N, e[k]);
+      },
       [&](size_t i, size_t r) { S::store_tail(y + i, vexp<T>(S::load_tail(x + i, r, T(0))), r); });
 }
 
@@ -367,9 +462,93 @@ void logsumexp_row(const T* x, const T* b, size_t n, T* out, T* sign) {
   finish_logsumexp<T>(m, u, out, sign);
 }
 
+// One block of the pipelined three-pass softmax (see softmax_rows_pipelined): y = exp(c(x - shift))
+// with its sum returned, plus, in the same loop, the max pass of the next row (xnext into mx) and
+// the scale pass of the previous row (yprev *= inv_prev). Per element: 3 reads + 2 writes, 1 exp.
+template <class T, bool kScaled, bool kMaxNext, bool kScalePrev>
+__attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t n, T shift, T c,
+                                                        const T* xnext, typename Simd<T>::V (&mx)[4],
+                                                        T* yprev, T inv_prev) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vs = S::set1(shift), vc = S::set1(c), vinv = S::set1(inv_prev);
+  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  for_groups<S>(
+      n,
+      [&](size_t i, auto g) {
+        constexpr int G = decltype(g)::value;
+        V e[G];
+        LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
+        vexp_group<T, G>(e);
+        LOGITKIT_LOCKSTEP(k, G) {
+          const size_t j = i + k * S::N;
+          S::store(y + j, e[k]);
+          acc[k] = S::add(acc[k], e[k]);
+          if constexpr (kMaxNext) mx[k] = S::max(mx[k], S::load(xnext + j));
+          if constexpr (kScalePrev) S::store(yprev + j, S::mul(S::load(yprev + j), vinv));
+        }
+      },
+      [&](size_t i, size_t r) {
+        V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
+        vexp_group<T, 1>(e);
+        S::store_tail(y + i, e[0], r);
+        acc[0] = S::add(acc[0], e[0]);
+        if constexpr (kMaxNext) mx[0] = S::max(mx[0], S::load_tail(xnext + i, r, kNegInf<T>));
+        if constexpr (kScalePrev) S::store_tail(yprev + i, S::mul(S::load_tail(yprev + i, r, T(0)), vinv), r);
+      });
+  return S::reduce_add(sum4<T>(acc));
+}
+
+// three_pass_reload over several rows, software-pipelined: row r's exp pass (FMA-bound) carries
+// row r+1's max pass and row r-1's scale pass (load/store-bound), so in steady state a row costs
+// one fused loop instead of three passes. Per element: reads x twice and y once, writes y twice
+// (as three_pass_reload), 1 exp; compute-bound while its working set (x and y of 3 rows) stays in
+// L2. Bitwise equal to softmax_row(kThreePassReload) row by row: the max and the blocked sums take
+// the same per-slot accumulators in the same order.
+template <class T, bool kScaled>
+void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  T m = row_max(x, n), inv_prev = T(0);
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * ldx;
+    T* yr = y + r * ldy;
+    const bool next = r + 1 < rows, prev = r > 0;
+    const T* xn = next ? xr + ldx : nullptr;
+    T* yp = prev ? yr - ldy : nullptr;
+    V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
+    double total = 0;
+    auto run = [&](auto has_next, auto has_prev) {
+      for_blocks(n, [&](size_t b, size_t len) {
+        total += pipelined_block<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value>(
+            xr + b, yr + b, len, m, c, xn + (next ? b : 0), mx, yp + (prev ? b : 0), inv_prev);
+      });
+    };
+    if (next && prev) {
+      run(std::true_type{}, std::true_type{});
+    } else if (next) {
+      run(std::true_type{}, std::false_type{});
+    } else if (prev) {
+      run(std::false_type{}, std::true_type{});
+    } else {
+      run(std::false_type{}, std::false_type{});
+    }
+    inv_prev = T(1) / T(total);
+    m = S::reduce_max(S::max(S::max(mx[0], mx[1]), S::max(mx[2], mx[3])));
+  }
+  T* ylast = y + (rows - 1) * ldy;
+  scale(ylast, ylast, n, inv_prev);
+}
+
 template <class T>
 void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                   SoftmaxAlgorithm algorithm) {
+  if (algorithm == SoftmaxAlgorithm::kThreePassReload && rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
+    with_scale(c, [&](auto scaled) {
+      softmax_rows_pipelined<T, decltype(scaled)::value>(x, y, rows, n, ldx, ldy, c);
+    });
+    return;
+  }
   for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
 }
 

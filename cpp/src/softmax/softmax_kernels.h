@@ -26,6 +26,10 @@ struct UntiedSum {  // sum of b exp(c (x - shift)) over x != m, and sum of b ove
   T tied_weight;
 };
 
+// softmax_rows runs three_pass_reload software-pipelined across the rows of a call when rows have
+// at least this many bytes; shorter rows run their max and scale passes from L1 and gain little.
+constexpr size_t kPipelineMinRowBytes = 4096;
+
 template <class T>
 struct SoftmaxKernels {
   // Whole rows, each of length n: row r starts at x + r * ldx (and y + r * ldy).
