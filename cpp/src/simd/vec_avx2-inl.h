@@ -26,6 +26,10 @@ struct Simd<float> {
   static V set1(T a) { return _mm256_set1_ps(a); }
   static V load(const T* p) { return _mm256_loadu_ps(p); }
   static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+  // Non-temporal store (p aligned to kStreamAlign): writes bypass the cache, no read-for-ownership.
+  static constexpr size_t kStreamAlign = 32;
+  static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static __m256i first(size_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -123,6 +127,9 @@ struct Simd<double> {
   static V set1(T a) { return _mm256_set1_pd(a); }
   static V load(const T* p) { return _mm256_loadu_pd(p); }
   static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+  static constexpr size_t kStreamAlign = 32;
+  static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static __m256i first(size_t n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(n)),
                               _mm256_setr_epi64x(0, 1, 2, 3));

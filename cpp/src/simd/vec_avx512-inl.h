@@ -30,6 +30,10 @@ struct Simd<float> {
   static V set1(T a) { return _mm512_set1_ps(a); }
   static V load(const T* p) { return _mm512_loadu_ps(p); }
   static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+  // Non-temporal store (p aligned to kStreamAlign): writes bypass the cache, no read-for-ownership.
+  static constexpr size_t kStreamAlign = 64;
+  static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static M first(size_t n) { return static_cast<M>((1u << n) - 1u); }
   static V load_tail(const T* p, size_t n, T fill) {
     return _mm512_mask_loadu_ps(set1(fill), first(n), p);
@@ -121,6 +125,9 @@ struct Simd<double> {
   static V set1(T a) { return _mm512_set1_pd(a); }
   static V load(const T* p) { return _mm512_loadu_pd(p); }
   static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static constexpr size_t kStreamAlign = 64;
+  static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static M first(size_t n) { return static_cast<M>((1u << n) - 1u); }
   static V load_tail(const T* p, size_t n, T fill) {
     return _mm512_mask_loadu_pd(set1(fill), first(n), p);

@@ -26,6 +26,10 @@ struct Simd<float> {
   static V set1(T a) { return vdupq_n_f32(a); }
   static V load(const T* p) { return vld1q_f32(p); }
   static void store(T* p, V v) { vst1q_f32(p, v); }
+  // ACLE has no non-temporal store intrinsic: streaming falls back to ordinary stores.
+  static constexpr size_t kStreamAlign = 16;
+  static void stream(T* p, V v) { vst1q_f32(p, v); }
+  static void stream_fence() {}
   // NEON has no masked memory access: tails go through a small stack buffer.
   static V load_tail(const T* p, size_t n, T fill) {
     T buf[N] = {fill, fill, fill, fill};
@@ -113,6 +117,9 @@ struct Simd<double> {
   static V set1(T a) { return vdupq_n_f64(a); }
   static V load(const T* p) { return vld1q_f64(p); }
   static void store(T* p, V v) { vst1q_f64(p, v); }
+  static constexpr size_t kStreamAlign = 16;
+  static void stream(T* p, V v) { vst1q_f64(p, v); }
+  static void stream_fence() {}
   static V load_tail(const T* p, size_t n, T fill) {
     T buf[N] = {fill, fill};
     for (size_t i = 0; i < n; ++i) buf[i] = p[i];

@@ -37,6 +37,10 @@ struct Simd {
   static V set1(T a) { return a; }
   static V load(const T* p) { return *p; }
   static void store(T* p, V v) { *p = v; }
+  // No portable non-temporal store: streaming falls back to ordinary stores.
+  static constexpr size_t kStreamAlign = sizeof(T);
+  static void stream(T* p, V v) { *p = v; }
+  static void stream_fence() {}
   static V load_tail(const T* p, size_t n, T fill) { return n ? *p : fill; }
   static void store_tail(T* p, V v, size_t n) {
     if (n) *p = v;

@@ -93,6 +93,17 @@ size_t l2_cache_bytes() {
   return bytes;
 }
 
+// Outputs larger than the last-level cache are written with non-temporal stores: nothing would
+// still be cached for the consumer anyway, and it saves the read-for-ownership of every line.
+size_t llc_bytes() {
+  static const size_t bytes = [] {
+    long s = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (s <= 0) s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return s > 0 ? static_cast<size_t>(s) : size_t{32} << 20;
+  }();
+  return bytes;
+}
+
 template <class T>
 SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
   switch (a) {
@@ -180,7 +191,8 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     for (size_t i = 0; ok && i < row.chunks_; ++i) m += std::ldexp(parts[i].mant, static_cast<int>(parts[i].expo - e));
     if (ok && m > T(0)) {
       const T inv = T(1) / m;
-      row.each([&](size_t o, size_t l) { k.extexp_store(x + o, y + o, l, c, inv, e); });
+      const bool stream = static_cast<size_t>(n) * sizeof(T) >= llc_bytes();
+      row.each([&](size_t o, size_t l) { k.extexp_store(x + o, y + o, l, c, inv, e, stream); });
       return;
     }
     a = SoftmaxAlgorithm::kThreePassReload;  // inputs beyond the pair's range (see kernels)
@@ -275,6 +287,20 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
         for (int64_t r = r0; r < r1; ++r) rows_kernel(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, 0, 0);
       }
     };
+    // Outputs beyond the last-level cache: exp goes to per-thread scratch (L2) and the scale pass
+    // streams it to y, so memory sees one read of x and one write of y, as a copy does.
+    if (!log && algorithm == SoftmaxAlgorithm::kThreePassReload &&
+        static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes()) {
+      parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+        T* buf = thread_scratch<T>(n, 0);
+        for (int64_t r = r0; r < r1; ++r) {
+          const T* xr = x.data + p.offset(0, r);
+          const T m = k.max(xr, n);
+          k.scale_stream(buf, y.data + p.offset(1, r), n, T(1) / k.exp_store_sum(xr, buf, n, m, c));
+        }
+      });
+      return;
+    }
     // The pipelined three_pass_reload (softmax_kernels-inl.h) saves two passes for every row after
     // the first of a task: give it tasks of several rows, still sized by the row length only.
     if (!log && algorithm == SoftmaxAlgorithm::kThreePassReload && p.uniform() &&

@@ -149,13 +149,55 @@ T exp_sum(const T* x, size_t n, T shift, T c) {
 }
 
 // y = s x: 1 read + 1 write, no exp; store-bound.
-template <class T>
-void scale(const T* x, T* y, size_t n, T s) {
+// Ordinary or non-temporal full-vector store.
+template <class S, bool kStream, class T>
+__attribute__((always_inline)) inline void put(T* p, typename S::V v) {
+  if constexpr (kStream) {
+    S::stream(p, v);
+  } else {
+    S::store(p, v);
+  }
+}
+
+// Runs an elementwise row kernel f(begin, length, stream_tag) so that the full vectors written to y
+// use non-temporal stores: a head of ordinary stores up to the stream alignment of y, then the
+// aligned rest. Elementwise, so the split never changes a value. Use only for outputs far larger
+// than the last-level cache: they then cost one write to memory instead of a read plus a write.
+template <class T, class F>
+void split_for_streaming(const T* y, size_t n, F&& f) {
+  using S = Simd<T>;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
+  if (addr % sizeof(T) != 0) {  // cannot reach stream alignment by whole elements
+    f(size_t{0}, n, std::false_type{});
+    return;
+  }
+  size_t head = ((S::kStreamAlign - addr % S::kStreamAlign) % S::kStreamAlign) / sizeof(T);
+  if (head > n) head = n;
+  if (head) f(size_t{0}, head, std::false_type{});
+  if (head < n) f(head, n - head, std::true_type{});
+  S::stream_fence();
+}
+
+template <class T, bool kStream>
+void scale_impl(const T* x, T* y, size_t n, T s) {
   using S = Simd<T>;
   const auto vs = S::set1(s);
   for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, S::mul(S::load(x + i), vs)); },
+      n, [&](size_t i, int) { put<S, kStream>(y + i, S::mul(S::load(x + i), vs)); },
       [&](size_t i, size_t r) { S::store_tail(y + i, S::mul(S::load_tail(x + i, r, T(0)), vs), r); });
+}
+
+template <class T>
+void scale(const T* x, T* y, size_t n, T s) {
+  scale_impl<T, false>(x, y, n, s);
+}
+
+// y = s x with non-temporal stores (see split_for_streaming).
+template <class T>
+void scale_stream(const T* x, T* y, size_t n, T s) {
+  split_for_streaming(y, n, [&](size_t b, size_t len, auto stream) {
+    scale_impl<T, decltype(stream)::value>(x + b, y + b, len, s);
+  });
 }
 
 // y = s exp(c(x - shift)): 1 read + 1 write, 1 exp per element.
@@ -243,8 +285,8 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
 }
 
 // Pass 2 of the Two-Pass softmax: y = mant(x) / sum_mant * 2^(expo(x) - sum_expo).
-template <class T>
-void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
+template <class T, bool kStream>
+void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
   using S = Simd<T>;
   using V = typename S::V;
   using C = ExpConstants<T>;
@@ -259,7 +301,7 @@ void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
         LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
         vextexp_group<T, G>(m, e, bad);
         LOGITKIT_LOCKSTEP(k, G) {
-          S::store(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
+          put<S, kStream>(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
         }
       },
       [&](size_t i, size_t r) {
@@ -267,6 +309,18 @@ void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
         vextexp_group<T, 1>(m, e, bad);
         S::store_tail(y + i, ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest)), r);
       });
+}
+
+// stream: non-temporal stores for outputs far larger than the caches (see split_for_streaming).
+template <class T>
+void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream) {
+  if (!stream) {
+    extexp_store_impl<T, false>(x, y, n, c, inv_mant, expo);
+    return;
+  }
+  split_for_streaming(y, n, [&](size_t b, size_t len, auto tag) {
+    extexp_store_impl<T, decltype(tag)::value>(x + b, y + b, len, c, inv_mant, expo);
+  });
 }
 
 // Online softmax: running per-lane max m and sum s of exp(c(x - m)); s is rescaled only for
@@ -426,7 +480,7 @@ void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
     case SoftmaxAlgorithm::kTwoPass: {
       ExtSum<T> s = extexp_sum(x, n, c);
       if (s.ok) {
-        extexp_store(x, y, n, c, T(1) / s.mant, s.expo);
+        extexp_store(x, y, n, c, T(1) / s.mant, s.expo, false);
         return;
       }
       break;  // inputs outside the pair's range: the three-pass result is exact for them
@@ -575,6 +629,7 @@ SoftmaxKernels<T> make_softmax_kernels() {
   k.exp_store_sum = exp_store_sum<T>;
   k.exp_sum = exp_sum<T>;
   k.scale = scale<T>;
+  k.scale_stream = scale_stream<T>;
   k.exp_scale_store = exp_scale_store<T>;
   k.extexp_sum = extexp_sum<T>;
   k.extexp_store = extexp_store<T>;

@@ -46,9 +46,11 @@ struct SoftmaxKernels {
   T (*exp_store_sum)(const T* x, T* y, size_t n, T shift, T c);     // y = exp(c(x-shift)), sum
   T (*exp_sum)(const T* x, size_t n, T shift, T c);                 // sum exp(c(x-shift))
   void (*scale)(const T* x, T* y, size_t n, T s);                    // y = s x
+  void (*scale_stream)(const T* x, T* y, size_t n, T s);             // y = s x, non-temporal stores
   void (*exp_scale_store)(const T* x, T* y, size_t n, T shift, T c, T s);  // y = s exp(c(x-shift))
   ExtSum<T> (*extexp_sum)(const T* x, size_t n, T c);
-  void (*extexp_store)(const T* x, T* y, size_t n, T c, T inv_mant, T expo);
+  // stream: non-temporal stores, for outputs far larger than the last-level cache.
+  void (*extexp_store)(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream);
   MaxSum<T> (*online_sum)(const T* x, size_t n, T c);
   T (*weighted_max)(const T* x, const T* b, size_t n);  // max over x where b != 0
   UntiedSum<T> (*untied_sum)(const T* x, const T* b, size_t n, T m, T shift, T c);  // b may be null
