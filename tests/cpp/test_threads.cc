@@ -1,0 +1,81 @@
+// Thread-count independence: every op gives bitwise identical results for 1, 2 and 3 threads.
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+namespace {
+
+using logitkit::ArrayView;
+using logitkit::SoftmaxOptions;
+
+class Threads : public lktest::IsaTest {
+ protected:
+  void SetUp() override {
+    lktest::IsaTest::SetUp();
+    saved_ = logitkit::get_num_threads();
+  }
+  void TearDown() override {
+    logitkit::set_num_threads(saved_);
+    lktest::IsaTest::TearDown();
+  }
+
+ private:
+  int saved_ = 1;
+};
+LKTEST_FOR_EACH_ISA(Threads);
+
+// Runs `op` (which writes `out`) with 1, 2 and 3 threads and expects the same bytes each time.
+template <class T>
+void expect_thread_invariant(const std::string& what, std::vector<T>& out, const std::function<void()>& op) {
+  std::vector<T> first;
+  for (int threads : {1, 2, 3}) {
+    logitkit::set_num_threads(threads);
+    ASSERT_EQ(logitkit::get_num_threads(), threads);
+    std::fill(out.begin(), out.end(), T(-1));
+    op();
+    if (threads == 1) {
+      first = out;
+      continue;
+    }
+    ASSERT_EQ(std::memcmp(first.data(), out.data(), out.size() * sizeof(T)), 0)
+        << what << ": " << threads << " threads differ from 1 thread";
+  }
+}
+
+template <class T>
+void check_shape(int64_t rows, int64_t n, bool strided, uint64_t seed) {
+  auto x = lktest::randn<T>(size_t(rows * n), seed, 4.0);
+  ArrayView<const T> xv = ArrayView<const T>::contiguous(x.data(), {rows, n});
+  int axis = 1;
+  if (strided) {  // the same memory seen as (n, rows) with the axis strided: gather/scatter path
+    xv = ArrayView<const T>::contiguous(x.data(), {n, rows});
+    axis = 0;
+  }
+  const std::string shape = std::to_string(rows) + "x" + std::to_string(n) + (strided ? " strided" : "");
+  std::vector<T> y(x.size());
+  auto yv = ArrayView<T>::contiguous(y.data(), {xv.shape[0], xv.shape[1]});
+  for (auto a : lktest::kAllAlgorithms)
+    expect_thread_invariant<T>(shape + " softmax " + lktest::algorithm_name(a), y,
+                               [&] { logitkit::softmax<T>(xv, yv, axis, SoftmaxOptions{0.8, a}); });
+  expect_thread_invariant<T>(shape + " log_softmax", y, [&] { logitkit::log_softmax<T>(xv, yv, axis); });
+  std::vector<T> out(static_cast<size_t>(rows)), b(x.size());
+  for (size_t i = 0; i < b.size(); ++i) b[i] = T(0.5) + T(i % 5);
+  auto outv = ArrayView<T>::contiguous(out.data(), {rows});
+  expect_thread_invariant<T>(shape + " logsumexp", out, [&] { logitkit::logsumexp<T>(xv, outv, axis); });
+  ArrayView<const T> bv = ArrayView<const T>::contiguous(b.data(), {xv.shape[0], xv.shape[1]});
+  expect_thread_invariant<T>(shape + " logsumexp weighted", out, [&] { logitkit::logsumexp<T>(xv, outv, axis, bv); });
+}
+
+// Many short rows: split into many tasks by row count.
+TEST_P(Threads, ManyRowsF32) { check_shape<float>(2000, 257, false, 1); }
+TEST_P(Threads, ManyRowsF64) { check_shape<double>(2000, 257, false, 2); }
+TEST_P(Threads, ManyStridedRowsF32) { check_shape<float>(700, 129, true, 3); }
+TEST_P(Threads, ManyStridedRowsF64) { check_shape<double>(700, 129, true, 4); }
+// Long rows: one row split into chunks, partial results combined in chunk order.
+TEST_P(Threads, LongRowF32) { check_shape<float>(2, (int64_t{1} << 19) + 77, false, 5); }
+TEST_P(Threads, LongRowF64) { check_shape<double>(2, (int64_t{1} << 19) + 77, false, 6); }
+
+}  // namespace
