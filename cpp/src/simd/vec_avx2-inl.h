@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #define LOGITKIT_TARGET avx2
 
@@ -11,6 +12,33 @@ namespace avx2 {
 
 template <class T>
 struct Simd;
+
+// Lane-compaction tables for compress_store: for each movemask value, the indices of the set
+// lanes first (as 32-bit lane indices for _mm256_permutevar8x32_ps) and the number of set lanes.
+struct CompressTable {
+  uint8_t idx[256][8];
+  uint8_t count[256];
+};
+constexpr CompressTable make_compress_table(int lanes) {
+  CompressTable t{};
+  const int per = 8 / lanes;  // 32-bit slots per lane: 1 for float, 2 for double
+  for (int m = 0; m < (1 << lanes); ++m) {
+    int k = 0;
+    for (int i = 0; i < lanes; ++i)
+      if ((m >> i) & 1) {
+        for (int j = 0; j < per; ++j) t.idx[m][k * per + j] = static_cast<uint8_t>(i * per + j);
+        ++k;
+      }
+    t.count[m] = static_cast<uint8_t>(k);
+  }
+  return t;
+}
+inline constexpr CompressTable kCompressFloat = make_compress_table(8);
+inline constexpr CompressTable kCompressDouble = make_compress_table(4);
+
+inline __m256i compress_indices(const CompressTable& t, int bits) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.idx[bits])));
+}
 
 template <>
 struct Simd<float> {
@@ -58,6 +86,22 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return _mm256_andnot_ps(a, b); }
   static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+  static V sqrt(V a) { return _mm256_sqrt_ps(a); }
+
+  // Packs the lanes of v selected by m to p[0..count) and returns count. Writes a whole vector
+  // (callers keep N elements of slack); p may be at or before where v was loaded from.
+  static size_t compress_store(T* p, M m, V v) {
+    const int bits = _mm256_movemask_ps(m);
+    _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(v, compress_indices(kCompressFloat, bits)));
+    return kCompressFloat.count[bits];
+  }
+  // x = mant * 2^expo with mant in [1, 2), for finite normal x > 0.
+  static V frexp12(V x, V& expo) {
+    const __m256i bits = _mm256_castps_si256(x);
+    expo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
+    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+                                               _mm256_set1_epi32(0x3f800000)));
+  }
 
   static V pow2i(V n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
@@ -141,6 +185,22 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return _mm256_andnot_pd(a, b); }
   static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
+  static V sqrt(V a) { return _mm256_sqrt_pd(a); }
+  static size_t compress_store(T* p, M m, V v) {
+    const int bits = _mm256_movemask_pd(m);
+    const __m256 packed = _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), compress_indices(kCompressDouble, bits));
+    _mm256_storeu_pd(p, _mm256_castps_pd(packed));
+    return kCompressDouble.count[bits];
+  }
+  // No int64 -> double conversion in AVX2: the biased exponent (< 2^11) is placed in the
+  // mantissa of 2^52 and 2^52 subtracted, which is exact.
+  static V frexp12(V x, V& expo) {
+    const __m256i bits = _mm256_castpd_si256(x);
+    const __m256i biased = _mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x4330000000000000LL));
+    expo = _mm256_sub_pd(_mm256_castsi256_pd(biased), _mm256_set1_pd(0x1p52 + 1023.0));
+    return _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffLL)),
+                                               _mm256_set1_epi64x(0x3ff0000000000000LL)));
+  }
 
   // AVX2 has no double->int64 conversion: adding 1.5*2^52 leaves n in the low mantissa bits.
   static V pow2i(V n) {

@@ -17,6 +17,14 @@ namespace avx512 {
 template <class T>
 struct Simd;
 
+// Bits set in a lane mask (no -mpopcnt in this TU's flags, so no builtin).
+inline size_t mask_popcount(unsigned m) {
+  m = m - ((m >> 1) & 0x5555u);
+  m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
+  m = (m + (m >> 4)) & 0x0f0fu;
+  return (m + (m >> 8)) & 0x1fu;
+}
+
 template <>
 struct Simd<float> {
   using T = float;
@@ -60,6 +68,21 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
   static bool any(M m) { return m != 0; }
   static V select(M m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
+  static V sqrt(V a) { return _mm512_sqrt_ps(a); }
+
+  // Packs the lanes of v selected by m to p[0..count) and returns count. Writes a whole vector
+  // (callers keep N elements of slack past the kept ones); p may point into the array v was
+  // loaded from, at or before its position (in-place compaction). Compress into a register plus
+  // a plain store: the memory form of vcompressps is microcoded and slow on Zen 4.
+  static size_t compress_store(T* p, M m, V v) {
+    _mm512_storeu_ps(p, _mm512_maskz_compress_ps(m, v));
+    return mask_popcount(m);
+  }
+  // x = mant * 2^expo with mant in [1, 2), for finite x > 0 (denormals included on AVX-512).
+  static V frexp12(V x, V& expo) {
+    expo = _mm512_getexp_ps(x);
+    return _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+  }
 
   // 2^n for integral n in [-127, 127]; n == -127 gives +0.
   static V pow2i(V n) {
@@ -134,6 +157,15 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
   static bool any(M m) { return m != 0; }
   static V select(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
+  static V sqrt(V a) { return _mm512_sqrt_pd(a); }
+  static size_t compress_store(T* p, M m, V v) {
+    _mm512_storeu_pd(p, _mm512_maskz_compress_pd(m, v));
+    return mask_popcount(m);
+  }
+  static V frexp12(V x, V& expo) {
+    expo = _mm512_getexp_pd(x);
+    return _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+  }
 
   // 2^n for integral n in [-1023, 1023]; n == -1023 gives +0.
   static V pow2i(V n) {

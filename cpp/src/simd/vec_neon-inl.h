@@ -3,6 +3,7 @@
 #include <arm_neon.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #define LOGITKIT_TARGET neon
 
@@ -60,6 +61,29 @@ struct Simd<float> {
   static M mask_andnot(M a, M b) { return vbicq_u32(b, a); }
   static bool any(M m) { return vmaxvq_u32(m) != 0; }
   static V select(M m, V a, V b) { return vbslq_f32(m, a, b); }
+  static V sqrt(V a) { return vsqrtq_f32(a); }
+
+  // Packs the lanes of v selected by m to p[0..count) and returns count. NEON has no compress:
+  // every lane is written at the running position, which advances only for selected lanes.
+  // Writes at most N elements (callers keep N of slack); p may be at or before v's source.
+  static size_t compress_store(T* p, M m, V v) {
+    T buf[N];
+    uint32_t sel[N];
+    vst1q_f32(buf, v);
+    vst1q_u32(sel, m);
+    size_t k = 0;
+    for (size_t i = 0; i < N; ++i) {
+      p[k] = buf[i];
+      k += sel[i] & 1u;
+    }
+    return k;
+  }
+  // x = mant * 2^expo with mant in [1, 2), for finite normal x > 0.
+  static V frexp12(V x, V& expo) {
+    const uint32x4_t bits = vreinterpretq_u32_f32(x);
+    expo = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)), vdupq_n_s32(127)));
+    return vreinterpretq_f32_u32(vorrq_u32(vandq_u32(bits, vdupq_n_u32(0x007fffffu)), vdupq_n_u32(0x3f800000u)));
+  }
 
   static V pow2i(V n) {
     int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
@@ -132,6 +156,25 @@ struct Simd<double> {
   static M mask_andnot(M a, M b) { return vbicq_u64(b, a); }
   static bool any(M m) { return (vgetq_lane_u64(m, 0) | vgetq_lane_u64(m, 1)) != 0; }
   static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
+  static V sqrt(V a) { return vsqrtq_f64(a); }
+  static size_t compress_store(T* p, M m, V v) {
+    T buf[N];
+    uint64_t sel[N];
+    vst1q_f64(buf, v);
+    vst1q_u64(sel, m);
+    size_t k = 0;
+    for (size_t i = 0; i < N; ++i) {
+      p[k] = buf[i];
+      k += sel[i] & 1u;
+    }
+    return k;
+  }
+  static V frexp12(V x, V& expo) {
+    const uint64x2_t bits = vreinterpretq_u64_f64(x);
+    expo = vcvtq_f64_s64(vsubq_s64(vreinterpretq_s64_u64(vshrq_n_u64(bits, 52)), vdupq_n_s64(1023)));
+    return vreinterpretq_f64_u64(vorrq_u64(vandq_u64(bits, vdupq_n_u64(0x000fffffffffffffULL)),
+                                           vdupq_n_u64(0x3ff0000000000000ULL)));
+  }
 
   static V pow2i(V n) {
     int64x2_t e = vaddq_s64(vcvtnq_s64_f64(n), vdupq_n_s64(1023));

@@ -74,6 +74,26 @@ struct Simd {
   static M mask_andnot(M a, M b) { return !a && b; }
   static bool any(M m) { return m; }
   static V select(M m, V a, V b) { return m ? a : b; }
+  static V sqrt(V a) { return root(a); }
+  static float root(float a) { return __builtin_sqrtf(a); }
+  static double root(double a) { return __builtin_sqrt(a); }
+
+  // Packs the selected lane to p[0..count) and returns count (0 or 1); always writes p[0].
+  static size_t compress_store(T* p, M m, V v) {
+    *p = v;
+    return m ? 1 : 0;
+  }
+  // x = mant * 2^expo with mant in [1, 2), for finite normal x > 0.
+  static V frexp12(V x, V& expo) {
+    using U = typename B::U;
+    U bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    expo = static_cast<T>(static_cast<int64_t>(bits >> B::kMantBits) - B::kBias);
+    bits = (bits & ((U(1) << B::kMantBits) - 1)) | (static_cast<U>(B::kBias) << B::kMantBits);
+    T mant;
+    std::memcpy(&mant, &bits, sizeof mant);
+    return mant;
+  }
 
   // 2^n for integral n in [-bias, bias]; n == -bias gives +0.
   static V pow2i(V n) {
