@@ -42,6 +42,7 @@
 #endif
 
 #include <cmath>
+#include <cstdio>
 #include <cstddef>
 #include <limits>
 
@@ -284,7 +285,8 @@ T sorted_threshold(T* v, size_t n) {
 // Above this many passes the solvers sort instead (Michelot needs a handful on real data).
 constexpr int kMaxShrinkPasses = 64;
 
-// buf holds raw candidates X (first pass subtracts m); returns tau relative to m.
+// buf holds raw candidates X (first pass subtracts m); returns tau relative to m. Updates are
+// formed in double and rounded once, so tau keeps full relative precision when it is small.
 template <class T>
 T sparsemax_threshold(T* buf, size_t nb, T m) {
   T tau = T(-1), shift = m;
@@ -292,9 +294,11 @@ T sparsemax_threshold(T* buf, size_t nb, T m) {
   for (int pass = 0; pass < kMaxShrinkPasses; ++pass) {
     const Shrunk<T> s = shrink<T, false>(buf, nb, shift, tau);
     shift = T(0);
-    if ((from_set && s.kept == nb) || s.kept == 0) return tau;
+    if (s.kept == 0) return tau;  // unreachable: the max (v = 0) stays above every tau < 0
+    const T next = static_cast<T>(static_cast<double>(tau) + (s.d1 - 1.0) / static_cast<double>(s.kept));
+    // Converged (nothing dropped): the same closed form, now with sums taken next to tau.
+    if (from_set && s.kept == nb) return next;
     nb = s.kept;
-    const T next = tau + static_cast<T>((s.d1 - 1.0) / static_cast<double>(nb));
     if (next > tau) tau = next;  // rounding must not let tau fall below an earlier bound
     from_set = true;
   }
@@ -303,7 +307,9 @@ T sparsemax_threshold(T* buf, size_t nb, T m) {
 
 template <class T>
 T entmax15_threshold(T* buf, size_t nb, T m) {
+  constexpr double eps = std::numeric_limits<T>::epsilon();
   T tau = T(-1), shift = m;
+  int refinements = 0;
   for (int pass = 0; pass < kMaxShrinkPasses; ++pass) {
     const Shrunk<T> s = shrink<T, true>(buf, nb, shift, tau);
     shift = T(0);
@@ -311,11 +317,22 @@ T entmax15_threshold(T* buf, size_t nb, T m) {
     if (nb == 0) return tau;  // unreachable: the max (v = 0) stays above every tau < 0
     const double k = static_cast<double>(nb), d2m1 = s.d2 - 1.0;
     const double disc = s.d1 * s.d1 - k * d2m1;
-    if (disc >= 0) {
+    if (disc > 0) {
       const double delta = d2m1 / (s.d1 + std::sqrt(disc));  // smaller root, no cancellation
-      if (delta <= static_cast<double>(s.dmin)) return tau + static_cast<T>(delta);
+      if (delta <= static_cast<double>(s.dmin)) {
+        const double exact = static_cast<double>(tau) + delta;
+        // disc cancels when the pivot is far below tau (d^2 sums of a dense row, taken in T):
+        // bound the error it puts in delta and, if it exceeds a few ulp, solve again from
+        // just below (the next pass takes its sums next to the answer).
+        const double err = 2 * eps * std::fabs(delta) * (s.d1 * s.d1 + k * s.d2) / disc;
+        const T below = static_cast<T>(exact - err);
+        if (err <= 4 * eps * std::fabs(exact) || refinements == 2 || !(below > tau)) return static_cast<T>(exact);
+        tau = below;
+        ++refinements;
+        continue;
+      }
     }
-    const T next = tau + static_cast<T>(d2m1 / (2 * s.d1));  // Newton step from below
+    const T next = static_cast<T>(static_cast<double>(tau) + d2m1 / (2 * s.d1));  // Newton step from below
     if (!(next > tau)) break;
     tau = next;
   }
