@@ -8,6 +8,8 @@
 //  1. collect   one SIMD read of x: running max plus compress-store of every X_i >= (running
 //               max) - 1 into scratch. Entries that were candidates for an earlier, smaller
 //               max are harmless extras (a superset); NaN is tracked on the side.
+//               Every pass forms X = fl(c x) with a separately rounded multiply (the build uses
+//               -ffp-contract=off), so the output pass sees the very X the threshold saw.
 //  2. threshold on the candidates only (in place, shrinking):
 //     sparsemax   Michelot's fixed point tau <- (sum_{v > tau} v - 1) / |{v > tau}| started at
 //                 tau = -1. Every step keeps a superset of the support, so tau rises
@@ -57,10 +59,16 @@ namespace sparsemax_impl {
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 
+// Sum of four accumulators' lanes, the lanes added in double: the threshold updates subtract 1
+// from such sums, so rounding them in T first would cost relative precision in small tau.
 template <class T>
-typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
+double sum4(const typename Simd<T>::V (&acc)[4]) {
   using S = Simd<T>;
-  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
+  T lanes[4 * S::N];
+  for (int k = 0; k < 4; ++k) S::store(lanes + k * S::N, acc[k]);
+  double total = 0;
+  for (size_t i = 0; i < 4 * S::N; ++i) total += lanes[i];
+  return total;
 }
 
 // ---- Natural log of positive values (entmax-bisect's powers). Named for the family so the
@@ -219,8 +227,8 @@ Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    d1 += S::reduce_add(sum4<T>(s1));
-    if constexpr (kSquares) d2 += S::reduce_add(sum4<T>(s2));
+    d1 += sum4<T>(s1);
+    if constexpr (kSquares) d2 += sum4<T>(s2);
   });
   return {k, d1, d2, S::reduce_min(dmin)};
 }
@@ -359,7 +367,7 @@ double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T tau, const Pow& 
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    total += S::reduce_add(sum4<T>(acc));
+    total += sum4<T>(acc);
   });
   nb = k;
   return total;
@@ -553,8 +561,8 @@ void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g) {
     for_vectors<S>(
         len, [&](size_t i, int k) { step(S::load(y + b + i), S::load(dy + b + i), k); },
         [&](size_t i, size_t r) { step(S::load_tail(y + b + i, r, T(0)), S::load_tail(dy + b + i, r, T(0)), 0); });
-    sum_gdy += S::reduce_add(sum4<T>(a));
-    sum_g += S::reduce_add(sum4<T>(w));
+    sum_gdy += sum4<T>(a);
+    sum_g += sum4<T>(w);
   });
   const auto vq = S::set1(static_cast<T>(sum_gdy / sum_g)), vc = S::set1(c);
   auto f = [&](V yv, V dyv) {
