@@ -72,7 +72,8 @@ int check_forward(const ArrayView<const T>& x, const ArrayView<T>& y, int axis) 
   return normalize_axis(axis, x.ndim);
 }
 
-// rows_fn(y, dy, dx, rows, n, ldy, lddy, lddx); strided rows go through tiles (dx computed over dy's).
+// rows_fn(y, dy, dx, rows, n, ldy, lddy, lddx, scratch); strided rows go through tiles (dx computed
+// over dy's); scratch holds n elements.
 template <class T, class RowsFn>
 void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, RowsFn&& rows_fn) {
   check_view(y, "y");
@@ -87,12 +88,13 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx,
   const size_t n = static_cast<size_t>(p.n);
   if (p.contiguous(0) && p.contiguous(1) && p.contiguous(2)) {
     parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+      T* gs = thread_scratch<T>(n, 2);
       if (p.uniform()) {
         rows_fn(y.data + r0 * p.row_stride(0), dy.data + r0 * p.row_stride(1), dx.data + r0 * p.row_stride(2),
-                size_t(r1 - r0), n, p.row_stride(0), p.row_stride(1), p.row_stride(2));
+                size_t(r1 - r0), n, p.row_stride(0), p.row_stride(1), p.row_stride(2), gs);
       } else {
         for (int64_t r = r0; r < r1; ++r)
-          rows_fn(y.data + p.offset(0, r), dy.data + p.offset(1, r), dx.data + p.offset(2, r), 1, n, 0, 0, 0);
+          rows_fn(y.data + p.offset(0, r), dy.data + p.offset(1, r), dx.data + p.offset(2, r), 1, n, 0, 0, 0, gs);
       }
     });
     return;
@@ -101,11 +103,12 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx,
   parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
     T* ybuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
     T* gbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 1);
+    T* gs = thread_scratch<T>(n, 2);
     for (int64_t r = r0; r < r1; r += tile) {
       const int64_t count = std::min(tile, r1 - r);
       gather_rows(y.data, p, 0, r, count, ybuf);
       gather_rows(dy.data, p, 1, r, count, gbuf);
-      rows_fn(ybuf, gbuf, gbuf, size_t(count), n, p.n, p.n, p.n);
+      rows_fn(ybuf, gbuf, gbuf, size_t(count), n, p.n, p.n, p.n, gs);
       scatter_rows(gbuf, p, 2, r, count, dx.data);
     }
   });
@@ -165,8 +168,9 @@ void sparsemax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T
   const T c = inverse_temperature<T>(temperature);
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   backward_impl<T>(y, dy, dx, axis,
-                   [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t a, ptrdiff_t b, ptrdiff_t d) {
-                     k.sparsemax_backward_rows(yr, dyr, dxr, rows, n, a, b, d, c);
+                   [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t a, ptrdiff_t b, ptrdiff_t d,
+                       T* gs) {
+                     k.sparsemax_backward_rows(yr, dyr, dxr, rows, n, a, b, d, c, gs);
                    });
 }
 
@@ -175,8 +179,9 @@ void entmax15_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T>
   const T c = inverse_temperature<T>(temperature);
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   backward_impl<T>(y, dy, dx, axis,
-                   [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t a, ptrdiff_t b, ptrdiff_t d) {
-                     k.entmax15_backward_rows(yr, dyr, dxr, rows, n, a, b, d, c);
+                   [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t a, ptrdiff_t b, ptrdiff_t d,
+                       T* gs) {
+                     k.entmax15_backward_rows(yr, dyr, dxr, rows, n, a, b, d, c, gs);
                    });
 }
 
@@ -189,8 +194,8 @@ void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayVi
   const T a = static_cast<T>(alpha);
   backward_impl<T>(y, dy, dx, axis,
                    [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t ly, ptrdiff_t ldy,
-                       ptrdiff_t ldx) {
-                     k.entmax_bisect_backward_rows(yr, dyr, dxr, rows, n, ly, ldy, ldx, c, a);
+                       ptrdiff_t ldx, T* gs) {
+                     k.entmax_bisect_backward_rows(yr, dyr, dxr, rows, n, ly, ldy, ldx, c, a, gs);
                    });
 }
 

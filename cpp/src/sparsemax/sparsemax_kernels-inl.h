@@ -71,6 +71,13 @@ double sum4(const typename Simd<T>::V (&acc)[4]) {
   return total;
 }
 
+// The same in T (one horizontal reduction), where a plain sum is accurate enough (backward).
+template <class T>
+double sum4_fast(const typename Simd<T>::V (&acc)[4]) {
+  using S = Simd<T>;
+  return S::reduce_add(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
+}
+
 // ---- Natural log of positive values (entmax-bisect's powers). Named for the family so the
 // ---- lead can fold it into simd/math-inl.h if another family lands a vector log.
 
@@ -516,8 +523,10 @@ void entmax_bisect_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
 // dy (the second also writes dx): 8 bytes read twice and 4 written per float element; no exp
 // except entmax-bisect with a general alpha (one exp and one log per nonzero y). Memory-bound.
 
+// kCached: g costs an exp and a log, so pass 1 keeps it in scratch for pass 2.
 template <class T>
 struct GradSupport {  // sparsemax: 1 on the support
+  static constexpr bool kCached = false;
   typename Simd<T>::V operator()(typename Simd<T>::V y) const {
     using S = Simd<T>;
     return S::select(S::gt(y, S::zero()), S::set1(T(1)), S::zero());
@@ -525,10 +534,12 @@ struct GradSupport {  // sparsemax: 1 on the support
 };
 template <class T>
 struct GradSqrt {  // entmax-1.5
+  static constexpr bool kCached = false;
   typename Simd<T>::V operator()(typename Simd<T>::V y) const { return Simd<T>::sqrt(y); }
 };
 template <class T>
 struct GradLinear {  // entmax-bisect with alpha = 1 (softmax): y on the support
+  static constexpr bool kCached = false;
   typename Simd<T>::V operator()(typename Simd<T>::V y) const {
     using S = Simd<T>;
     return S::select(S::gt(y, S::zero()), y, S::zero());
@@ -536,6 +547,7 @@ struct GradLinear {  // entmax-bisect with alpha = 1 (softmax): y on the support
 };
 template <class T>
 struct GradPower {  // entmax-bisect: y^(2 - alpha) on the support
+  static constexpr bool kCached = true;
   T e;
   typename Simd<T>::V operator()(typename Simd<T>::V y) const {
     using S = Simd<T>;
@@ -545,67 +557,82 @@ struct GradPower {  // entmax-bisect: y^(2 - alpha) on the support
   }
 };
 
+// gs: n elements of scratch (used when G::kCached; dx may alias y or dy, so g cannot live in dx).
 template <class T, class G>
-void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g) {
+void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g, T* gs) {
   using S = Simd<T>;
   using V = typename S::V;
   double sum_gdy = 0, sum_g = 0;
   for_blocks(n, [&](size_t b, size_t len) {
     V a[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V w[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-    auto step = [&](V yv, V dyv, int k) {
+    auto step = [&](V yv, V dyv, int k, size_t at, size_t r) {
       const V gv = g(yv);
+      if constexpr (G::kCached) {
+        if (r == S::N) {
+          S::store(gs + at, gv);
+        } else {
+          S::store_tail(gs + at, gv, r);
+        }
+      }
       a[k] = S::fma(gv, dyv, a[k]);
       w[k] = S::add(w[k], gv);
     };
     for_vectors<S>(
-        len, [&](size_t i, int k) { step(S::load(y + b + i), S::load(dy + b + i), k); },
-        [&](size_t i, size_t r) { step(S::load_tail(y + b + i, r, T(0)), S::load_tail(dy + b + i, r, T(0)), 0); });
-    sum_gdy += sum4<T>(a);
-    sum_g += sum4<T>(w);
+        len, [&](size_t i, int k) { step(S::load(y + b + i), S::load(dy + b + i), k, b + i, S::N); },
+        [&](size_t i, size_t r) {
+          step(S::load_tail(y + b + i, r, T(0)), S::load_tail(dy + b + i, r, T(0)), 0, b + i, r);
+        });
+    sum_gdy += sum4_fast<T>(a);
+    sum_g += sum4_fast<T>(w);
   });
   const auto vq = S::set1(static_cast<T>(sum_gdy / sum_g)), vc = S::set1(c);
-  auto f = [&](V yv, V dyv) {
-    const V gv = g(yv);
+  auto f = [&](size_t i, V yv, V dyv, size_t r) {
+    V gv;
+    if constexpr (G::kCached) {
+      gv = r == S::N ? S::load(gs + i) : S::load_tail(gs + i, r, T(0));
+    } else {
+      gv = g(yv);
+    }
     return S::mul(S::fnma(vq, gv, S::mul(gv, dyv)), vc);
   };
   for_vectors<S>(
-      n, [&](size_t i, int) { S::store(dx + i, f(S::load(y + i), S::load(dy + i))); },
+      n, [&](size_t i, int) { S::store(dx + i, f(i, S::load(y + i), S::load(dy + i), S::N)); },
       [&](size_t i, size_t r) {
-        S::store_tail(dx + i, f(S::load_tail(y + i, r, T(0)), S::load_tail(dy + i, r, T(0))), r);
+        S::store_tail(dx + i, f(i, S::load_tail(y + i, r, T(0)), S::load_tail(dy + i, r, T(0)), r), r);
       });
 }
 
 template <class T, class G>
 void backward_rows(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy, ptrdiff_t lddy,
-                   ptrdiff_t lddx, T c, const G& g) {
+                   ptrdiff_t lddx, T c, const G& g, T* gs) {
   if (n == 0) return;
-  for (size_t r = 0; r < rows; ++r) backward_row(y + r * ldy, dy + r * lddy, dx + r * lddx, n, c, g);
+  for (size_t r = 0; r < rows; ++r) backward_row(y + r * ldy, dy + r * lddy, dx + r * lddx, n, c, g, gs);
 }
 
 template <class T>
 void sparsemax_backward_rows(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                             ptrdiff_t lddy, ptrdiff_t lddx, T c) {
-  backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSupport<T>{});
+                             ptrdiff_t lddy, ptrdiff_t lddx, T c, T* gs) {
+  backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSupport<T>{}, gs);
 }
 
 template <class T>
 void entmax15_backward_rows(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                            ptrdiff_t lddy, ptrdiff_t lddx, T c) {
-  backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSqrt<T>{});
+                            ptrdiff_t lddy, ptrdiff_t lddx, T c, T* gs) {
+  backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSqrt<T>{}, gs);
 }
 
 template <class T>
 void entmax_bisect_backward_rows(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                                 ptrdiff_t lddy, ptrdiff_t lddx, T c, T alpha) {
+                                 ptrdiff_t lddy, ptrdiff_t lddx, T c, T alpha, T* gs) {
   if (alpha == T(2)) {
-    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSupport<T>{});
+    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSupport<T>{}, gs);
   } else if (alpha == T(1.5)) {
-    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSqrt<T>{});
+    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradSqrt<T>{}, gs);
   } else if (alpha == T(1)) {
-    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradLinear<T>{});
+    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradLinear<T>{}, gs);
   } else {
-    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradPower<T>{T(2) - alpha});
+    backward_rows(y, dy, dx, rows, n, ldy, lddy, lddx, c, GradPower<T>{T(2) - alpha}, gs);
   }
 }
 

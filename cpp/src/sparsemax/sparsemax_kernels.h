@@ -20,13 +20,14 @@ struct SparsemaxKernels {
   // alpha > 1; at most n_iter bisection steps (as the entmax package), then normalized.
   void (*entmax_bisect_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                              T alpha, int n_iter, T* scratch);
-  // VJPs dx = c (g dy - g sum(g dy) / sum(g)) with g = [y > 0], sqrt(y), y^(2 - alpha) (0 at y = 0).
+  // VJPs dx = c (g dy - g sum(g dy) / sum(g)) with g = [y > 0], sqrt(y), y^(2 - alpha) (0 at y = 0);
+  // scratch holds n elements (g, when it is costly to recompute).
   void (*sparsemax_backward_rows)(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                                  ptrdiff_t lddy, ptrdiff_t lddx, T c);
+                                  ptrdiff_t lddy, ptrdiff_t lddx, T c, T* scratch);
   void (*entmax15_backward_rows)(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                                 ptrdiff_t lddy, ptrdiff_t lddx, T c);
+                                 ptrdiff_t lddy, ptrdiff_t lddx, T c, T* scratch);
   void (*entmax_bisect_backward_rows)(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                                      ptrdiff_t lddy, ptrdiff_t lddx, T c, T alpha);
+                                      ptrdiff_t lddy, ptrdiff_t lddx, T c, T alpha, T* scratch);
 
   // Elementwise natural log of x > 0, exposed for the accuracy tests.
   void (*log)(const T* x, T* y, size_t n);
