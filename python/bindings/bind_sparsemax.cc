@@ -81,25 +81,6 @@ void bind_sparsemax(py::module_& m) {
   def_backward(m, "sparsemax_backward", Forward::kSparsemax);
   def_backward(m, "entmax15_backward", Forward::kEntmax15);
   def_backward(m, "entmax_bisect_backward", Forward::kBisect);
-  // Accuracy hook for tests: elementwise log of a contiguous positive array with the active backend.
-  m.def(
-      "_log",
-      [](const py::array& x, const py::array& out) {
-        if (!(x.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) || x.size() != out.size())
-          throw py::value_error("_log: x and out must be C-contiguous and of equal size");
-        if (is_f32(x)) {
-          auto xv = view_of<const float>(x, "x", false);
-          auto ov = view_of<float>(out, "out", true);
-          py::gil_scoped_release release;
-          logitkit::vlog_positive(xv.data, ov.data, static_cast<size_t>(x.size()));
-        } else {
-          auto xv = view_of<const double>(x, "x", false);
-          auto ov = view_of<double>(out, "out", true);
-          py::gil_scoped_release release;
-          logitkit::vlog_positive(xv.data, ov.data, static_cast<size_t>(x.size()));
-        }
-      },
-      py::arg("x"), py::arg("out"));
 }
 
 }  // namespace logitkit_py

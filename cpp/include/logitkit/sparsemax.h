@@ -53,9 +53,4 @@ template <class T>
 LOGITKIT_API void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
                                          double alpha = 1.5, double temperature = 1.0);
 
-// y[i] = log(x[i]) for x[i] > 0 with the vector log entmax_bisect uses (active backend; about
-// 1 ulp). Exposed for accuracy tests; other inputs give unspecified values.
-LOGITKIT_API void vlog_positive(const float* x, float* y, size_t n);
-LOGITKIT_API void vlog_positive(const double* x, double* y, size_t n);
-
 }  // namespace logitkit

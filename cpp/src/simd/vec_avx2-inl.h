@@ -95,13 +95,6 @@ struct Simd<float> {
     _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(v, compress_indices(kCompressFloat, bits)));
     return kCompressFloat.count[bits];
   }
-  // x = mant * 2^expo with mant in [1, 2), for finite normal x > 0.
-  static V frexp12(V x, V& expo) {
-    const __m256i bits = _mm256_castps_si256(x);
-    expo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
-    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
-                                               _mm256_set1_epi32(0x3f800000)));
-  }
 
   static V pow2i(V n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
@@ -191,15 +184,6 @@ struct Simd<double> {
     const __m256 packed = _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), compress_indices(kCompressDouble, bits));
     _mm256_storeu_pd(p, _mm256_castps_pd(packed));
     return kCompressDouble.count[bits];
-  }
-  // No int64 -> double conversion in AVX2: the biased exponent (< 2^11) is placed in the
-  // mantissa of 2^52 and 2^52 subtracted, which is exact.
-  static V frexp12(V x, V& expo) {
-    const __m256i bits = _mm256_castpd_si256(x);
-    const __m256i biased = _mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x4330000000000000LL));
-    expo = _mm256_sub_pd(_mm256_castsi256_pd(biased), _mm256_set1_pd(0x1p52 + 1023.0));
-    return _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffLL)),
-                                               _mm256_set1_epi64x(0x3ff0000000000000LL)));
   }
 
   // AVX2 has no double->int64 conversion: adding 1.5*2^52 leaves n in the low mantissa bits.

@@ -78,11 +78,6 @@ struct Simd<float> {
     _mm512_storeu_ps(p, _mm512_maskz_compress_ps(m, v));
     return mask_popcount(m);
   }
-  // x = mant * 2^expo with mant in [1, 2), for finite x > 0 (denormals included on AVX-512).
-  static V frexp12(V x, V& expo) {
-    expo = _mm512_getexp_ps(x);
-    return _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
-  }
 
   // 2^n for integral n in [-127, 127]; n == -127 gives +0.
   static V pow2i(V n) {
@@ -161,10 +156,6 @@ struct Simd<double> {
   static size_t compress_store(T* p, M m, V v) {
     _mm512_storeu_pd(p, _mm512_maskz_compress_pd(m, v));
     return mask_popcount(m);
-  }
-  static V frexp12(V x, V& expo) {
-    expo = _mm512_getexp_pd(x);
-    return _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
   }
 
   // 2^n for integral n in [-1023, 1023]; n == -1023 gives +0.

@@ -78,12 +78,6 @@ struct Simd<float> {
     }
     return k;
   }
-  // x = mant * 2^expo with mant in [1, 2), for finite normal x > 0.
-  static V frexp12(V x, V& expo) {
-    const uint32x4_t bits = vreinterpretq_u32_f32(x);
-    expo = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)), vdupq_n_s32(127)));
-    return vreinterpretq_f32_u32(vorrq_u32(vandq_u32(bits, vdupq_n_u32(0x007fffffu)), vdupq_n_u32(0x3f800000u)));
-  }
 
   static V pow2i(V n) {
     int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
@@ -168,12 +162,6 @@ struct Simd<double> {
       k += sel[i] & 1u;
     }
     return k;
-  }
-  static V frexp12(V x, V& expo) {
-    const uint64x2_t bits = vreinterpretq_u64_f64(x);
-    expo = vcvtq_f64_s64(vsubq_s64(vreinterpretq_s64_u64(vshrq_n_u64(bits, 52)), vdupq_n_s64(1023)));
-    return vreinterpretq_f64_u64(vorrq_u64(vandq_u64(bits, vdupq_n_u64(0x000fffffffffffffULL)),
-                                           vdupq_n_u64(0x3ff0000000000000ULL)));
   }
 
   static V pow2i(V n) {

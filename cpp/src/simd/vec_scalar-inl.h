@@ -83,17 +83,6 @@ struct Simd {
     *p = v;
     return m ? 1 : 0;
   }
-  // x = mant * 2^expo with mant in [1, 2), for finite normal x > 0.
-  static V frexp12(V x, V& expo) {
-    using U = typename B::U;
-    U bits;
-    std::memcpy(&bits, &x, sizeof bits);
-    expo = static_cast<T>(static_cast<int64_t>(bits >> B::kMantBits) - B::kBias);
-    bits = (bits & ((U(1) << B::kMantBits) - 1)) | (static_cast<U>(B::kBias) << B::kMantBits);
-    T mant;
-    std::memcpy(&mant, &bits, sizeof mant);
-    return mant;
-  }
 
   // 2^n for integral n in [-bias, bias]; n == -bias gives +0.
   static V pow2i(V n) {

@@ -199,9 +199,6 @@ void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayVi
                    });
 }
 
-void vlog_positive(const float* x, float* y, size_t n) { kernels().sparsemax.get<float>().log(x, y, n); }
-void vlog_positive(const double* x, double* y, size_t n) { kernels().sparsemax.get<double>().log(x, y, n); }
-
 #define LOGITKIT_INSTANTIATE(T)                                                                                  \
   template LOGITKIT_API void sparsemax<T>(ArrayView<const T>, ArrayView<T>, int, const SparsemaxOptions&);       \
   template LOGITKIT_API void entmax15<T>(ArrayView<const T>, ArrayView<T>, int, const SparsemaxOptions&);        \

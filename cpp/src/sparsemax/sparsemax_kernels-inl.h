@@ -44,7 +44,6 @@
 #endif
 
 #include <cmath>
-#include <cstdio>
 #include <cstddef>
 #include <limits>
 
@@ -78,69 +77,6 @@ double sum4_fast(const typename Simd<T>::V (&acc)[4]) {
   return S::reduce_add(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
 }
 
-// ---- Natural log of positive values (entmax-bisect's powers). Named for the family so the
-// ---- lead can fold it into simd/math-inl.h if another family lands a vector log.
-
-template <class T>
-struct LogConstants;
-
-// log(x) = e ln2 + log1p(f), x = (1 + f) 2^e with 1 + f in [sqrt(1/2), sqrt(2)); log1p(f) =
-// 2 atanh(s), s = f / (2 + f), |s| <= 0.1716, as f - s (f - s^2 q(s^2)), q the Taylor series of
-// (2 atanh(s) - 2s) / s^3, truncated where the next term is below 2^-30 (float) / 2^-62 (double)
-// of the result; only the small correction carries the rounding of s. Max error about 1 ulp.
-template <>
-struct LogConstants<float> {
-  static constexpr int kDegree = 3;
-  static constexpr float kPoly[4] = {2.0f / 3, 2.0f / 5, 2.0f / 7, 2.0f / 9};
-  static constexpr float kLn2Hi = 0x1.62e430p-1f;
-  static constexpr float kLn2Lo = -0x1.05c610p-29f;
-  static constexpr float kSqrt2 = 0x1.6a09e6p+0f;
-  static constexpr float kMinNormal = 0x1p-126f;
-  static constexpr float kDenormScale = 0x1p24f, kDenormExp = 24.0f;
-};
-
-template <>
-struct LogConstants<double> {
-  static constexpr int kDegree = 10;
-  static constexpr double kPoly[11] = {2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11, 2.0 / 13,
-                                       2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21, 2.0 / 23};
-  static constexpr double kLn2Hi = 0x1.62e42fefa39efp-1;
-  static constexpr double kLn2Lo = 0x1.abc9e3b39803fp-56;
-  static constexpr double kSqrt2 = 0x1.6a09e667f3bcdp+0;
-  static constexpr double kMinNormal = 0x1p-1022;
-  static constexpr double kDenormScale = 0x1p54, kDenormExp = 54.0;
-};
-
-// log(x) for finite x > 0 (denormals included); other inputs give unspecified values.
-template <class T>
-typename Simd<T>::V vlog_positive(typename Simd<T>::V x) {
-  using S = Simd<T>;
-  using C = LogConstants<T>;
-  const auto tiny = S::lt(x, S::set1(C::kMinNormal));
-  x = S::select(tiny, S::mul(x, S::set1(C::kDenormScale)), x);
-  typename S::V e;
-  auto mant = S::frexp12(x, e);
-  e = S::sub(e, S::select(tiny, S::set1(C::kDenormExp), S::zero()));
-  const auto big = S::gt(mant, S::set1(C::kSqrt2));
-  mant = S::select(big, S::mul(mant, S::set1(T(0.5))), mant);
-  e = S::add(e, S::select(big, S::set1(T(1)), S::zero()));
-  const auto f = S::sub(mant, S::set1(T(1)));  // exact
-  const auto s = S::div(f, S::add(f, S::set1(T(2))));
-  const auto z = S::mul(s, s);
-  auto q = S::set1(C::kPoly[C::kDegree]);
-  for (int k = C::kDegree - 1; k >= 0; --k) q = S::fma(q, z, S::set1(C::kPoly[k]));
-  const auto log1p_f = S::fnma(s, S::fnma(z, q, f), f);  // f - s (f - z q)
-  return S::fma(e, S::set1(C::kLn2Hi), S::fma(e, S::set1(C::kLn2Lo), log1p_f));
-}
-
-template <class T>
-void log_array(const T* x, T* y, size_t n) {
-  using S = Simd<T>;
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, vlog_positive<T>(S::load(x + i))); },
-      [&](size_t i, size_t r) { S::store_tail(y + i, vlog_positive<T>(S::load_tail(x + i, r, T(1))), r); });
-}
-
 // ---- The maps g of the three ops, applied to d = X - m - tau (only where d > 0).
 
 template <class T>
@@ -155,7 +91,7 @@ template <class T>
 struct PowGeneral {  // d^e = exp(e log d), d > 0
   T e;
   typename Simd<T>::V operator()(typename Simd<T>::V d) const {
-    return vexp<T>(Simd<T>::mul(Simd<T>::set1(e), vlog_positive<T>(d)));
+    return vexp<T>(Simd<T>::mul(Simd<T>::set1(e), log_core<T>(d, Simd<T>::zero())));
   }
 };
 
@@ -553,7 +489,7 @@ struct GradPower {  // entmax-bisect: y^(2 - alpha) on the support
     using S = Simd<T>;
     const auto pos = S::gt(y, S::zero());
     if (!S::any(pos)) return S::zero();
-    return S::select(pos, vexp<T>(S::mul(S::set1(e), vlog_positive<T>(y))), S::zero());
+    return S::select(pos, vexp<T>(S::mul(S::set1(e), log_core<T>(y, S::zero()))), S::zero());
   }
 };
 
@@ -645,7 +581,6 @@ SparsemaxKernels<T> make_sparsemax_kernels() {
   k.sparsemax_backward_rows = sparsemax_backward_rows<T>;
   k.entmax15_backward_rows = entmax15_backward_rows<T>;
   k.entmax_bisect_backward_rows = entmax_bisect_backward_rows<T>;
-  k.log = log_array<T>;
   return k;
 }
 

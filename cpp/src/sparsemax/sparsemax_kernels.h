@@ -28,9 +28,6 @@ struct SparsemaxKernels {
                                  ptrdiff_t lddy, ptrdiff_t lddx, T c, T* scratch);
   void (*entmax_bisect_backward_rows)(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
                                       ptrdiff_t lddy, ptrdiff_t lddx, T c, T alpha, T* scratch);
-
-  // Elementwise natural log of x > 0, exposed for the accuracy tests.
-  void (*log)(const T* x, T* y, size_t n);
 };
 
 }  // namespace logitkit
