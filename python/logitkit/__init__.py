@@ -14,7 +14,14 @@ from .masked_softmax import masked_log_softmax, masked_softmax
 from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
 from .softmax import log_softmax, logsumexp, softmax
 from .softmax_backward import log_softmax_backward, softmax_backward
-from .sparsemax import *  # noqa: F403
+from .sparsemax import (
+    entmax15,
+    entmax15_backward,
+    entmax_bisect,
+    entmax_bisect_backward,
+    sparsemax,
+    sparsemax_backward,
+)
 from .stablemax import log_stablemax, log_stablemax_backward, stablemax, stablemax_backward
 
 __version__: str = _core.__version__

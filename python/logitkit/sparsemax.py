@@ -1,5 +1,155 @@
-"""sparsemax ops: NumPy front ends of cpp/include/logitkit/sparsemax.h."""
+"""sparsemax ops: NumPy front ends of cpp/include/logitkit/sparsemax.h (sparsemax, entmax-1.5,
+entmax-bisect and their backward passes)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+import operator
+
+import numpy as np
+
+from . import _arrays, _core
+from .softmax import _check_temperature, _map_rows
+
+__all__ = [
+    "entmax15",
+    "entmax15_backward",
+    "entmax_bisect",
+    "entmax_bisect_backward",
+    "sparsemax",
+    "sparsemax_backward",
+]
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.integer | np.floating):
+        raise TypeError(f"alpha: expected a real number, got {type(alpha).__name__}")
+    a = float(alpha)
+    if not (math.isfinite(a) and a >= 1.0):
+        raise ValueError(f"alpha: must be a finite number >= 1 (1 is softmax, 2 is sparsemax), got {alpha!r}")
+    return a
+
+
+def _check_n_iter(n_iter) -> int:
+    if isinstance(n_iter, bool):
+        raise TypeError("n_iter: expected an int, got bool")
+    try:
+        n = operator.index(n_iter)
+    except TypeError:
+        raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}") from None
+    if not 1 <= n <= 2**31 - 1:
+        raise ValueError(f"n_iter: must be >= 1, got {n_iter!r}")
+    return n
+
+
+def sparsemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    """Sparsemax (Martins & Astudillo, 2016) of x / temperature along `axis`: the Euclidean
+    projection onto the probability simplex, y = max(x/T - tau, 0) with sum(y) = 1.
+
+    Exact: tau is the closed form on the support, found without sorting the row (only the entries
+    within 1 of the max are examined). Entries off the support are exactly 0; smaller
+    temperatures give sparser outputs.
+    axis: int, tuple of ints or None. out: may be `x` itself. dtype: output dtype (float16 and
+    bfloat16 are computed in float32).
+    Special values: a NaN in the row, or a row of only -inf, gives a NaN row; +inf entries
+    (including x/T overflowing) share the mass equally; -inf entries get 0.
+    """
+    t = _check_temperature(temperature)
+    return _map_rows(lambda xc, yc, ax: _core.sparsemax(xc, yc, ax, t), x, axis, out, dtype)
+
+
+def entmax15(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    """1.5-entmax (Peters, Niculae & Martins, 2019) of x / temperature along `axis`, with the
+    entmax package's convention y = max(x/(2T) - tau, 0)**2, sum(y) = 1.
+
+    Exact (closed form on the support, no sort of the row); exactly 0 off the support. Same
+    axis/out/dtype conventions and special values as :func:`sparsemax`.
+    """
+    t = _check_temperature(temperature)
+    return _map_rows(lambda xc, yc, ax: _core.entmax15(xc, yc, ax, t), x, axis, out, dtype)
+
+
+def entmax_bisect(x, alpha=1.5, axis=-1, *, n_iter=50, temperature=1.0, out=None, dtype=None):
+    """alpha-entmax of x / temperature by bisection, as ``entmax.entmax_bisect``:
+    y = max((alpha-1) x/T - tau, 0) ** (1/(alpha-1)) with tau from at most `n_iter` bisection
+    steps, then normalized to sum 1.
+
+    alpha: float >= 1. alpha == 1 is softmax (the limit), 1.5 agrees with :func:`entmax15` and 2
+    with :func:`sparsemax` to the bisection's precision. alpha < 1 or non-finite raises
+    ValueError. Bisection stops early once the interval is below the precision of tau (the
+    result is what the remaining steps would give). Special values as :func:`sparsemax`.
+    """
+    a = _check_alpha(alpha)
+    k = _check_n_iter(n_iter)
+    t = _check_temperature(temperature)
+    return _map_rows(lambda xc, yc, ax: _core.entmax_bisect(xc, yc, ax, t, a, k), x, axis, out, dtype)
+
+
+def _map_rows2(kernel, y, dy, axis, out, dtype):
+    """Runs kernel(y_compute, dy_compute, out_compute, axis) for a VJP over rows of y and dy."""
+    ya = _arrays.as_array(y, "y")
+    da = _arrays.as_array(dy, "dy")
+    if ya.shape != da.shape:
+        raise ValueError(f"dy: shape {da.shape} does not match y's shape {ya.shape}")
+    if out is not None and not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+    result = _arrays.result_dtype(ya.dtype, da.dtype, dtype=dtype, out=out)
+    compute = _arrays.compute_dtype(result)
+    if out is not None:
+        _arrays.check_out(out, ya.shape, result)
+    if ya.ndim == 0:  # a scalar is a one-element row
+        if axis not in (None, 0, -1, ()):
+            raise np.exceptions.AxisError(axis, 0, "axis")
+        res = _map_rows2(kernel, ya.reshape(1), da.reshape(1), 0, None, result).reshape(())
+        if out is not None:
+            np.copyto(out, res, casting="unsafe")
+            return out
+        return res
+    axes = _arrays.normalize_axes(axis, ya.ndim)
+    yc = _arrays.to_compute(ya, compute)
+    dc = _arrays.to_compute(da, compute)
+    if len(axes) == 1:
+        target = _arrays.writable_target(out, yc, compute)
+        if target is not None and np.shares_memory(target, dc) and not _arrays.same_layout(target, dc):
+            target = None
+        if target is not None:
+            kernel(yc, dc, target, axes[0])
+            return target
+        tmp = np.empty(ya.shape, compute)
+        kernel(yc, dc, tmp, axes[0])
+        return _arrays.finish(tmp, out, result)
+    ym = _arrays.merge_axes(yc, axes)
+    dm = _arrays.merge_axes(dc, axes)
+    tmp = np.empty(ym.shape, compute)
+    kernel(ym, dm, tmp, ym.ndim - 1)
+    k = len(axes)
+    moved_shape = np.moveaxis(np.empty(ya.shape, np.bool_), axes, range(ya.ndim - k, ya.ndim)).shape
+    res = np.moveaxis(tmp.reshape(moved_shape), range(ya.ndim - k, ya.ndim), axes)
+    return _arrays.finish(res, out, result)
+
+
+def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    """Vector-Jacobian product of :func:`sparsemax` given its output `y` and the upstream
+    gradient `dy`: on the support S = {y > 0}, dx = (dy - mean_S(dy)) / temperature, and 0
+    elsewhere. `temperature` must match the forward call (it scales the gradient with respect to
+    x). NaN in dy propagates as in autograd through the entmax package."""
+    t = _check_temperature(temperature)
+    return _map_rows2(lambda yc, dc, oc, ax: _core.sparsemax_backward(yc, dc, oc, ax, 2.0, t), y, dy, axis, out, dtype)
+
+
+def entmax15_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    """Vector-Jacobian product of :func:`entmax15`: with g = sqrt(y),
+    dx = (g dy - g sum(g dy) / sum(g)) / temperature."""
+    t = _check_temperature(temperature)
+    return _map_rows2(lambda yc, dc, oc, ax: _core.entmax15_backward(yc, dc, oc, ax, 1.5, t), y, dy, axis, out, dtype)
+
+
+def entmax_bisect_backward(y, dy, alpha=1.5, axis=-1, *, temperature=1.0, out=None, dtype=None):
+    """Vector-Jacobian product of :func:`entmax_bisect` (with respect to x, not alpha): with
+    g = y**(2 - alpha) on y > 0 and 0 elsewhere, dx = (g dy - g sum(g dy) / sum(g)) / temperature.
+    alpha == 1 gives softmax's VJP, 2 sparsemax's."""
+    a = _check_alpha(alpha)
+    t = _check_temperature(temperature)
+    return _map_rows2(
+        lambda yc, dc, oc, ax: _core.entmax_bisect_backward(yc, dc, oc, ax, a, t), y, dy, axis, out, dtype
+    )

@@ -1,6 +1,56 @@
-// sparsemax ops of the C++ API.
+// sparsemax ops of the C++ API: sparsemax, entmax-1.5, entmax-bisect and their backward passes (VJPs).
 #pragma once
+#include <cstddef>
+
 #include "logitkit/export.h"
 #include "logitkit/view.h"
 
-namespace logitkit {}  // namespace logitkit
+namespace logitkit {
+
+struct SparsemaxOptions {
+  double temperature = 1.0;  // op(x / temperature); must be finite and > 0
+};
+
+struct EntmaxBisectOptions {
+  double alpha = 1.5;        // >= 1; 1 is softmax, 1.5 entmax-1.5, 2 sparsemax
+  int n_iter = 50;           // bisection steps (>= 1), as the entmax package
+  double temperature = 1.0;  // entmax(x / temperature); must be finite and > 0
+};
+
+// Exact sparsemax (Martins & Astudillo 2016): the Euclidean projection of x / temperature onto
+// the probability simplex along `axis`, y = [x/T - tau]_+. Exactly 0 off the support.
+// Special values: a NaN in the row, or a row of only -inf, gives NaN; a row with +inf entries
+// (x/T overflowing included) puts equal mass on them; -inf entries get 0.
+// x and y have the same shape, any strides; y may alias x exactly (in place).
+template <class T>
+LOGITKIT_API void sparsemax(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options = {});
+
+// Exact entmax-1.5 (Peters, Niculae & Martins 2019) with the entmax package's convention
+// y = [x/(2T) - tau]_+^2, sum y = 1. Same special values and layout rules as sparsemax.
+template <class T>
+LOGITKIT_API void entmax15(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options = {});
+
+// alpha-entmax by bisection, as entmax.entmax_bisect: y = [(alpha-1) x/T - tau]_+^(1/(alpha-1))
+// after n_iter bisection steps on tau, normalized to sum 1. alpha == 1 is softmax.
+// Throws logitkit::Error naming alpha (< 1 or not finite) or n_iter (< 1).
+template <class T>
+LOGITKIT_API void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis,
+                                const EntmaxBisectOptions& options = {});
+
+// Vector-Jacobian products given the forward output y and the upstream gradient dy (same shape,
+// any strides); dx may alias y or dy exactly. With g = [y > 0] (sparsemax), sqrt(y) (entmax-1.5)
+// or y^(2-alpha) on y > 0 (entmax-bisect):
+//   dx = (g dy - g sum(g dy) / sum(g)) / temperature
+// which is the gradient with respect to x of op(x / temperature). NaN in dy propagates as in
+// autograd through the entmax package.
+template <class T>
+LOGITKIT_API void sparsemax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                                     double temperature = 1.0);
+template <class T>
+LOGITKIT_API void entmax15_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                                    double temperature = 1.0);
+template <class T>
+LOGITKIT_API void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
+                                         double alpha = 1.5, double temperature = 1.0);
+
+}  // namespace logitkit

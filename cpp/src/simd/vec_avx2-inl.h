@@ -14,6 +14,33 @@ namespace avx2 {
 template <class T>
 struct Simd;
 
+// Lane-compaction tables for compress_store: for each movemask value, the indices of the set
+// lanes first (as 32-bit lane indices for _mm256_permutevar8x32_ps) and the number of set lanes.
+struct CompressTable {
+  uint8_t idx[256][8];
+  uint8_t count[256];
+};
+constexpr CompressTable make_compress_table(int lanes) {
+  CompressTable t{};
+  const int per = 8 / lanes;  // 32-bit slots per lane: 1 for float, 2 for double
+  for (int m = 0; m < (1 << lanes); ++m) {
+    int k = 0;
+    for (int i = 0; i < lanes; ++i)
+      if ((m >> i) & 1) {
+        for (int j = 0; j < per; ++j) t.idx[m][k * per + j] = static_cast<uint8_t>(i * per + j);
+        ++k;
+      }
+    t.count[m] = static_cast<uint8_t>(k);
+  }
+  return t;
+}
+inline constexpr CompressTable kCompressFloat = make_compress_table(8);
+inline constexpr CompressTable kCompressDouble = make_compress_table(4);
+
+inline __m256i compress_indices(const CompressTable& t, int bits) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.idx[bits])));
+}
+
 template <>
 struct Simd<float> {
   using T = float;
@@ -77,6 +104,14 @@ struct Simd<float> {
   static M widen_mask(__m128i bytes) {  // zero-extended bytes are >= 0, so > 0 means != 0
     __m256i w = _mm256_cvtepu8_epi32(bytes);
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+  static V sqrt(V a) { return _mm256_sqrt_ps(a); }
+
+  // Packs the lanes of v selected by m to p[0..count) and returns count. Writes a whole vector
+  // (callers keep N elements of slack); p may be at or before where v was loaded from.
+  static size_t compress_store(T* p, M m, V v) {
+    const int bits = _mm256_movemask_ps(m);
+    _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(v, compress_indices(kCompressFloat, bits)));
+    return kCompressFloat.count[bits];
   }
 
   static V pow2i(V n) {
@@ -178,6 +213,12 @@ struct Simd<double> {
   static M widen_mask(__m128i bytes) {
     __m256i w = _mm256_cvtepu8_epi64(bytes);
     return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
+  static V sqrt(V a) { return _mm256_sqrt_pd(a); }
+  static size_t compress_store(T* p, M m, V v) {
+    const int bits = _mm256_movemask_pd(m);
+    const __m256 packed = _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), compress_indices(kCompressDouble, bits));
+    _mm256_storeu_pd(p, _mm256_castps_pd(packed));
+    return kCompressDouble.count[bits];
   }
 
   // AVX2 has no double->int64 conversion: adding 1.5*2^52 leaves n in the low mantissa bits.

@@ -18,6 +18,14 @@ namespace avx512 {
 template <class T>
 struct Simd;
 
+// Bits set in a lane mask (no -mpopcnt in this TU's flags, so no builtin).
+inline size_t mask_popcount(unsigned m) {
+  m = m - ((m >> 1) & 0x5555u);
+  m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
+  m = (m + (m >> 4)) & 0x0f0fu;
+  return (m + (m >> 8)) & 0x1fu;
+}
+
 template <>
 struct Simd<float> {
   using T = float;
@@ -80,6 +88,15 @@ struct Simd<float> {
   static M load_mask_tail(const uint8_t* p, size_t n) {
     __m128i b = _mm_maskz_loadu_epi8(first(n), p);
     return _mm_test_epi8_mask(b, b);
+  static V sqrt(V a) { return _mm512_sqrt_ps(a); }
+
+  // Packs the lanes of v selected by m to p[0..count) and returns count. Writes a whole vector
+  // (callers keep N elements of slack past the kept ones); p may point into the array v was
+  // loaded from, at or before its position (in-place compaction). Compress into a register plus
+  // a plain store: the memory form of vcompressps is microcoded and slow on Zen 4.
+  static size_t compress_store(T* p, M m, V v) {
+    _mm512_storeu_ps(p, _mm512_maskz_compress_ps(m, v));
+    return mask_popcount(m);
   }
 
   // 2^n for integral n in [-127, 127]; n == -127 gives +0.
@@ -169,6 +186,10 @@ struct Simd<double> {
   static M load_mask_tail(const uint8_t* p, size_t n) {
     __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>(first(n)), p);
     return static_cast<M>(_mm_test_epi8_mask(b, b));
+  static V sqrt(V a) { return _mm512_sqrt_pd(a); }
+  static size_t compress_store(T* p, M m, V v) {
+    _mm512_storeu_pd(p, _mm512_maskz_compress_pd(m, v));
+    return mask_popcount(m);
   }
 
   // 2^n for integral n in [-1023, 1023]; n == -1023 gives +0.

@@ -83,6 +83,22 @@ struct Simd<float> {
     uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(bytes)));
     uint32x4_t w = vmovl_u16(vget_low_u16(h));
     return vtstq_u32(w, w);
+  static V sqrt(V a) { return vsqrtq_f32(a); }
+
+  // Packs the lanes of v selected by m to p[0..count) and returns count. NEON has no compress:
+  // every lane is written at the running position, which advances only for selected lanes.
+  // Writes at most N elements (callers keep N of slack); p may be at or before v's source.
+  static size_t compress_store(T* p, M m, V v) {
+    T buf[N];
+    uint32_t sel[N];
+    vst1q_f32(buf, v);
+    vst1q_u32(sel, m);
+    size_t k = 0;
+    for (size_t i = 0; i < N; ++i) {
+      p[k] = buf[i];
+      k += sel[i] & 1u;
+    }
+    return k;
   }
 
   static V pow2i(V n) {
@@ -174,6 +190,18 @@ struct Simd<double> {
     uint16x8_t h = vmovl_u8(vreinterpret_u8_u16(vdup_n_u16(bytes)));
     uint64x2_t w = vmovl_u32(vget_low_u32(vmovl_u16(vget_low_u16(h))));
     return vtstq_u64(w, w);
+  static V sqrt(V a) { return vsqrtq_f64(a); }
+  static size_t compress_store(T* p, M m, V v) {
+    T buf[N];
+    uint64_t sel[N];
+    vst1q_f64(buf, v);
+    vst1q_u64(sel, m);
+    size_t k = 0;
+    for (size_t i = 0; i < N; ++i) {
+      p[k] = buf[i];
+      k += sel[i] & 1u;
+    }
+    return k;
   }
 
   static V pow2i(V n) {

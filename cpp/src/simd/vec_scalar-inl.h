@@ -82,6 +82,15 @@ struct Simd {
   // True where the mask byte is nonzero (a NumPy bool/uint8 mask); the empty tail is false.
   static M load_mask(const uint8_t* p) { return *p != 0; }
   static M load_mask_tail(const uint8_t* p, size_t n) { return n != 0 && *p != 0; }
+  static V sqrt(V a) { return root(a); }
+  static float root(float a) { return __builtin_sqrtf(a); }
+  static double root(double a) { return __builtin_sqrt(a); }
+
+  // Packs the selected lane to p[0..count) and returns count (0 or 1); always writes p[0].
+  static size_t compress_store(T* p, M m, V v) {
+    *p = v;
+    return m ? 1 : 0;
+  }
 
   // 2^n for integral n in [-bias, bias]; n == -bias gives +0.
   static V pow2i(V n) {
