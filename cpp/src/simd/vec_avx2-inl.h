@@ -104,6 +104,7 @@ struct Simd<float> {
   static M widen_mask(__m128i bytes) {  // zero-extended bytes are >= 0, so > 0 means != 0
     __m256i w = _mm256_cvtepu8_epi32(bytes);
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+  }
   static V sqrt(V a) { return _mm256_sqrt_ps(a); }
 
   // Packs the lanes of v selected by m to p[0..count) and returns count. Writes a whole vector
@@ -213,6 +214,7 @@ struct Simd<double> {
   static M widen_mask(__m128i bytes) {
     __m256i w = _mm256_cvtepu8_epi64(bytes);
     return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
+  }
   static V sqrt(V a) { return _mm256_sqrt_pd(a); }
   static size_t compress_store(T* p, M m, V v) {
     const int bits = _mm256_movemask_pd(m);

@@ -88,6 +88,7 @@ struct Simd<float> {
   static M load_mask_tail(const uint8_t* p, size_t n) {
     __m128i b = _mm_maskz_loadu_epi8(first(n), p);
     return _mm_test_epi8_mask(b, b);
+  }
   static V sqrt(V a) { return _mm512_sqrt_ps(a); }
 
   // Packs the lanes of v selected by m to p[0..count) and returns count. Writes a whole vector
@@ -186,6 +187,7 @@ struct Simd<double> {
   static M load_mask_tail(const uint8_t* p, size_t n) {
     __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>(first(n)), p);
     return static_cast<M>(_mm_test_epi8_mask(b, b));
+  }
   static V sqrt(V a) { return _mm512_sqrt_pd(a); }
   static size_t compress_store(T* p, M m, V v) {
     _mm512_storeu_pd(p, _mm512_maskz_compress_pd(m, v));

@@ -83,6 +83,7 @@ struct Simd<float> {
     uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(bytes)));
     uint32x4_t w = vmovl_u16(vget_low_u16(h));
     return vtstq_u32(w, w);
+  }
   static V sqrt(V a) { return vsqrtq_f32(a); }
 
   // Packs the lanes of v selected by m to p[0..count) and returns count. NEON has no compress:
@@ -190,6 +191,7 @@ struct Simd<double> {
     uint16x8_t h = vmovl_u8(vreinterpret_u8_u16(vdup_n_u16(bytes)));
     uint64x2_t w = vmovl_u32(vget_low_u32(vmovl_u16(vget_low_u16(h))));
     return vtstq_u64(w, w);
+  }
   static V sqrt(V a) { return vsqrtq_f64(a); }
   static size_t compress_store(T* p, M m, V v) {
     T buf[N];
