@@ -142,6 +142,8 @@ def main() -> None:
                 if shape[0] == 1 or n_el >= 1 << 24:
                     for alg in ("two_pass", "three_pass_reload"):
                         results.append((f"logitkit {alg} (out=)", t(lambda a=alg: logitkit.softmax(x, algorithm=a, out=y))))
+                if torch is not None:
+                    results.append(("torch (allocating)", t(lambda: torch.softmax(xt, -1))))
                 if not args.no_peers:
                     results.append(("numpy max/exp/sum (out=)", t(lambda: numpy_softmax(x, y))))
                     if scipy is not None:
@@ -149,6 +151,9 @@ def main() -> None:
             elif op == "log_softmax":
                 t_torch = t(lambda: torch.log_softmax(xt, -1, out=yt)) if torch is not None else None
                 results.append(("logitkit (out=)", t(lambda: logitkit.log_softmax(x, out=y))))
+                results.append(("logitkit (allocating)", t(lambda: logitkit.log_softmax(x))))
+                if torch is not None:
+                    results.append(("torch (allocating)", t(lambda: torch.log_softmax(xt, -1))))
                 if not args.no_peers and scipy is not None:
                     results.append(("scipy.special.log_softmax (allocating)", t(lambda: scipy.special.log_softmax(x, axis=-1))))
             else:

@@ -114,6 +114,37 @@ def test_long_rows_several(isa, rng, algorithm):
     assert_softmax_close(logitkit.softmax(x, algorithm=algorithm), x)
 
 
+# Outputs of at least the last-level cache (LLC, 32 MiB here; read from sysconf) take the
+# non-temporal-store paths. Their results must equal, bit for bit, the cached paths that smaller
+# calls take, including when `out` starts off the stream alignment (head of ordinary stores).
+STREAMED_ELEMENTS = (40 << 20) // 4  # 40 MiB of float32: above any common L3 of one CCX/socket
+
+
+@pytest.mark.parametrize("offset", [0, 3])
+def test_streamed_rows_equal_cached_rows(isa, rng, offset):
+    n = 4099  # rows far below L2: three_pass_reload goes through scratch and streams to out
+    rows = STREAMED_ELEMENTS // n + 1
+    x = logits(rng, (rows, n), np.float32)
+    buf = np.empty(rows * n + 16, np.float32)
+    out = buf[offset : offset + rows * n].reshape(rows, n)  # misaligned when offset != 0
+    logitkit.softmax(x, out=out, algorithm="three_pass_reload")
+    piece = 64  # 64 rows (1 MiB) per call stays cached
+    expected = np.concatenate([logitkit.softmax(x[r : r + piece], algorithm="three_pass_reload") for r in range(0, rows, piece)])
+    assert np.array_equal(bits(out), bits(expected))
+    assert_softmax_close(out[:8], x[:8])
+
+
+@pytest.mark.parametrize("offset", [0, 5])
+def test_streamed_long_row_two_pass(isa, rng, offset):
+    n = STREAMED_ELEMENTS + 13
+    x = logits(rng, (n,), np.float32)
+    buf = np.empty(n + 16, np.float32)
+    out = buf[offset : offset + n]
+    logitkit.softmax(x, out=out, algorithm="two_pass")
+    assert_softmax_close(out, x)
+    assert abs(out.sum(dtype=np.float64) - 1) < 1e-4
+
+
 def test_long_row_strided(isa, rng):
     # Long rows that are not contiguous go through gather/scatter, not the chunked path.
     x = logits(rng, (LONG, 2), np.float32)
