@@ -6,8 +6,6 @@ names in ``__all__``; they are re-exported here. See README.md for the table of 
 
 from __future__ import annotations
 
-import sys as _sys
-
 from . import _core
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
@@ -26,5 +24,31 @@ from .stablemax import log_stablemax, log_stablemax_backward, stablemax, stablem
 
 __version__: str = _core.__version__
 
-_FAMILIES = ("runtime", "softmax", "masked_softmax", "softmax_backward", "stablemax", "entropy", "sparsemax")
-__all__ = sorted({"__version__", *(n for f in _FAMILIES for n in _sys.modules[f"{__name__}.{f}"].__all__)})
+__all__ = [
+    "__version__",
+    "available_isas",
+    "collapse_fraction",
+    "entmax15",
+    "entmax15_backward",
+    "entmax_bisect",
+    "entmax_bisect_backward",
+    "entropy",
+    "get_num_threads",
+    "isa",
+    "log_softmax",
+    "log_softmax_backward",
+    "log_stablemax",
+    "log_stablemax_backward",
+    "logsumexp",
+    "masked_log_softmax",
+    "masked_softmax",
+    "set_isa",
+    "set_num_threads",
+    "softmax",
+    "softmax_backward",
+    "sparsemax",
+    "sparsemax_backward",
+    "stablemax",
+    "stablemax_backward",
+    "use_isa",
+]

@@ -69,7 +69,9 @@ def result_dtype(*input_dtypes: np.dtype, dtype=None, out=None) -> np.dtype:
         return dt
     if out is not None and isinstance(out, np.ndarray):
         if not _is_supported_float(out.dtype):
-            raise TypeError(f"out: unsupported dtype {out.dtype}; accepted: float32, float64, float16, bfloat16")
+            raise TypeError(
+                f"out: unsupported dtype {out.dtype}; accepted: float32, float64, float16, bfloat16"
+            )
         return out.dtype
     floats = [d for d in input_dtypes if _is_supported_float(d)]
     if len(floats) < len(input_dtypes) or not floats:
@@ -190,3 +192,74 @@ def finish(tmp: np.ndarray, out, result: np.dtype):
         np.copyto(out, tmp, casting="unsafe")
         return out
     return tmp if tmp.dtype == result else tmp.astype(result)
+
+
+def as_mask(where, shape: tuple[int, ...], reference: str = "x") -> np.ndarray:
+    """`where` (bool, broadcastable to `shape`) as a uint8 view of that shape. Broadcast axes keep
+    stride 0 and nothing is copied for a bool ndarray."""
+    try:
+        m = np.asarray(where)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"where: cannot convert to an array ({exc})") from None
+    if m.dtype != np.bool_:
+        raise TypeError(f"where: expected a boolean mask (False = excluded), got dtype {m.dtype}")
+    try:
+        m = np.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(
+            f"where: shape {m.shape} cannot be broadcast to {reference}'s shape {tuple(shape)}"
+        ) from None
+    return m.view(np.uint8)
+
+
+def map_rows(kernel, inputs, axis, out, dtype, *, where=None, masked=False):
+    """Runs kernel(*inputs_compute, y_compute, axis) for an op whose output has the shape of its
+    inputs: dtype promotion, scalars, axis tuples/None, out= and the copy rules of this module.
+    `inputs` is a sequence of (array_like, name), all of one shape. With masked=True the kernel
+    also receives the mask before y: `where` (None or a bool mask) broadcast to the inputs' shape
+    as a uint8 view."""
+    names = [name for _, name in inputs]
+    arrs = [as_array(a, name) for a, name in inputs]
+    shape = arrs[0].shape
+    for a, name in zip(arrs[1:], names[1:]):
+        if a.shape != shape:
+            raise ValueError(f"{name}: shape {a.shape} does not match {names[0]}'s shape {shape}")
+    if out is not None and not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+    result = result_dtype(*(a.dtype for a in arrs), dtype=dtype, out=out)
+    compute = compute_dtype(result)
+    if out is not None:
+        check_out(out, shape, result)
+    mask = None if where is None else as_mask(where, shape, names[0])
+
+    def call(*args):  # args: inputs..., mask, y, axis
+        kernel(*args) if masked else kernel(*args[:-3], *args[-2:])
+
+    if len(shape) == 0:  # a scalar is a one-element row, as in scipy.special
+        if axis not in (None, 0, -1, ()):
+            raise np.exceptions.AxisError(axis, 0, "axis")
+        tmp = np.empty(1, compute)
+        call(
+            *(to_compute(a.reshape(1), compute) for a in arrs),
+            None if mask is None else mask.reshape(1),
+            tmp,
+            0,
+        )
+        return finish(tmp.reshape(()), out, result)
+    axes = normalize_axes(axis, len(shape))
+    cs = [to_compute(a, compute) for a in arrs]
+    if len(axes) == 1:
+        if out is not None and all(writable_target(out, c, compute) is not None for c in cs):
+            call(*cs, mask, out, axes[0])
+            return out
+        tmp = np.empty(shape, compute)
+        call(*cs, mask, tmp, axes[0])
+        return finish(tmp, out, result)
+    merged = [merge_axes(c, axes) for c in cs]
+    mm = None if mask is None else merge_axes(mask, axes)
+    tmp = np.empty(merged[0].shape, compute)
+    call(*merged, mm, tmp, merged[0].ndim - 1)
+    k, nd = len(axes), len(shape)
+    moved_shape = np.moveaxis(np.empty(shape, np.bool_), axes, range(nd - k, nd)).shape
+    res = np.moveaxis(tmp.reshape(moved_shape), range(nd - k, nd), axes)
+    return finish(res, out, result)

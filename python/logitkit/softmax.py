@@ -30,39 +30,7 @@ def _map_rows(kernel, x, axis, out, dtype):
     if y is not None:  # float32/float64 ndarray, one int axis: no conversion or copy to decide
         kernel(x, y, axis)
         return y
-    arr = _arrays.as_array(x)
-    if out is not None and not isinstance(out, np.ndarray):
-        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
-    result = _arrays.result_dtype(arr.dtype, dtype=dtype, out=out)
-    compute = _arrays.compute_dtype(result)
-    if out is not None:
-        _arrays.check_out(out, arr.shape, result)
-    if arr.ndim == 0:  # a scalar is a one-element row, as in scipy.special
-        if axis not in (None, 0, -1, ()):
-            raise np.exceptions.AxisError(axis, 0, "axis")
-        res = _map_rows(kernel, arr.reshape(1), 0, None, result)
-        res = res.reshape(())
-        if out is not None:
-            np.copyto(out, res, casting="unsafe")
-            return out
-        return res
-    axes = _arrays.normalize_axes(axis, arr.ndim)
-    xc = _arrays.to_compute(arr, compute)
-    if len(axes) == 1:
-        target = _arrays.writable_target(out, xc, compute)
-        if target is not None:
-            kernel(xc, target, axes[0])
-            return target
-        tmp = np.empty(arr.shape, compute)
-        kernel(xc, tmp, axes[0])
-        return _arrays.finish(tmp, out, result)
-    merged = _arrays.merge_axes(xc, axes)
-    tmp = np.empty(merged.shape, compute)
-    kernel(merged, tmp, merged.ndim - 1)
-    k = len(axes)
-    moved_shape = np.moveaxis(np.empty(arr.shape, np.bool_), axes, range(arr.ndim - k, arr.ndim)).shape
-    res = np.moveaxis(tmp.reshape(moved_shape), range(arr.ndim - k, arr.ndim), axes)
-    return _arrays.finish(res, out, result)
+    return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype)
 
 
 def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=None, dtype=None):

@@ -3,8 +3,7 @@ ends of cpp/include/logitkit/softmax_backward.h."""
 
 from __future__ import annotations
 
-from . import _core
-from .masked_softmax import map_rows_where
+from . import _arrays, _core
 from .softmax import _check_temperature
 
 __all__ = ["log_softmax_backward", "softmax_backward"]
@@ -20,7 +19,7 @@ def softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=None, d
     """
     t = _check_temperature(temperature)
     kernel = lambda yc, dyc, m, dxc, ax: _core.softmax_backward(yc, dyc, m, dxc, ax, t, False)  # noqa: E731
-    return map_rows_where(kernel, [(y, "y"), (dy, "dy")], where, axis, out, dtype)
+    return _arrays.map_rows(kernel, [(y, "y"), (dy, "dy")], axis, out, dtype, where=where, masked=True)
 
 
 def log_softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
@@ -31,4 +30,4 @@ def log_softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=Non
     """
     t = _check_temperature(temperature)
     kernel = lambda yc, dyc, m, dxc, ax: _core.softmax_backward(yc, dyc, m, dxc, ax, t, True)  # noqa: E731
-    return map_rows_where(kernel, [(y, "y"), (dy, "dy")], where, axis, out, dtype)
+    return _arrays.map_rows(kernel, [(y, "y"), (dy, "dy")], axis, out, dtype, where=where, masked=True)

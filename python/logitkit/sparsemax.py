@@ -85,63 +85,32 @@ def entmax_bisect(x, alpha=1.5, axis=-1, *, n_iter=50, temperature=1.0, out=None
     return _map_rows(lambda xc, yc, ax: _core.entmax_bisect(xc, yc, ax, t, a, k), x, axis, out, dtype)
 
 
-def _map_rows2(kernel, y, dy, axis, out, dtype):
-    """Runs kernel(y_compute, dy_compute, out_compute, axis) for a VJP over rows of y and dy."""
-    ya = _arrays.as_array(y, "y")
-    da = _arrays.as_array(dy, "dy")
-    if ya.shape != da.shape:
-        raise ValueError(f"dy: shape {da.shape} does not match y's shape {ya.shape}")
-    if out is not None and not isinstance(out, np.ndarray):
-        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
-    result = _arrays.result_dtype(ya.dtype, da.dtype, dtype=dtype, out=out)
-    compute = _arrays.compute_dtype(result)
-    if out is not None:
-        _arrays.check_out(out, ya.shape, result)
-    if ya.ndim == 0:  # a scalar is a one-element row
-        if axis not in (None, 0, -1, ()):
-            raise np.exceptions.AxisError(axis, 0, "axis")
-        res = _map_rows2(kernel, ya.reshape(1), da.reshape(1), 0, None, result).reshape(())
-        if out is not None:
-            np.copyto(out, res, casting="unsafe")
-            return out
-        return res
-    axes = _arrays.normalize_axes(axis, ya.ndim)
-    yc = _arrays.to_compute(ya, compute)
-    dc = _arrays.to_compute(da, compute)
-    if len(axes) == 1:
-        target = _arrays.writable_target(out, yc, compute)
-        if target is not None and np.shares_memory(target, dc) and not _arrays.same_layout(target, dc):
-            target = None
-        if target is not None:
-            kernel(yc, dc, target, axes[0])
-            return target
-        tmp = np.empty(ya.shape, compute)
-        kernel(yc, dc, tmp, axes[0])
-        return _arrays.finish(tmp, out, result)
-    ym = _arrays.merge_axes(yc, axes)
-    dm = _arrays.merge_axes(dc, axes)
-    tmp = np.empty(ym.shape, compute)
-    kernel(ym, dm, tmp, ym.ndim - 1)
-    k = len(axes)
-    moved_shape = np.moveaxis(np.empty(ya.shape, np.bool_), axes, range(ya.ndim - k, ya.ndim)).shape
-    res = np.moveaxis(tmp.reshape(moved_shape), range(ya.ndim - k, ya.ndim), axes)
-    return _arrays.finish(res, out, result)
-
-
 def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
     """Vector-Jacobian product of :func:`sparsemax` given its output `y` and the upstream
     gradient `dy`: on the support S = {y > 0}, dx = (dy - mean_S(dy)) / temperature, and 0
     elsewhere. `temperature` must match the forward call (it scales the gradient with respect to
     x). NaN in dy propagates as in autograd through the entmax package."""
     t = _check_temperature(temperature)
-    return _map_rows2(lambda yc, dc, oc, ax: _core.sparsemax_backward(yc, dc, oc, ax, 2.0, t), y, dy, axis, out, dtype)
+    return _arrays.map_rows(
+        lambda yc, dc, oc, ax: _core.sparsemax_backward(yc, dc, oc, ax, 2.0, t),
+        [(y, "y"), (dy, "dy")],
+        axis,
+        out,
+        dtype,
+    )
 
 
 def entmax15_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
     """Vector-Jacobian product of :func:`entmax15`: with g = sqrt(y),
     dx = (g dy - g sum(g dy) / sum(g)) / temperature."""
     t = _check_temperature(temperature)
-    return _map_rows2(lambda yc, dc, oc, ax: _core.entmax15_backward(yc, dc, oc, ax, 1.5, t), y, dy, axis, out, dtype)
+    return _arrays.map_rows(
+        lambda yc, dc, oc, ax: _core.entmax15_backward(yc, dc, oc, ax, 1.5, t),
+        [(y, "y"), (dy, "dy")],
+        axis,
+        out,
+        dtype,
+    )
 
 
 def entmax_bisect_backward(y, dy, alpha=1.5, axis=-1, *, temperature=1.0, out=None, dtype=None):
@@ -150,6 +119,10 @@ def entmax_bisect_backward(y, dy, alpha=1.5, axis=-1, *, temperature=1.0, out=No
     alpha == 1 gives softmax's VJP, 2 sparsemax's."""
     a = _check_alpha(alpha)
     t = _check_temperature(temperature)
-    return _map_rows2(
-        lambda yc, dc, oc, ax: _core.entmax_bisect_backward(yc, dc, oc, ax, a, t), y, dy, axis, out, dtype
+    return _arrays.map_rows(
+        lambda yc, dc, oc, ax: _core.entmax_bisect_backward(yc, dc, oc, ax, a, t),
+        [(y, "y"), (dy, "dy")],
+        axis,
+        out,
+        dtype,
     )

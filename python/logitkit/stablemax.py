@@ -3,7 +3,6 @@ with their vector-Jacobian products: NumPy front ends of cpp/include/logitkit/st
 
 from __future__ import annotations
 
-import numpy as np
 
 from . import _arrays, _core
 from .softmax import _check_temperature, _map_rows
@@ -44,7 +43,13 @@ def stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None)
     divided by the temperature. StableMax's Jacobian depends on x, not only on p, so the API takes x.
     out may be `x` or `dy` itself."""
     t = _check_temperature(temperature)
-    return _map_rows2(lambda xc, dc, oc, ax: _core.stablemax_backward(xc, dc, oc, ax, t), x, dy, axis, out, dtype)
+    return _arrays.map_rows(
+        lambda xc, dc, oc, ax: _core.stablemax_backward(xc, dc, oc, ax, t),
+        [(x, "x"), (dy, "dy")],
+        axis,
+        out,
+        dtype,
+    )
 
 
 def log_stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
@@ -52,50 +57,10 @@ def log_stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=N
     dx_i = (s'(x_i) / s(x_i) dy_i - s'(x_i) / S sum_j dy_j) / temperature (see `stablemax_backward`
     for the notation). out may be `x` or `dy` itself."""
     t = _check_temperature(temperature)
-    return _map_rows2(
-        lambda xc, dc, oc, ax: _core.log_stablemax_backward(xc, dc, oc, ax, t), x, dy, axis, out, dtype
+    return _arrays.map_rows(
+        lambda xc, dc, oc, ax: _core.log_stablemax_backward(xc, dc, oc, ax, t),
+        [(x, "x"), (dy, "dy")],
+        axis,
+        out,
+        dtype,
     )
-
-
-def _map_rows2(kernel, x, dy, axis, out, dtype):
-    """Runs kernel(x_compute, dy_compute, out_compute, axis) for an op of two same-shape inputs
-    whose output has their shape."""
-    arr = _arrays.as_array(x, "x")
-    darr = _arrays.as_array(dy, "dy")
-    if darr.shape != arr.shape:
-        raise ValueError(f"dy: shape {darr.shape} does not match x's shape {arr.shape}")
-    if out is not None and not isinstance(out, np.ndarray):
-        raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
-    result = _arrays.result_dtype(arr.dtype, darr.dtype, dtype=dtype, out=out)
-    compute = _arrays.compute_dtype(result)
-    if out is not None:
-        _arrays.check_out(out, arr.shape, result)
-    if arr.ndim == 0:  # a scalar is a one-element row
-        if axis not in (None, 0, -1, ()):
-            raise np.exceptions.AxisError(axis, 0, "axis")
-        res = _map_rows2(kernel, arr.reshape(1), darr.reshape(1), 0, None, result).reshape(())
-        if out is not None:
-            np.copyto(out, res, casting="unsafe")
-            return out
-        return res
-    axes = _arrays.normalize_axes(axis, arr.ndim)
-    xc = _arrays.to_compute(arr, compute)
-    dc = _arrays.to_compute(darr, compute)
-    if len(axes) == 1:
-        target = _arrays.writable_target(out, xc, compute)
-        if target is not None and np.shares_memory(target, dc) and not _arrays.same_layout(target, dc):
-            target = None
-        if target is not None:
-            kernel(xc, dc, target, axes[0])
-            return target
-        tmp = np.empty(arr.shape, compute)
-        kernel(xc, dc, tmp, axes[0])
-        return _arrays.finish(tmp, out, result)
-    mx = _arrays.merge_axes(xc, axes)
-    md = _arrays.merge_axes(dc, axes)
-    tmp = np.empty(mx.shape, compute)
-    kernel(mx, md, tmp, mx.ndim - 1)
-    k = len(axes)
-    moved_shape = np.moveaxis(np.empty(arr.shape, np.bool_), axes, range(arr.ndim - k, arr.ndim)).shape
-    res = np.moveaxis(tmp.reshape(moved_shape), range(arr.ndim - k, arr.ndim), axes)
-    return _arrays.finish(res, out, result)
