@@ -28,9 +28,11 @@ function(logitkit_add_isa_kernels target)
   foreach(isa IN LISTS isas)
     set(src ${LOGITKIT_ISA_DIR}/kernels_${isa}.cc)
     target_sources(${target} PRIVATE ${src})
-    if(LOGITKIT_ISA_FLAGS_${isa})
-      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${LOGITKIT_ISA_FLAGS_${isa}}")
-    endif()
+    # Kernels are always optimized: at -O0 GCC emits out-of-line copies of std:: inline helpers
+    # (std::isfinite, numeric_limits, ...) compiled with this ISA's flags, which the linker could
+    # hand to the baseline path (the isa_namespaces test checks for such symbols).
+    set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
+      "${LOGITKIT_ISA_FLAGS_${isa}};$<$<CONFIG:Debug>:-O2>")
     if(NOT isa STREQUAL "scalar")
       string(TOUPPER ${isa} ISA)
       target_compile_definitions(${target} PRIVATE LOGITKIT_HAVE_${ISA})

@@ -187,8 +187,17 @@ def test_env_num_threads():
         assert r.stdout.strip() == value
     default = run_python(code)
     assert int(default.stdout) == os.cpu_count()  # unset: the hardware concurrency
-    invalid = run_python(code, LOGITKIT_NUM_THREADS="lots")
-    assert int(invalid.stdout) == os.cpu_count()  # unparsable values are ignored
+    for bad in ("lots", "0", "-2", "2.5"):  # an invalid value is an error naming the variable
+        invalid = run_python(code, LOGITKIT_NUM_THREADS=bad)
+        assert invalid.returncode != 0
+        assert "ValueError" in invalid.stderr and "LOGITKIT_NUM_THREADS" in invalid.stderr
+    recovered = run_python(
+        "import logitkit, numpy as np; logitkit.set_num_threads(2); "
+        "print(logitkit.get_num_threads(), logitkit.softmax(np.zeros((64, 4096))).sum())",
+        LOGITKIT_NUM_THREADS="lots",
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout.split() == ["2", "64.0"]
 
 
 def test_env_num_threads_one_is_used():

@@ -15,18 +15,6 @@
 namespace logitkit {
 namespace {
 
-template <class T>
-T inverse_temperature(double temperature) {
-  if (!(temperature > 0.0) || !std::isfinite(temperature))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0, got " + std::to_string(temperature));
-  const T c = static_cast<T>(1.0 / temperature);
-  if (!std::isfinite(c) || !(c > T(0)))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
-  return c;
-}
-
 // A view of `out` with x's rank: the reduced axis gets extent x.shape[axis] and stride 0.
 template <class T>
 ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {

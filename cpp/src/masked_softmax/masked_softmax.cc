@@ -14,15 +14,6 @@ namespace logitkit {
 namespace {
 
 template <class T>
-T inverse_temperature(double temperature) {
-  const T c = static_cast<T>(1.0 / temperature);
-  if (!(temperature > 0.0) || !std::isfinite(temperature) || !std::isfinite(c) || !(c > T(0)))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0 whose inverse is representable, got " + std::to_string(temperature));
-  return c;
-}
-
-template <class T>
 void masked_impl(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,
                  const SoftmaxOptions& options, bool log) {
   check_view(x, "x");

@@ -3,6 +3,7 @@
 // gather/scatter through per-thread scratch for rows that are not contiguous.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -48,6 +49,20 @@ inline int normalize_axis(int axis, int ndim) {
                 "axis " + std::to_string(axis) + " is out of bounds for an array of dimension " +
                     std::to_string(ndim));
   return axis < 0 ? axis + ndim : axis;
+}
+
+// 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse
+// that T can represent). Every op with a temperature multiplies by this.
+template <class T>
+T inverse_temperature(double temperature) {
+  if (!(temperature > 0.0) || !std::isfinite(temperature))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "must be a finite number > 0, got " + std::to_string(temperature));
+  const T c = static_cast<T>(1.0 / temperature);
+  if (!std::isfinite(c) || !(c > T(0)))
+    throw Error(Error::Kind::kInvalidArgument, "temperature",
+                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
+  return c;
 }
 
 // strides[op] points at ndim element strides of operand op (all operands share `shape`).

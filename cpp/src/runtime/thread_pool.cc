@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <string>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -27,11 +28,15 @@ inline void cpu_relax() {
 #endif
 }
 
+// LOGITKIT_NUM_THREADS when set (an invalid value is an error, as for LOGITKIT_ISA: never a silent
+// fallback), else the hardware concurrency.
 int default_threads() {
-  if (const char* env = std::getenv("LOGITKIT_NUM_THREADS")) {
+  if (const char* env = std::getenv("LOGITKIT_NUM_THREADS"); env && *env) {
     char* end = nullptr;
     long n = std::strtol(env, &end, 10);
     if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+    throw Error(Error::Kind::kInvalidArgument, "LOGITKIT_NUM_THREADS",
+                std::string("must be an integer in [1, 1024], got '") + env + "'");
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw ? static_cast<int>(hw) : 1;
@@ -191,11 +196,11 @@ int get_num_threads() {
 void set_num_threads(int n) {
   if (n < 1 || n > 1024)
     throw Error(Error::Kind::kInvalidArgument, "n", "number of threads must be in [1, 1024], got " + std::to_string(n));
-  ThreadPool& p = pool();
   {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
-    g_requested_threads = n;
+    g_requested_threads = n;  // first, so an invalid LOGITKIT_NUM_THREADS is overridden
   }
+  ThreadPool& p = pool();
   if (p.threads() != n) p.resize(n);
 }
 

@@ -73,18 +73,6 @@ constexpr int64_t kChunk = int64_t{1} << 16;
 // Tasks of the pipelined three_pass_reload (rows of at least kPipelineMinRowBytes).
 constexpr int64_t kPipelineTaskElements = int64_t{1} << 17;
 
-template <class T>
-T inverse_temperature(double temperature) {
-  if (!(temperature > 0.0) || !std::isfinite(temperature))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0, got " + std::to_string(temperature));
-  const T c = static_cast<T>(1.0 / temperature);
-  if (!std::isfinite(c) || !(c > T(0)))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
-  return c;
-}
-
 size_t l2_cache_bytes() {
   static const size_t bytes = [] {
     long s = sysconf(_SC_LEVEL2_CACHE_SIZE);

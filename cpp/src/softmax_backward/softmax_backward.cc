@@ -15,15 +15,6 @@ namespace logitkit {
 namespace {
 
 template <class T>
-T inverse_temperature(double temperature) {
-  const T c = static_cast<T>(1.0 / temperature);
-  if (!(temperature > 0.0) || !std::isfinite(temperature) || !std::isfinite(c) || !(c > T(0)))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0 whose inverse is representable, got " + std::to_string(temperature));
-  return c;
-}
-
-template <class T>
 void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<const uint8_t>* mask_or_null,
                    ArrayView<T> dx, int axis, const SoftmaxOptions& options, bool log) {
   const bool masked = mask_or_null != nullptr;

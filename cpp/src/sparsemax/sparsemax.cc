@@ -14,18 +14,6 @@
 namespace logitkit {
 namespace {
 
-template <class T>
-T inverse_temperature(double temperature) {
-  if (!(temperature > 0.0) || !std::isfinite(temperature))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0, got " + std::to_string(temperature));
-  const T c = static_cast<T>(1.0 / temperature);
-  if (!std::isfinite(c) || !(c > T(0)))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
-  return c;
-}
-
 void check_alpha(double alpha) {
   if (!std::isfinite(alpha) || !(alpha >= 1.0))
     throw Error(Error::Kind::kInvalidArgument, "alpha", "must be a finite number >= 1, got " + std::to_string(alpha));

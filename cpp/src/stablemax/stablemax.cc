@@ -28,18 +28,6 @@ struct Scale<double> {
   static constexpr int kK = 512;
 };
 
-template <class T>
-T inverse_temperature(double temperature) {
-  if (!(temperature > 0.0) || !std::isfinite(temperature))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0, got " + std::to_string(temperature));
-  const T c = static_cast<T>(1.0 / temperature);
-  if (!std::isfinite(c) || !(c > T(0)))
-    throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
-  return c;
-}
-
 // Per-row scalars of pass 2 (see stablemax_kernels.h for the notation).
 template <class T>
 struct RowScale {
