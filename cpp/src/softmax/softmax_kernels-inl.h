@@ -87,7 +87,7 @@ __attribute__((always_inline)) inline T exp_store_sum_block(const T* x, T* y, si
         constexpr int G = decltype(g)::value;
         V e[G];
         LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
-        vexp_group<T, G>(e);
+        vexp_group<T, G, true>(e);
         LOGITKIT_LOCKSTEP(k, G) {
           S::store(y + i + k * S::N, e[k]);
           acc[k] = S::add(acc[k], e[k]);
@@ -95,7 +95,7 @@ __attribute__((always_inline)) inline T exp_store_sum_block(const T* x, T* y, si
       },
       [&](size_t i, size_t r) {
         V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
-        vexp_group<T, 1>(e);
+        vexp_group<T, 1, true>(e);
         S::store_tail(y + i, e[0], r);
         acc[0] = S::add(acc[0], e[0]);
       });
@@ -533,7 +533,7 @@ __attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t
         constexpr int G = decltype(g)::value;
         V e[G];
         LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
-        vexp_group<T, G>(e);
+        vexp_group<T, G, true>(e);
         LOGITKIT_LOCKSTEP(k, G) {
           const size_t j = i + k * S::N;
           S::store(y + j, e[k]);
@@ -544,7 +544,7 @@ __attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t
       },
       [&](size_t i, size_t r) {
         V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
-        vexp_group<T, 1>(e);
+        vexp_group<T, 1, true>(e);
         S::store_tail(y + i, e[0], r);
         acc[0] = S::add(acc[0], e[0]);
         if constexpr (kMaxNext) mx[0] = S::max(mx[0], S::load_tail(xnext + i, r, kNegInf<T>));
