@@ -129,7 +129,9 @@ def test_streamed_rows_equal_cached_rows(isa, rng, offset):
     out = buf[offset : offset + rows * n].reshape(rows, n)  # misaligned when offset != 0
     logitkit.softmax(x, out=out, algorithm="three_pass_reload")
     piece = 64  # 64 rows (1 MiB) per call stays cached
-    expected = np.concatenate([logitkit.softmax(x[r : r + piece], algorithm="three_pass_reload") for r in range(0, rows, piece)])
+    expected = np.concatenate(
+        [logitkit.softmax(x[r : r + piece], algorithm="three_pass_reload") for r in range(0, rows, piece)]
+    )
     assert np.array_equal(bits(out), bits(expected))
     assert_softmax_close(out[:8], x[:8])
 

@@ -25,7 +25,11 @@ def torch_vjp(op, x, dy, mask=None, temperature=1.0):
     """(y, dx) from torch.autograd in float64; masked = masked_fill(~mask, -inf) before the op.
     Fully masked rows (NaN in torch) are set to our definition: y = 0 / -inf, dx = 0."""
     xt = torch.tensor(np.ascontiguousarray(x), dtype=torch.float64, requires_grad=True)
-    z = xt if mask is None else xt.masked_fill(~torch.from_numpy(np.broadcast_to(mask, x.shape).copy()), float("-inf"))
+    z = (
+        xt
+        if mask is None
+        else xt.masked_fill(~torch.from_numpy(np.broadcast_to(mask, x.shape).copy()), float("-inf"))
+    )
     fn = torch.softmax if op == "softmax" else torch.log_softmax
     y = fn(z / temperature, dim=-1)
     (dx,) = torch.autograd.grad(y, xt, torch.tensor(np.ascontiguousarray(dy), dtype=torch.float64))
@@ -120,14 +124,17 @@ def test_finite_differences(isa, op, masked):
         e = np.zeros(shape)
         e[idx] = h
         fd[idx] = (objective(x + e) - objective(x - e)) / (2 * h)
-    y = (logitkit.softmax if op == "softmax" else logitkit.log_softmax)(x, temperature=temperature, where=mask)
+    y = (logitkit.softmax if op == "softmax" else logitkit.log_softmax)(
+        x, temperature=temperature, where=mask
+    )
     dx = backward(op)(y, dy, temperature=temperature, where=mask)
     np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize(
-    "layout", ["axis0", "axis1_3d", "transposed", "reversed", "every_other", "tuple_axes", "none", "nonuniform_rows"]
+    "layout",
+    ["axis0", "axis1_3d", "transposed", "reversed", "every_other", "tuple_axes", "none", "nonuniform_rows"],
 )
 @pytest.mark.parametrize("masked", [False, True])
 def test_strides_and_axes(isa, op, layout, masked):
@@ -309,7 +316,9 @@ def test_bad_input_names_the_argument(op):
         f(y, y, axis=3)
 
 
-_PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 _x = hnp.arrays(
     np.float64, st.tuples(st.integers(1, 5), st.integers(1, 70)), elements=st.floats(-30, 30, allow_nan=False)
 )
@@ -343,3 +352,28 @@ def test_property_all_true_mask_equals_unmasked(isa, x, data):
             a = backward(op)(y, dy.astype(dtype), where=np.ones(x.shape, bool))
             b = backward(op)(y, dy.astype(dtype))
             np.testing.assert_allclose(a, b, rtol=t, atol=t * (1 + np.abs(dy).max()))
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_streamed_output_equals_cached_output(isa, log, masked):
+    # dx of at least the last-level cache (32 MiB here) is written with non-temporal stores; the
+    # values must equal, bit for bit, those of smaller calls, also when out starts misaligned.
+    rng = np.random.default_rng(11)
+    n = 4099
+    rows = (40 << 20) // 4 // n + 1
+    y = rng.random((rows, n), dtype=np.float32)
+    dy = rng.standard_normal((rows, n), dtype=np.float32)
+    where = rng.random((rows, n)) < 0.7 if masked else None
+    op = logitkit.log_softmax_backward if log else logitkit.softmax_backward
+    buf = np.empty(rows * n + 16, np.float32)
+    out = buf[3 : 3 + rows * n].reshape(rows, n)
+    op(y, dy, where=where, out=out)
+    piece = 64
+    expected = np.concatenate(
+        [
+            op(y[r : r + piece], dy[r : r + piece], where=None if where is None else where[r : r + piece])
+            for r in range(0, rows, piece)
+        ]
+    )
+    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))

@@ -2,6 +2,8 @@
 // becomes `rows` rows of length `n`, with coalesced outer dimensions, size-based task splitting and
 // gather/scatter through per-thread scratch for rows that are not contiguous.
 #pragma once
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -49,6 +51,17 @@ inline int normalize_axis(int axis, int ndim) {
                 "axis " + std::to_string(axis) + " is out of bounds for an array of dimension " +
                     std::to_string(ndim));
   return axis < 0 ? axis + ndim : axis;
+}
+
+// Outputs larger than the last-level cache are written with non-temporal stores: nothing would
+// still be cached for the consumer anyway, and it saves the read-for-ownership of every line.
+inline size_t llc_bytes() {
+  static const size_t bytes = [] {
+    long s = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (s <= 0) s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return s > 0 ? static_cast<size_t>(s) : size_t{32} << 20;
+  }();
+  return bytes;
 }
 
 // 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse

@@ -81,17 +81,6 @@ size_t l2_cache_bytes() {
   return bytes;
 }
 
-// Outputs larger than the last-level cache are written with non-temporal stores: nothing would
-// still be cached for the consumer anyway, and it saves the read-for-ownership of every line.
-size_t llc_bytes() {
-  static const size_t bytes = [] {
-    long s = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    if (s <= 0) s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return s > 0 ? static_cast<size_t>(s) : size_t{32} << 20;
-  }();
-  return bytes;
-}
-
 template <class T>
 SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
   switch (a) {

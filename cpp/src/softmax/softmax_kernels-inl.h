@@ -149,35 +149,6 @@ T exp_sum(const T* x, size_t n, T shift, T c) {
 }
 
 // y = s x: 1 read + 1 write, no exp; store-bound.
-// Ordinary or non-temporal full-vector store.
-template <class S, bool kStream, class T>
-__attribute__((always_inline)) inline void put(T* p, typename S::V v) {
-  if constexpr (kStream) {
-    S::stream(p, v);
-  } else {
-    S::store(p, v);
-  }
-}
-
-// Runs an elementwise row kernel f(begin, length, stream_tag) so that the full vectors written to y
-// use non-temporal stores: a head of ordinary stores up to the stream alignment of y, then the
-// aligned rest. Elementwise, so the split never changes a value. Use only for outputs far larger
-// than the last-level cache: they then cost one write to memory instead of a read plus a write.
-template <class T, class F>
-void split_for_streaming(const T* y, size_t n, F&& f) {
-  using S = Simd<T>;
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
-  if (addr % sizeof(T) != 0) {  // cannot reach stream alignment by whole elements
-    f(size_t{0}, n, std::false_type{});
-    return;
-  }
-  size_t head = ((S::kStreamAlign - addr % S::kStreamAlign) % S::kStreamAlign) / sizeof(T);
-  if (head > n) head = n;
-  if (head) f(size_t{0}, head, std::false_type{});
-  if (head < n) f(head, n - head, std::true_type{});
-  S::stream_fence();
-}
-
 template <class T, bool kStream>
 void scale_impl(const T* x, T* y, size_t n, T s) {
   using S = Simd<T>;

@@ -38,6 +38,8 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
   const RowPlan p = plan_rows(y.ndim, y.shape, axis, 4, strides);
   const size_t n = static_cast<size_t>(p.n);
   const bool mask_contiguous = !masked || p.contiguous(kM);
+  // dx far beyond the last-level cache is written with non-temporal stores (no read-for-ownership).
+  const bool stream = static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes();
 
   if (p.contiguous(kY) && p.contiguous(kDy) && p.contiguous(kDx)) {
     parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
@@ -45,7 +47,7 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
         rows_kernel(y.data + r0 * p.row_stride(kY), dy.data + r0 * p.row_stride(kDy),
                     masked ? mask.data + r0 * p.row_stride(kM) : nullptr, dx.data + r0 * p.row_stride(kDx),
                     size_t(r1 - r0), n, p.row_stride(kY), p.row_stride(kDy), p.row_stride(kM),
-                    p.row_stride(kDx), c);
+                    p.row_stride(kDx), c, stream);
         return;
       }
       // A mask row strided or broadcast along the axis is gathered into n bytes of scratch.
@@ -57,7 +59,7 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
           mr = mbuf;
         }
         rows_kernel(y.data + p.offset(kY, r), dy.data + p.offset(kDy, r), mr, dx.data + p.offset(kDx, r), 1, n,
-                    0, 0, 0, 0, c);
+                    0, 0, 0, 0, c, stream);
       }
     });
     return;
@@ -74,7 +76,7 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
       gather_rows(y.data, p, kY, r, count, ybuf);
       gather_rows(dy.data, p, kDy, r, count, dybuf);
       if (masked) gather_rows(mask.data, p, kM, r, count, mbuf);
-      rows_kernel(ybuf, dybuf, mbuf, dybuf, size_t(count), n, p.n, p.n, p.n, p.n, c);
+      rows_kernel(ybuf, dybuf, mbuf, dybuf, size_t(count), n, p.n, p.n, p.n, p.n, c, false);
       scatter_rows(dybuf, p, kDx, r, count, dx.data);
     }
   });

@@ -68,7 +68,7 @@ T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
 }
 
 // Pass 2: dx = y (c dy - c s) or c dy - exp(y) (c s); excluded positions get 0.
-template <class T, bool kLog, bool kMasked>
+template <class T, bool kLog, bool kMasked, bool kStream>
 void row_store(const T* y, const T* dy, const uint8_t* m, T* dx, size_t n, T c, T s) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -85,7 +85,7 @@ void row_store(const T* y, const T* dy, const uint8_t* m, T* dx, size_t n, T c, 
       [&](size_t i, int) {
         V v = value(S::load(y + i), S::load(dy + i));
         if constexpr (kMasked) v = S::blend(S::load_mask(m + i), v, S::zero());
-        S::store(dx + i, v);
+        put<S, kStream>(dx + i, v);
       },
       [&](size_t i, size_t r) {
         V v = value(S::load_tail(y + i, r, T(0)), S::load_tail(dy + i, r, T(0)));
@@ -94,18 +94,28 @@ void row_store(const T* y, const T* dy, const uint8_t* m, T* dx, size_t n, T c, 
       });
 }
 
+// One row: the sum, then the output pass, with non-temporal stores of dx when `stream` (outputs far
+// beyond the last-level cache: saves the read-for-ownership, 16 -> 12 bytes of traffic per element).
+template <class T, bool kLog, bool kMasked>
+void backward_row(const T* y, const T* dy, const uint8_t* m, T* dx, size_t n, T c, bool stream) {
+  const T s = row_sum<T, kLog, kMasked>(y, dy, m, n);
+  if (!stream) {
+    row_store<T, kLog, kMasked, false>(y, dy, m, dx, n, c, s);
+    return;
+  }
+  split_for_streaming(dx, n, [&](size_t b, size_t len, auto tag) {
+    row_store<T, kLog, kMasked, decltype(tag)::value>(y + b, dy + b, kMasked ? m + b : m, dx + b, len, c, s);
+  });
+}
+
 template <class T, bool kLog>
 void backward_rows(const T* y, const T* dy, const uint8_t* m, T* dx, size_t rows, size_t n, ptrdiff_t ldy,
-                   ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c) {
+                   ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c, bool stream) {
   for (size_t r = 0; r < rows; ++r) {
-    const T* yr = y + r * ldy;
-    const T* dyr = dy + r * lddy;
-    T* dxr = dx + r * lddx;
     if (m) {
-      const uint8_t* mr = m + r * ldm;
-      row_store<T, kLog, true>(yr, dyr, mr, dxr, n, c, row_sum<T, kLog, true>(yr, dyr, mr, n));
+      backward_row<T, kLog, true>(y + r * ldy, dy + r * lddy, m + r * ldm, dx + r * lddx, n, c, stream);
     } else {
-      row_store<T, kLog, false>(yr, dyr, nullptr, dxr, n, c, row_sum<T, kLog, false>(yr, dyr, nullptr, n));
+      backward_row<T, kLog, false>(y + r * ldy, dy + r * lddy, nullptr, dx + r * lddx, n, c, stream);
     }
   }
 }

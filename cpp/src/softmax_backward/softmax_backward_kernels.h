@@ -15,10 +15,11 @@ struct SoftmaxBackwardKernels {
   //   softmax:      dx = c y (dy - sum(y dy))
   //   log_softmax:  dx = c (dy - exp(y) sum(dy))
   // Masked: the sums run over included positions only and excluded positions get dx = 0.
+  // stream: write dx with non-temporal stores (outputs far beyond the last-level cache).
   void (*softmax_backward_rows)(const T* y, const T* dy, const uint8_t* m, T* dx, size_t rows, size_t n,
-                                ptrdiff_t ldy, ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c);
+                                ptrdiff_t ldy, ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c, bool stream);
   void (*log_softmax_backward_rows)(const T* y, const T* dy, const uint8_t* m, T* dx, size_t rows, size_t n,
-                                    ptrdiff_t ldy, ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c);
+                                    ptrdiff_t ldy, ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c, bool stream);
 };
 
 }  // namespace logitkit

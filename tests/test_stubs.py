@@ -1,0 +1,36 @@
+"""The type stubs of logitkit._core list exactly the extension's functions, with its parameter names."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import logitkit
+from logitkit import _core
+
+STUB = Path(logitkit.__file__).with_name("_core.pyi")
+
+
+def stub_signatures() -> dict[str, list[str]]:
+    tree = ast.parse(STUB.read_text())
+    return {f.name: [a.arg for a in f.args.args] for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def runtime_signatures() -> dict[str, list[str]]:
+    out = {}
+    for name in dir(_core):
+        if name.startswith("__"):
+            continue
+        first = getattr(_core, name).__doc__.strip().splitlines()[0]  # pybind11: "f(a: T, b: U) -> R"
+        params = re.match(r"\w+\((.*)\) ->", first).group(1)
+        out[name] = [p.split(":")[0].strip() for p in params.split(",") if p.strip()]
+    return out
+
+
+def test_stub_matches_extension():
+    assert stub_signatures() == runtime_signatures()
+
+
+def test_package_is_typed():
+    assert STUB.with_name("py.typed").exists()
