@@ -76,6 +76,7 @@ __attribute__((always_inline)) inline void put(T* p, typename S::V v) {
 // use non-temporal stores: a head of ordinary stores up to the stream alignment of y, then the
 // aligned rest. Elementwise, so the split never changes a value. Use only for outputs far larger
 // than the last-level cache: they then cost one write to memory instead of a read plus a write.
+// Callers issue Simd<T>::stream_fence() once after their last streamed row (not per row).
 template <class T, class F>
 void split_for_streaming(const T* y, size_t n, F&& f) {
   using S = Simd<T>;
@@ -88,7 +89,6 @@ void split_for_streaming(const T* y, size_t n, F&& f) {
   if (head > n) head = n;
   if (head) f(size_t{0}, head, std::false_type{});
   if (head < n) f(head, n - head, std::true_type{});
-  S::stream_fence();
 }
 
 }  // namespace LOGITKIT_TARGET

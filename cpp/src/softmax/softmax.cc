@@ -270,10 +270,12 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
         static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes()) {
       parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
         T* buf = thread_scratch<T>(n, 0);
-        for (int64_t r = r0; r < r1; ++r) {
-          const T* xr = x.data + p.offset(0, r);
-          const T m = k.max(xr, n);
-          k.scale_stream(buf, y.data + p.offset(1, r), n, T(1) / k.exp_store_sum(xr, buf, n, m, c));
+        if (p.uniform()) {
+          k.softmax_rows_streamed(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0), n,
+                                  p.row_stride(0), p.row_stride(1), c, buf);
+        } else {
+          for (int64_t r = r0; r < r1; ++r)
+            k.softmax_rows_streamed(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, n, 0, 0, c, buf);
         }
       });
       return;

@@ -163,13 +163,6 @@ void scale(const T* x, T* y, size_t n, T s) {
   scale_impl<T, false>(x, y, n, s);
 }
 
-// y = s x with non-temporal stores (see split_for_streaming).
-template <class T>
-void scale_stream(const T* x, T* y, size_t n, T s) {
-  split_for_streaming(y, n, [&](size_t b, size_t len, auto stream) {
-    scale_impl<T, decltype(stream)::value>(x + b, y + b, len, s);
-  });
-}
 
 // y = s exp(c(x - shift)): 1 read + 1 write, 1 exp per element.
 template <class T>
@@ -292,6 +285,7 @@ void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stre
   split_for_streaming(y, n, [&](size_t b, size_t len, auto tag) {
     extexp_store_impl<T, decltype(tag)::value>(x + b, y + b, len, c, inv_mant, expo);
   });
+  Simd<T>::stream_fence();
 }
 
 // Online softmax: running per-lane max m and sum s of exp(c(x - m)); s is rescaled only for
@@ -577,6 +571,24 @@ void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdif
   for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
 }
 
+// three_pass_reload for outputs far beyond the last-level cache: exp goes to `scratch` (one row,
+// stays in L2) and the scale pass streams it to y with non-temporal stores. Memory traffic per
+// element: one read of x and one write of y (8 bytes for float32), as for a copy; 1 exp.
+// Bitwise equal to softmax_row(kThreePassReload).
+template <class T>
+void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
+                           T* scratch) {
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * ldx;
+    T* yr = y + r * ldy;
+    const T inv = T(1) / exp_store_sum(xr, scratch, n, row_max(xr, n), c);
+    split_for_streaming(yr, n, [&](size_t b, size_t len, auto tag) {
+      scale_impl<T, decltype(tag)::value>(scratch + b, yr + b, len, inv);
+    });
+  }
+  Simd<T>::stream_fence();
+}
+
 template <class T>
 void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
@@ -600,7 +612,7 @@ SoftmaxKernels<T> make_softmax_kernels() {
   k.exp_store_sum = exp_store_sum<T>;
   k.exp_sum = exp_sum<T>;
   k.scale = scale<T>;
-  k.scale_stream = scale_stream<T>;
+  k.softmax_rows_streamed = softmax_rows_streamed<T>;
   k.exp_scale_store = exp_scale_store<T>;
   k.extexp_sum = extexp_sum<T>;
   k.extexp_store = extexp_store<T>;

@@ -35,6 +35,10 @@ struct SoftmaxKernels {
   // Whole rows, each of length n: row r starts at x + r * ldx (and y + r * ldy).
   void (*softmax_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
                        T inv_temperature, SoftmaxAlgorithm algorithm);
+  // three_pass_reload writing y with non-temporal stores (outputs beyond the last-level cache);
+  // scratch holds one row.
+  void (*softmax_rows_streamed)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
+                                T inv_temperature, T* scratch);
   void (*log_softmax_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
                            T inv_temperature);
   // b (weights, may be null), sign (may be null); out[r * out_stride].
@@ -46,7 +50,6 @@ struct SoftmaxKernels {
   T (*exp_store_sum)(const T* x, T* y, size_t n, T shift, T c);     // y = exp(c(x-shift)), sum
   T (*exp_sum)(const T* x, size_t n, T shift, T c);                 // sum exp(c(x-shift))
   void (*scale)(const T* x, T* y, size_t n, T s);                    // y = s x
-  void (*scale_stream)(const T* x, T* y, size_t n, T s);             // y = s x, non-temporal stores
   void (*exp_scale_store)(const T* x, T* y, size_t n, T shift, T c, T s);  // y = s exp(c(x-shift))
   ExtSum<T> (*extexp_sum)(const T* x, size_t n, T c);
   // stream: non-temporal stores, for outputs far larger than the last-level cache.

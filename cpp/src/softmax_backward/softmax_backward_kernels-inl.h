@@ -118,6 +118,7 @@ void backward_rows(const T* y, const T* dy, const uint8_t* m, T* dx, size_t rows
       backward_row<T, kLog, false>(y + r * ldy, dy + r * lddy, nullptr, dx + r * lddx, n, c, stream);
     }
   }
+  if (stream) Simd<T>::stream_fence();
 }
 
 template <class T>
