@@ -15,27 +15,6 @@
 namespace logitkit {
 namespace {
 
-// A view of `out` with x's rank: the reduced axis gets extent x.shape[axis] and stride 0.
-template <class T>
-ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {
-  ArrayView<T> full;
-  full.data = out.data;
-  full.ndim = x.ndim;
-  bool ok = out.ndim == x.ndim - 1 || out.ndim == x.ndim;
-  for (int d = 0, s = 0; ok && d < x.ndim; ++d) {
-    if (out.ndim == x.ndim - 1 && d == axis) continue;
-    const int src = out.ndim == x.ndim ? d : s++;
-    ok = d == axis ? out.shape[src] == 1 : out.shape[src] == x.shape[d];
-    full.strides[d] = out.strides[src];
-  }
-  if (!ok)
-    throw Error(Error::Kind::kInvalidArgument, name,
-                "shape must be x's shape without the reduced axis (or with it kept as 1)");
-  for (int d = 0; d < x.ndim; ++d) full.shape[d] = x.shape[d];
-  full.strides[axis] = 0;
-  return full;
-}
-
 // Calls row(r, xr, n) for every row of x along `axis` (rows planned together with `other`, a view
 // of x's shape such as the expanded output). Strided rows are gathered into per-thread scratch.
 template <class T, class Row>

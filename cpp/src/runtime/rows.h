@@ -186,4 +186,27 @@ void check_view(const V& view, const char* argument) {
     throw Error(Error::Kind::kInvalidArgument, argument, "null data pointer for a non-empty array");
 }
 
+// A view of a reduction's output `out` (x's shape without `axis`, or with it kept as 1) with x's
+// rank: the reduced axis gets extent x.shape[axis] and stride 0, so it can join x in plan_rows.
+// Throws naming `name` for any other shape.
+template <class T>
+ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {
+  ArrayView<T> full;
+  full.data = out.data;
+  full.ndim = x.ndim;
+  bool ok = out.ndim == x.ndim - 1 || out.ndim == x.ndim;
+  for (int d = 0, s = 0; ok && d < x.ndim; ++d) {
+    if (out.ndim == x.ndim - 1 && d == axis) continue;
+    const int src = out.ndim == x.ndim ? d : s++;
+    ok = d == axis ? out.shape[src] == 1 : out.shape[src] == x.shape[d];
+    full.strides[d] = out.strides[src];
+  }
+  if (!ok)
+    throw Error(Error::Kind::kInvalidArgument, name,
+                "shape must be x's shape without the reduced axis (or with it kept as 1)");
+  for (int d = 0; d < x.ndim; ++d) full.shape[d] = x.shape[d];
+  full.strides[axis] = 0;
+  return full;
+}
+
 }  // namespace logitkit

@@ -307,38 +307,6 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
   });
 }
 
-// A view of `out` with x's rank: the reduced axis gets extent 1 and stride 0.
-template <class T>
-ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {
-  ArrayView<T> full;
-  full.data = out.data;
-  full.ndim = x.ndim;
-  bool ok;
-  if (out.ndim == x.ndim - 1) {
-    ok = true;
-    for (int d = 0, s = 0; d < x.ndim; ++d) {
-      if (d == axis) continue;
-      ok = ok && out.shape[s] == x.shape[d];
-      full.shape[d] = out.shape[s];
-      full.strides[d] = out.strides[s];
-      ++s;
-    }
-  } else {
-    ok = out.ndim == x.ndim && out.shape[axis] == 1;
-    for (int d = 0; ok && d < x.ndim; ++d) {
-      ok = d == axis || out.shape[d] == x.shape[d];
-      full.shape[d] = out.shape[d];
-      full.strides[d] = out.strides[d];
-    }
-  }
-  if (!ok)
-    throw Error(Error::Kind::kInvalidArgument, name,
-                "shape must be x's shape without the reduced axis (or with it kept as 1)");
-  full.shape[axis] = x.shape[axis];
-  full.strides[axis] = 0;
-  return full;
-}
-
 }  // namespace
 
 template <class T>
