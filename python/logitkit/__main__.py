@@ -45,10 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m logitkit", description=__doc__)
     parser.add_argument("command", choices=["info", "demo"], nargs="?", default="info")
     args = parser.parse_args(argv)
-    info()
-    if args.command == "demo":
-        print()
-        demo()
+    try:
+        info()
+        if args.command == "demo":
+            print()
+            demo()
+    except ValueError as exc:  # e.g. an invalid LOGITKIT_ISA or LOGITKIT_NUM_THREADS
+        sys.exit(f"logitkit: {exc}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ namespace logitkit {
 //  kOnline             Milakov & Gimelshein running max and rescaled sum in one read pass.
 //  kAuto               three_pass_reload while a row fits in L2 (the re-read hits cache),
 //                      two_pass beyond it (one fewer trip to memory).
+// Outputs larger than the last-level cache are written with non-temporal stores (three_pass_reload
+// through a per-thread scratch row; two_pass directly), so memory sees one read of x and one write
+// of y. Rows of 2^18 elements or more are split into fixed chunks across threads.
 enum class SoftmaxAlgorithm { kAuto, kThreePassReload, kThreePassRecompute, kTwoPass, kOnline };
 
 struct SoftmaxOptions {
