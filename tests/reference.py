@@ -9,6 +9,9 @@ error is ~2^-11 of a float64 kernel's) from the exact input values; where longdo
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 ALGORITHMS = ("three_pass_reload", "three_pass_recompute", "two_pass", "online")
 FLOATS = (np.float32, np.float64)
@@ -138,3 +141,24 @@ def bits(a):
     """Bitwise view for identity checks (NaN payloads included)."""
     a = np.ascontiguousarray(a)
     return a.view(np.uint8)
+
+
+def logits(rng, shape, dtype, scale=3.0):
+    """Normal logits of standard deviation `scale`, rounded to `dtype`."""
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# Hypothesis settings and row strategy shared by the property tests.
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def rows(dtype, max_abs=50.0):
+    """1-4 rows of 1-80 finite values in [-max_abs, max_abs], exactly representable in `dtype`."""
+    width = 32 if dtype is np.float32 else 64
+    return hnp.arrays(
+        dtype,
+        st.tuples(st.integers(1, 4), st.integers(1, 80)),
+        elements=st.floats(-max_abs, max_abs, width=width),
+    )

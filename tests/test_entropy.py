@@ -4,6 +4,7 @@ softmax computed in the collapse dtype, on every ISA."""
 
 from __future__ import annotations
 
+import logitkit
 import mpmath
 import numpy as np
 import pytest
@@ -11,8 +12,6 @@ import scipy.special as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import logitkit
 from logitkit import _core
 
 SIZES = [1, 2, 3, 7, 15, 16, 17, 33, 64, 65, 130, 513, 2000]

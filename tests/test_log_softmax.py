@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import logitkit
 import ml_dtypes
 import numpy as np
 import pytest
 import scipy.special
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from reference import (
     EPS,
     FLOATS,
+    PROPERTY,
     assert_close,
     assert_log_softmax_close,
     bits,
+    logits,
+    rows,
     softmax_rtol,
 )
 from reference import (
     log_softmax as ref_log_softmax,
 )
-
-import logitkit
 
 LONG = (1 << 18) + 37
 
@@ -30,17 +32,6 @@ LONG = (1 << 18) + 37
 @pytest.fixture
 def rng():
     return np.random.default_rng(99)
-
-
-@pytest.fixture
-def threads():
-    before = logitkit.get_num_threads()
-    yield
-    logitkit.set_num_threads(before)
-
-
-def logits(rng, shape, dtype, scale=3.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -287,19 +278,6 @@ def test_bad_input(isa):
 
 # ---------------------------------------------------------------------------------------------
 # Properties
-
-PROPERTY = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-def rows(dtype, max_abs=50.0):
-    width = 32 if dtype is np.float32 else 64
-    return hnp.arrays(
-        dtype,
-        st.tuples(st.integers(1, 4), st.integers(1, 80)),
-        elements=st.floats(-max_abs, max_abs, width=width),
-    )
 
 
 @PROPERTY

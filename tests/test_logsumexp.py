@@ -3,18 +3,26 @@ and torch.logsumexp, on every ISA and layout."""
 
 from __future__ import annotations
 
+import logitkit
 import ml_dtypes
 import numpy as np
 import pytest
 import scipy.special
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from reference import EPS, FLOATS, assert_close, assert_logsumexp_close, bits
+from reference import (
+    EPS,
+    FLOATS,
+    PROPERTY,
+    assert_close,
+    assert_logsumexp_close,
+    bits,
+    logits,
+    rows,
+)
 from reference import logsumexp as ref_logsumexp
-
-import logitkit
 
 LONG = (1 << 18) + 37
 INF, NAN = np.inf, np.nan
@@ -23,17 +31,6 @@ INF, NAN = np.inf, np.nan
 @pytest.fixture
 def rng():
     return np.random.default_rng(7)
-
-
-@pytest.fixture
-def threads():
-    before = logitkit.get_num_threads()
-    yield
-    logitkit.set_num_threads(before)
-
-
-def logits(rng, shape, dtype, scale=3.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
 def scipy_lse(x, **kw):
@@ -398,25 +395,12 @@ def test_bad_input(isa):
 # ---------------------------------------------------------------------------------------------
 # Properties
 
-PROPERTY = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-def rows(dtype, max_abs=80.0):
-    width = 32 if dtype is np.float32 else 64
-    return hnp.arrays(
-        dtype,
-        st.tuples(st.integers(1, 4), st.integers(1, 80)),
-        elements=st.floats(-max_abs, max_abs, width=width),
-    )
-
 
 @PROPERTY
 @given(data=st.data(), dtype=st.sampled_from(FLOATS))
 def test_property_definition(isa, data, dtype):
     # logsumexp(x) = max + log(sum(exp(x - max))), bounded by max <= . <= max + log n.
-    x = data.draw(rows(dtype))
+    x = data.draw(rows(dtype, 80.0))
     y = logitkit.logsumexp(x).astype(np.float64)
     z = x.astype(np.float64)
     m = z.max(axis=-1)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import logitkit
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import logitkit
 
 BF16 = np.dtype(__import__("ml_dtypes").bfloat16)
 SIZES = [1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 65, 100, 513, 1025]

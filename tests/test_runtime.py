@@ -9,19 +9,11 @@ import subprocess
 import sys
 import threading
 
+import logitkit
 import numpy as np
 import pytest
 
-import logitkit
-
 KNOWN = {"scalar", "avx2", "avx512", "neon"}
-
-
-@pytest.fixture
-def threads():
-    before = logitkit.get_num_threads()
-    yield
-    logitkit.set_num_threads(before)
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:

@@ -5,28 +5,30 @@ from __future__ import annotations
 import sys
 import threading
 
+import logitkit
 import ml_dtypes
 import numpy as np
 import pytest
 import scipy.special
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from reference import (
     ALGORITHMS,
     EPS,
     FLOATS,
+    PROPERTY,
     assert_close,
     assert_softmax_close,
     bits,
+    logits,
+    rows,
     softmax_rtol,
 )
 from reference import (
     softmax as ref_softmax,
 )
-
-import logitkit
 
 ALL_ALGORITHMS = ("auto", *ALGORITHMS)
 LONG = (1 << 18) + 37  # >= 2^18 takes the chunked multi-thread path; +37 leaves a partial chunk
@@ -35,18 +37,6 @@ LONG = (1 << 18) + 37  # >= 2^18 takes the chunked multi-thread path; +37 leaves
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
-
-
-@pytest.fixture
-def threads():
-    """Restores the thread count a test changes."""
-    before = logitkit.get_num_threads()
-    yield
-    logitkit.set_num_threads(before)
-
-
-def logits(rng, shape, dtype, scale=3.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,19 +642,6 @@ def test_keyword_only(isa):
 
 # ---------------------------------------------------------------------------------------------
 # Properties
-
-PROPERTY = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-def rows(dtype, max_abs=50.0):
-    width = 32 if dtype is np.float32 else 64
-    return hnp.arrays(
-        dtype,
-        st.tuples(st.integers(1, 4), st.integers(1, 80)),
-        elements=st.floats(-max_abs, max_abs, width=width),
-    )
 
 
 @PROPERTY

@@ -3,14 +3,13 @@ against central finite differences of an independent NumPy forward."""
 
 from __future__ import annotations
 
+import logitkit
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import logitkit
 
 BF16 = np.dtype(__import__("ml_dtypes").bfloat16)
 SIZES = [1, 2, 3, 5, 8, 9, 16, 17, 31, 33, 64, 100, 513, 1025]

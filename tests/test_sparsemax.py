@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import logitkit as lk
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import logitkit as lk
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 

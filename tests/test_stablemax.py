@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import warnings
 
+import logitkit
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import logitkit
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
 SIZES = [1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 130, 511, 513, 1500]

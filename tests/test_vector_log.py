@@ -3,10 +3,9 @@ high-precision references (float64 for float32 results, long double or mpmath fo
 
 from __future__ import annotations
 
+import logitkit
 import numpy as np
 import pytest
-
-import logitkit
 from logitkit import _core
 
 # Bounds stated in cpp/include/logitkit/math.h; the measured maxima are about 0.8 ulp.
