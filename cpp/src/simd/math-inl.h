@@ -133,18 +133,13 @@ inline typename Simd<T>::V ldexp_nonpositive(typename Simd<T>::V v, typename Sim
 // x[k] := exp(x[k]) for every x: NaN propagates, overflow gives +inf, denormal results are
 // rounded once (no flush to zero), -inf gives +0. Max error below 1 ulp (float32, exhaustive
 // test in tests/cpp). Per vector: clamp (2), mul, round, 2 + kPolyDegree + 2 FMA, ldexp; the
-// FMA ports bound it at about 5 cycles per AVX-512 vector when K >= 4. kNonPositive: the caller
-// guarantees x <= 0 or NaN (softmax's x - max), which drops the upper clamp.
-template <class T, int K, bool kNonPositive = false>
+// FMA ports bound it at about 5 cycles per AVX-512 vector when K >= 4.
+template <class T, int K>
 __attribute__((always_inline)) inline void vexp_group(typename Simd<T>::V (&x)[K]) {
   using S = Simd<T>;
   using C = ExpConstants<T>;
   typename S::V n[K];
-  if constexpr (kNonPositive) {  // x <= 0 or NaN: only -inf and deep underflow need clamping
-    LOGITKIT_LOCKSTEP(k, K) x[k] = S::max(S::set1(C::kMinArg), x[k]);  // NaN passes (see vec layers)
-  } else {
-    LOGITKIT_LOCKSTEP(k, K) x[k] = S::clamp(x[k], S::set1(C::kMinArg), S::set1(C::kMaxArg));
-  }
+  LOGITKIT_LOCKSTEP(k, K) x[k] = S::clamp(x[k], S::set1(C::kMinArg), S::set1(C::kMaxArg));
   exp_reduce_group<T, K>(x, n);
   exp_reduced_poly_group<T, K>(x);
   LOGITKIT_LOCKSTEP(k, K) x[k] = ldexp_full<T>(x[k], n[k]);

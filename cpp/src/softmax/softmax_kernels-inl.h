@@ -74,48 +74,10 @@ __attribute__((always_inline)) inline auto with_scale(T c, F&& f) {
   return c == T(1) ? f(std::false_type{}) : f(std::true_type{});
 }
 
-// y = exp(c(x - shift)) and its sum over one block: 1 read + 1 write, 1 exp per element.
-template <class T, bool kScaled>
-__attribute__((always_inline)) inline T exp_store_sum_block(const T* x, T* y, size_t n, T shift, T c) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  const V vs = S::set1(shift), vc = S::set1(c);
-  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  for_groups<S>(
-      n,
-      [&](size_t i, auto g) {
-        constexpr int G = decltype(g)::value;
-        V e[G];
-        LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
-        vexp_group<T, G, true>(e);
-        LOGITKIT_LOCKSTEP(k, G) {
-          S::store(y + i + k * S::N, e[k]);
-          acc[k] = S::add(acc[k], e[k]);
-        }
-      },
-      [&](size_t i, size_t r) {
-        V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
-        vexp_group<T, 1, true>(e);
-        S::store_tail(y + i, e[0], r);
-        acc[0] = S::add(acc[0], e[0]);
-      });
-  return S::reduce_add(sum4<T>(acc));
-}
-
-template <class T>
-T exp_store_sum(const T* x, T* y, size_t n, T shift, T c) {
-  return with_scale(c, [&](auto scaled) {
-    double total = 0;
-    for_blocks(n, [&](size_t b, size_t len) {
-      total += exp_store_sum_block<T, decltype(scaled)::value>(x + b, y + b, len, shift, c);
-    });
-    return T(total);
-  });
-}
-
-// Sum of exp(c(x - shift)) over one block: 1 read, 1 exp per element, nothing stored.
-template <class T, bool kScaled>
-__attribute__((always_inline)) inline T exp_sum_block(const T* x, size_t n, T shift, T c) {
+// Sum of exp(c(x - shift)) over one block; kStore also writes the values to y.
+// Per element: 1 read (+ 1 write with kStore), 1 exp.
+template <class T, bool kScaled, bool kStore>
+__attribute__((always_inline)) inline T exp_sum_block(const T* x, T* y, size_t n, T shift, T c) {
   using S = Simd<T>;
   using V = typename S::V;
   const V vs = S::set1(shift), vc = S::set1(c);
@@ -127,14 +89,29 @@ __attribute__((always_inline)) inline T exp_sum_block(const T* x, size_t n, T sh
         V e[G];
         LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
         vexp_group<T, G>(e);
-        LOGITKIT_LOCKSTEP(k, G) acc[k] = S::add(acc[k], e[k]);
+        LOGITKIT_LOCKSTEP(k, G) {
+          if constexpr (kStore) S::store(y + i + k * S::N, e[k]);
+          acc[k] = S::add(acc[k], e[k]);
+        }
       },
       [&](size_t i, size_t r) {
         V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
         vexp_group<T, 1>(e);
+        if constexpr (kStore) S::store_tail(y + i, e[0], r);
         acc[0] = S::add(acc[0], e[0]);
       });
   return S::reduce_add(sum4<T>(acc));
+}
+
+template <class T>
+T exp_store_sum(const T* x, T* y, size_t n, T shift, T c) {
+  return with_scale(c, [&](auto scaled) {
+    double total = 0;
+    for_blocks(n, [&](size_t b, size_t len) {
+      total += exp_sum_block<T, decltype(scaled)::value, true>(x + b, y + b, len, shift, c);
+    });
+    return T(total);
+  });
 }
 
 template <class T>
@@ -142,7 +119,7 @@ T exp_sum(const T* x, size_t n, T shift, T c) {
   return with_scale(c, [&](auto scaled) {
     double total = 0;
     for_blocks(n, [&](size_t b, size_t len) {
-      total += exp_sum_block<T, decltype(scaled)::value>(x + b, len, shift, c);
+      total += exp_sum_block<T, decltype(scaled)::value, false>(x + b, nullptr, len, shift, c);
     });
     return T(total);
   });
@@ -498,7 +475,7 @@ __attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t
         constexpr int G = decltype(g)::value;
         V e[G];
         LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
-        vexp_group<T, G, true>(e);
+        vexp_group<T, G>(e);
         LOGITKIT_LOCKSTEP(k, G) {
           const size_t j = i + k * S::N;
           S::store(y + j, e[k]);
@@ -509,7 +486,7 @@ __attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t
       },
       [&](size_t i, size_t r) {
         V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
-        vexp_group<T, 1, true>(e);
+        vexp_group<T, 1>(e);
         S::store_tail(y + i, e[0], r);
         acc[0] = S::add(acc[0], e[0]);
         if constexpr (kMaxNext) mx[0] = S::max(mx[0], S::load_tail(xnext + i, r, kNegInf<T>));
