@@ -48,6 +48,7 @@ struct Simd<float> {
   using M = __m256;  // all-ones lanes are true
   static constexpr size_t N = 8;
   static constexpr bool kNativeScalef = false;
+  static constexpr bool kLookup16 = true;
 
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(T a) { return _mm256_set1_ps(a); }
@@ -77,6 +78,8 @@ struct Simd<float> {
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
   static V clamp(V x, V lo, V hi) { return _mm256_min_ps(hi, _mm256_max_ps(lo, x)); }
   static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (max returns its second operand).
+  static V max_magnitude(V acc, V x) { return max(abs(x), acc); }
   static V round(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static V floor(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
 
@@ -120,6 +123,22 @@ struct Simd<float> {
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
   static V scalef(V v, V n) { return mul(v, pow2i(n)); }  // unused: kNativeScalef is false
+  // 16-entry table lookup: lane i gets t[bits(idx_i) & 15]; two 8-entry permutes, bit 3 picks.
+  struct Table16 {
+    __m256 lo, hi;
+  };
+  static Table16 load_table16(const T* t) { return {_mm256_loadu_ps(t), _mm256_loadu_ps(t + 8)}; }
+  static V lookup16(Table16 t, V idx) {
+    const __m256i i = _mm256_castps_si256(idx);
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t.lo, i), _mm256_permutevar8x32_ps(t.hi, i),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
+  }
+  // Integer arithmetic on the bit patterns.
+  static V add_bits(V a, V b) {
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)));
+  }
+  template <int kShift>
+  static V shl_bits(V a) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a), kShift)); }
   // x = getmant(x) * 2^getexp(x), getmant in [1, 2), for finite normal x > 0 (bit fields).
   static V getexp(V a) {
     __m256i e = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(a), 23), _mm256_set1_epi32(0xff));
@@ -158,6 +177,7 @@ struct Simd<double> {
   using M = __m256d;
   static constexpr size_t N = 4;
   static constexpr bool kNativeScalef = false;
+  static constexpr bool kLookup16 = false;
 
   static V zero() { return _mm256_setzero_pd(); }
   static V set1(T a) { return _mm256_set1_pd(a); }

@@ -33,6 +33,7 @@ struct Simd<float> {
   using M = __mmask16;
   static constexpr size_t N = 16;
   static constexpr bool kNativeScalef = true;
+  static constexpr bool kLookup16 = true;  // one vpermps: the table exp (math-inl.h) pays off
 
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T a) { return _mm512_set1_ps(a); }
@@ -58,6 +59,8 @@ struct Simd<float> {
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V min(V a, V b) { return _mm512_min_ps(a, b); }
   static V clamp(V x, V lo, V hi) { return _mm512_min_ps(hi, _mm512_max_ps(lo, x)); }  // keeps NaN
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (vrangeps returns the other operand).
+  static V max_magnitude(V acc, V x) { return _mm512_range_ps(acc, x, 0x0b); }
   static V abs(V a) { return _mm512_abs_ps(a); }
   static V round(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static V floor(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
@@ -107,6 +110,16 @@ struct Simd<float> {
   }
   // v * 2^floor(n), exact including denormal results, overflow and underflow.
   static V scalef(V v, V n) { return _mm512_scalef_ps(v, n); }
+  // 16-entry table lookup: lane i gets t[bits(idx_i) & 15].
+  using Table16 = __m512;
+  static Table16 load_table16(const T* t) { return _mm512_loadu_ps(t); }
+  static V lookup16(Table16 t, V idx) { return _mm512_permutexvar_ps(_mm512_castps_si512(idx), t); }
+  // Integer arithmetic on the bit patterns.
+  static V add_bits(V a, V b) {
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  }
+  template <int kShift>
+  static V shl_bits(V a) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(a), kShift)); }
   // x = getmant(x) * 2^getexp(x), getmant in [1, 2), for finite x > 0 (denormals included).
   static V getexp(V a) { return _mm512_getexp_ps(a); }
   static V getmant(V a) { return _mm512_getmant_ps(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero); }
@@ -138,6 +151,7 @@ struct Simd<double> {
   using M = __mmask8;
   static constexpr size_t N = 8;
   static constexpr bool kNativeScalef = true;
+  static constexpr bool kLookup16 = false;
 
   static V zero() { return _mm512_setzero_pd(); }
   static V set1(T a) { return _mm512_set1_pd(a); }

@@ -21,6 +21,7 @@ struct Simd<float> {
   using M = uint32x4_t;
   static constexpr size_t N = 4;
   static constexpr bool kNativeScalef = false;
+  static constexpr bool kLookup16 = true;  // vqtbl4q_u8 over the 64 table bytes
 
   static V zero() { return vdupq_n_f32(0.0f); }
   static V set1(T a) { return vdupq_n_f32(a); }
@@ -107,6 +108,23 @@ struct Simd<float> {
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
   }
   static V scalef(V v, V n) { return mul(v, pow2i(n)); }
+  // 16-entry table lookup: lane i gets t[bits(idx_i) & 15], by a byte shuffle over the table's
+  // 64 bytes with byte indices 4 j + {0, 1, 2, 3}.
+  using Table16 = uint8x16x4_t;
+  static Table16 load_table16(const T* t) { return vld1q_u8_x4(reinterpret_cast<const uint8_t*>(t)); }
+  static V lookup16(Table16 t, V idx) {
+    const uint32x4_t j = vandq_u32(vreinterpretq_u32_f32(idx), vdupq_n_u32(15));
+    const uint32x4_t bytes = vmlaq_n_u32(vdupq_n_u32(0x03020100u), j, 0x04040404u);
+    return vreinterpretq_f32_u8(vqtbl4q_u8(t, vreinterpretq_u8_u32(bytes)));
+  }
+  // Integer arithmetic on the bit patterns.
+  static V add_bits(V a, V b) {
+    return vreinterpretq_f32_u32(vaddq_u32(vreinterpretq_u32_f32(a), vreinterpretq_u32_f32(b)));
+  }
+  template <int kShift>
+  static V shl_bits(V a) { return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(a), kShift)); }
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (vmaxnm returns the number).
+  static V max_magnitude(V acc, V x) { return vmaxnmq_f32(vabsq_f32(x), acc); }
   // x = getmant(x) * 2^getexp(x), getmant in [1, 2), for finite normal x > 0 (bit fields).
   static V getexp(V a) {
     uint32x4_t e = vandq_u32(vshrq_n_u32(vreinterpretq_u32_f32(a), 23), vdupq_n_u32(0xff));
@@ -129,6 +147,7 @@ struct Simd<double> {
   using M = uint64x2_t;
   static constexpr size_t N = 2;
   static constexpr bool kNativeScalef = false;
+  static constexpr bool kLookup16 = false;
 
   static V zero() { return vdupq_n_f64(0.0); }
   static V set1(T a) { return vdupq_n_f64(a); }

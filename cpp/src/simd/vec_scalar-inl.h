@@ -32,6 +32,7 @@ struct Simd {
   using B = ScalarBits<T>;
   static constexpr size_t N = 1;
   static constexpr bool kNativeScalef = false;
+  static constexpr bool kLookup16 = true;
 
   static V zero() { return T(0); }
   static V set1(T a) { return a; }
@@ -60,6 +61,8 @@ struct Simd {
   static V min(V a, V b) { return a < b ? a : b; }
   static V clamp(V x, V lo, V hi) { return min(hi, max(lo, x)); }
   static V abs(V a) { return a < T(0) ? -a : a; }
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (max returns its second operand).
+  static V max_magnitude(V acc, V x) { return max(abs(x), acc); }
   // Round half to even through the magic constant; valid for |a| < 2^(mantissa bits - 1).
   static V round(V a) { return (a + B::kRoundMagic) - B::kRoundMagic; }
   static V floor(V a) {
@@ -101,6 +104,24 @@ struct Simd {
     return out;
   }
   static V scalef(V v, V n) { return v * pow2i(n); }
+  // 16-entry table lookup: t[bits(idx) & 15].
+  using Table16 = const T*;
+  static Table16 load_table16(const T* t) { return t; }
+  static V lookup16(Table16 t, V idx) { return t[to_bits(idx) & 15]; }
+  // Integer arithmetic on the bit patterns.
+  static V add_bits(V a, V b) { return from_bits(to_bits(a) + to_bits(b)); }
+  template <int kShift>
+  static V shl_bits(V a) { return from_bits(to_bits(a) << kShift); }
+  static typename B::U to_bits(V v) {
+    typename B::U u;
+    std::memcpy(&u, &v, sizeof u);
+    return u;
+  }
+  static V from_bits(typename B::U u) {
+    T v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+  }
   // For finite x > 0 (normal): x = getmant(x) * 2^getexp(x) with getmant in [1, 2); getexp is
   // floor(log2 x) as T. Other inputs give unspecified values (callers select them away).
   static V getexp(V a) {

@@ -74,10 +74,10 @@ __attribute__((always_inline)) inline auto with_scale(T c, F&& f) {
   return c == T(1) ? f(std::false_type{}) : f(std::true_type{});
 }
 
-// Sum of exp(c(x - shift)) over one block; kStore also writes the values to y.
-// Per element: 1 read (+ 1 write with kStore), 1 exp.
-template <class T, bool kScaled, bool kStore>
-__attribute__((always_inline)) inline T exp_sum_block(const T* x, T* y, size_t n, T shift, T c) {
+// Sum of exp(c(x - shift)) over one block, with the exp policy `exp` (math-inl.h); kStore also
+// writes the values to y. Per element: 1 read (+ 1 write with kStore), 1 exp.
+template <class T, bool kScaled, bool kStore, class Exp>
+__attribute__((always_inline)) inline T exp_sum_block_with(Exp& exp, const T* x, T* y, size_t n, T shift, T c) {
   using S = Simd<T>;
   using V = typename S::V;
   const V vs = S::set1(shift), vc = S::set1(c);
@@ -88,7 +88,7 @@ __attribute__((always_inline)) inline T exp_sum_block(const T* x, T* y, size_t n
         constexpr int G = decltype(g)::value;
         V e[G];
         LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
-        vexp_group<T, G>(e);
+        exp(e);
         LOGITKIT_LOCKSTEP(k, G) {
           if constexpr (kStore) S::store(y + i + k * S::N, e[k]);
           acc[k] = S::add(acc[k], e[k]);
@@ -103,26 +103,31 @@ __attribute__((always_inline)) inline T exp_sum_block(const T* x, T* y, size_t n
   return S::reduce_add(sum4<T>(acc));
 }
 
-template <class T>
-T exp_store_sum(const T* x, T* y, size_t n, T shift, T c) {
+template <class T, bool kStore>
+T exp_sum_impl(const T* x, T* y, size_t n, T shift, T c) {
   return with_scale(c, [&](auto scaled) {
+    constexpr bool kScaled = decltype(scaled)::value;
     double total = 0;
+    bool guarded = true;
     for_blocks(n, [&](size_t b, size_t len) {
-      total += exp_sum_block<T, decltype(scaled)::value, true>(x + b, y + b, len, shift, c);
+      total += with_guarded_exp<T>(
+          [&](auto& exp) __attribute__((always_inline)) {
+            return exp_sum_block_with<T, kScaled, kStore>(exp, x + b, kStore ? y + b : nullptr, len, shift, c);
+          },
+          guarded);
     });
     return T(total);
   });
 }
 
 template <class T>
+T exp_store_sum(const T* x, T* y, size_t n, T shift, T c) {
+  return exp_sum_impl<T, true>(x, y, n, shift, c);
+}
+
+template <class T>
 T exp_sum(const T* x, size_t n, T shift, T c) {
-  return with_scale(c, [&](auto scaled) {
-    double total = 0;
-    for_blocks(n, [&](size_t b, size_t len) {
-      total += exp_sum_block<T, decltype(scaled)::value, false>(x + b, nullptr, len, shift, c);
-    });
-    return T(total);
-  });
+  return exp_sum_impl<T, false>(x, nullptr, n, shift, c);
 }
 
 // y = s x: 1 read + 1 write, no exp; store-bound.
@@ -311,8 +316,9 @@ MaxSum<T> online_sum(const T* x, size_t n, T c) {
 
 // Sum of exp(c(x - shift)) over x != m, and the number of x == m. Keeping the max term (exactly
 // 1 when shift == m) out of the sum lets callers use log1p and keep full relative precision.
-template <class T, bool kWeighted>
-UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c) {
+template <class T, bool kWeighted, class Exp>
+__attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, const T* x, const T* b, size_t n, T m,
+                                                                   T shift, T c) {
   using S = Simd<T>;
   using V = typename S::V;
   const auto vm = S::set1(m), vs = S::set1(shift), vc = S::set1(c), one = S::set1(T(1));
@@ -339,7 +345,7 @@ UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c
           v[k] = S::load(x + i + k * S::N);
           e[k] = S::mul(S::sub(v[k], vs), vc);
         }
-        vexp_group<T, G>(e);
+        exp(e);
         LOGITKIT_LOCKSTEP(k, G) accumulate(v[k], kWeighted ? S::load(b + i + k * S::N) : one, e[k], k);
       },
       [&](size_t i, size_t r) {
@@ -356,9 +362,14 @@ UntiedSum<T> untied_sum_impl(const T* x, const T* b, size_t n, T m, T shift, T c
 template <class T>
 UntiedSum<T> untied_sum(const T* x, const T* b, size_t n, T m, T shift, T c) {
   double sum = 0, tied = 0;
+  bool guarded = true;
   for_blocks(n, [&](size_t i, size_t len) {
-    UntiedSum<T> u = b ? untied_sum_impl<T, true>(x + i, b + i, len, m, shift, c)
-                       : untied_sum_impl<T, false>(x + i, nullptr, len, m, shift, c);
+    UntiedSum<T> u = with_guarded_exp<T>(
+        [&](auto& exp) __attribute__((always_inline)) {
+          return b ? untied_sum_with<T, true>(exp, x + i, b + i, len, m, shift, c)
+                   : untied_sum_with<T, false>(exp, x + i, nullptr, len, m, shift, c);
+        },
+        guarded);
     sum += u.sum;
     tied += u.tied_weight;
   });
@@ -461,8 +472,8 @@ void logsumexp_row(const T* x, const T* b, size_t n, T* out, T* sign) {
 // One block of the pipelined three-pass softmax (see softmax_rows_pipelined): y = exp(c(x - shift))
 // with its sum returned, plus, in the same loop, the max pass of the next row (xnext into mx) and
 // the scale pass of the previous row (yprev *= inv_prev). Per element: 3 reads + 2 writes, 1 exp.
-template <class T, bool kScaled, bool kMaxNext, bool kScalePrev>
-__attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t n, T shift, T c,
+template <class T, bool kScaled, bool kMaxNext, bool kScalePrev, class Exp>
+__attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T* y, size_t n, T shift, T c,
                                                         const T* xnext, typename Simd<T>::V (&mx)[4],
                                                         T* yprev, T inv_prev) {
   using S = Simd<T>;
@@ -475,7 +486,7 @@ __attribute__((always_inline)) inline T pipelined_block(const T* x, T* y, size_t
         constexpr int G = decltype(g)::value;
         V e[G];
         LOGITKIT_LOCKSTEP(k, G) e[k] = shifted<T, kScaled>(S::load(x + i + k * S::N), vs, vc);
-        vexp_group<T, G>(e);
+        exp(e);
         LOGITKIT_LOCKSTEP(k, G) {
           const size_t j = i + k * S::N;
           S::store(y + j, e[k]);
@@ -514,10 +525,18 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     T* yp = prev ? yr - ldy : nullptr;
     V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
     double total = 0;
+    bool guarded = true;  // see with_guarded_exp
     auto run = [&](auto has_next, auto has_prev) {
       for_blocks(n, [&](size_t b, size_t len) {
-        total += pipelined_block<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value>(
-            xr + b, yr + b, len, m, c, xn + (next ? b : 0), mx, yp + (prev ? b : 0), inv_prev);
+        auto fused = [&](auto& exp) __attribute__((always_inline)) {
+          return pipelined_block<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value>(
+              exp, xr + b, yr + b, len, m, c, xn + (next ? b : 0), mx, yp + (prev ? b : 0), inv_prev);
+        };
+        // On a guard failure the max and scale parts are done: redo the exp part alone.
+        auto exp_part = [&](auto& exp) __attribute__((always_inline)) {
+          return exp_sum_block_with<T, kScaled, true>(exp, xr + b, yr + b, len, m, c);
+        };
+        total += with_guarded_exp<T>(fused, exp_part, guarded);
       });
     };
     if (next && prev) {
