@@ -204,10 +204,10 @@ __attribute__((always_inline)) inline void exp_poly_group(typename Simd<T>::V (&
   LOGITKIT_LOCKSTEP(k, K) x[k] = ldexp_full<T>(x[k], n[k]);
 }
 
-// Groups with a lane beyond the table method's range: lanes whose exp rounds to +0 (x <= -104,
-// -inf: masked logits) get 0, the rare lanes in between or above (denormal results, overflow)
-// the polynomial, the rest (NaN included) the table. Out of line, so the common path's loop
-// keeps its registers.
+// Groups with a lane beyond the table method's range other than those whose exp rounds to +0
+// (rare: denormal results, overflow): those lanes get the polynomial, lanes at or below -104 get
+// +0, the rest (NaN included) the table. Out of line, so the common path's loop keeps its
+// registers.
 template <int K>
 __attribute__((noinline, cold)) void exp_mixed_group(typename Simd<float>::V (&x)[K]) {
   using S = Simd<float>;
@@ -229,22 +229,35 @@ __attribute__((noinline, cold)) void exp_mixed_group(typename Simd<float>::V (&x
 // x[k] := exp(x[k]) for every x: NaN propagates, overflow gives +inf, denormal results are
 // rounded once (no flush to zero), -inf gives +0. Max error below 1 ulp (float32, exhaustive
 // test in tests/cpp). float with a table lookup: the table method when every lane of the group
-// has |x| <= 87 (one compare per group), else exp_mixed_group; either way each lane's result
-// depends on its own input only, never on its neighbours in the group.
+// has |x| <= 87 (one compare per group); lanes whose exp rounds to +0 (x <= -104, -inf: masked
+// logits) are zeroed after it; groups with any other lane out of range go to exp_mixed_group.
+// Either way a lane's result depends on its own input only, never on its neighbours.
 template <class T, int K>
 __attribute__((always_inline)) inline void vexp_group(typename Simd<T>::V (&x)[K]) {
   using S = Simd<T>;
   if constexpr (kTableExp<T>) {
+    const auto limit = S::set1(ExpTable::kLimit);
     auto big = S::zero();
     LOGITKIT_LOCKSTEP(k, K) big = S::max_magnitude(big, x[k]);
-    if (__builtin_expect(S::any(S::not_le(big, S::set1(ExpTable::kLimit))), 0)) {
+    if (__builtin_expect(!S::any(S::not_le(big, limit)), 1)) {
+      exp_table_group<K>(x);
+      return;
+    }
+    typename S::M zero[K];
+    bool other = false;
+    LOGITKIT_LOCKSTEP(k, K) {
+      zero[k] = S::le(x[k], S::set1(ExpConstants<float>::kMinArg));
+      other = other || S::any(S::mask_andnot(zero[k], S::gt(S::abs(x[k]), limit)));
+    }
+    if (__builtin_expect(other, 0)) {
       typename S::V spill[K];  // x itself stays in registers: its address is never taken
       LOGITKIT_LOCKSTEP(k, K) spill[k] = x[k];
       exp_mixed_group<K>(spill);
       LOGITKIT_LOCKSTEP(k, K) x[k] = spill[k];
-    } else {
-      exp_table_group<K>(x);
+      return;
     }
+    exp_table_group<K>(x);
+    LOGITKIT_LOCKSTEP(k, K) x[k] = S::select(zero[k], S::zero(), x[k]);
   } else {
     exp_poly_group<T, K>(x);
   }
