@@ -316,7 +316,7 @@ MaxSum<T> online_sum(const T* x, size_t n, T c) {
 
 // Sum of exp(c(x - shift)) over x != m, and the number of x == m. Keeping the max term (exactly
 // 1 when shift == m) out of the sum lets callers use log1p and keep full relative precision.
-template <class T, bool kWeighted, class Exp>
+template <class T, bool kWeighted, bool kScaled, class Exp>
 __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, const T* x, const T* b, size_t n, T m,
                                                                    T shift, T c) {
   using S = Simd<T>;
@@ -343,7 +343,7 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
         V v[G], e[G];
         LOGITKIT_LOCKSTEP(k, G) {
           v[k] = S::load(x + i + k * S::N);
-          e[k] = S::mul(S::sub(v[k], vs), vc);
+          e[k] = shifted<T, kScaled>(v[k], vs, vc);
         }
         exp(e);
         LOGITKIT_LOCKSTEP(k, G) accumulate(v[k], kWeighted ? S::load(b + i + k * S::N) : one, e[k], k);
@@ -352,7 +352,7 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
         // Lanes past r hold -inf, which never ties with a finite or +inf m (callers skip m = -inf),
         // so the unweighted tail can count every lane's weight as 1.
         V v = S::load_tail(x + i, r, kNegInf<T>);
-        V e[1] = {S::mul(S::sub(v, vs), vc)};
+        V e[1] = {shifted<T, kScaled>(v, vs, vc)};
         vexp_group<T, 1>(e);
         accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : one, e[0], 0);
       });
@@ -361,19 +361,22 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
 
 template <class T>
 UntiedSum<T> untied_sum(const T* x, const T* b, size_t n, T m, T shift, T c) {
-  double sum = 0, tied = 0;
-  bool guarded = true;
-  for_blocks(n, [&](size_t i, size_t len) {
-    UntiedSum<T> u = with_guarded_exp<T>(
-        [&](auto& exp) __attribute__((always_inline)) {
-          return b ? untied_sum_with<T, true>(exp, x + i, b + i, len, m, shift, c)
-                   : untied_sum_with<T, false>(exp, x + i, nullptr, len, m, shift, c);
-        },
-        guarded);
-    sum += u.sum;
-    tied += u.tied_weight;
+  return with_scale(c, [&](auto scaled) {
+    constexpr bool kScaled = decltype(scaled)::value;
+    double sum = 0, tied = 0;
+    bool guarded = true;
+    for_blocks(n, [&](size_t i, size_t len) {
+      UntiedSum<T> u = with_guarded_exp<T>(
+          [&](auto& exp) __attribute__((always_inline)) {
+            return b ? untied_sum_with<T, true, kScaled>(exp, x + i, b + i, len, m, shift, c)
+                     : untied_sum_with<T, false, kScaled>(exp, x + i, nullptr, len, m, shift, c);
+          },
+          guarded);
+      sum += u.sum;
+      tied += u.tied_weight;
+    });
+    return UntiedSum<T>{T(sum), T(tied)};
   });
-  return {T(sum), T(tied)};
 }
 
 // Max over the elements with a nonzero weight (the others do not take part, as in SciPy).
