@@ -48,6 +48,29 @@ def test_matches_reference(isa, rng, dtype, temperature):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_rows_alone_equal_rows_in_a_batch(isa, rng, dtype, temperature):
+    # A row's result never depends on the rows computed with it (tasks, blocks of the exp whose
+    # range check fails and are recomputed, rows whose max is +inf, -inf or NaN).
+    x = logits(rng, (9, 2500), dtype)
+    x[1, 10] = x[1].max() - 95  # out of the float32 table exp's range: the block is recomputed
+    x[2, ::5] = -np.inf
+    x[3, 7] = np.inf
+    x[4] = -np.inf
+    x[5, 2499] = np.nan
+    x[6, 100:] = x[6, :100].max()  # many tied maxima
+    batch = logitkit.log_softmax(x, temperature=temperature)
+    for r in range(len(x)):
+        alone = logitkit.log_softmax(x[r], temperature=temperature)
+        np.testing.assert_array_equal(bits(batch[r]), bits(alone))
+    finite = [0, 1, 6, 7, 8]
+    assert_log_softmax_close(batch[finite], x[finite], temperature=temperature)
+    assert (batch[2, ::5] == -np.inf).all() and np.isfinite(batch[2, 1::5]).all()
+    assert np.isnan(batch[3, 7]) and (batch[3, :7] == -np.inf).all()
+    assert np.isnan(batch[4]).all() and np.isnan(batch[5]).all()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_dominant_entry_keeps_relative_precision(isa, dtype):
     # log_softmax of the max is -log1p(sum of the others): for a dominant entry that is tiny and
     # must be accurate relative to itself, not to 1 (a log(sum) implementation gets 0 or noise).

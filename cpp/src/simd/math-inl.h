@@ -263,6 +263,16 @@ __attribute__((always_inline)) inline void vexp_group(typename Simd<T>::V (&x)[K
   }
 }
 
+// exp of the last, partial vector of a hot loop (its lanes past the end hold -inf): vexp_group
+// out of line, so the group form's rare paths do not weigh on the register allocation of the loop
+// they follow (measured: 13% on the pipelined softmax when inlined).
+template <class T>
+__attribute__((noinline)) typename Simd<T>::V vexp_tail(typename Simd<T>::V x) {
+  typename Simd<T>::V v[1] = {x};
+  vexp_group<T, 1>(v);
+  return v[0];
+}
+
 // Exp policies for the hottest loops, which take the exp as a callable exp(x) over a group:
 // CheckedExp is vexp_group; GuardedExp defers its range check to the end of the run (a block of
 // a row): it computes the table method unchecked and notes max |x|, and ok() tells afterwards

@@ -95,10 +95,9 @@ __attribute__((always_inline)) inline T exp_sum_block_with(Exp& exp, const T* x,
         }
       },
       [&](size_t i, size_t r) {
-        V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
-        vexp_group<T, 1>(e);
-        if constexpr (kStore) S::store_tail(y + i, e[0], r);
-        acc[0] = S::add(acc[0], e[0]);
+        const V e = vexp_tail<T>(shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc));
+        if constexpr (kStore) S::store_tail(y + i, e, r);
+        acc[0] = S::add(acc[0], e);
       });
   return S::reduce_add(sum4<T>(acc));
 }
@@ -164,9 +163,8 @@ void exp_scale_store(const T* x, T* y, size_t n, T shift, T c, T s) {
           LOGITKIT_LOCKSTEP(k, G) S::store(y + i + k * S::N, S::mul(e[k], vs));
         },
         [&](size_t i, size_t r) {
-          V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vshift, vc)};
-          vexp_group<T, 1>(e);
-          S::store_tail(y + i, S::mul(e[0], vs), r);
+          const V e = vexp_tail<T>(shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vshift, vc));
+          S::store_tail(y + i, S::mul(e, vs), r);
         });
   });
 }
@@ -352,9 +350,8 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
         // Lanes past r hold -inf, which never ties with a finite or +inf m (callers skip m = -inf),
         // so the unweighted tail can count every lane's weight as 1.
         V v = S::load_tail(x + i, r, kNegInf<T>);
-        V e[1] = {shifted<T, kScaled>(v, vs, vc)};
-        vexp_group<T, 1>(e);
-        accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : one, e[0], 0);
+        const V e = vexp_tail<T>(shifted<T, kScaled>(v, vs, vc));
+        accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : one, e, 0);
       });
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
@@ -499,10 +496,9 @@ __attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T*
         }
       },
       [&](size_t i, size_t r) {
-        V e[1] = {shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc)};
-        vexp_group<T, 1>(e);
-        S::store_tail(y + i, e[0], r);
-        acc[0] = S::add(acc[0], e[0]);
+        const V e = vexp_tail<T>(shifted<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vs, vc));
+        S::store_tail(y + i, e, r);
+        acc[0] = S::add(acc[0], e);
         if constexpr (kMaxNext) mx[0] = S::max(mx[0], S::load_tail(xnext + i, r, kNegInf<T>));
         if constexpr (kScalePrev) S::store_tail(yprev + i, S::mul(S::load_tail(yprev + i, r, T(0)), vinv), r);
       });
