@@ -10,6 +10,7 @@ measured in the same run ("vs copy" = effective GB/s over copy GB/s).
     python bench/bench_softmax.py                 # full run (about a minute)
     python bench/bench_softmax.py --quick         # fewer repetitions, smaller long row
     python bench/bench_softmax.py --shapes 8x32000 65536x128 --ops softmax
+    python bench/bench_softmax.py --rounds 3      # every shape measured 3 times, medians reported
 """
 
 from __future__ import annotations
@@ -88,6 +89,43 @@ def load_average() -> str:
         return "n/a"
 
 
+def measure_op(op, shape, x, y, xt, yt, rt, n_el, t, args):
+    """[(implementation, seconds)] for one op on one input; torch's out= variant is the reference."""
+    results = []
+    if op == "softmax":
+        if torch is not None:
+            results.append(("torch (out=)", t(lambda: torch.softmax(xt, -1, out=yt))))
+        results.append(("logitkit (out=)", t(lambda: logitkit.softmax(x, out=y))))
+        results.append(("logitkit (allocating)", t(lambda: logitkit.softmax(x))))
+        if shape[0] == 1 or n_el >= 1 << 24:
+            for alg in ("two_pass", "three_pass_reload"):
+                results.append((f"logitkit {alg} (out=)", t(lambda a=alg: logitkit.softmax(x, algorithm=a, out=y))))
+        if torch is not None:
+            results.append(("torch (allocating)", t(lambda: torch.softmax(xt, -1))))
+        if not args.no_peers:
+            results.append(("numpy max/exp/sum (out=)", t(lambda: numpy_softmax(x, y))))
+            if scipy is not None:
+                results.append(("scipy.special.softmax (allocating)", t(lambda: scipy.special.softmax(x, axis=-1))))
+    elif op == "log_softmax":
+        if torch is not None:
+            results.append(("torch (out=)", t(lambda: torch.log_softmax(xt, -1, out=yt))))
+        results.append(("logitkit (out=)", t(lambda: logitkit.log_softmax(x, out=y))))
+        results.append(("logitkit (allocating)", t(lambda: logitkit.log_softmax(x))))
+        if torch is not None:
+            results.append(("torch (allocating)", t(lambda: torch.log_softmax(xt, -1))))
+        if not args.no_peers and scipy is not None:
+            results.append(("scipy.special.log_softmax (allocating)", t(lambda: scipy.special.log_softmax(x, axis=-1))))
+    else:
+        if torch is not None:
+            results.append(("torch (out=)", t(lambda: torch.logsumexp(xt, -1, out=rt))))
+        # logsumexp has no out=: both sides allocate the small reduced result.
+        results.append(("logitkit (allocating)", t(lambda: logitkit.logsumexp(x, axis=-1))))
+        if not args.no_peers and scipy is not None:
+            results.append(("scipy.special.logsumexp (allocating)", t(lambda: scipy.special.logsumexp(x, axis=-1))))
+    # torch's out= row goes last in the table, as the reference.
+    return [r for r in results if r[0] != "torch (out=)"] + [r for r in results if r[0] == "torch (out=)"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", nargs="+", default=None, help="shapes like 8x32000 (default: the issue's four)")
@@ -97,6 +135,8 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=0.4, help="seconds of repetitions per measurement")
     ap.add_argument("--quick", action="store_true", help="short run: fewer repetitions, 4M-element long row")
     ap.add_argument("--no-peers", action="store_true", help="skip NumPy and SciPy (torch still runs)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every shape this many times, report the medians (for machines whose speed drifts)")
     args = ap.parse_args()
     shapes = [parse_shape(s) for s in (args.shapes or DEFAULT_SHAPES)]
     if args.quick:
@@ -128,44 +168,23 @@ def main() -> None:
         n_el = x.size
         y = np.empty_like(x)
         reduced = np.empty(shape[:-1], np.float32)
-        t_copy = t(lambda: np.copyto(y, x))
-        rows.append((shape, "copy", "np.copyto", t_copy, n_el, t_copy, None))
         xt = torch.from_numpy(x) if torch is not None else None
         yt = torch.from_numpy(y) if torch is not None else None
         rt = torch.from_numpy(reduced) if torch is not None else None
+        samples = {}  # (op, impl) -> seconds, one per round; op None is the copy
+        for _ in range(max(1, args.rounds)):
+            samples.setdefault((None, "np.copyto"), []).append(t(lambda: np.copyto(y, x)))
+            for op in args.ops:
+                for impl, sec in measure_op(op, shape, x, y, xt, yt, rt, n_el, t, args):
+                    samples.setdefault((op, impl), []).append(sec)
+        med = {key: statistics.median(v) for key, v in samples.items()}
+        t_copy = med[(None, "np.copyto")]
+        rows.append((shape, "copy", "np.copyto", t_copy, n_el, t_copy, None))
         for op in args.ops:
-            results = []
-            if op == "softmax":
-                t_torch = t(lambda: torch.softmax(xt, -1, out=yt)) if torch is not None else None
-                results.append(("logitkit (out=)", t(lambda: logitkit.softmax(x, out=y))))
-                results.append(("logitkit (allocating)", t(lambda: logitkit.softmax(x))))
-                if shape[0] == 1 or n_el >= 1 << 24:
-                    for alg in ("two_pass", "three_pass_reload"):
-                        results.append((f"logitkit {alg} (out=)", t(lambda a=alg: logitkit.softmax(x, algorithm=a, out=y))))
-                if torch is not None:
-                    results.append(("torch (allocating)", t(lambda: torch.softmax(xt, -1))))
-                if not args.no_peers:
-                    results.append(("numpy max/exp/sum (out=)", t(lambda: numpy_softmax(x, y))))
-                    if scipy is not None:
-                        results.append(("scipy.special.softmax (allocating)", t(lambda: scipy.special.softmax(x, axis=-1))))
-            elif op == "log_softmax":
-                t_torch = t(lambda: torch.log_softmax(xt, -1, out=yt)) if torch is not None else None
-                results.append(("logitkit (out=)", t(lambda: logitkit.log_softmax(x, out=y))))
-                results.append(("logitkit (allocating)", t(lambda: logitkit.log_softmax(x))))
-                if torch is not None:
-                    results.append(("torch (allocating)", t(lambda: torch.log_softmax(xt, -1))))
-                if not args.no_peers and scipy is not None:
-                    results.append(("scipy.special.log_softmax (allocating)", t(lambda: scipy.special.log_softmax(x, axis=-1))))
-            else:
-                t_torch = t(lambda: torch.logsumexp(xt, -1, out=rt)) if torch is not None else None
-                # logsumexp has no out=: both sides allocate the small reduced result.
-                results.append(("logitkit (allocating)", t(lambda: logitkit.logsumexp(x, axis=-1))))
-                if not args.no_peers and scipy is not None:
-                    results.append(("scipy.special.logsumexp (allocating)", t(lambda: scipy.special.logsumexp(x, axis=-1))))
-            if t_torch is not None:
-                results.append(("torch (out=)", t_torch))
-            for impl, sec in results:
-                rows.append((shape, op, impl, sec, n_el, t_copy, t_torch))
+            t_torch = med.get((op, "torch (out=)"))
+            for (o, impl), sec in med.items():
+                if o == op:
+                    rows.append((shape, op, impl, sec, n_el, t_copy, t_torch))
         print_table([r for r in rows if r[0] == shape])
         print()
     print(f"load average at end: {load_average()}")
