@@ -141,8 +141,8 @@ inline typename Simd<T>::V ldexp_nonpositive(typename Simd<T>::V v, typename Sim
 // n + 1.5 * 2^23, so (those bits << 19) = (k << 23) + (j << 19), and the table holds
 // bits(T_j) - (j << 19): one integer add puts k into T_j's exponent. The only rounding that
 // matters is the last FMA's: max error 0.57 ulp (tests/cpp/test_exp_accuracy.cc), against 0.91
-// for the degree-6 polynomial below. Compute-bound: 13 vector operations per vector (7 of them
-// FMA), against 14 plus a scalef (two FMA-port slots) for the polynomial. On Zen 4, where a
+// for the degree-6 polynomial below. Compute-bound: 12 vector operations per vector (7 of them
+// FMA), against 12 plus a scalef (two FMA-port slots) for the polynomial. On Zen 4, where a
 // 512-bit operation costs about 0.6 cycles whichever port it takes, softmax's exp pass went from
 // 11.6 to 9.6 cycles per 16 floats.
 struct ExpTable {
