@@ -316,6 +316,29 @@ def test_overlapping_out(isa, rng, dtype):
     np.testing.assert_array_equal(buf.T, logitkit.softmax(x, axis=1))
 
 
+@pytest.mark.parametrize("op", [logitkit.softmax, logitkit.log_softmax])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_out_layouts_near_x(isa, rng, dtype, op):
+    # Interleaved with x in one buffer (address ranges meet, elements do not), reversed strides,
+    # and a buffer right after x's last element: each written as if x were read first.
+    buf = logits(rng, (5, 40), dtype)
+    x, out = buf[:, ::2], buf[:, 1::2]
+    x_before = x.copy()
+    assert op(x, out=out) is out
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(bits(out), bits(op(x_before)))
+    x = logits(rng, (4, 33), dtype)[::-1, ::-1]
+    out = np.empty((4, 33), dtype)[::-1]
+    np.testing.assert_array_equal(bits(op(x, out=out)), bits(op(np.ascontiguousarray(x))))
+    both = logits(rng, (2, 3, 17), dtype)
+    x, out = both[0], both[1]
+    expected = op(x.copy())
+    op(x, out=out)
+    np.testing.assert_array_equal(bits(out), bits(expected))
+    if op is logitkit.softmax:
+        assert_softmax_close(out, x)
+
+
 def test_out_errors(isa):
     x = np.zeros((2, 3), np.float32)
     ro = np.empty_like(x)

@@ -160,32 +160,6 @@ def writable_target(out, xc: np.ndarray, compute: np.dtype):
     return out
 
 
-def fast_target(x, axis, out, dtype):
-    """The output array for the common call, or None to take the general path.
-
-    The common call: a float32/float64 (native byte order) aligned ndarray, one int axis in range,
-    no ``dtype=``, and ``out=`` absent (a new C-contiguous array is returned) or an aligned,
-    writable array of x's dtype and shape that is x itself or does not overlap it. Each test is
-    an identity or attribute check, so this costs well under a microsecond; anything unusual
-    (including every error) goes to the general path, which gives the same result.
-    """
-    if dtype is not None or type(x) is not np.ndarray or type(axis) is not int:
-        return None
-    dt = x.dtype
-    if not (dt is _F32 or dt is _F64) or not -x.ndim <= axis < x.ndim or not x.flags.aligned:
-        return None
-    if out is None:
-        return np.empty(x.shape, dt)
-    if type(out) is not np.ndarray or out.dtype is not dt or out.shape != x.shape:
-        return None
-    flags = out.flags
-    if not (flags.aligned and flags.writeable):
-        return None
-    if out is not x and np.may_share_memory(out, x):
-        return None  # possibly overlapping: the general path decides exactly
-    return out
-
-
 def finish(tmp: np.ndarray, out, result: np.dtype):
     """Copies/casts a computed temporary into `out` or to the result dtype."""
     if out is not None:

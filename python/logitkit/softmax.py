@@ -26,10 +26,11 @@ def _check_temperature(temperature) -> float:
 
 def _map_rows(kernel, x, axis, out, dtype):
     """Runs kernel(x_compute, y_compute, axis) for an op whose output has x's shape."""
-    y = _arrays.fast_target(x, axis, out, dtype)
-    if y is not None:  # float32/float64 ndarray, one int axis: no conversion or copy to decide
-        kernel(x, y, axis)
-        return y
+    if dtype is None:
+        y = _core.fast_target(x, axis, out)
+        if y is not None:  # float32/float64 ndarray, one int axis: no conversion or copy to decide
+            kernel(x, y, axis)
+            return y
     return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype)
 
 
@@ -53,6 +54,9 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=No
         from .masked_softmax import masked_softmax  # noqa: PLC0415 (imports this module)
 
         return masked_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
+    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in _map_rows
+        _core.softmax(x, y, axis, t, algorithm)
+        return y
     return _map_rows(lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm), x, axis, out, dtype)
 
 
@@ -65,6 +69,9 @@ def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None
         from .masked_softmax import masked_log_softmax  # noqa: PLC0415 (imports this module)
 
         return masked_log_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
+    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in _map_rows
+        _core.log_softmax(x, y, axis, t)
+        return y
     return _map_rows(lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t), x, axis, out, dtype)
 
 
