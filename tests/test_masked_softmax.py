@@ -139,6 +139,22 @@ def test_broadcast_mask(isa, log, mask_shape, axis):
     check(y, ref_masked(x, np.broadcast_to(mask, x.shape), axis=axis, log=log), np.float32, log)
 
 
+@pytest.mark.parametrize("log", [False, True])
+def test_strided_and_zero_dim_masks(isa, log):
+    """Mask views with steps, reversed axes and 0-d arrays are read in place, stride by stride."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 21))
+    big = rng.random((10, 63)) < 0.5
+    f = logitkit.log_softmax if log else logitkit.softmax
+    for mask in (big[::2, ::3], big[:5, 20::-1], big[3, ::-3], np.array(True), np.array(False)):
+        full = np.broadcast_to(mask, x.shape)
+        y = f(x, where=mask)
+        if full.any():
+            check(y, ref_masked(x, full, axis=-1, log=log), np.float64, log)
+        else:
+            assert np.all(y == (-np.inf if log else 0.0))
+
+
 def test_broadcast_mask_is_not_materialized():
     from logitkit._arrays import as_mask
 

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
 
 #include "logitkit/error.h"
@@ -46,5 +47,27 @@ logitkit::ArrayView<T> view_of(const py::array& a, const char* name, bool writab
 }
 
 inline bool is_f32(const py::array& a) { return has_dtype<float>(a); }
+
+// A `where` mask (bool, or its uint8 view) read as 0/1 bytes, broadcast to the shape of `like`
+// (NumPy's rule: trailing axes aligned; axes of length 1, and missing leading axes, get stride 0).
+template <class T>
+logitkit::ArrayView<const uint8_t> mask_view(const py::array& mask, const logitkit::ArrayView<T>& like,
+                                             const char* like_name) {
+  if (!has_dtype<bool>(mask) && !has_dtype<uint8_t>(mask))
+    throw py::type_error("where: expected a boolean mask, got dtype " + std::string(py::str(mask.dtype())));
+  logitkit::ArrayView<const uint8_t> v;
+  v.data = static_cast<const uint8_t*>(mask.data());
+  v.ndim = like.ndim;
+  const int lead = like.ndim - static_cast<int>(mask.ndim());
+  for (int d = 0; d < like.ndim; ++d) {
+    v.shape[d] = like.shape[d];
+    const int md = d - lead;
+    if (md < 0 || mask.shape(md) == 1) continue;  // stride 0
+    if (mask.shape(md) != like.shape[d])  // python/logitkit checks first; this stops misuse
+      throw py::value_error(std::string("where: shape cannot be broadcast to ") + like_name + "'s shape");
+    v.strides[d] = mask.strides(md);  // itemsize 1: byte strides are element strides
+  }
+  return v;
+}
 
 }  // namespace logitkit_py

@@ -1,6 +1,6 @@
-// Bindings for masked softmax / log_softmax. Arrays arrive validated, broadcast and allocated by
-// python/logitkit/masked_softmax.py (the mask as a uint8 view of a bool array, possibly with
-// stride-0 axes); this layer only wraps pointers and releases the GIL.
+// Bindings for masked softmax / log_softmax. Arrays arrive validated and allocated by
+// python/logitkit/masked_softmax.py; the mask (bool or a uint8 view of one) is broadcast to x here
+// with stride-0 axes, never materialized. This layer only wraps pointers and releases the GIL.
 #include <cstdint>
 
 #include "bind_common.h"
@@ -13,7 +13,7 @@ template <class T>
 void masked_impl(const py::array& x, const py::array& mask, const py::array& out, int axis, double temperature,
                  bool log) {
   auto xv = view_of<const T>(x, "x", false);
-  auto mv = view_of<const uint8_t>(mask, "where", false);
+  auto mv = mask_view(mask, xv, "x");
   auto yv = view_of<T>(out, "out", true);
   logitkit::SoftmaxOptions options;
   options.temperature = temperature;

@@ -17,7 +17,7 @@ void backward_impl(const py::array& y, const py::array& dy, const py::object& ma
   auto dxv = view_of<T>(out, "out", true);
   const bool masked = !mask.is_none();
   logitkit::ArrayView<const uint8_t> mv;
-  if (masked) mv = view_of<const uint8_t>(mask.cast<py::array>(), "where", false);
+  if (masked) mv = mask_view(mask.cast<py::array>(), yv, "y");
   logitkit::SoftmaxOptions options;
   options.temperature = temperature;
   py::gil_scoped_release release;

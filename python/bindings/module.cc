@@ -32,36 +32,72 @@ std::pair<uintptr_t, uintptr_t> extent(const py::array& a) {
   return {lo, hi + static_cast<uintptr_t>(a.itemsize())};
 }
 
-// The output array of the common call to an op whose output has x's shape, or None for the
-// general path of python/logitkit/_arrays.py (which gives the same result and every error).
-// The common call: x a float32/float64 ndarray with NumPy's own (native) descriptor, aligned;
-// axis an int in range; out None (a new C-contiguous array is returned) or an aligned, writable
-// ndarray of x's descriptor and shape that is x itself or whose memory range does not meet x's.
-// In C++ because the same tests in Python cost about 1 microsecond, several times the kernel
+// Whether `a` is an aligned ndarray (not a subclass) with NumPy's own descriptor `dt`.
+bool plain_array_of(py::handle a, const py::dtype& dt) {
+  if (Py_TYPE(a.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
+  const auto arr = py::reinterpret_borrow<py::array>(a);
+  return arr.dtype().is(dt) && (arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
+}
+
+// The output array of the common call to an op whose output has the inputs' shape (reduce =
+// false) or that shape without `axis` (reduce = true, out must be None), or None for the general
+// path of python/logitkit/_arrays.py, which gives the same result and every error.
+// The common call: `inputs` one array or a tuple of arrays, all float32 or all float64 aligned
+// ndarrays of one shape with NumPy's own (native) descriptor; axis an int in range; `where` None
+// or a bool ndarray that broadcasts to that shape (the binding reads it with stride-0 axes); out
+// None (a new C-contiguous array is returned) or an aligned, writable ndarray of the inputs'
+// descriptor and shape that is one of the inputs or whose memory range meets none of theirs.
+// In C++ because the same tests in Python cost 1 to 5 microseconds, several times the kernel
 // call itself for small inputs.
-py::object fast_target(py::handle x, py::handle axis, py::handle out) {
-  const auto& api = py::detail::npy_api::get();
-  if (Py_TYPE(x.ptr()) != api.PyArray_Type_ || !PyLong_CheckExact(axis.ptr())) return py::none();
+py::object fast_target(py::handle inputs, py::handle axis, py::handle out, bool reduce, py::handle where) {
+  const bool several = PyTuple_CheckExact(inputs.ptr());
+  const py::handle x = several ? (PyTuple_GET_SIZE(inputs.ptr()) ? PyTuple_GET_ITEM(inputs.ptr(), 0) : nullptr)
+                               : inputs;
+  if (!x || Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_ || !PyLong_CheckExact(axis.ptr()))
+    return py::none();
   const auto xa = py::reinterpret_borrow<py::array>(x);
   const py::dtype dt = xa.dtype();
   if (!dt.is(py::dtype::of<float>()) && !dt.is(py::dtype::of<double>())) return py::none();
+  if (!plain_array_of(x, dt)) return py::none();
+  const auto ndim = static_cast<long>(xa.ndim());
+  const py::ssize_t* shape = xa.shape();
+  auto same_shape = [&](const py::array& a) {
+    return a.ndim() == xa.ndim() && std::equal(shape, shape + ndim, a.shape());
+  };
+  std::vector<py::array> arrays;
+  if (several) {
+    for (py::handle a : py::reinterpret_borrow<py::tuple>(inputs)) {
+      if (!plain_array_of(a, dt) || !same_shape(py::reinterpret_borrow<py::array>(a))) return py::none();
+      arrays.push_back(py::reinterpret_borrow<py::array>(a));
+    }
+  } else {
+    arrays.push_back(xa);
+  }
   int overflow = 0;
   const long ax = PyLong_AsLongAndOverflow(axis.ptr(), &overflow);
-  const auto ndim = static_cast<long>(xa.ndim());
   if (overflow || ax < -ndim || ax >= ndim) return py::none();
-  if (!(xa.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) return py::none();
-  if (out.is_none()) return py::array(dt, std::vector<py::ssize_t>(xa.shape(), xa.shape() + xa.ndim()));
-  if (Py_TYPE(out.ptr()) != api.PyArray_Type_) return py::none();
+  if (!where.is_none()) {
+    if (!plain_array_of(where, py::dtype::of<bool>())) return py::none();
+    const auto m = py::reinterpret_borrow<py::array>(where);
+    if (m.ndim() > ndim) return py::none();
+    for (py::ssize_t d = 0; d < m.ndim(); ++d) {
+      const py::ssize_t md = m.shape(d), xd = shape[ndim - m.ndim() + d];
+      if (md != xd && md != 1) return py::none();
+    }
+  }
+  if (out.is_none()) {
+    std::vector<py::ssize_t> result(shape, shape + ndim);
+    if (reduce) result.erase(result.begin() + (ax < 0 ? ax + ndim : ax));
+    return py::array(dt, result);
+  }
+  if (reduce || !plain_array_of(out, dt)) return py::none();
   const auto oa = py::reinterpret_borrow<py::array>(out);
-  if (!oa.dtype().is(dt) || oa.ndim() != xa.ndim() ||
-      !std::equal(xa.shape(), xa.shape() + xa.ndim(), oa.shape()))
-    return py::none();
-  const int need = py::detail::npy_api::NPY_ARRAY_ALIGNED_ | py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  if ((oa.flags() & need) != need) return py::none();
-  if (!out.is(x)) {
-    const auto [xlo, xhi] = extent(xa);
-    const auto [olo, ohi] = extent(oa);
-    if (xlo < xhi && olo < ohi && olo < xhi && xlo < ohi) return py::none();  // may overlap
+  if (!same_shape(oa) || !oa.writeable()) return py::none();
+  const auto [olo, ohi] = extent(oa);
+  for (const py::array& a : arrays) {
+    if (out.is(a)) continue;
+    const auto [lo, hi] = extent(a);
+    if (lo < hi && olo < ohi && olo < hi && lo < ohi) return py::none();  // may overlap
   }
   return py::reinterpret_borrow<py::object>(out);
 }
@@ -88,7 +124,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &logitkit::set_isa, py::arg("name"));
   m.def("get_num_threads", &logitkit::get_num_threads);
   m.def("set_num_threads", &logitkit::set_num_threads, py::arg("n"));
-  m.def("fast_target", &logitkit_py::fast_target, py::arg("x"), py::arg("axis"), py::arg("out"));
+  m.def("fast_target", &logitkit_py::fast_target, py::arg("inputs"), py::arg("axis"), py::arg("out"),
+        py::arg("reduce") = false, py::arg("where") = py::none());
 
   logitkit_py::bind_softmax(m);
   logitkit_py::bind_masked_softmax(m);

@@ -9,9 +9,12 @@ overlaps the input without being it. Everything else reaches C++ as the caller's
 from __future__ import annotations
 
 import functools
+import math
 import operator
 
 import numpy as np
+
+from . import _core
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -192,6 +195,12 @@ def map_rows(kernel, inputs, axis, out, dtype, *, where=None, masked=False):
     `inputs` is a sequence of (array_like, name), all of one shape. With masked=True the kernel
     also receives the mask before y: `where` (None or a bool mask) broadcast to the inputs' shape
     as a uint8 view."""
+    if dtype is None:  # the common call: checked and allocated in C++ (see _core.fast_target)
+        arrs = tuple([a for a, _ in inputs])
+        y = _core.fast_target(arrs, axis, out, False, where)
+        if y is not None:
+            kernel(*arrs, where, y, axis) if masked else kernel(*arrs, y, axis)
+            return y
     names = [name for _, name in inputs]
     arrs = [as_array(a, name) for a, name in inputs]
     shape = arrs[0].shape
@@ -237,3 +246,22 @@ def map_rows(kernel, inputs, axis, out, dtype, *, where=None, masked=False):
     moved_shape = np.moveaxis(np.empty(shape, np.bool_), axes, range(nd - k, nd)).shape
     res = np.moveaxis(tmp.reshape(moved_shape), range(nd - k, nd), axes)
     return finish(res, out, result)
+
+
+def check_temperature(temperature) -> float:
+    if type(temperature) is float and 0.0 < temperature < math.inf:  # the common case, cheaply
+        return temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating):
+        raise TypeError(f"temperature: expected a real number, got {type(temperature).__name__}")
+    t = float(temperature)
+    if not (t > 0.0 and np.isfinite(t)):
+        raise ValueError(f"temperature: must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def map_rows_single(kernel, x, axis, out, dtype):
+    """Runs kernel(x_compute, y_compute, axis) for an op whose output has x's shape."""
+    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in map_rows
+        kernel(x, y, axis)
+        return y
+    return map_rows(kernel, [(x, "x")], axis, out, dtype)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _arrays, _core
-from .softmax import _check_temperature
+from ._arrays import check_temperature
 
 __all__ = ["collapse_fraction", "entropy"]
 
@@ -35,7 +35,7 @@ def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
     result returned in their dtype; integer/bool logits give float64.
     A row that is empty, all -inf, or contains +inf or NaN gives NaN.
     """
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     arr = _arrays.as_array(logits, "logits")
     result = _arrays.result_dtype(arr.dtype)
     compute = _arrays.compute_dtype(result)

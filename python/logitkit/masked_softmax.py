@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _arrays, _core
-from .softmax import _check_temperature
+from ._arrays import check_temperature
 
 __all__ = ["masked_log_softmax", "masked_softmax"]
 
@@ -22,7 +22,7 @@ def masked_softmax(x, where, axis=-1, *, temperature=1.0, out=None, dtype=None):
     Included positions behave as a plain softmax over them (a NaN among them gives NaN there).
     axis, out, dtype: as in softmax; out may be x itself.
     """
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     kernel = lambda xc, m, yc, ax: _core.masked_softmax(xc, m, yc, ax, t, False)  # noqa: E731
     return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype, where=where, masked=True)
 
@@ -33,6 +33,6 @@ def masked_log_softmax(x, where, axis=-1, *, temperature=1.0, out=None, dtype=No
 
     Excluded positions give -inf; a row with every position excluded gives all -inf (the log of
     the all-zero masked softmax; torch gives NaN). Never NaN from masking."""
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     kernel = lambda xc, m, yc, ax: _core.masked_softmax(xc, m, yc, ax, t, True)  # noqa: E731
     return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype, where=where, masked=True)

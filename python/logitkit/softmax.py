@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import _arrays, _core
+from ._arrays import check_temperature, map_rows_single
+from .masked_softmax import masked_log_softmax, masked_softmax
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
 ALGORITHMS = ("auto", "three_pass_reload", "three_pass_recompute", "two_pass", "online")
-
-
-def _check_temperature(temperature) -> float:
-    if type(temperature) is float and 0.0 < temperature < math.inf:  # the common case, cheaply
-        return temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating):
-        raise TypeError(f"temperature: expected a real number, got {type(temperature).__name__}")
-    t = float(temperature)
-    if not (t > 0.0 and np.isfinite(t)):
-        raise ValueError(f"temperature: must be a finite number > 0, got {temperature!r}")
-    return t
-
-
-def _map_rows(kernel, x, axis, out, dtype):
-    """Runs kernel(x_compute, y_compute, axis) for an op whose output has x's shape."""
-    if dtype is None:
-        y = _core.fast_target(x, axis, out)
-        if y is not None:  # float32/float64 ndarray, one int axis: no conversion or copy to decide
-            kernel(x, y, axis)
-            return y
-    return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype)
 
 
 def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=None, dtype=None):
@@ -47,32 +26,28 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=No
     where: bool mask broadcastable to x (False = excluded); see masked_softmax (algorithm ignored).
     A row containing NaN gives NaN; a row of all -inf gives NaN (as torch and SciPy).
     """
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
     if where is not None:
-        from .masked_softmax import masked_softmax  # noqa: PLC0415 (imports this module)
-
         return masked_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
-    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in _map_rows
+    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in map_rows_single
         _core.softmax(x, y, axis, t, algorithm)
         return y
-    return _map_rows(lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm), x, axis, out, dtype)
+    return map_rows_single(lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm), x, axis, out, dtype)
 
 
 def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
     """log(softmax(x / temperature)) along `axis`, computed as (x - max)/T - log(sum) with the
     max term kept out of the sum (log1p), so the largest entry keeps full relative precision.
     where: bool mask broadcastable to x (False = excluded); see masked_log_softmax."""
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     if where is not None:
-        from .masked_softmax import masked_log_softmax  # noqa: PLC0415 (imports this module)
-
         return masked_log_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
-    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in _map_rows
+    if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in map_rows_single
         _core.log_softmax(x, y, axis, t)
         return y
-    return _map_rows(lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t), x, axis, out, dtype)
+    return map_rows_single(lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t), x, axis, out, dtype)
 
 
 def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
@@ -83,6 +58,9 @@ def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
     The default axis is -1 (SciPy's is None). float16/bfloat16 input is computed in float32 and
     returned in the input dtype; integer and bool input gives float64.
     """
+    if b is None and not (keepdims or return_sign) and (res := _core.fast_target(x, axis, None, True)) is not None:
+        _core.logsumexp(x, res, axis, None, None)  # the common call (see fast_target)
+        return res[()] if res.ndim == 0 else res
     arr = _arrays.as_array(x)
     dtypes = [arr.dtype]
     barr = None

@@ -4,7 +4,7 @@ ends of cpp/include/logitkit/softmax_backward.h."""
 from __future__ import annotations
 
 from . import _arrays, _core
-from .softmax import _check_temperature
+from ._arrays import check_temperature
 
 __all__ = ["log_softmax_backward", "softmax_backward"]
 
@@ -17,7 +17,7 @@ def softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=None, d
     broadcastable; False = excluded): the sum runs over included positions and excluded ones get
     dx = 0, so a fully masked row gives zeros. out may be y or dy (in place). dtype: as softmax.
     """
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     kernel = lambda yc, dyc, m, dxc, ax: _core.softmax_backward(yc, dyc, m, dxc, ax, t, False)  # noqa: E731
     return _arrays.map_rows(kernel, [(y, "y"), (dy, "dy")], axis, out, dtype, where=where, masked=True)
 
@@ -28,6 +28,6 @@ def log_softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=Non
 
     where: as in softmax_backward (sum over included positions; excluded positions get dx = 0).
     """
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     kernel = lambda yc, dyc, m, dxc, ax: _core.softmax_backward(yc, dyc, m, dxc, ax, t, True)  # noqa: E731
     return _arrays.map_rows(kernel, [(y, "y"), (dy, "dy")], axis, out, dtype, where=where, masked=True)

@@ -9,7 +9,7 @@ import operator
 import numpy as np
 
 from . import _arrays, _core
-from .softmax import _check_temperature, _map_rows
+from ._arrays import check_temperature, map_rows_single
 
 __all__ = [
     "entmax15",
@@ -54,8 +54,8 @@ def sparsemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     Special values: a NaN in the row, or a row of only -inf, gives a NaN row; +inf entries
     (including x/T overflowing) share the mass equally; -inf entries get 0.
     """
-    t = _check_temperature(temperature)
-    return _map_rows(lambda xc, yc, ax: _core.sparsemax(xc, yc, ax, t), x, axis, out, dtype)
+    t = check_temperature(temperature)
+    return map_rows_single(lambda xc, yc, ax: _core.sparsemax(xc, yc, ax, t), x, axis, out, dtype)
 
 
 def entmax15(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
@@ -65,8 +65,8 @@ def entmax15(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     Exact (closed form on the support, no sort of the row); exactly 0 off the support. Same
     axis/out/dtype conventions and special values as :func:`sparsemax`.
     """
-    t = _check_temperature(temperature)
-    return _map_rows(lambda xc, yc, ax: _core.entmax15(xc, yc, ax, t), x, axis, out, dtype)
+    t = check_temperature(temperature)
+    return map_rows_single(lambda xc, yc, ax: _core.entmax15(xc, yc, ax, t), x, axis, out, dtype)
 
 
 def entmax_bisect(x, alpha=1.5, axis=-1, *, n_iter=50, temperature=1.0, out=None, dtype=None):
@@ -81,8 +81,8 @@ def entmax_bisect(x, alpha=1.5, axis=-1, *, n_iter=50, temperature=1.0, out=None
     """
     a = _check_alpha(alpha)
     k = _check_n_iter(n_iter)
-    t = _check_temperature(temperature)
-    return _map_rows(lambda xc, yc, ax: _core.entmax_bisect(xc, yc, ax, t, a, k), x, axis, out, dtype)
+    t = check_temperature(temperature)
+    return map_rows_single(lambda xc, yc, ax: _core.entmax_bisect(xc, yc, ax, t, a, k), x, axis, out, dtype)
 
 
 def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
@@ -90,7 +90,7 @@ def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None)
     gradient `dy`: on the support S = {y > 0}, dx = (dy - mean_S(dy)) / temperature, and 0
     elsewhere. `temperature` must match the forward call (it scales the gradient with respect to
     x). NaN in dy propagates as in autograd through the entmax package."""
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     return _arrays.map_rows(
         lambda yc, dc, oc, ax: _core.sparsemax_backward(yc, dc, oc, ax, 2.0, t),
         [(y, "y"), (dy, "dy")],
@@ -103,7 +103,7 @@ def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None)
 def entmax15_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
     """Vector-Jacobian product of :func:`entmax15`: with g = sqrt(y),
     dx = (g dy - g sum(g dy) / sum(g)) / temperature."""
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     return _arrays.map_rows(
         lambda yc, dc, oc, ax: _core.entmax15_backward(yc, dc, oc, ax, 1.5, t),
         [(y, "y"), (dy, "dy")],
@@ -118,7 +118,7 @@ def entmax_bisect_backward(y, dy, alpha=1.5, axis=-1, *, temperature=1.0, out=No
     g = y**(2 - alpha) on y > 0 and 0 elsewhere, dx = (g dy - g sum(g dy) / sum(g)) / temperature.
     alpha == 1 gives softmax's VJP, 2 sparsemax's."""
     a = _check_alpha(alpha)
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     return _arrays.map_rows(
         lambda yc, dc, oc, ax: _core.entmax_bisect_backward(yc, dc, oc, ax, a, t),
         [(y, "y"), (dy, "dy")],

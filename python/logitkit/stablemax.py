@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from . import _arrays, _core
-from .softmax import _check_temperature, _map_rows
+from ._arrays import check_temperature, map_rows_single
 
 __all__ = ["log_stablemax", "log_stablemax_backward", "stablemax", "stablemax_backward"]
 
@@ -24,16 +24,16 @@ def stablemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     by a power of two when it leaves [2^-64, 2^64) (float32) or [2^-512, 2^512) (float64), so only
     outputs that are themselves subnormal can lose precision.
     """
-    t = _check_temperature(temperature)
-    return _map_rows(lambda xc, yc, ax: _core.stablemax(xc, yc, ax, t), x, axis, out, dtype)
+    t = check_temperature(temperature)
+    return map_rows_single(lambda xc, yc, ax: _core.stablemax(xc, yc, ax, t), x, axis, out, dtype)
 
 
 def log_stablemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     """log(stablemax(x / temperature)) along `axis`, computed as sign(x) log1p(|x|) - log(sum s(x))
     without forming the ratio, so tiny probabilities keep full relative precision. -inf entries
     give -inf; other special values as in `stablemax`."""
-    t = _check_temperature(temperature)
-    return _map_rows(lambda xc, yc, ax: _core.log_stablemax(xc, yc, ax, t), x, axis, out, dtype)
+    t = check_temperature(temperature)
+    return map_rows_single(lambda xc, yc, ax: _core.log_stablemax(xc, yc, ax, t), x, axis, out, dtype)
 
 
 def stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
@@ -42,7 +42,7 @@ def stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None)
     p = stablemax(x), S = sum s(x) and s'(x) = 1 (x >= 0), 1 / (1 - x)^2 (x < 0), with x already
     divided by the temperature. StableMax's Jacobian depends on x, not only on p, so the API takes x.
     out may be `x` or `dy` itself."""
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     return _arrays.map_rows(
         lambda xc, dc, oc, ax: _core.stablemax_backward(xc, dc, oc, ax, t),
         [(x, "x"), (dy, "dy")],
@@ -56,7 +56,7 @@ def log_stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=N
     """Vector-Jacobian product of `log_stablemax` with respect to x:
     dx_i = (s'(x_i) / s(x_i) dy_i - s'(x_i) / S sum_j dy_j) / temperature (see `stablemax_backward`
     for the notation). out may be `x` or `dy` itself."""
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     return _arrays.map_rows(
         lambda xc, dc, oc, ax: _core.log_stablemax_backward(xc, dc, oc, ax, t),
         [(x, "x"), (dy, "dy")],
