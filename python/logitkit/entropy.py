@@ -36,6 +36,9 @@ def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
     A row that is empty, all -inf, or contains +inf or NaN gives NaN.
     """
     t = check_temperature(temperature)
+    if not keepdims and (res := _core.fast_target(logits, axis, None, True)) is not None:
+        _core.entropy(logits, res, axis, t)  # the common call (see fast_target)
+        return res[()] if res.ndim == 0 else res
     arr = _arrays.as_array(logits, "logits")
     result = _arrays.result_dtype(arr.dtype)
     compute = _arrays.compute_dtype(result)
