@@ -36,7 +36,7 @@ try:
 except ImportError:  # optional peer
     torch = None
 
-DEFAULT_SHAPES = ["4096x32000", "8x32000", "65536x128", "1x16777216"]
+DEFAULT_SHAPES = ["4096x32000", "8x32000", "65536x128", "1x16777216", "1x16"]  # 1x16: per-call overhead
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -128,7 +128,7 @@ def measure_op(op, shape, x, y, xt, yt, rt, n_el, t, args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", nargs="+", default=None, help="shapes like 8x32000 (default: the issue's four)")
+    ap.add_argument("--shapes", nargs="+", default=None, help="shapes like 8x32000 (default: the issue's four and 1x16)")
     ap.add_argument("--ops", nargs="+", default=["softmax", "log_softmax", "logsumexp"],
                     choices=["softmax", "log_softmax", "logsumexp"])
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for logitkit and torch")
