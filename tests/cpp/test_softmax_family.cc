@@ -193,7 +193,9 @@ void check_sparse(SoftmaxFamily<T>& f) {
     for (int64_t j = 0; j < kCols; ++j) {
       const double sp = std::max(z[j] - tau, 0.0), en = std::pow(std::max(z[j] / 2 - tau15, 0.0), 2);
       EXPECT_NEAR(f.y[r * kCols + j], sp, tol<T>() * 4) << r << "," << j;
-      if (sp == 0 && std::fabs(z[j] - tau) > 1e-3) EXPECT_EQ(f.y[r * kCols + j], T(0)) << "exact zero off the support";
+      if (sp == 0 && std::fabs(z[j] - tau) > 1e-3) {
+        EXPECT_EQ(f.y[r * kCols + j], T(0)) << "exact zero off the support";
+      }
       EXPECT_NEAR(e[r * kCols + j], en, tol<T>() * 4) << r << "," << j;
       EXPECT_NEAR(b[r * kCols + j], en, tol<T>() * 16) << r << "," << j;
     }
