@@ -584,6 +584,7 @@ def test_subnormal_outputs(isa, dtype, algorithm):
 def test_thread_count_determinism(isa, threads, rng, dtype, algorithm):
     cases = [
         (logits(rng, (3000, 37), dtype), -1),  # many short rows, split into tasks by size
+        (logits(rng, (9, 3001), dtype), -1),  # pipelined rows, tasks sized by the thread count
         (logits(rng, (LONG,), dtype), -1),  # one long row, split into chunks
         (logits(rng, (300, 200), dtype), 0),  # strided rows through gather/scatter
     ]

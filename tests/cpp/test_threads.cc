@@ -74,6 +74,9 @@ TEST_P(Threads, ManyRowsF32) { check_shape<float>(2000, 257, false, 1); }
 TEST_P(Threads, ManyRowsF64) { check_shape<double>(2000, 257, false, 2); }
 TEST_P(Threads, ManyStridedRowsF32) { check_shape<float>(700, 129, true, 3); }
 TEST_P(Threads, ManyStridedRowsF64) { check_shape<double>(700, 129, true, 4); }
+// Rows long enough for the pipelined three_pass_reload, whose rows per task follow the thread count.
+TEST_P(Threads, PipelinedRowsF32) { check_shape<float>(37, 3001, false, 7); }
+TEST_P(Threads, PipelinedRowsF64) { check_shape<double>(11, 1501, false, 8); }
 // Long rows: one row split into chunks, partial results combined in chunk order.
 TEST_P(Threads, LongRowF32) { check_shape<float>(2, (int64_t{1} << 19) + 77, false, 5); }
 TEST_P(Threads, LongRowF64) { check_shape<double>(2, (int64_t{1} << 19) + 77, false, 6); }
