@@ -281,13 +281,14 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
       });
       return;
     }
-    // The pipelined three_pass_reload (softmax_kernels-inl.h) saves two passes for every row after
-    // the first of a task: give it tasks of several rows, at most kPipelineTaskElements (so a
-    // task's rows stay in L2), and no more rows than keep every thread busy: a 4-row batch on 2
-    // threads runs as 2 tasks of 2 rows (twice as fast as 1 task of 4). The thread count may
-    // decide this split because the split never changes a value: the pipelined kernel gives every
-    // row the bits it gets alone (tests: rows alone equal rows in a batch, thread invariance).
-    if (!log && algorithm == SoftmaxAlgorithm::kThreePassReload && p.uniform() &&
+    // The pipelined three_pass_reload and log_softmax (softmax_kernels-inl.h) save two passes for
+    // every row after the first of a task: give them tasks of several rows, at most
+    // kPipelineTaskElements (so a task's rows stay in L2), and no more rows than keep every thread
+    // busy: a 4-row batch on 2 threads runs as 2 tasks of 2 rows (twice as fast as 1 task of 4).
+    // The thread count may decide this split because the split never changes a value: the
+    // pipelined kernels give every row the bits it gets alone (tests: rows alone equal rows in a
+    // batch, thread invariance).
+    if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) && p.uniform() &&
         static_cast<size_t>(p.n) * sizeof(T) >= kPipelineMinRowBytes) {
       const int64_t threads = get_num_threads();
       const int64_t per_task = std::clamp<int64_t>((p.rows + threads - 1) / threads, 1,

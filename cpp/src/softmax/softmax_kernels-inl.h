@@ -312,11 +312,18 @@ MaxSum<T> online_sum(const T* x, size_t n, T c) {
   return {mx, T(sum)};
 }
 
+// Work that rides along a hot loop (see log_softmax_rows_pipelined): full(j, k) for the full vector
+// at element j, accumulator slot k; tail(j, r) for the last r < N elements. NoRider does nothing.
+struct NoRider {
+  __attribute__((always_inline)) void full(size_t, int) {}
+  __attribute__((always_inline)) void tail(size_t, size_t) {}
+};
+
 // Sum of exp(c(x - shift)) over x != m, and the number of x == m. Keeping the max term (exactly
 // 1 when shift == m) out of the sum lets callers use log1p and keep full relative precision.
-template <class T, bool kWeighted, bool kScaled, class Exp>
+template <class T, bool kWeighted, bool kScaled, class Exp, class Rider = NoRider>
 __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, const T* x, const T* b, size_t n, T m,
-                                                                   T shift, T c) {
+                                                                   T shift, T c, Rider rider = {}) {
   using S = Simd<T>;
   using V = typename S::V;
   const auto vm = S::set1(m), vs = S::set1(shift), vc = S::set1(c), one = S::set1(T(1));
@@ -344,7 +351,10 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
           e[k] = shifted<T, kScaled>(v[k], vs, vc);
         }
         exp(e);
-        LOGITKIT_LOCKSTEP(k, G) accumulate(v[k], kWeighted ? S::load(b + i + k * S::N) : one, e[k], k);
+        LOGITKIT_LOCKSTEP(k, G) {
+          accumulate(v[k], kWeighted ? S::load(b + i + k * S::N) : one, e[k], k);
+          rider.full(i + k * S::N, k);
+        }
       },
       [&](size_t i, size_t r) {
         // Lanes past r hold -inf, which never ties with a finite or +inf m (callers skip m = -inf),
@@ -352,6 +362,7 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
         V v = S::load_tail(x + i, r, kNegInf<T>);
         const V e = vexp_tail<T>(shifted<T, kScaled>(v, vs, vc));
         accumulate(v, kWeighted ? S::load_tail(b + i, r, T(0)) : one, e, 0);
+        rider.tail(i, r);
       });
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
@@ -393,16 +404,27 @@ T weighted_max(const T* x, const T* b, size_t n) {
   return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
 }
 
+// c (x - shift) - offset, the value log_softmax stores (c == 1: no multiply, the same bits).
+template <class T, bool kScaled>
+__attribute__((always_inline)) inline typename Simd<T>::V shifted_log(typename Simd<T>::V x, typename Simd<T>::V shift,
+                                                                      typename Simd<T>::V c,
+                                                                      typename Simd<T>::V offset) {
+  using S = Simd<T>;
+  return S::sub(shifted<T, kScaled>(x, shift, c), offset);
+}
+
 template <class T>
 void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
   using S = Simd<T>;
   const auto vs = S::set1(shift), vc = S::set1(c), vo = S::set1(offset);
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, S::sub(S::mul(S::sub(S::load(x + i), vs), vc), vo)); },
-      [&](size_t i, size_t r) {
-        auto v = S::load_tail(x + i, r, T(0));
-        S::store_tail(y + i, S::sub(S::mul(S::sub(v, vs), vc), vo), r);
-      });
+  with_scale(c, [&](auto scaled) {
+    constexpr bool kScaled = decltype(scaled)::value;
+    for_vectors<S>(
+        n, [&](size_t i, int) { S::store(y + i, shifted_log<T, kScaled>(S::load(x + i), vs, vc, vo)); },
+        [&](size_t i, size_t r) {
+          S::store_tail(y + i, shifted_log<T, kScaled>(S::load_tail(x + i, r, T(0)), vs, vc, vo), r);
+        });
+  });
 }
 
 // y = exp(x), the same vexp_group as the softmax kernels: 1 read + 1 write, 1 exp per element.
@@ -584,8 +606,98 @@ void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ld
   Simd<T>::stream_fence();
 }
 
+// The rider of log_softmax_rows_pipelined: row r+1's max pass (as row_max: slot k, the same
+// order) and row r-1's shift-store pass, at the element offset of the block being summed.
+template <class T, bool kScaled, bool kMaxNext, bool kShiftPrev>
+struct LogSoftmaxRider {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const T* xnext;
+  V (&mx)[4];
+  const T* xprev;
+  T* yprev;
+  V shift_prev, c, lse_prev;
+
+  __attribute__((always_inline)) void full(size_t j, int k) {
+    if constexpr (kMaxNext) mx[k] = S::max(mx[k], S::load(xnext + j));
+    if constexpr (kShiftPrev) S::store(yprev + j, shifted_log<T, kScaled>(S::load(xprev + j), shift_prev, c, lse_prev));
+  }
+  __attribute__((always_inline)) void tail(size_t j, size_t r) {
+    if constexpr (kMaxNext) mx[0] = S::max(mx[0], S::load_tail(xnext + j, r, kNegInf<T>));
+    if constexpr (kShiftPrev)
+      S::store_tail(yprev + j, shifted_log<T, kScaled>(S::load_tail(xprev + j, r, T(0)), shift_prev, c, lse_prev), r);
+  }
+};
+
+// log_softmax over several rows, software-pipelined as softmax_rows_pipelined: row r's untied sum
+// (FMA-bound) carries row r+1's max pass and row r-1's shift-store pass (load/store-bound), so in
+// steady state a row costs one fused loop instead of three passes. Per element: reads x three
+// times (from L2 after the first), writes y once, 1 exp. A row whose max is not finite takes
+// log_softmax_row's passes. Bitwise equal to log_softmax_row row by row.
+template <class T>
+void log_softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  T m = row_max(x, n);
+  bool prev = false;  // row r-1 waits for its shift-store pass
+  T m_prev = T(0), lse_prev = T(0);
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * ldx;
+    T* yr = y + r * ldy;
+    const bool next = r + 1 < rows;
+    if (!std::isfinite(m)) {  // see log_softmax_row: no fusing for this row
+      if (prev) shift_store(xr - ldx, yr - ldy, n, m_prev, c, lse_prev);
+      log_softmax_row(xr, yr, n, c);
+      prev = false;
+      if (next) m = row_max(xr + ldx, n);
+      continue;
+    }
+    V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
+    double sum = 0, tied = 0;
+    bool guarded = true;  // see with_guarded_exp
+    auto run = [&](auto scaled, auto has_next, auto has_prev) {
+      constexpr bool kScaled = decltype(scaled)::value;
+      for_blocks(n, [&](size_t b, size_t len) {
+        LogSoftmaxRider<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value> rider{
+            next ? xr + ldx + b : nullptr, mx, prev ? xr - ldx + b : nullptr, prev ? yr - ldy + b : nullptr,
+            S::set1(m_prev), S::set1(c), S::set1(lse_prev)};
+        auto fused = [&](auto& exp) __attribute__((always_inline)) {
+          return untied_sum_with<T, false, kScaled>(exp, xr + b, nullptr, len, m, m, c, rider);
+        };
+        // On a guard failure the rider's work is done: redo the sum alone.
+        auto sum_part = [&](auto& exp) __attribute__((always_inline)) {
+          return untied_sum_with<T, false, kScaled>(exp, xr + b, nullptr, len, m, m, c);
+        };
+        const UntiedSum<T> u = with_guarded_exp<T>(fused, sum_part, guarded);
+        sum += u.sum;
+        tied += u.tied_weight;
+      });
+    };
+    with_scale(c, [&](auto scaled) {
+      if (next && prev) {
+        run(scaled, std::true_type{}, std::true_type{});
+      } else if (next) {
+        run(scaled, std::true_type{}, std::false_type{});
+      } else if (prev) {
+        run(scaled, std::false_type{}, std::true_type{});
+      } else {
+        run(scaled, std::false_type{}, std::false_type{});
+      }
+    });
+    m_prev = m;
+    lse_prev = log_sum_from_untied(UntiedSum<T>{T(sum), T(tied)});
+    prev = true;
+    if (next) m = S::reduce_max(S::max(S::max(mx[0], mx[1]), S::max(mx[2], mx[3])));
+  }
+  if (prev) shift_store(x + (rows - 1) * ldx, y + (rows - 1) * ldy, n, m_prev, c, lse_prev);
+}
+
 template <class T>
 void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
+  if (rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
+    log_softmax_rows_pipelined(x, y, rows, n, ldx, ldy, c);
+    return;
+  }
   for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
 }
 
