@@ -354,9 +354,31 @@ def test_weights_deliberate_differences_from_scipy(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+def test_rows_alone_equal_rows_in_a_batch(isa, rng, dtype):
+    # Batches of long rows are pipelined (a row's sum carries the next row's max pass); each row
+    # keeps the bits it gets alone, whatever its neighbours hold.
+    x = logits(rng, (8, 2500), dtype)
+    x[1, 10] = x[1].max() - 95  # out of the float32 table exp's range: the block is recomputed
+    x[2, ::5] = -INF
+    x[3, 7] = INF
+    x[4] = -INF
+    x[5, 2499] = NAN
+    x[6, 100:] = x[6, :100].max()  # many tied maxima
+    y, s = logitkit.logsumexp(x, return_sign=True)
+    for r in range(len(x)):
+        alone, sign = logitkit.logsumexp(x[r], return_sign=True)
+        np.testing.assert_array_equal(bits(y[r]), bits(alone))
+        np.testing.assert_array_equal(bits(s[r]), bits(sign))
+    finite = [0, 1, 2, 6, 7]
+    assert_logsumexp_close(y[finite], x[finite], dtype)
+    assert y[3] == INF and y[4] == -INF and np.isnan(y[5])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_thread_count_determinism(isa, threads, rng, dtype):
     cases = [
         (logits(rng, (3000, 37), dtype), None),
+        (logits(rng, (9, 3001), dtype), None),  # pipelined rows, tasks sized by the thread count
         (logits(rng, (LONG,), dtype), None),
         (logits(rng, (LONG,), dtype), logits(rng, (LONG,), dtype)),
         (logits(rng, (300, 200), dtype).T, logits(rng, (200, 300), dtype)),

@@ -71,8 +71,29 @@ namespace {
 // Rows at least this long are split into chunks across threads; shorter rows are whole tasks.
 constexpr int64_t kLongRow = int64_t{1} << 18;
 constexpr int64_t kChunk = int64_t{1} << 16;
-// Tasks of the pipelined three_pass_reload (rows of at least kPipelineMinRowBytes).
+// Most elements per task of the pipelined kernels (rows of at least kPipelineMinRowBytes).
 constexpr int64_t kPipelineTaskElements = int64_t{1} << 17;
+
+// Whether rows of n elements of `item` bytes take the pipelined kernels (softmax_kernels-inl.h),
+// which fuse each row's exp pass with the neighbouring rows' cheap passes.
+bool pipelined(int64_t n, size_t item) { return static_cast<size_t>(n) * item >= kPipelineMinRowBytes; }
+
+// fn(r0, r1) over tasks of consecutive rows for the pipelined kernels, which save work for every
+// row after the first of a task: tasks of several rows, at most kPipelineTaskElements (so a
+// task's rows stay in L2), and no more rows than keep every thread busy: a 4-row batch on 2
+// threads runs as 2 tasks of 2 rows (twice as fast as 1 task of 4). The thread count may decide
+// this split because the split never changes a value: the pipelined kernels give every row the
+// bits it gets alone (tests: rows alone equal rows in a batch, thread invariance).
+template <class F>
+void parallel_pipelined_rows(int64_t rows, int64_t n, F&& fn) {
+  const int64_t threads = get_num_threads();
+  const int64_t per_task =
+      std::clamp<int64_t>((rows + threads - 1) / threads, 1, std::max<int64_t>(1, kPipelineTaskElements / n));
+  parallel_for(static_cast<size_t>((rows + per_task - 1) / per_task), [&](size_t t) {
+    const int64_t r0 = int64_t(t) * per_task;
+    fn(r0, std::min(rows, r0 + per_task));
+  });
+}
 
 size_t l2_cache_bytes() {
   static const size_t bytes = [] {
@@ -281,22 +302,8 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
       });
       return;
     }
-    // The pipelined three_pass_reload and log_softmax (softmax_kernels-inl.h) save two passes for
-    // every row after the first of a task: give them tasks of several rows, at most
-    // kPipelineTaskElements (so a task's rows stay in L2), and no more rows than keep every thread
-    // busy: a 4-row batch on 2 threads runs as 2 tasks of 2 rows (twice as fast as 1 task of 4).
-    // The thread count may decide this split because the split never changes a value: the
-    // pipelined kernels give every row the bits it gets alone (tests: rows alone equal rows in a
-    // batch, thread invariance).
-    if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) && p.uniform() &&
-        static_cast<size_t>(p.n) * sizeof(T) >= kPipelineMinRowBytes) {
-      const int64_t threads = get_num_threads();
-      const int64_t per_task = std::clamp<int64_t>((p.rows + threads - 1) / threads, 1,
-                                                   std::max<int64_t>(1, kPipelineTaskElements / p.n));
-      parallel_for(static_cast<size_t>((p.rows + per_task - 1) / per_task), [&](size_t t) {
-        const int64_t r0 = int64_t(t) * per_task;
-        rows_task(r0, std::min(p.rows, r0 + per_task));
-      });
+    if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) && p.uniform() && pipelined(p.n, sizeof(T))) {
+      parallel_pipelined_rows(p.rows, p.n, rows_task);
     } else {
       parallel_rows(p.rows, p.n, rows_task);
     }
@@ -364,7 +371,7 @@ void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const
                            out_at(r), sign_at(r));
       return;
     }
-    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
+    auto rows_task = [&](int64_t r0, int64_t r1) {
       if (p.uniform()) {
         k.logsumexp_rows(x.data + r0 * p.row_stride(0), weighted ? b.data + r0 * p.row_stride(2) : nullptr,
                          out_at(r0), sign_at(r0), size_t(r1 - r0), size_t(p.n), p.row_stride(0),
@@ -374,7 +381,12 @@ void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const
           k.logsumexp_rows(x.data + p.offset(0, r), weighted ? b.data + p.offset(2, r) : nullptr, out_at(r),
                            sign_at(r), 1, size_t(p.n), 0, 0, 0, 0);
       }
-    });
+    };
+    if (!weighted && p.uniform() && pipelined(p.n, sizeof(T))) {
+      parallel_pipelined_rows(p.rows, p.n, rows_task);
+    } else {
+      parallel_rows(p.rows, p.n, rows_task);
+    }
     return;
   }
   const int64_t tile = gather_tile(p.n);

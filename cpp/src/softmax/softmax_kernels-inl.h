@@ -701,9 +701,51 @@ void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, pt
   for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
 }
 
+// logsumexp (unweighted) over several rows, pipelined as log_softmax_rows_pipelined: row r's
+// untied sum carries row r+1's max pass. Per element: reads x twice (from L2 the second time),
+// 1 exp. Bitwise equal to logsumexp_row row by row.
+template <class T>
+void logsumexp_rows_pipelined(const T* x, T* out, T* sign, size_t rows, size_t n, ptrdiff_t ldx,
+                              ptrdiff_t out_stride, ptrdiff_t sign_stride) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  T m = row_max(x, n);
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * ldx;
+    const bool next = r + 1 < rows;
+    const T shift = std::isfinite(m) ? m : T(0);  // as logsumexp_row
+    V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
+    double sum = 0, tied = 0;
+    bool guarded = true;  // see with_guarded_exp
+    auto run = [&](auto has_next) {
+      for_blocks(n, [&](size_t b, size_t len) {
+        LogSoftmaxRider<T, false, decltype(has_next)::value, false> rider{
+            next ? xr + ldx + b : nullptr, mx, nullptr, nullptr, S::zero(), S::zero(), S::zero()};
+        auto fused = [&](auto& exp) __attribute__((always_inline)) {
+          return untied_sum_with<T, false, false>(exp, xr + b, nullptr, len, m, shift, T(1), rider);
+        };
+        auto sum_part = [&](auto& exp) __attribute__((always_inline)) {
+          return untied_sum_with<T, false, false>(exp, xr + b, nullptr, len, m, shift, T(1));
+        };
+        const UntiedSum<T> u = with_guarded_exp<T>(fused, sum_part, guarded);
+        sum += u.sum;
+        tied += u.tied_weight;
+      });
+    };
+    next ? run(std::true_type{}) : run(std::false_type{});
+    T* sign_r = sign ? sign + r * sign_stride : nullptr;
+    finish_logsumexp<T>(m, UntiedSum<T>{T(sum), T(tied)}, out + r * out_stride, sign_r);
+    if (next) m = S::reduce_max(S::max(S::max(mx[0], mx[1]), S::max(mx[2], mx[3])));
+  }
+}
+
 template <class T>
 void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t n, ptrdiff_t ldx,
                     ptrdiff_t ldb, ptrdiff_t out_stride, ptrdiff_t sign_stride) {
+  if (!b && rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
+    logsumexp_rows_pipelined(x, out, sign, rows, n, ldx, out_stride, sign_stride);
+    return;
+  }
   for (size_t r = 0; r < rows; ++r)
     logsumexp_row(x + r * ldx, b ? b + r * ldb : nullptr, n, out + r * out_stride,
                   sign ? sign + r * sign_stride : nullptr);
