@@ -17,7 +17,10 @@
 //   online               online-sum (read x, 1 exp + rare rescales), exp-scale-store (read x,
 //                        write y, 1 exp): 2 passes, 12 bytes, 2 exp. Compute-bound in cache.
 //   log_softmax          max, untied sum (1 exp), shift-store (no exp): 3 passes, 12 bytes, 1 exp.
-//   logsumexp            max, untied sum (1 exp): 2 reads, 8 bytes, 1 exp.
+//                        Compute-bound in cache; pipelined across the rows of a call like
+//                        three_pass_reload (log_softmax_rows_pipelined).
+//   logsumexp            max, untied sum (1 exp): 2 reads, 8 bytes, 1 exp. Unweighted batches are
+//                        pipelined too (the next row's max rides in the sum).
 // Every exp runs in lockstep groups of kGroup vectors (math-inl.h: vexp_group), and every
 // reduction keeps 4 independent accumulators so the FP add latency is hidden.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
