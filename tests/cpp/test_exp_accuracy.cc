@@ -254,7 +254,7 @@ TEST_P(ExpAccuracy, SpansAndInPlace) {
       EXPECT_EQ(y[len], -1.0f) << "wrote past the end, len " << len;
       std::vector<float> z = x;
       logitkit::vexp(z.data(), z.data(), len);
-      EXPECT_EQ(std::memcmp(z.data(), y.data(), len * sizeof(float)), 0);
+      if (len) EXPECT_EQ(std::memcmp(z.data(), y.data(), len * sizeof(float)), 0);  // no null memcmp
     }
   }
 }
