@@ -753,3 +753,25 @@ def test_property_monotone(isa, data, dtype, algorithm):
     np.testing.assert_array_equal(
         np.take_along_axis(y, np.argmax(x, axis=-1)[:, None], -1)[:, 0], y.max(axis=-1)
     )
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        logitkit.softmax,
+        logitkit.log_softmax,
+        logitkit.logsumexp,
+        logitkit.entropy,
+        logitkit.stablemax,
+        logitkit.sparsemax,
+        lambda x: logitkit.softmax(x, where=np.ones(5, bool)),
+        lambda x: logitkit.softmax_backward(x, x),
+    ],
+)
+def test_sequence_of_arrays_is_stacked(isa, rng, op):
+    # As np.asarray: a tuple or list of equal-shape arrays is one array with a leading axis, never
+    # taken for the arrays themselves (the common-call fast path must not look inside it).
+    rows = [logits(rng, (5,), np.float32) for _ in range(3)]
+    stacked = np.stack(rows)
+    for seq in (tuple(rows), rows):
+        np.testing.assert_array_equal(op(seq), op(stacked))

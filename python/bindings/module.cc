@@ -42,18 +42,17 @@ bool plain_array_of(py::handle a, const py::dtype& dt) {
 // The output array of the common call to an op whose output has the inputs' shape (reduce =
 // false) or that shape without `axis` (reduce = true, out must be None), or None for the general
 // path of python/logitkit/_arrays.py, which gives the same result and every error.
-// The common call: `inputs` one array or a tuple of arrays, all float32 or all float64 aligned
-// ndarrays of one shape with NumPy's own (native) descriptor; axis an int in range; `where` None
-// or a bool ndarray that broadcasts to that shape (the binding reads it with stride-0 axes); out
-// None (a new C-contiguous array is returned) or an aligned, writable ndarray of the inputs'
-// descriptor and shape that is one of the inputs or whose memory range meets none of theirs.
-// In C++ because the same tests in Python cost 1 to 5 microseconds, several times the kernel
-// call itself for small inputs.
-py::object fast_target(py::handle inputs, py::handle axis, py::handle out, bool reduce, py::handle where) {
-  const bool several = PyTuple_CheckExact(inputs.ptr());
-  const py::handle x = several ? (PyTuple_GET_SIZE(inputs.ptr()) ? PyTuple_GET_ITEM(inputs.ptr(), 0) : nullptr)
-                               : inputs;
-  if (!x || Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_ || !PyLong_CheckExact(axis.ptr()))
+// The common call: x (and every array of the tuple `others`, the op's further inputs) float32 or
+// float64 aligned ndarrays of one shape with NumPy's own (native) descriptor; axis an int in
+// range; `where` None or a bool ndarray that broadcasts to that shape (the binding reads it with
+// stride-0 axes); out None (a new C-contiguous array is returned) or an aligned, writable
+// ndarray of the inputs' descriptor and shape that is one of the inputs or whose memory range
+// meets none of theirs. Anything else x may be (a list, a tuple of arrays to stack, a subclass)
+// takes the general path. In C++ because the same tests in Python cost 1 to 5 microseconds,
+// several times the kernel call itself for small inputs.
+py::object fast_target(py::handle x, py::handle axis, py::handle out, bool reduce, py::handle where,
+                       py::handle others) {
+  if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_ || !PyLong_CheckExact(axis.ptr()))
     return py::none();
   const auto xa = py::reinterpret_borrow<py::array>(x);
   const py::dtype dt = xa.dtype();
@@ -64,14 +63,12 @@ py::object fast_target(py::handle inputs, py::handle axis, py::handle out, bool 
   auto same_shape = [&](const py::array& a) {
     return a.ndim() == xa.ndim() && std::equal(shape, shape + ndim, a.shape());
   };
-  std::vector<py::array> arrays;
-  if (several) {
-    for (py::handle a : py::reinterpret_borrow<py::tuple>(inputs)) {
+  std::vector<py::array> arrays{xa};
+  if (!others.is_none()) {
+    for (py::handle a : py::reinterpret_borrow<py::tuple>(others)) {
       if (!plain_array_of(a, dt) || !same_shape(py::reinterpret_borrow<py::array>(a))) return py::none();
       arrays.push_back(py::reinterpret_borrow<py::array>(a));
     }
-  } else {
-    arrays.push_back(xa);
   }
   int overflow = 0;
   const long ax = PyLong_AsLongAndOverflow(axis.ptr(), &overflow);
@@ -124,8 +121,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &logitkit::set_isa, py::arg("name"));
   m.def("get_num_threads", &logitkit::get_num_threads);
   m.def("set_num_threads", &logitkit::set_num_threads, py::arg("n"));
-  m.def("fast_target", &logitkit_py::fast_target, py::arg("inputs"), py::arg("axis"), py::arg("out"),
-        py::arg("reduce") = false, py::arg("where") = py::none());
+  m.def("fast_target", &logitkit_py::fast_target, py::arg("x"), py::arg("axis"), py::arg("out"),
+        py::arg("reduce") = false, py::arg("where") = py::none(), py::arg("others") = py::tuple());
 
   logitkit_py::bind_softmax(m);
   logitkit_py::bind_masked_softmax(m);

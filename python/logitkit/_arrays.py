@@ -196,8 +196,8 @@ def map_rows(kernel, inputs, axis, out, dtype, *, where=None, masked=False):
     also receives the mask before y: `where` (None or a bool mask) broadcast to the inputs' shape
     as a uint8 view."""
     if dtype is None:  # the common call: checked and allocated in C++ (see _core.fast_target)
-        arrs = tuple([a for a, _ in inputs])
-        y = _core.fast_target(arrs, axis, out, False, where)
+        arrs = [a for a, _ in inputs]
+        y = _core.fast_target(arrs[0], axis, out, False, where, tuple(arrs[1:]))
         if y is not None:
             kernel(*arrs, where, y, axis) if masked else kernel(*arrs, y, axis)
             return y
