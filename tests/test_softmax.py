@@ -775,3 +775,34 @@ def test_sequence_of_arrays_is_stacked(isa, rng, op):
     stacked = np.stack(rows)
     for seq in (tuple(rows), rows):
         np.testing.assert_array_equal(op(seq), op(stacked))
+
+
+def test_common_call_path_agrees_with_general_path(isa, rng):
+    # The common call is recognised in C++ (_core.fast_target); dtype= forces the general Python
+    # path. Over random layouts (views, negative strides, transposes, out= aliasing x or not) both
+    # must give the same bits and leave x alone.
+    ops = [
+        lambda x, **kw: logitkit.softmax(x, **kw),
+        lambda x, **kw: logitkit.log_softmax(x, **kw),
+        lambda x, **kw: logitkit.stablemax(x, **kw),
+        lambda x, **kw: logitkit.softmax(x, where=MASK[: x.shape[-1]], **kw),
+    ]
+    for trial in range(60):
+        dtype = (np.float32, np.float64)[trial % 2]
+        base = logits(rng, (6, 7, 40), dtype)
+        view = [base, base[:, ::-1], base.transpose(2, 0, 1), base[::2, 1:, ::3], base[..., 5:25]][trial % 5]
+        axis = int(rng.integers(-view.ndim, view.ndim))
+        op = ops[trial % len(ops)]
+        before = view.copy()
+        general = op(view, axis=axis, dtype=dtype)
+        np.testing.assert_array_equal(bits(op(view, axis=axis)), bits(general))
+        out = np.empty(view.shape, dtype)[..., ::-1] if trial % 4 == 1 else np.empty(view.shape, dtype)
+        assert op(view, axis=axis, out=out) is out
+        np.testing.assert_array_equal(bits(out), bits(general))
+        np.testing.assert_array_equal(view, before)
+        alias = view.copy()
+        assert op(alias, axis=axis, out=alias) is alias
+        np.testing.assert_array_equal(bits(alias), bits(general))
+
+
+MASK = np.random.default_rng(11).random(40) < 0.7
