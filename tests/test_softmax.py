@@ -806,3 +806,14 @@ def test_common_call_path_agrees_with_general_path(isa, rng):
 
 
 MASK = np.random.default_rng(11).random(40) < 0.7
+
+
+def test_large_new_outputs_start_on_a_cache_line(isa, rng):
+    # NumPy puts big buffers 16 bytes past a 64-byte line; the common call allocates its own
+    # result on a line so the kernel's vector stores never straddle two (see new_output).
+    x = logits(rng, (8, 4000), np.float32)[:, 1:]  # an input off the line, as NumPy's usually are
+    for y in (logitkit.softmax(x), logitkit.log_softmax(x), logitkit.stablemax(x)):
+        assert y.ctypes.data % 64 == 0
+        assert y.flags.c_contiguous and y.flags.writeable and y.shape == x.shape and y.dtype == x.dtype
+        assert not np.shares_memory(y, x)
+    np.testing.assert_array_equal(bits(logitkit.softmax(x)), bits(logitkit.softmax(x, out=np.empty_like(x))))
