@@ -71,6 +71,12 @@ __attribute__((always_inline)) inline typename Simd<T>::V shifted(typename Simd<
   return kScaled ? S::mul(S::sub(x, shift), c) : S::sub(x, shift);
 }
 
+// c x, or x itself when c == 1 (kScaled false): the same bits without the multiply.
+template <class T, bool kScaled>
+__attribute__((always_inline)) inline typename Simd<T>::V scaled_by(typename Simd<T>::V x, typename Simd<T>::V c) {
+  return kScaled ? Simd<T>::mul(x, c) : x;
+}
+
 // Calls f(std::bool_constant<c != 1>) so kernels compile a multiply-free variant for c == 1.
 template <class T, class F>
 __attribute__((always_inline)) inline auto with_scale(T c, F&& f) {
@@ -174,7 +180,7 @@ void exp_scale_store(const T* x, T* y, size_t n, T shift, T c, T s) {
 
 // Pass 1 of the Two-Pass softmax: per lane a (mantissa, exponent) accumulator; adding a term
 // rescales both to the larger exponent, so nothing can overflow and no max pass is needed.
-template <class T>
+template <class T, bool kScaled>
 ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -195,12 +201,12 @@ ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
       [&](size_t i, auto g) {
         constexpr int G = decltype(g)::value;
         V m[G], e[G];
-        LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
+        LOGITKIT_LOCKSTEP(k, G) m[k] = scaled_by<T, kScaled>(S::load(x + i + k * S::N), vc);
         vextexp_group<T, G>(m, e, bad);
         LOGITKIT_LOCKSTEP(k, G) accumulate(m[k], e[k], k);
       },
       [&](size_t i, size_t r) {
-        V m[1] = {S::mul(S::load_tail(x + i, r, kNegInf<T>), vc)}, e[1];
+        V m[1] = {scaled_by<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vc)}, e[1];
         vextexp_group<T, 1>(m, e, bad);
         accumulate(m[0], e[0], 0);
       });
@@ -219,7 +225,8 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
   T expo = T(0);
   bool ok = true;
   for_blocks(n, [&](size_t b, size_t len) {
-    ExtSum<T> p = extexp_sum_block(x + b, len, c);
+    ExtSum<T> p =
+        with_scale(c, [&](auto scaled) { return extexp_sum_block<T, decltype(scaled)::value>(x + b, len, c); });
     ok = ok && p.ok;
     if (!(p.mant > T(0))) return;
     if (mant == 0 || p.expo > expo) {
@@ -232,7 +239,7 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
 }
 
 // Pass 2 of the Two-Pass softmax: y = mant(x) / sum_mant * 2^(expo(x) - sum_expo).
-template <class T, bool kStream>
+template <class T, bool kStream, bool kScaled>
 void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -245,14 +252,14 @@ void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
       [&](size_t i, auto g) {
         constexpr int G = decltype(g)::value;
         V m[G], e[G];
-        LOGITKIT_LOCKSTEP(k, G) m[k] = S::mul(S::load(x + i + k * S::N), vc);
+        LOGITKIT_LOCKSTEP(k, G) m[k] = scaled_by<T, kScaled>(S::load(x + i + k * S::N), vc);
         vextexp_group<T, G>(m, e, bad);
         LOGITKIT_LOCKSTEP(k, G) {
           put<S, kStream>(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
         }
       },
       [&](size_t i, size_t r) {
-        V m[1] = {S::mul(S::load_tail(x + i, r, T(0)), vc)}, e[1];
+        V m[1] = {scaled_by<T, kScaled>(S::load_tail(x + i, r, T(0)), vc)}, e[1];
         vextexp_group<T, 1>(m, e, bad);
         S::store_tail(y + i, ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest)), r);
       });
@@ -261,14 +268,17 @@ void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
 // stream: non-temporal stores for outputs far larger than the caches (see split_for_streaming).
 template <class T>
 void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream) {
-  if (!stream) {
-    extexp_store_impl<T, false>(x, y, n, c, inv_mant, expo);
-    return;
-  }
-  split_for_streaming(y, n, [&](size_t b, size_t len, auto tag) {
-    extexp_store_impl<T, decltype(tag)::value>(x + b, y + b, len, c, inv_mant, expo);
+  with_scale(c, [&](auto scaled) {
+    constexpr bool kScaled = decltype(scaled)::value;
+    if (!stream) {
+      extexp_store_impl<T, false, kScaled>(x, y, n, c, inv_mant, expo);
+      return;
+    }
+    split_for_streaming(y, n, [&](size_t b, size_t len, auto tag) {
+      extexp_store_impl<T, decltype(tag)::value, kScaled>(x + b, y + b, len, c, inv_mant, expo);
+    });
+    Simd<T>::stream_fence();
   });
-  Simd<T>::stream_fence();
 }
 
 // Online softmax: running per-lane max m and sum s of exp(c(x - m)); s is rescaled only for
