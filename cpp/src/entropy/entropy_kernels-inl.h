@@ -59,7 +59,7 @@ EntropySums sums_block(const T* x, size_t n, T m, T c) {
 template <class T>
 EntropySums sums(const T* x, size_t n, T m, T c) {
   EntropySums total{0.0, 0.0, 0.0};
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     EntropySums p = sums_block<T>(x + b, len, m, c);
     total.untied += p.untied;
     total.ties += p.ties;

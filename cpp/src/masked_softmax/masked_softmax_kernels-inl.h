@@ -83,7 +83,7 @@ T exp_store_sum_block(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c
 template <class T>
 T exp_store_sum(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c) {
   double total = 0;
-  for_blocks(n, [&](size_t b, size_t len) { total += exp_store_sum_block(x + b, m + b, y + b, len, shift, c); });
+  for_blocks<T>(n, [&](size_t b, size_t len) { total += exp_store_sum_block(x + b, m + b, y + b, len, shift, c); });
   return T(total);
 }
 
@@ -93,7 +93,7 @@ T exp_sum(const T* x, const uint8_t* m, size_t n, T shift, T c) {
   using S = Simd<T>;
   const auto vs = S::set1(shift), vc = S::set1(c);
   double total = 0;
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     for_vectors<S>(
         len,
@@ -142,7 +142,7 @@ UntiedSum<T> untied_sum(const T* x, const uint8_t* m, size_t n, T mx, T c) {
   using V = typename S::V;
   const auto vm = S::set1(mx), vc = S::set1(c), one = S::set1(T(1));
   double sum = 0, tied = 0;
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V ties[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     auto accumulate = [&](V v, typename S::M inc, int k) {

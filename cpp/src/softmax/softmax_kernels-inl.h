@@ -117,7 +117,7 @@ T exp_sum_impl(const T* x, T* y, size_t n, T shift, T c) {
     constexpr bool kScaled = decltype(scaled)::value;
     double total = 0;
     bool guarded = true;
-    for_blocks(n, [&](size_t b, size_t len) {
+    for_blocks<T>(n, [&](size_t b, size_t len) {
       total += with_guarded_exp<T>(
           [&](auto& exp) __attribute__((always_inline)) {
             return exp_sum_block_with<T, kScaled, kStore>(exp, x + b, kStore ? y + b : nullptr, len, shift, c);
@@ -224,7 +224,7 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
   double mant = 0;
   T expo = T(0);
   bool ok = true;
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     ExtSum<T> p =
         with_scale(c, [&](auto scaled) { return extexp_sum_block<T, decltype(scaled)::value>(x + b, len, c); });
     ok = ok && p.ok;
@@ -314,7 +314,7 @@ template <class T>
 MaxSum<T> online_sum(const T* x, size_t n, T c) {
   T mx = std::numeric_limits<T>::lowest();
   double sum = 0;
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     MaxSum<T> p = online_sum_block(x + b, len, c);
     if (p.max > mx) {
       sum *= std::exp(static_cast<double>(mx - p.max) * c);
@@ -386,7 +386,7 @@ UntiedSum<T> untied_sum(const T* x, const T* b, size_t n, T m, T shift, T c) {
     constexpr bool kScaled = decltype(scaled)::value;
     double sum = 0, tied = 0;
     bool guarded = true;
-    for_blocks(n, [&](size_t i, size_t len) {
+    for_blocks<T>(n, [&](size_t i, size_t len) {
       UntiedSum<T> u = with_guarded_exp<T>(
           [&](auto& exp) __attribute__((always_inline)) {
             return b ? untied_sum_with<T, true, kScaled>(exp, x + i, b + i, len, m, shift, c)
@@ -561,7 +561,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     double total = 0;
     bool guarded = true;  // see with_guarded_exp
     auto run = [&](auto has_next, auto has_prev) {
-      for_blocks(n, [&](size_t b, size_t len) {
+      for_blocks<T>(n, [&](size_t b, size_t len) {
         auto fused = [&](auto& exp) __attribute__((always_inline)) {
           return pipelined_block<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value>(
               exp, xr + b, yr + b, len, m, c, xn + (next ? b : 0), mx, yp + (prev ? b : 0), inv_prev);
@@ -670,7 +670,7 @@ void log_softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff
     bool guarded = true;  // see with_guarded_exp
     auto run = [&](auto scaled, auto has_next, auto has_prev) {
       constexpr bool kScaled = decltype(scaled)::value;
-      for_blocks(n, [&](size_t b, size_t len) {
+      for_blocks<T>(n, [&](size_t b, size_t len) {
         LogSoftmaxRider<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value> rider{
             next ? xr + ldx + b : nullptr, mx, prev ? xr - ldx + b : nullptr, prev ? yr - ldy + b : nullptr,
             S::set1(m_prev), S::set1(c), S::set1(lse_prev)};
@@ -731,7 +731,7 @@ void logsumexp_rows_pipelined(const T* x, T* out, T* sign, size_t rows, size_t n
     double sum = 0, tied = 0;
     bool guarded = true;  // see with_guarded_exp
     auto run = [&](auto has_next) {
-      for_blocks(n, [&](size_t b, size_t len) {
+      for_blocks<T>(n, [&](size_t b, size_t len) {
         LogSoftmaxRider<T, false, decltype(has_next)::value, false> rider{
             next ? xr + ldx + b : nullptr, mx, nullptr, nullptr, S::zero(), S::zero(), S::zero()};
         auto fused = [&](auto& exp) __attribute__((always_inline)) {

@@ -40,7 +40,7 @@ T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
   using S = Simd<T>;
   using V = typename S::V;
   double total = 0;
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     for_vectors<S>(
         len,

@@ -143,7 +143,7 @@ struct Shrunk {
 };
 
 // Keeps v = buf[i] - shift where v > tau, compacted in place as v, and sums d = v - tau over
-// them. Block partials are added in double (loops-inl.h's kSumBlock).
+// them. Block partials are added in double (loops-inl.h's kSumBlock<T>).
 template <class T, bool kSquares>
 Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
   using S = Simd<T>;
@@ -152,7 +152,7 @@ Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
   size_t k = 0;
   double d1 = 0, d2 = 0;
   V dmin = inf;
-  for_blocks(nb, [&](size_t b, size_t len) {
+  for_blocks<T>(nb, [&](size_t b, size_t len) {
     V s1[4] = {zero, zero, zero, zero};
     V s2[4] = {zero, zero, zero, zero};
     auto step = [&](V raw, int a) {
@@ -298,7 +298,7 @@ double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T tau, const Pow& 
   const V vs = S::set1(shift), vt = S::set1(tau), vkeep = S::set1(keep_above), zero = S::zero();
   size_t k = 0;
   double total = 0;
-  for_blocks(nb, [&](size_t b, size_t len) {
+  for_blocks<T>(nb, [&](size_t b, size_t len) {
     V acc[4] = {zero, zero, zero, zero};
     auto step = [&](V raw, int a) {
       const V v = S::sub(raw, vs);
@@ -499,7 +499,7 @@ void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g, T* 
   using S = Simd<T>;
   using V = typename S::V;
   double sum_gdy = 0, sum_g = 0;
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     V a[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V w[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     auto step = [&](V yv, V dyv, int k, size_t at, size_t r) {

@@ -66,7 +66,7 @@ typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
   return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
 }
 
-// kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}. Blocks of kSumBlock
+// kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}. Blocks of kSumBlock<T>
 // elements are summed in T with four accumulators, the block totals in double.
 template <class T, int kMode>
 StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
@@ -93,7 +93,7 @@ StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
 template <class T, int kMode>
 StablemaxSums sums(const T* x, const T* dy, size_t n, T c, T sc) {
   StablemaxSums total{0.0, 0.0};
-  for_blocks(n, [&](size_t b, size_t len) {
+  for_blocks<T>(n, [&](size_t b, size_t len) {
     StablemaxSums p = sums_block<T, kMode>(x + b, kMode ? dy + b : nullptr, len, c, sc);
     total.sum += p.sum;
     total.other += p.other;
