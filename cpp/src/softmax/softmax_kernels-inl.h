@@ -44,6 +44,13 @@ namespace softmax_impl {
 template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
+// The max over the four accumulator slots of a max pass.
+template <class T>
+T max4(const typename Simd<T>::V (&acc)[4]) {
+  using S = Simd<T>;
+  return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
+}
+
 template <class T>
 T row_max(const T* x, size_t n) {
   using S = Simd<T>;
@@ -52,7 +59,7 @@ T row_max(const T* x, size_t n) {
   for_vectors<S>(
       n, [&](size_t i, int k) { acc[k] = S::max(acc[k], S::load(x + i)); },
       [&](size_t i, size_t r) { acc[0] = S::max(acc[0], S::load_tail(x + i, r, kNegInf<T>)); });
-  return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
+  return max4<T>(acc);
 }
 
 template <class T>
@@ -302,7 +309,7 @@ MaxSum<T> online_sum_block(const T* x, size_t n, T c) {
   for_vectors<S>(
       n, [&](size_t i, int k) { accumulate(S::load(x + i), k); },
       [&](size_t i, size_t r) { accumulate(S::load_tail(x + i, r, kNegInf<T>), 0); });
-  T mx = S::reduce_max(S::max(S::max(m[0], m[1]), S::max(m[2], m[3])));
+  T mx = max4<T>(m);
   V total = S::zero();
   for (int k = 0; k < 4; ++k)
     total = S::add(total, S::mul(s[k], vexp<T>(S::mul(S::sub(m[k], S::set1(mx)), vc))));
@@ -380,24 +387,39 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
 
-template <class T>
-UntiedSum<T> untied_sum(const T* x, const T* b, size_t n, T m, T shift, T c) {
+// untied_sum_with over a whole row in blocks, the block sums added in double. make_rider(scaled,
+// i) gives the rider for the block at element i (see NoRider); on a guard failure only the sum
+// is redone, the rider's work being done already.
+template <class T, class MakeRider>
+UntiedSum<T> untied_sum_riding(const T* x, const T* b, size_t n, T m, T shift, T c, MakeRider&& make_rider) {
   return with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
     double sum = 0, tied = 0;
     bool guarded = true;
     for_blocks<T>(n, [&](size_t i, size_t len) {
-      UntiedSum<T> u = with_guarded_exp<T>(
-          [&](auto& exp) __attribute__((always_inline)) {
-            return b ? untied_sum_with<T, true, kScaled>(exp, x + i, b + i, len, m, shift, c)
-                     : untied_sum_with<T, false, kScaled>(exp, x + i, nullptr, len, m, shift, c);
-          },
-          guarded);
+      auto rider = make_rider(scaled, i);
+      auto block = [&](auto& exp, auto r) __attribute__((always_inline)) {
+        return b ? untied_sum_with<T, true, kScaled>(exp, x + i, b + i, len, m, shift, c, r)
+                 : untied_sum_with<T, false, kScaled>(exp, x + i, nullptr, len, m, shift, c, r);
+      };
+      auto with_rider = [&](auto& exp) __attribute__((always_inline)) { return block(exp, rider); };
+      UntiedSum<T> u;
+      if constexpr (std::is_same_v<decltype(rider), NoRider>) {
+        u = with_guarded_exp<T>(with_rider, guarded);
+      } else {
+        auto sum_only = [&](auto& exp) __attribute__((always_inline)) { return block(exp, NoRider{}); };
+        u = with_guarded_exp<T>(with_rider, sum_only, guarded);
+      }
       sum += u.sum;
       tied += u.tied_weight;
     });
     return UntiedSum<T>{T(sum), T(tied)};
   });
+}
+
+template <class T>
+UntiedSum<T> untied_sum(const T* x, const T* b, size_t n, T m, T shift, T c) {
+  return untied_sum_riding<T>(x, b, n, m, shift, c, [](auto, size_t) { return NoRider{}; });
 }
 
 // Max over the elements with a nonzero weight (the others do not take part, as in SciPy).
@@ -414,7 +436,7 @@ T weighted_max(const T* x, const T* b, size_t n) {
       [&](size_t i, size_t r) {
         acc[0] = S::max(acc[0], take(S::load_tail(x + i, r, kNegInf<T>), S::load_tail(b + i, r, T(0))));
       });
-  return S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
+  return max4<T>(acc);
 }
 
 // c (x - shift) - offset, the value log_softmax stores (c == 1: no multiply, the same bits).
@@ -583,7 +605,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
       run(std::false_type{}, std::false_type{});
     }
     inv_prev = T(1) / T(total);
-    m = S::reduce_max(S::max(S::max(mx[0], mx[1]), S::max(mx[2], mx[3])));
+    m = max4<T>(mx);
   }
   T* ylast = y + (rows - 1) * ldy;
   scale(ylast, ylast, n, inv_prev);
@@ -666,41 +688,27 @@ void log_softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff
       continue;
     }
     V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
-    double sum = 0, tied = 0;
-    bool guarded = true;  // see with_guarded_exp
-    auto run = [&](auto scaled, auto has_next, auto has_prev) {
-      constexpr bool kScaled = decltype(scaled)::value;
-      for_blocks<T>(n, [&](size_t b, size_t len) {
-        LogSoftmaxRider<T, kScaled, decltype(has_next)::value, decltype(has_prev)::value> rider{
+    auto run = [&](auto has_next, auto has_prev) {
+      return untied_sum_riding<T>(xr, nullptr, n, m, m, c, [&](auto scaled, size_t b) {
+        return LogSoftmaxRider<T, decltype(scaled)::value, decltype(has_next)::value, decltype(has_prev)::value>{
             next ? xr + ldx + b : nullptr, mx, prev ? xr - ldx + b : nullptr, prev ? yr - ldy + b : nullptr,
             S::set1(m_prev), S::set1(c), S::set1(lse_prev)};
-        auto fused = [&](auto& exp) __attribute__((always_inline)) {
-          return untied_sum_with<T, false, kScaled>(exp, xr + b, nullptr, len, m, m, c, rider);
-        };
-        // On a guard failure the rider's work is done: redo the sum alone.
-        auto sum_part = [&](auto& exp) __attribute__((always_inline)) {
-          return untied_sum_with<T, false, kScaled>(exp, xr + b, nullptr, len, m, m, c);
-        };
-        const UntiedSum<T> u = with_guarded_exp<T>(fused, sum_part, guarded);
-        sum += u.sum;
-        tied += u.tied_weight;
       });
     };
-    with_scale(c, [&](auto scaled) {
-      if (next && prev) {
-        run(scaled, std::true_type{}, std::true_type{});
-      } else if (next) {
-        run(scaled, std::true_type{}, std::false_type{});
-      } else if (prev) {
-        run(scaled, std::false_type{}, std::true_type{});
-      } else {
-        run(scaled, std::false_type{}, std::false_type{});
-      }
-    });
+    UntiedSum<T> u;
+    if (next && prev) {
+      u = run(std::true_type{}, std::true_type{});
+    } else if (next) {
+      u = run(std::true_type{}, std::false_type{});
+    } else if (prev) {
+      u = run(std::false_type{}, std::true_type{});
+    } else {
+      u = run(std::false_type{}, std::false_type{});
+    }
     m_prev = m;
-    lse_prev = log_sum_from_untied(UntiedSum<T>{T(sum), T(tied)});
+    lse_prev = log_sum_from_untied(u);
     prev = true;
-    if (next) m = S::reduce_max(S::max(S::max(mx[0], mx[1]), S::max(mx[2], mx[3])));
+    if (next) m = max4<T>(mx);
   }
   if (prev) shift_store(x + (rows - 1) * ldx, y + (rows - 1) * ldy, n, m_prev, c, lse_prev);
 }
@@ -728,27 +736,16 @@ void logsumexp_rows_pipelined(const T* x, T* out, T* sign, size_t rows, size_t n
     const bool next = r + 1 < rows;
     const T shift = std::isfinite(m) ? m : T(0);  // as logsumexp_row
     V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
-    double sum = 0, tied = 0;
-    bool guarded = true;  // see with_guarded_exp
     auto run = [&](auto has_next) {
-      for_blocks<T>(n, [&](size_t b, size_t len) {
-        LogSoftmaxRider<T, false, decltype(has_next)::value, false> rider{
+      return untied_sum_riding<T>(xr, nullptr, n, m, shift, T(1), [&](auto, size_t b) {
+        return LogSoftmaxRider<T, false, decltype(has_next)::value, false>{
             next ? xr + ldx + b : nullptr, mx, nullptr, nullptr, S::zero(), S::zero(), S::zero()};
-        auto fused = [&](auto& exp) __attribute__((always_inline)) {
-          return untied_sum_with<T, false, false>(exp, xr + b, nullptr, len, m, shift, T(1), rider);
-        };
-        auto sum_part = [&](auto& exp) __attribute__((always_inline)) {
-          return untied_sum_with<T, false, false>(exp, xr + b, nullptr, len, m, shift, T(1));
-        };
-        const UntiedSum<T> u = with_guarded_exp<T>(fused, sum_part, guarded);
-        sum += u.sum;
-        tied += u.tied_weight;
       });
     };
-    next ? run(std::true_type{}) : run(std::false_type{});
+    const UntiedSum<T> u = next ? run(std::true_type{}) : run(std::false_type{});
     T* sign_r = sign ? sign + r * sign_stride : nullptr;
-    finish_logsumexp<T>(m, UntiedSum<T>{T(sum), T(tied)}, out + r * out_stride, sign_r);
-    if (next) m = S::reduce_max(S::max(S::max(mx[0], mx[1]), S::max(mx[2], mx[3])));
+    finish_logsumexp<T>(m, u, out + r * out_stride, sign_r);
+    if (next) m = max4<T>(mx);
   }
 }
 
