@@ -55,10 +55,12 @@ logitkit::ArrayView<const uint8_t> mask_view(const py::array& mask, const logitk
                                              const char* like_name) {
   if (!has_dtype<bool>(mask) && !has_dtype<uint8_t>(mask))
     throw py::type_error("where: expected a boolean mask, got dtype " + std::string(py::str(mask.dtype())));
+  const int lead = like.ndim - static_cast<int>(mask.ndim());
+  if (lead < 0)  // python/logitkit checks first; this stops misuse
+    throw py::value_error(std::string("where: more dimensions than ") + like_name);
   logitkit::ArrayView<const uint8_t> v;
   v.data = static_cast<const uint8_t*>(mask.data());
   v.ndim = like.ndim;
-  const int lead = like.ndim - static_cast<int>(mask.ndim());
   for (int d = 0; d < like.ndim; ++d) {
     v.shape[d] = like.shape[d];
     const int md = d - lead;

@@ -193,14 +193,19 @@ def map_rows(kernel, inputs, axis, out, dtype, *, where=None, masked=False):
     """Runs kernel(*inputs_compute, y_compute, axis) for an op whose output has the shape of its
     inputs: dtype promotion, scalars, axis tuples/None, out= and the copy rules of this module.
     `inputs` is a sequence of (array_like, name), all of one shape. With masked=True the kernel
-    also receives the mask before y: `where` (None or a bool mask) broadcast to the inputs' shape
-    as a uint8 view."""
+    also receives the mask before y: `where` (None or a bool mask, which the bindings broadcast
+    to the inputs' shape with stride-0 axes)."""
     if dtype is None:  # the common call: checked and allocated in C++ (see _core.fast_target)
         arrs = [a for a, _ in inputs]
         y = _core.fast_target(arrs[0], axis, out, False, where, tuple(arrs[1:]))
         if y is not None:
             kernel(*arrs, where, y, axis) if masked else kernel(*arrs, y, axis)
             return y
+    return map_rows_general(kernel, inputs, axis, out, dtype, where=where, masked=masked)
+
+
+def map_rows_general(kernel, inputs, axis, out, dtype, *, where=None, masked=False):
+    """map_rows without its common-call shortcut: dtype promotion, copies, axis tuples, scalars."""
     names = [name for _, name in inputs]
     arrs = [as_array(a, name) for a, name in inputs]
     shape = arrs[0].shape
@@ -264,4 +269,4 @@ def map_rows_single(kernel, x, axis, out, dtype):
     if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in map_rows
         kernel(x, y, axis)
         return y
-    return map_rows(kernel, [(x, "x")], axis, out, dtype)
+    return map_rows_general(kernel, [(x, "x")], axis, out, dtype)

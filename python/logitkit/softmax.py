@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _arrays, _core
-from ._arrays import check_temperature, map_rows_single
+from ._arrays import check_temperature
 from .masked_softmax import masked_log_softmax, masked_softmax
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
@@ -34,7 +34,8 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=No
     if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in map_rows_single
         _core.softmax(x, y, axis, t, algorithm)
         return y
-    return map_rows_single(lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm), x, axis, out, dtype)
+    kernel = lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, algorithm)  # noqa: E731
+    return _arrays.map_rows_general(kernel, [(x, "x")], axis, out, dtype)
 
 
 def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
@@ -47,7 +48,8 @@ def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None
     if dtype is None and (y := _core.fast_target(x, axis, out)) is not None:  # as in map_rows_single
         _core.log_softmax(x, y, axis, t)
         return y
-    return map_rows_single(lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t), x, axis, out, dtype)
+    kernel = lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t)  # noqa: E731
+    return _arrays.map_rows_general(kernel, [(x, "x")], axis, out, dtype)
 
 
 def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
