@@ -61,6 +61,21 @@ def test_wide_range_logits(isa, rng, dtype):
         assert_softmax_close(logitkit.softmax(x, algorithm=algorithm), x)
 
 
+@pytest.mark.parametrize("shape", [(3000,), (8, 3000)])  # a row alone; rows pipelined
+@pytest.mark.parametrize("algorithm", ["auto", "three_pass_reload", "two_pass"])
+def test_unshifted_rows_round_nothing_before_the_exp(isa, rng, shape, algorithm):
+    # three_pass_reload takes exp(x) / sum without subtracting the max when every |x| <= 64
+    # (two_pass never subtracts it), so float32 outputs stay within 3 ulp of the float64 softmax
+    # of the same logits (measured 1.1-1.7). Rounding x - max first, as the shifted algorithms
+    # do, costs up to the ulp of |x - max|: 17 ulp here for three_pass_recompute and online.
+    x = rng.uniform(-30, 30, shape).astype(np.float32)
+    xd = x.astype(np.float64)
+    e = np.exp(xd - xd.max(-1, keepdims=True))
+    ref = e / e.sum(-1, keepdims=True)
+    y = logitkit.softmax(x, algorithm=algorithm).astype(np.float64)
+    assert np.abs(y / ref - 1).max() <= 3 * 2.0**-23
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_algorithms_agree(isa, rng, dtype):
     x = logits(rng, (16, 200), dtype)
@@ -80,15 +95,19 @@ def test_rows_alone_equal_rows_in_a_batch(isa, rng, dtype, algorithm):
     # A batch of long rows runs three_pass_reload software-pipelined across rows, a single row
     # does not; a block holding an exp argument below -87 (outside the float32 table exp's range)
     # is recomputed with the exp's per-group range check. Each path gives a row the same bits.
-    x = logits(rng, (6, 3000), dtype)
+    # Rows with every |x| <= 64 skip the max shift in three_pass_reload (rows 0, 5, 6 here), the
+    # others take it: the batch switches between both kinds.
+    x = logits(rng, (8, 3000), dtype)
     x[1, 100] = x[1].max() - 95  # a float32 subnormal output among normal ones
     x[2, ::7] = -np.inf
     x[3, 2999] = x[3].max() - 95  # in the last, partial block
     x[4, :40] -= 120  # every lane of a group out of range
+    x[6, 17] = 64  # at the bound of the unshifted exp
+    x[7, 2998] = np.nextafter(dtype(64), dtype(100))  # just past it
     batch = logitkit.softmax(x, algorithm=algorithm)
     for r in range(len(x)):
         np.testing.assert_array_equal(bits(batch[r]), bits(logitkit.softmax(x[r], algorithm=algorithm)))
-    finite = [0, 1, 3, 4, 5]
+    finite = [0, 1, 3, 4, 5, 6, 7]
     assert_softmax_close(batch[finite], x[finite])
     assert batch[1, 100] > 0 and (batch[2, ::7] == 0).all()
     kept = np.isfinite(x[2])

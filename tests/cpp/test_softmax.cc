@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "test_util.h"
@@ -221,6 +222,57 @@ void long_row() {
 }
 TEST_P(Softmax, LongRowF32) { long_row<float>(); }
 TEST_P(Softmax, LongRowF64) { long_row<double>(); }
+
+// three_pass_reload takes exp(c x) without the max shift when every |c x| <= 64, and shifts the
+// other rows. A batch (pipelined: each row's range check rides in the previous row's loop) mixes
+// both kinds, at and just past the bound, with -inf and NaN; each row keeps the bits it gets alone.
+template <class T>
+void unshifted_and_shifted_rows() {
+  constexpr int64_t kRows = 9, kN = 3001;
+  auto x = lktest::randn<T>(size_t(kRows * kN), 77, 8.0);
+  T* r = x.data();
+  r[1 * kN + 5] = T(64);                                  // at the bound: unshifted
+  r[2 * kN + 9] = std::nextafter(T(64), T(100));          // just past it: shifted
+  r[3 * kN + kN - 1] = T(-65);                            // past it in the tail
+  r[4 * kN + 100] = -std::numeric_limits<T>::infinity();  // masked logit
+  r[5 * kN + 7] = std::numeric_limits<T>::quiet_NaN();
+  for (int64_t i = 0; i < kN; ++i) r[6 * kN + i] = T(i % 129) - T(64);  // the whole range
+  r[7 * kN + 2] = T(200);
+  for (double temperature : {1.0, 4.0}) {  // with temperature 4, |x| = 200 passes (c x = 50)
+    SoftmaxOptions opt;
+    opt.temperature = temperature;
+    opt.algorithm = SoftmaxAlgorithm::kThreePassReload;
+    std::vector<T> batch(x.size()), alone(static_cast<size_t>(kN));
+    logitkit::softmax(contiguous<const T>(x.data(), {kRows, kN}), contiguous(batch.data(), {kRows, kN}), -1, opt);
+    for (int64_t row = 0; row < kRows; ++row) {
+      logitkit::softmax(contiguous<const T>(r + row * kN, {kN}), contiguous(alone.data(), {kN}), -1, opt);
+      EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + row * kN, sizeof(T) * size_t(kN)))
+          << "row " << row << " temperature " << temperature;
+      if (row == 5) {
+        for (int64_t i = 0; i < kN; ++i) EXPECT_TRUE(std::isnan(alone[size_t(i)]));
+        continue;
+      }
+      // Against float64: c (x - max) exact in double; exp of the masked logit is 0.
+      double m = -kInf, sum = 0;
+      for (int64_t i = 0; i < kN; ++i) m = std::max(m, double(r[row * kN + i]));
+      for (int64_t i = 0; i < kN; ++i) sum += std::exp((double(r[row * kN + i]) - m) / temperature);
+      double worst = 0;
+      for (int64_t i = 0; i < kN; ++i) {
+        const double ref = std::exp((double(r[row * kN + i]) - m) / temperature) / sum;
+        const double got = double(alone[size_t(i)]);
+        if (ref > double(std::numeric_limits<T>::min())) worst = std::max(worst, std::fabs(got / ref - 1));
+        else EXPECT_NEAR(got, ref, double(std::numeric_limits<T>::denorm_min()) * 4) << "row " << row << " i " << i;
+      }
+      // Shifted rows round x - max (|x - max| up to 264 here: 2^-16 relative); unshifted float
+      // rows with temperature 1 round nothing before the exp (for double, the reference rounds).
+      const double eps = double(std::numeric_limits<T>::epsilon());
+      const bool exact = std::is_same_v<T, float> && temperature == 1.0 && (row == 0 || row == 1 || row == 6);
+      EXPECT_LE(worst, (exact ? 4 : 2048) * eps) << "row " << row << " temperature " << temperature;
+    }
+  }
+}
+TEST_P(Softmax, UnshiftedAndShiftedRowsF32) { unshifted_and_shifted_rows<float>(); }
+TEST_P(Softmax, UnshiftedAndShiftedRowsF64) { unshifted_and_shifted_rows<double>(); }
 
 template <class T>
 void in_place() {

@@ -295,6 +295,21 @@ struct GuardedExp {
   bool ok() const { return !Simd<T>::any(Simd<T>::not_le(big, Simd<T>::set1(ExpTable::kLimit))); }
 };
 
+// For arguments known in advance to satisfy |x| <= ExpTable::kLimit or be NaN (the caller checked
+// the whole row): the table method with neither check nor guard, so no compare per vector. The
+// same bits as CheckedExp and GuardedExp for those arguments.
+template <class T>
+struct InRangeExp {
+  template <int K>
+  __attribute__((always_inline)) void operator()(typename Simd<T>::V (&x)[K]) {
+    if constexpr (kTableExp<T>) {
+      exp_table_group<K>(x);
+    } else {
+      vexp_group<T, K>(x);
+    }
+  }
+};
+
 template <class T, class Block>
 __attribute__((noinline, cold)) auto run_with_checked_exp(Block& block) {
   CheckedExp<T> exp;

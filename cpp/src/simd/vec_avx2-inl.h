@@ -206,6 +206,8 @@ struct Simd<double> {
   static V min(V a, V b) { return _mm256_min_pd(a, b); }
   static V clamp(V x, V lo, V hi) { return _mm256_min_pd(hi, _mm256_max_pd(lo, x)); }
   static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (max returns its second operand).
+  static V max_magnitude(V acc, V x) { return max(abs(x), acc); }
   static V round(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static V floor(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
 

@@ -175,6 +175,8 @@ struct Simd<double> {
   static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static V min(V a, V b) { return _mm512_min_pd(a, b); }
   static V clamp(V x, V lo, V hi) { return _mm512_min_pd(hi, _mm512_max_pd(lo, x)); }
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (vrangepd returns the other operand).
+  static V max_magnitude(V acc, V x) { return _mm512_range_pd(acc, x, 0x0b); }
   static V abs(V a) { return _mm512_abs_pd(a); }
   static V round(V a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static V floor(V a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }

@@ -177,6 +177,8 @@ struct Simd<double> {
   static V min(V a, V b) { return vminq_f64(a, b); }
   static V clamp(V x, V lo, V hi) { return vminq_f64(vmaxq_f64(x, lo), hi); }
   static V abs(V a) { return vabsq_f64(a); }
+  // max(acc, |x|) for acc >= 0; a NaN x is ignored (vmaxnm returns the number).
+  static V max_magnitude(V acc, V x) { return vmaxnmq_f64(vabsq_f64(x), acc); }
   static V round(V a) { return vrndnq_f64(a); }
   static V floor(V a) { return vrndmq_f64(a); }
 

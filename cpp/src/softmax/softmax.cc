@@ -153,6 +153,13 @@ class LongRow {
     for (size_t i = 0; i < chunks_; ++i) out = combine_max(out, m[i]);
     return out;
   }
+  // max |x| over the chunks, NaN ignored as by each chunk's kernel.
+  T magnitude() {
+    T* m = map<T>([&](size_t o, size_t l) { return k_.magnitude(x_ + o, l); }, 0);
+    T out = T(0);
+    for (size_t i = 0; i < chunks_; ++i) out = std::max(out, m[i]);
+    return out;
+  }
   T sum(T* parts) const {
     T s = T(0);
     for (size_t i = 0; i < chunks_; ++i) s += parts[i];
@@ -205,6 +212,16 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     const T inv = T(1) / s;
     row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
     return;
+  }
+  if (a == SoftmaxAlgorithm::kThreePassReload) {
+    // As softmax_row: no max shift (and no max pass) for logits within kUnshiftedExpLimit.
+    const T magnitude = row.magnitude();
+    if (magnitude * c <= kUnshiftedExpLimit<T> && static_cast<uint64_t>(n) <= kUnshiftedExpMaxElements) {
+      const T inv = T(1) / row.sum(row.template map<T>(
+                               [&](size_t o, size_t l) { return k.exp_store_sum_unshifted(x + o, y + o, l, c); }, 1));
+      row.each([&](size_t o, size_t l) { k.scale(y + o, y + o, l, inv); });
+      return;
+    }
   }
   const T m = row.max();
   if (a == SoftmaxAlgorithm::kThreePassRecompute) {

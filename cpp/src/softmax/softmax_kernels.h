@@ -2,6 +2,7 @@
 // instantiation of softmax_kernels-inl.h. ISA-neutral: included by the driver and the dispatcher.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #include "logitkit/softmax.h"
 
@@ -26,6 +27,13 @@ struct UntiedSum {  // sum of b exp(c (x - shift)) over x != m, and sum of b ove
   T tied_weight;
 };
 
+// three_pass_reload skips the max shift for rows whose every |c x| is at most
+// kUnshiftedExpLimit<T> and that have at most kUnshiftedExpMaxElements elements: it then takes
+// y = exp(c x) / sum (see unshifted_exp_ok in softmax_kernels-inl.h for the bounds).
+template <class T>
+inline constexpr T kUnshiftedExpLimit = T(64);
+inline constexpr uint64_t kUnshiftedExpMaxElements = uint64_t{1} << 33;
+
 // softmax_rows runs three_pass_reload software-pipelined across the rows of a call when rows have
 // at least this many bytes; shorter rows run their max and scale passes from L1 and gain little.
 constexpr size_t kPipelineMinRowBytes = 4096;
@@ -47,7 +55,10 @@ struct SoftmaxKernels {
 
   // Chunk primitives, used to split one long row across threads.
   T (*max)(const T* x, size_t n);
+  T (*magnitude)(const T* x, size_t n);                              // max |x| (NaN: see kernels)
   T (*exp_store_sum)(const T* x, T* y, size_t n, T shift, T c);     // y = exp(c(x-shift)), sum
+  // y = exp(c x), sum; only for x whose every |c x| is at most kUnshiftedExpLimit<T>
+  T (*exp_store_sum_unshifted)(const T* x, T* y, size_t n, T c);
   T (*exp_sum)(const T* x, size_t n, T shift, T c);                 // sum exp(c(x-shift))
   void (*scale)(const T* x, T* y, size_t n, T s);                    // y = s x
   void (*exp_scale_store)(const T* x, T* y, size_t n, T shift, T c, T s);  // y = s exp(c(x-shift))
