@@ -43,8 +43,15 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.lower().split("x"))
 
 
+# Pause before each measurement. torch's OpenMP workers keep spinning for about 10 ms after a
+# parallel region (measured: a full CPU of 2 during the next 8 ms), so whatever is timed right
+# after torch would share its cores with them; every implementation starts with the others idle.
+SETTLE_SECONDS = 0.05
+
+
 def median_seconds(fn, min_time: float, min_reps: int, max_reps: int) -> float:
     """Median wall time of fn() after warm-up; repetitions sized to take about min_time."""
+    time.sleep(SETTLE_SECONDS)
     for _ in range(3):
         fn()
     t0 = time.perf_counter()

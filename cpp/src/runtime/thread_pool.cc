@@ -1,16 +1,19 @@
-// Persistent worker threads: spin briefly after each job (back-to-back kernel calls pay no wake-up),
-// then sleep on a condition variable. Recreated lazily after fork().
+// Persistent worker threads that claim the tasks of each job; they spin briefly after each job
+// (back-to-back kernel calls pay no wake-up), then sleep on a condition variable. Recreated
+// lazily after fork().
 #include "runtime/thread_pool.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <string>
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -45,9 +48,16 @@ int default_threads() {
 thread_local bool t_inside_task = false;
 
 // How long an idle thread spins before blocking (workers waiting for a job, the caller waiting
-// for workers to finish). Calls a few microseconds apart (a Python loop) find the workers awake.
+// for claimed tasks to finish). Calls a few microseconds apart (a Python loop) find the workers
+// awake.
 constexpr std::chrono::microseconds kSpin{50};
 
+// Tasks are claimed, not assigned: the caller publishes a job and claims tasks like any worker,
+// and waits only for tasks that some thread has claimed. A worker that is slow to wake (asleep,
+// preempted, or sharing the caller's CPU) never holds the caller up: it finds the job done and
+// goes back to waiting. Measured on a 2-vCPU VM where the scheduler sometimes kept both threads
+// on one CPU: 8x32000 softmax went from 110-170 us per call (the caller spun, then slept, waiting
+// for a worker that could not run) to the one-thread time.
 class ThreadPool {
  public:
   explicit ThreadPool(int threads) { start(threads); }
@@ -67,41 +77,96 @@ class ThreadPool {
       run_serial(n_tasks, fn, ctx);
       return;
     }
-    fn_ = fn;
-    ctx_ = ctx;
-    n_tasks_ = n_tasks;
-    next_.store(0, std::memory_order_relaxed);
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      generation_.fetch_add(1, std::memory_order_release);
+    // A job holds at most kIndexMask tasks (the claim word's low bits); larger counts run as
+    // consecutive slices (never in practice: tasks are sized in thousands of elements).
+    if (n_tasks <= kIndexMask) {
+      run_job(n_tasks, fn, ctx);
+      return;
     }
-    wake_.notify_all();
-    work();
-    // Wait for every worker to leave this job before its ctx goes out of scope. Spin for the
-    // usual case (a worker finishing its last task), but only briefly: a worker that lags by
-    // more than kSpin was most likely preempted (other processes on the cores), and spinning on
-    // would only keep its CPU from it.
-    const auto deadline = std::chrono::steady_clock::now() + kSpin;
-    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-      cpu_relax();
-      if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
-      }
+    for (size_t base = 0; base < n_tasks; base += kIndexMask) {
+      Slice slice{fn, ctx, base};
+      run_job(std::min<size_t>(kIndexMask, n_tasks - base), run_slice, &slice);
     }
   }
 
  private:
+  // The claim word: job generation in the high 32 bits, next unclaimed task in the low 32.
+  static constexpr int kIndexBits = 32;
+  static constexpr uint64_t kIndexMask = (uint64_t{1} << kIndexBits) - 1;
+
+  struct Slice {
+    void (*fn)(void*, size_t);
+    void* ctx;
+    size_t base;
+  };
+  static void run_slice(void* p, size_t task) {
+    const Slice* s = static_cast<const Slice*>(p);
+    s->fn(s->ctx, s->base + task);
+  }
+
   static void run_serial(size_t n_tasks, void (*fn)(void*, size_t), void* ctx) {
     for (size_t t = 0; t < n_tasks; ++t) fn(ctx, t);
   }
 
-  void work() {
-    bool was_inside = t_inside_task;
+  void run_job(size_t n_tasks, void (*fn)(void*, size_t), void* ctx) {
+    fn_.store(fn, std::memory_order_relaxed);
+    ctx_.store(ctx, std::memory_order_relaxed);
+    n_tasks_.store(n_tasks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    const uint64_t gen = (job_.load(std::memory_order_relaxed) >> kIndexBits) + 1;
+    job_.store((gen & kIndexMask) << kIndexBits, std::memory_order_seq_cst);  // publishes the fields
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      wake_.notify_all();
+    }
+    work(gen & kIndexMask);
+    // Every task is claimed now; wait for the ones other threads still run. Spin for the usual
+    // case (a worker finishing its last task), yielding so a claimer preempted on this CPU can
+    // run, then sleep.
+    const auto deadline = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0; done_.load(std::memory_order_acquire) != n_tasks; ++i) {
+      cpu_relax();
+      if ((i & 63) == 63) {
+        std::this_thread::yield();
+        if (std::chrono::steady_clock::now() > deadline) {
+          caller_sleeping_.store(true, std::memory_order_seq_cst);
+          {
+            std::unique_lock<std::mutex> lock(mutex_);
+            finished_.wait(lock, [&] { return done_.load(std::memory_order_seq_cst) == n_tasks; });
+          }
+          caller_sleeping_.store(false, std::memory_order_relaxed);
+          break;
+        }
+      }
+    }
+  }
+
+  // Claims and runs tasks of generation `gen` until none is left (or a newer job replaced it).
+  // A claim is a compare-exchange on the whole word, so it succeeds only while `gen` is current
+  // and the task unclaimed; the job is then unfinished, so fn_ and ctx_ are still its own.
+  void work(uint64_t gen) {
+    const bool was_inside = t_inside_task;
     t_inside_task = true;
-    for (size_t t; (t = next_.fetch_add(1, std::memory_order_relaxed)) < n_tasks_;) fn_(ctx_, t);
+    uint64_t word = job_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((word >> kIndexBits) != gen) break;
+      const uint64_t task = word & kIndexMask;
+      const size_t n_tasks = n_tasks_.load(std::memory_order_relaxed);
+      if (task >= n_tasks) break;
+      if (!job_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), static_cast<size_t>(task));
+      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == n_tasks &&
+          caller_sleeping_.load(std::memory_order_seq_cst)) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        finished_.notify_one();
+      }
+      word = job_.load(std::memory_order_acquire);
+    }
     t_inside_task = was_inside;
+  }
+
+  uint64_t generation(std::memory_order order = std::memory_order_acquire) const {
+    return job_.load(order) >> kIndexBits;
   }
 
   // `seen` is the generation current when the worker was created, so a job submitted before the
@@ -110,29 +175,29 @@ class ThreadPool {
     for (;;) {
       // Spin for the next job before sleeping: back-to-back kernel calls pay no wake-up.
       auto deadline = std::chrono::steady_clock::now() + kSpin;
-      for (int i = 0; generation_.load(std::memory_order_acquire) == seen && !stopping_; ++i) {
+      for (int i = 0; generation() == seen && !stopping_.load(std::memory_order_acquire); ++i) {
         cpu_relax();
         if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) {
-          std::unique_lock<std::mutex> lock(mutex_);
-          wake_.wait(lock, [&] {
-            return generation_.load(std::memory_order_acquire) != seen || stopping_;
-          });
+          sleepers_.fetch_add(1, std::memory_order_seq_cst);
+          {
+            std::unique_lock<std::mutex> lock(mutex_);
+            // seq_cst, as sleepers_ and the caller's publication: either it sees the new job or
+            // the caller sees a sleeper and notifies.
+            wake_.wait(lock, [&] { return generation(std::memory_order_seq_cst) != seen || stopping_.load(); });
+          }
+          sleepers_.fetch_sub(1, std::memory_order_relaxed);
         }
       }
-      if (stopping_) return;
-      seen = generation_.load(std::memory_order_acquire);
-      work();
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_one();
-      }
+      if (stopping_.load(std::memory_order_acquire)) return;
+      seen = generation();
+      work(seen);
     }
   }
 
   void start(int threads) {
     threads_ = threads < 1 ? 1 : threads;
     stopping_ = false;
-    const uint64_t current = generation_.load(std::memory_order_acquire);
+    const uint64_t current = generation();
     for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, current] { worker_loop(current); });
   }
 
@@ -150,14 +215,15 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex submit_mutex_;  // one job at a time; concurrent callers run serially instead
   std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  std::atomic<uint64_t> generation_{0};
+  std::condition_variable wake_, finished_;
+  std::atomic<uint64_t> job_{0};  // the claim word
+  std::atomic<void (*)(void*, size_t)> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<size_t> n_tasks_{0};
+  std::atomic<size_t> done_{0};  // tasks of the current job finished
+  std::atomic<int> sleepers_{0};  // workers blocked on wake_
+  std::atomic<bool> caller_sleeping_{false};
   std::atomic<bool> stopping_{false};
-  void (*fn_)(void*, size_t) = nullptr;
-  void* ctx_ = nullptr;
-  size_t n_tasks_ = 0;
-  std::atomic<size_t> next_{0};
-  std::atomic<int> pending_{0};
 };
 
 std::mutex g_pool_mutex;
