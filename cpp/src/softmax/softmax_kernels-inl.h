@@ -102,8 +102,8 @@ T row_max_magnitude(const T* x, size_t n, T& magnitude) {
 // partial sum stays below 1024 e^64, and 1/sum stays normal for up to 2^33 terms. It also makes
 // the row more exact: each exp argument is c x itself, where x - max is rounded to the ulp of
 // |x - max| (2^-19 relative for |x - max| in [32, 64), 16 float ulps of the result), and the
-// loop has no subtraction and no range guard (in range by construction), 5% faster on Zen 4.
-// False for NaN magnitude.
+// loop has no subtraction and no range guard (in range by construction): 8.5% faster pipelined
+// on Zen 4. False for NaN magnitude.
 template <class T>
 bool unshifted_exp_ok(T magnitude, T c, size_t n) {
   return magnitude * c <= kUnshiftedExpLimit<T> && uint64_t(n) <= kUnshiftedExpMaxElements;
@@ -219,8 +219,8 @@ T exp_store_sum_unshifted(const T* x, T* y, size_t n, T c) {
   });
 }
 
-// The max and exp passes of three_pass_reload: y = exp(c (x - shift)) and its sum, with shift = 0
-// when the row passes unshifted_exp_ok, else its max.
+// The range and exp passes of three_pass_reload: y = exp(c (x - shift)) and its sum, with shift
+// = 0 when the row passes unshifted_exp_ok, else its max (taken in the same read).
 template <class T>
 T reload_exp_store_sum(const T* x, T* y, size_t n, T c) {
   T magnitude;
