@@ -62,12 +62,12 @@ def test_wide_range_logits(isa, rng, dtype):
 
 
 @pytest.mark.parametrize("shape", [(3000,), (8, 3000)])  # a row alone; rows pipelined
-@pytest.mark.parametrize("algorithm", ["auto", "three_pass_reload", "two_pass"])
+@pytest.mark.parametrize("algorithm", ["auto", "three_pass_reload", "three_pass_recompute", "two_pass"])
 def test_unshifted_rows_round_nothing_before_the_exp(isa, rng, shape, algorithm):
-    # three_pass_reload takes exp(x) / sum without subtracting the max when every |x| <= 64
-    # (two_pass never subtracts it), so float32 outputs stay within 3 ulp of the float64 softmax
-    # of the same logits (measured 1.1-1.7). Rounding x - max first, as the shifted algorithms
-    # do, costs up to the ulp of |x - max|: 17 ulp here for three_pass_recompute and online.
+    # The three-pass algorithms take exp(x) / sum without subtracting the max when every
+    # |x| <= 64 (two_pass never subtracts it), so float32 outputs stay within 3 ulp of the float64
+    # softmax of the same logits (measured 1.1-1.7). Rounding x - max first, as online softmax
+    # must (its running max), costs up to the ulp of |x - max|: 17 ulp here.
     x = rng.uniform(-30, 30, shape).astype(np.float32)
     xd = x.astype(np.float64)
     e = np.exp(xd - xd.max(-1, keepdims=True))

@@ -12,7 +12,8 @@ namespace logitkit {
 //                      Rows whose every |x|/temperature is at most 64 take exp(x/temperature)
 //                      without the max (nothing rounded before the exp: within 3 ulp for float32
 //                      at temperature 1); the others add a max pass.
-//  kThreePassRecompute max pass; exp summed, nothing stored; exp recomputed when writing. 2 exp.
+//  kThreePassRecompute range pass; exp summed, nothing stored; exp recomputed when writing. 2 exp.
+//                      Unshifted like kThreePassReload for |x|/temperature <= 64.
 //  kTwoPass            Dukhan & Ablavatski: exp kept as (mantissa, exponent) so no max pass is
 //                      needed; reads x twice and writes y once. 2 exp/element.
 //  kOnline             Milakov & Gimelshein running max and rescaled sum in one read pass.

@@ -213,17 +213,17 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
     return;
   }
-  if (a == SoftmaxAlgorithm::kThreePassReload) {
-    // As softmax_row: no max shift (and no max pass) for logits within kUnshiftedExpLimit.
-    const T magnitude = row.magnitude();
-    if (magnitude * c <= kUnshiftedExpLimit<T> && static_cast<uint64_t>(n) <= kUnshiftedExpMaxElements) {
-      const T inv = T(1) / row.sum(row.template map<T>(
-                               [&](size_t o, size_t l) { return k.exp_store_sum_unshifted(x + o, y + o, l, c); }, 1));
-      row.each([&](size_t o, size_t l) { k.scale(y + o, y + o, l, inv); });
-      return;
-    }
+  // As softmax_row: no max shift (and no max pass) for logits within kUnshiftedExpLimit.
+  const T magnitude = row.magnitude();
+  const bool unshifted =
+      magnitude * c <= kUnshiftedExpLimit<T> && static_cast<uint64_t>(n) <= kUnshiftedExpMaxElements;
+  if (unshifted && a == SoftmaxAlgorithm::kThreePassReload) {
+    const T inv = T(1) / row.sum(row.template map<T>(
+                             [&](size_t o, size_t l) { return k.exp_store_sum_unshifted(x + o, y + o, l, c); }, 1));
+    row.each([&](size_t o, size_t l) { k.scale(y + o, y + o, l, inv); });
+    return;
   }
-  const T m = row.max();
+  const T m = unshifted ? T(0) : row.max();
   if (a == SoftmaxAlgorithm::kThreePassRecompute) {
     const T inv = T(1) / row.sum(row.template map<T>([&](size_t o, size_t l) { return k.exp_sum(x + o, l, m, c); }, 1));
     row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });

@@ -566,8 +566,11 @@ template <class T>
 void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
   switch (algorithm) {
     case SoftmaxAlgorithm::kThreePassRecompute: {
-      T m = row_max(x, n);
-      exp_scale_store(x, y, n, m, c, T(1) / exp_sum(x, n, m, c));
+      // Shifted by the max only where three_pass_reload would be (unshifted_exp_ok): as exact.
+      T magnitude;
+      const T m = row_max_magnitude(x, n, magnitude);
+      const T shift = unshifted_exp_ok(magnitude, c, n) ? T(0) : m;
+      exp_scale_store(x, y, n, shift, c, T(1) / exp_sum(x, n, shift, c));
       return;
     }
     case SoftmaxAlgorithm::kTwoPass: {
