@@ -613,12 +613,13 @@ void logsumexp_row(const T* x, const T* b, size_t n, T* out, T* sign) {
 
 // One block of the pipelined three-pass softmax (see softmax_rows_pipelined): y = exp(c(x - shift))
 // (exp(c x) without kShift) with its sum returned, plus, in the same loop, the range pass of the
-// next row (max |xnext| into mag) and the scale pass of the previous row (yprev *= inv_prev).
+// next row (max |xnext| into mag; with kShift also its max into mx, as the next row is likely
+// shifted too) and the scale pass of the previous row (yprev *= inv_prev).
 // Per element: 3 reads + 2 writes, 1 exp.
 template <class T, bool kScaled, bool kShift, bool kNext, bool kScalePrev, class Exp>
 __attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T* y, size_t n, T shift, T c,
                                                         const T* xnext, typename Simd<T>::V (&mag)[4],
-                                                        T* yprev, T inv_prev) {
+                                                        typename Simd<T>::V (&mx)[4], T* yprev, T inv_prev) {
   using S = Simd<T>;
   using V = typename S::V;
   const V vs = S::set1(shift), vc = S::set1(c), vinv = S::set1(inv_prev);
@@ -634,7 +635,11 @@ __attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T*
           const size_t j = i + k * S::N;
           S::store(y + j, e[k]);
           acc[k] = S::add(acc[k], e[k]);
-          if constexpr (kNext) mag[k] = S::max_magnitude(mag[k], S::load(xnext + j));
+          if constexpr (kNext) {
+            const V v = S::load(xnext + j);
+            mag[k] = S::max_magnitude(mag[k], v);
+            if constexpr (kShift) mx[k] = S::max(mx[k], v);
+          }
           if constexpr (kScalePrev) S::store(yprev + j, S::mul(S::load(yprev + j), vinv));
         }
       },
@@ -642,7 +647,10 @@ __attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T*
         const V e = vexp_tail<T>(exp_argument<T, kScaled, kShift>(S::load_tail(x + i, r, kNegInf<T>), vs, vc));
         S::store_tail(y + i, e, r);
         acc[0] = S::add(acc[0], e);
-        if constexpr (kNext) mag[0] = S::max_magnitude(mag[0], S::load_tail(xnext + i, r, T(0)));
+        if constexpr (kNext) {
+          mag[0] = S::max_magnitude(mag[0], S::load_tail(xnext + i, r, T(0)));
+          if constexpr (kShift) mx[0] = S::max(mx[0], S::load_tail(xnext + i, r, kNegInf<T>));
+        }
         if constexpr (kScalePrev) S::store_tail(yprev + i, S::mul(S::load_tail(yprev + i, r, T(0)), vinv), r);
       });
   return S::reduce_add(sum4<T>(acc));
@@ -651,8 +659,9 @@ __attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T*
 // three_pass_reload over several rows, software-pipelined: row r's exp pass (compute-bound)
 // carries row r+1's range pass (row_magnitude) and row r-1's scale pass (load/store-bound), so in
 // steady state a row costs one fused loop instead of three passes. Rows that pass
-// unshifted_exp_ok (logits within +-64) need no max; the others read x once more for it (rows
-// with larger logits, -inf or NaN). Per element: reads x twice and y once, writes y twice (as
+// unshifted_exp_ok (logits within +-64) need no max; the others (larger logits, -inf, NaN) get
+// it from the previous row's loop when that row was shifted too (its rider then takes the max
+// as well), else from one more read of x. Per element: reads x twice and y once, writes y twice (as
 // three_pass_reload), 1 exp; compute-bound while its working set (x and y of 3 rows) stays in L2.
 // Bitwise equal to softmax_row(kThreePassReload) row by row: the range, the max and the blocked
 // sums take the same per-slot accumulators in the same order.
@@ -660,7 +669,9 @@ template <class T, bool kScaled>
 void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   using S = Simd<T>;
   using V = typename S::V;
-  T magnitude = row_magnitude(x, n), inv_prev = T(0);
+  T magnitude, inv_prev = T(0);
+  T next_max = row_max_magnitude(x, n, magnitude);  // the first row's: one read of x for both
+  bool next_max_known = true;
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * ldx;
     T* yr = y + r * ldy;
@@ -668,8 +679,9 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     const T* xn = next ? xr + ldx : nullptr;
     T* yp = prev ? yr - ldy : nullptr;
     const bool unshifted = unshifted_exp_ok(magnitude, c, n);
-    const T m = unshifted ? T(0) : row_max(xr, n);
+    const T m = unshifted ? T(0) : (next_max_known ? next_max : row_max(xr, n));
     V mag[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+    V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
     double total = 0;
     bool guarded = true;  // see with_guarded_exp
     auto run = [&](auto shift, auto has_next, auto has_prev) {
@@ -677,7 +689,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
       for_blocks<T>(n, [&](size_t b, size_t len) {
         auto fused = [&](auto& exp) __attribute__((always_inline)) {
           return pipelined_block<T, kScaled, kShift, decltype(has_next)::value, decltype(has_prev)::value>(
-              exp, xr + b, yr + b, len, m, c, xn + (next ? b : 0), mag, yp + (prev ? b : 0), inv_prev);
+              exp, xr + b, yr + b, len, m, c, xn + (next ? b : 0), mag, mx, yp + (prev ? b : 0), inv_prev);
         };
         if constexpr (kShift) {
           // On a guard failure the range and scale parts are done: redo the exp part alone.
@@ -709,6 +721,8 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     }
     inv_prev = T(1) / T(total);
     magnitude = max4<T>(mag);
+    next_max_known = !unshifted;  // a shifted row's rider took the next row's max (as row_max)
+    if (next_max_known) next_max = max4<T>(mx);
   }
   T* ylast = y + (rows - 1) * ldy;
   scale(ylast, ylast, n, inv_prev);
