@@ -55,9 +55,9 @@ constexpr std::chrono::microseconds kSpin{50};
 // Tasks are claimed, not assigned: the caller publishes a job and claims tasks like any worker,
 // and waits only for tasks that some thread has claimed. A worker that is slow to wake (asleep,
 // preempted, or sharing the caller's CPU) never holds the caller up: it finds the job done and
-// goes back to waiting. Measured on a 2-vCPU VM where the scheduler sometimes kept both threads
-// on one CPU: 8x32000 softmax went from 110-170 us per call (the caller spun, then slept, waiting
-// for a worker that could not run) to the one-thread time.
+// goes back to waiting. Measured on a 2-vCPU VM where torch's OpenMP workers, which spin for about
+// 10 ms after each torch call, held one CPU: 8x32000 softmax went from 110-170 us per call (the
+// caller spun, then slept, waiting for a worker that could not run) to the one-thread time.
 class ThreadPool {
  public:
   explicit ThreadPool(int threads) { start(threads); }
