@@ -732,7 +732,10 @@ def test_property_shift_invariance(isa, data, dtype, algorithm):
     c = data.draw(st.integers(-1000, 1000))
     y0 = logitkit.softmax(x, algorithm=algorithm)
     y1 = logitkit.softmax(x + dtype(c), algorithm=algorithm)
-    if algorithm == "online":
+    # Both rows beyond the unshifted bound (|x| > 64): the three-pass algorithms subtract the max
+    # from both, which then give the same bits as online softmax does.
+    both_shifted = np.abs(x).max() > 64 and np.abs(x + dtype(c)).max() > 64
+    if algorithm == "online" or (both_shifted and algorithm.startswith("three_pass")):
         np.testing.assert_array_equal(bits(y1), bits(y0))
     else:
         rtol = softmax_rtol(x, dtype) + softmax_rtol(x + dtype(c), dtype)
