@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #include "test_util.h"
 
 namespace {
@@ -224,17 +226,19 @@ TEST_P(Softmax, LongRowF32) { long_row<float>(); }
 TEST_P(Softmax, LongRowF64) { long_row<double>(); }
 
 // three_pass_reload takes exp(c x) without the max shift when every |c x| <= 64, and shifts the
-// other rows. A batch (pipelined: each row's range check rides in the previous row's loop) mixes
-// both kinds, at and just past the bound, with -inf and NaN; each row keeps the bits it gets alone.
+// other rows. A batch mixes both kinds, at and just past the bound, with -inf and NaN; each row
+// keeps the bits it gets alone. Long rows are pipelined (each row's range check rides in the
+// previous row's loop); short ones run two at a time in lockstep, and a pair with a shifted row
+// falls back to one row at a time.
 template <class T>
-void unshifted_and_shifted_rows() {
-  constexpr int64_t kRows = 9, kN = 3001;
+void unshifted_and_shifted_rows(int64_t kN) {
+  constexpr int64_t kRows = 9;
   auto x = lktest::randn<T>(size_t(kRows * kN), 77, 8.0);
   T* r = x.data();
   r[1 * kN + 5] = T(64);                                  // at the bound: unshifted
   r[2 * kN + 9] = std::nextafter(T(64), T(100));          // just past it: shifted
   r[3 * kN + kN - 1] = T(-65);                            // past it in the tail
-  r[4 * kN + 100] = -std::numeric_limits<T>::infinity();  // masked logit
+  r[4 * kN + std::min<int64_t>(100, kN - 1)] = -std::numeric_limits<T>::infinity();  // masked logit
   r[5 * kN + 7] = std::numeric_limits<T>::quiet_NaN();
   for (int64_t i = 0; i < kN; ++i) r[6 * kN + i] = T(i % 129) - T(64);  // the whole range
   r[7 * kN + 2] = T(200);
@@ -247,7 +251,7 @@ void unshifted_and_shifted_rows() {
     for (int64_t row = 0; row < kRows; ++row) {
       logitkit::softmax(contiguous<const T>(r + row * kN, {kN}), contiguous(alone.data(), {kN}), -1, opt);
       EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + row * kN, sizeof(T) * size_t(kN)))
-          << "row " << row << " temperature " << temperature;
+          << "n " << kN << " row " << row << " temperature " << temperature;
       if (row == 5) {
         for (int64_t i = 0; i < kN; ++i) EXPECT_TRUE(std::isnan(alone[size_t(i)]));
         continue;
@@ -256,23 +260,78 @@ void unshifted_and_shifted_rows() {
       double m = -kInf, sum = 0;
       for (int64_t i = 0; i < kN; ++i) m = std::max(m, double(r[row * kN + i]));
       for (int64_t i = 0; i < kN; ++i) sum += std::exp((double(r[row * kN + i]) - m) / temperature);
+      // Shifted rows round x - max (|x - max| up to 264 here: 2^-16 relative); unshifted float
+      // rows with temperature 1 round nothing before the exp (for double, the reference rounds).
+      const double eps = double(std::numeric_limits<T>::epsilon());
+      const bool exact = std::is_same_v<T, float> && temperature == 1.0 && (row == 0 || row == 1 || row == 6);
+      const double bound = (exact ? 4 : 2048) * eps;
       double worst = 0;
       for (int64_t i = 0; i < kN; ++i) {
         const double ref = std::exp((double(r[row * kN + i]) - m) / temperature) / sum;
         const double got = double(alone[size_t(i)]);
         if (ref > double(std::numeric_limits<T>::min())) worst = std::max(worst, std::fabs(got / ref - 1));
-        else EXPECT_NEAR(got, ref, double(std::numeric_limits<T>::denorm_min()) * 4) << "row " << row << " i " << i;
+        else  // denormal results: the same relative bound, or 4 of the smallest denormals
+          EXPECT_NEAR(got, ref, std::max(bound * ref, double(std::numeric_limits<T>::denorm_min()) * 4))
+              << "n " << kN << " row " << row << " i " << i;
       }
-      // Shifted rows round x - max (|x - max| up to 264 here: 2^-16 relative); unshifted float
-      // rows with temperature 1 round nothing before the exp (for double, the reference rounds).
-      const double eps = double(std::numeric_limits<T>::epsilon());
-      const bool exact = std::is_same_v<T, float> && temperature == 1.0 && (row == 0 || row == 1 || row == 6);
-      EXPECT_LE(worst, (exact ? 4 : 2048) * eps) << "row " << row << " temperature " << temperature;
+      EXPECT_LE(worst, bound) << "n " << kN << " row " << row << " temperature " << temperature;
     }
   }
 }
-TEST_P(Softmax, UnshiftedAndShiftedRowsF32) { unshifted_and_shifted_rows<float>(); }
-TEST_P(Softmax, UnshiftedAndShiftedRowsF64) { unshifted_and_shifted_rows<double>(); }
+// Row lengths: pipelined (3001), and short rows in pairs (128, 64, 100 with a tail) or alone (12, 2000).
+constexpr int64_t kMixedRowLengths[] = {3001, 2000, 128, 100, 64, 12};
+TEST_P(Softmax, UnshiftedAndShiftedRowsF32) {
+  for (int64_t n : kMixedRowLengths) unshifted_and_shifted_rows<float>(n);
+}
+TEST_P(Softmax, UnshiftedAndShiftedRowsF64) {
+  for (int64_t n : kMixedRowLengths) unshifted_and_shifted_rows<double>(n);
+}
+
+// Outputs beyond the last-level cache take non-temporal stores (short rows through a tile in
+// scratch, placed at y's offset from a cache line). The rows must get the bits they get in a
+// small batch, for y at NumPy's 16-byte offset from a line, and for y rows spaced wider than n.
+// The size follows the library's own rule: L3 from sysconf, else L2, else 32 MiB.
+template <class T>
+void streamed_rows() {
+  long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (llc <= 0) llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (llc <= 0) llc = 32L << 20;
+  // (n, extra elements between y's rows): short rows in pairs and alone, and long rows
+  const int64_t cases[][2] = {{128, 0}, {128, 3}, {37, 0}, {3001, 3}};
+  for (const auto& [n, pad] : cases) {
+    const int64_t rows = llc / int64_t(sizeof(T) * n) + 7;
+    std::vector<T> x(size_t(rows * n));
+    uint64_t state = 91;
+    for (T& v : x) {  // uniform in [-12, 12): a cheap generator, as the array is large
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      v = T(double(state >> 40) * (24.0 / double(1 << 24)) - 12.0);
+    }
+    x[size_t(5 * n + 1)] = T(90);  // a shifted row among unshifted ones
+    x[size_t(9 * n)] = -std::numeric_limits<T>::infinity();
+    {
+      const int64_t ld = n + pad, batch = std::max<int64_t>(1, llc / 8 / int64_t(sizeof(T) * n));
+      std::vector<T> big(size_t(rows * ld + 64 / sizeof(T))), small(size_t(batch * n));
+      // y at 16 bytes past a cache line, as NumPy places large arrays
+      const size_t skip = ((64 - reinterpret_cast<uintptr_t>(big.data()) % 64) % 64 + 16) / sizeof(T);
+      T* y = big.data() + skip;
+      SoftmaxOptions opt;
+      opt.algorithm = SoftmaxAlgorithm::kThreePassReload;
+      logitkit::softmax(contiguous<const T>(x.data(), {rows, n}), make_view(y, {rows, n}, {ld, 1}), -1, opt);
+      for (int64_t r = 0; r < rows; r += batch) {  // batches of an eighth of the cache: not streamed
+        const int64_t count = std::min<int64_t>(batch, rows - r);
+        logitkit::softmax(contiguous<const T>(x.data() + r * n, {count, n}), contiguous(small.data(), {count, n}), -1,
+                          opt);
+        for (int64_t q = 0; q < count; ++q)
+          ASSERT_EQ(0, std::memcmp(small.data() + q * n, y + (r + q) * ld, sizeof(T) * size_t(n)))
+              << "n " << n << " pad " << pad << " row " << r + q;
+      }
+      auto sample = make_view<const T>(y, {9, n}, {ld, 1});  // rows 0-8: row 9 holds the -inf
+      expect_softmax<T>(contiguous<const T>(x.data(), {9, n}), sample, -1, 1.0, false, "streamed n " + std::to_string(n));
+    }
+  }
+}
+TEST_P(Softmax, StreamedRowsF32) { streamed_rows<float>(); }
+TEST_P(Softmax, StreamedRowsF64) { streamed_rows<double>(); }
 
 template <class T>
 void in_place() {

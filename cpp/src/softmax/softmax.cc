@@ -308,7 +308,7 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
     if (!log && algorithm == SoftmaxAlgorithm::kThreePassReload &&
         static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes()) {
       parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-        T* buf = thread_scratch<T>(n, 0);
+        T* buf = thread_scratch<T>(streamed_scratch_elements<T>(n), 0);
         if (p.uniform()) {
           k.softmax_rows_streamed(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0), n,
                                   p.row_stride(0), p.row_stride(1), c, buf);

@@ -38,13 +38,26 @@ inline constexpr uint64_t kUnshiftedExpMaxElements = uint64_t{1} << 33;
 // at least this many bytes; shorter rows run their max and scale passes from L1 and gain little.
 constexpr size_t kPipelineMinRowBytes = 4096;
 
+// softmax_rows_streamed computes rows short enough for one sum block in tiles of about
+// kStreamedTileBytes in scratch (L1), then streams each tile to y.
+constexpr size_t kStreamedTileBytes = 16384;
+template <class T>
+constexpr size_t streamed_tile_rows(size_t n) {
+  return n * sizeof(T) >= kStreamedTileBytes ? 1 : kStreamedTileBytes / (n * sizeof(T));
+}
+// Scratch softmax_rows_streamed needs: a tile, or one row, plus a cache line for its offset.
+template <class T>
+constexpr size_t streamed_scratch_elements(size_t n) {
+  return streamed_tile_rows<T>(n) * n + 64 / sizeof(T);
+}
+
 template <class T>
 struct SoftmaxKernels {
   // Whole rows, each of length n: row r starts at x + r * ldx (and y + r * ldy).
   void (*softmax_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
                        T inv_temperature, SoftmaxAlgorithm algorithm);
   // three_pass_reload writing y with non-temporal stores (outputs beyond the last-level cache);
-  // scratch holds one row.
+  // scratch holds streamed_scratch_elements<T>(n).
   void (*softmax_rows_streamed)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
                                 T inv_temperature, T* scratch);
   void (*log_softmax_rows)(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
