@@ -788,29 +788,39 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
   return true;
 }
 
-// three_pass_reload on rows of at most kSumBlock<T> elements. Two rows run in lockstep where that
-// pays (measured per row, AVX-512, one thread, rows in L1: 64-192 floats 15-30% faster than one at
-// a time, 256 equal, 32 and 384+ slower; and 256+ floats read from memory twice as slow, as the
-// two rows' streams compete), one at a time otherwise.
+// Short rows (at most kSumBlock<T> elements) run two at a time in lockstep where that pays,
+// one at a time otherwise. lockstep(r, R) runs rows r..r+R-1 (R an integral_constant) or returns
+// false having changed nothing that counts; alone(r) is the per-row kernel. Measured for softmax
+// per row (AVX-512, one thread, rows in L1): pairs are 15-30% faster at 64-192 floats, equal at
+// 256, slower at 32 and 384+; and from 256 floats read from memory twice as slow, as the two
+// rows' streams compete.
+template <class T, class Lockstep, class Alone>
+__attribute__((always_inline)) inline void for_short_rows(size_t rows, size_t n, Lockstep&& lockstep, Alone&& alone) {
+  const bool pairs = n >= 4 * Simd<T>::N && n * sizeof(T) <= 512;
+  size_t r = 0;
+  if (pairs) {
+    for (; r + 2 <= rows; r += 2) {
+      if (lockstep(r, std::integral_constant<int, 2>{})) continue;
+      alone(r);
+      alone(r + 1);
+    }
+  }
+  for (; r < rows; ++r) {
+    if (!lockstep(r, std::integral_constant<int, 1>{})) alone(r);
+  }
+}
+
+// three_pass_reload on rows of at most kSumBlock<T> elements.
 template <class T>
 void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
-  using S = Simd<T>;
-  const bool pairs = n >= 4 * S::N && n * sizeof(T) <= 512;
   with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
-    auto one = [&](size_t r) {
-      if (softmax_rows_lockstep<T, kScaled, 1>(x + r * ldx, y + r * ldy, n, 0, 0, c)) return;
-      softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload);
-    };
-    size_t r = 0;
-    if (pairs) {
-      for (; r + 2 <= rows; r += 2) {
-        if (softmax_rows_lockstep<T, kScaled, 2>(x + r * ldx, y + r * ldy, n, ldx, ldy, c)) continue;
-        one(r);
-        one(r + 1);
-      }
-    }
-    for (; r < rows; ++r) one(r);
+    for_short_rows<T>(
+        rows, n,
+        [&](size_t r, auto R) {
+          return softmax_rows_lockstep<T, kScaled, decltype(R)::value>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
+        },
+        [&](size_t r) { softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload); });
   });
 }
 
@@ -950,10 +960,120 @@ void log_softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff
   if (prev) shift_store(x + (rows - 1) * ldx, y + (rows - 1) * ldy, n, m_prev, c, lse_prev);
 }
 
+// row_max and untied_sum(x, nullptr, n, m, m, c), the sums of log_softmax_row and logsumexp_row,
+// for R rows of at most kSumBlock<T> elements in lockstep (see softmax_rows_lockstep): the same
+// operations in the same order per row, so the same bits. False when a row's max is not finite,
+// or an exp argument is out of the guarded table exp's range: the caller then takes the per-row
+// kernels, which handle both.
+template <class T, bool kScaled, int R>
+__attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size_t n, ptrdiff_t ldx, T c, T (&m)[R],
+                                                                UntiedSum<T> (&u)[R]) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V mx[R][4];
+  LOGITKIT_LOCKSTEP(r, R) mx[r][0] = mx[r][1] = mx[r][2] = mx[r][3] = S::set1(kNegInf<T>);
+  for_vectors<S>(
+      n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mx[r][k] = S::max(mx[r][k], S::load(x + r * ldx + i)); },
+      [&](size_t i, size_t rem) {
+        LOGITKIT_LOCKSTEP(r, R) mx[r][0] = S::max(mx[r][0], S::load_tail(x + r * ldx + i, rem, kNegInf<T>));
+      });
+  bool finite = true;
+  LOGITKIT_LOCKSTEP(r, R) {
+    m[r] = max4<T>(mx[r]);
+    finite = finite & std::isfinite(m[r]);
+  }
+  if (!finite) return false;
+  const V vc = S::set1(c), one = S::set1(T(1));
+  V vm[R], sum[R][4], tied[R][4];
+  LOGITKIT_LOCKSTEP(r, R) {
+    vm[r] = S::set1(m[r]);
+    sum[r][0] = sum[r][1] = sum[r][2] = sum[r][3] = S::zero();
+    tied[r][0] = tied[r][1] = tied[r][2] = tied[r][3] = S::zero();
+  }
+  auto accumulate = [&](int r, V v, V e, int k) __attribute__((always_inline)) {  // as untied_sum_with
+    const auto tie = S::eq(v, vm[r]);
+    sum[r][k] = S::add(sum[r][k], S::select(tie, S::zero(), e));
+    tied[r][k] = S::add(tied[r][k], S::select(tie, one, S::zero()));
+  };
+  auto run = [&](auto& exp) __attribute__((always_inline)) {
+    for_groups<S>(
+        n,
+        [&](size_t i, auto g) {
+          constexpr int G = decltype(g)::value;
+          LOGITKIT_LOCKSTEP(r, R) {
+            V v[G], e[G];
+            LOGITKIT_LOCKSTEP(k, G) {
+              v[k] = S::load(x + r * ldx + i + k * S::N);
+              e[k] = shifted<T, kScaled>(v[k], vm[r], vc);
+            }
+            exp(e);
+            LOGITKIT_LOCKSTEP(k, G) accumulate(r, v[k], e[k], k);
+          }
+        },
+        [&](size_t i, size_t rem) {
+          LOGITKIT_LOCKSTEP(r, R) {
+            const V v = S::load_tail(x + r * ldx + i, rem, kNegInf<T>);
+            accumulate(r, v, vexp_tail<T>(shifted<T, kScaled>(v, vm[r], vc)), 0);
+          }
+        });
+  };
+  if constexpr (kTableExp<T>) {
+    GuardedExp<T> exp;
+    run(exp);
+    if (!exp.ok()) return false;
+  } else {
+    CheckedExp<T> exp;
+    run(exp);
+  }
+  LOGITKIT_LOCKSTEP(r, R) u[r] = UntiedSum<T>{S::reduce_add(sum4<T>(sum[r])), S::reduce_add(sum4<T>(tied[r]))};
+  return true;
+}
+
+// log_softmax_row on R short rows in lockstep; false (nothing written) as untied_sums_lockstep.
+template <class T, bool kScaled, int R>
+__attribute__((always_inline)) inline bool log_softmax_rows_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx,
+                                                                     ptrdiff_t ldy, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  T m[R];
+  UntiedSum<T> u[R];
+  if (!untied_sums_lockstep<T, kScaled, R>(x, n, ldx, c, m, u)) return false;
+  const V vc = S::set1(c);
+  V vm[R], lse[R];
+  LOGITKIT_LOCKSTEP(r, R) {
+    vm[r] = S::set1(m[r]);
+    lse[r] = S::set1(log_sum_from_untied(u[r]));
+  }
+  for_vectors<S>(
+      n,
+      [&](size_t i, int) {
+        LOGITKIT_LOCKSTEP(r, R)
+        S::store(y + r * ldy + i, shifted_log<T, kScaled>(S::load(x + r * ldx + i), vm[r], vc, lse[r]));
+      },
+      [&](size_t i, size_t rem) {
+        LOGITKIT_LOCKSTEP(r, R)
+        S::store_tail(y + r * ldy + i,
+                      shifted_log<T, kScaled>(S::load_tail(x + r * ldx + i, rem, T(0)), vm[r], vc, lse[r]), rem);
+      });
+  return true;
+}
+
 template <class T>
 void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   if (rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
     log_softmax_rows_pipelined(x, y, rows, n, ldx, ldy, c);
+    return;
+  }
+  if (n <= kSumBlock<T>) {
+    with_scale(c, [&](auto scaled) {
+      constexpr bool kScaled = decltype(scaled)::value;
+      for_short_rows<T>(
+          rows, n,
+          [&](size_t r, auto R) {
+            return log_softmax_rows_lockstep<T, kScaled, decltype(R)::value>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
+          },
+          [&](size_t r) { log_softmax_row(x + r * ldx, y + r * ldy, n, c); });
+    });
     return;
   }
   for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
@@ -993,9 +1113,26 @@ void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t
     logsumexp_rows_pipelined(x, out, sign, rows, n, ldx, out_stride, sign_stride);
     return;
   }
-  for (size_t r = 0; r < rows; ++r)
+  auto alone = [&](size_t r) {
     logsumexp_row(x + r * ldx, b ? b + r * ldb : nullptr, n, out + r * out_stride,
                   sign ? sign + r * sign_stride : nullptr);
+  };
+  if (!b && n <= kSumBlock<T>) {
+    for_short_rows<T>(
+        rows, n,
+        [&](size_t r, auto R) {
+          constexpr int kRows = decltype(R)::value;
+          T m[kRows];
+          UntiedSum<T> u[kRows];
+          if (!untied_sums_lockstep<T, false, kRows>(x + r * ldx, n, ldx, T(1), m, u)) return false;
+          LOGITKIT_LOCKSTEP(q, kRows)
+          finish_logsumexp<T>(m[q], u[q], out + (r + q) * out_stride, sign ? sign + (r + q) * sign_stride : nullptr);
+          return true;
+        },
+        alone);
+    return;
+  }
+  for (size_t r = 0; r < rows; ++r) alone(r);
 }
 
 template <class T>
