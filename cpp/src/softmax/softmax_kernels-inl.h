@@ -29,10 +29,12 @@
 #error "include a vec_<isa>-inl.h first"
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
@@ -44,6 +46,21 @@ namespace softmax_impl {
 
 template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// Whether rows x..x+rows*ldx and y..y+rows*ldy (n elements each) share no memory. Kernels whose
+// exp may run twice over a block (GuardedExp's redo, a speculative short row) read x again after
+// writing y, so they take that path only for disjoint x and y (in place: the checked exp).
+template <class T>
+bool disjoint(const T* x, size_t rows, size_t n, ptrdiff_t ldx, const T* y, ptrdiff_t ldy) {
+  auto span = [&](const T* p, ptrdiff_t ld) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t last = a + uintptr_t(ptrdiff_t(rows - 1) * ld) * sizeof(T);  // ld may be negative
+    return std::pair<uintptr_t, uintptr_t>(std::min(a, last), std::max(a, last) + n * sizeof(T));
+  };
+  const auto [x0, x1] = span(x, ldx);
+  const auto [y0, y1] = span(y, ldy);
+  return x1 <= y0 || y1 <= x0;
+}
 
 // The max over the four accumulator slots of a max pass.
 template <class T>
@@ -182,7 +199,7 @@ T exp_sum_impl(const T* x, T* y, size_t n, T shift, T c) {
   return with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
     double total = 0;
-    bool guarded = true;
+    bool guarded = !kStore || disjoint(x, 1, n, 0, static_cast<const T*>(y), 0);  // see disjoint
     for_blocks<T>(n, [&](size_t b, size_t len) {
       total += with_guarded_exp<T>(
           [&](auto& exp) __attribute__((always_inline)) {
@@ -672,6 +689,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
   T magnitude, inv_prev = T(0);
   T next_max = row_max_magnitude(x, n, magnitude);  // the first row's: one read of x for both
   bool next_max_known = true;
+  const bool guard_ok = disjoint(x, rows, n, ldx, static_cast<const T*>(y), ldy);  // in place: see disjoint
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * ldx;
     T* yr = y + r * ldy;
@@ -683,7 +701,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     V mag[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
     double total = 0;
-    bool guarded = true;  // see with_guarded_exp
+    bool guarded = guard_ok;  // see with_guarded_exp
     auto run = [&](auto shift, auto has_next, auto has_prev) {
       constexpr bool kShift = decltype(shift)::value;
       for_blocks<T>(n, [&](size_t b, size_t len) {
@@ -734,21 +752,26 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
 // work at 128 floats on AVX-512); R rows' chains overlap. Each row takes the operations of
 // softmax_row(kThreePassReload) in the same order (slots, the block's sum), so the same bits.
 // Returns false, having written nothing, when a row needs the max shift (unshifted_exp_ok).
-template <class T, bool kScaled, int R>
+template <class T, bool kScaled, int R, bool kSpeculate>
 __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx,
                                                                  ptrdiff_t ldy, T c) {
   using S = Simd<T>;
   using V = typename S::V;
   V mag[R][4];
   LOGITKIT_LOCKSTEP(r, R) mag[r][0] = mag[r][1] = mag[r][2] = mag[r][3] = S::zero();
-  for_vectors<S>(
-      n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mag[r][k] = S::max_magnitude(mag[r][k], S::load(x + r * ldx + i)); },
-      [&](size_t i, size_t rem) {
-        LOGITKIT_LOCKSTEP(r, R) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + r * ldx + i, rem, T(0)));
-      });
-  bool unshifted = true;
-  LOGITKIT_LOCKSTEP(r, R) unshifted = unshifted & unshifted_exp_ok(max4<T>(mag[r]), c, n);
-  if (!unshifted) return false;
+  auto range_ok = [&] {
+    bool unshifted = true;
+    LOGITKIT_LOCKSTEP(r, R) unshifted = unshifted & unshifted_exp_ok(max4<T>(mag[r]), c, n);
+    return unshifted;
+  };
+  if constexpr (!kSpeculate) {
+    for_vectors<S>(
+        n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mag[r][k] = S::max_magnitude(mag[r][k], S::load(x + r * ldx + i)); },
+        [&](size_t i, size_t rem) {
+          LOGITKIT_LOCKSTEP(r, R) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + r * ldx + i, rem, T(0)));
+        });
+    if (!range_ok()) return false;
+  }
   const V vc = S::set1(c);
   V acc[R][4];
   LOGITKIT_LOCKSTEP(r, R) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = S::zero();
@@ -758,10 +781,14 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
       [&](size_t i, auto g) {
         constexpr int G = decltype(g)::value;
         LOGITKIT_LOCKSTEP(r, R) {
-          V e[G];
-          LOGITKIT_LOCKSTEP(k, G) e[k] = scaled_by<T, kScaled>(S::load(x + r * ldx + i + k * S::N), vc);
+          V v[G], e[G];
+          LOGITKIT_LOCKSTEP(k, G) {
+            v[k] = S::load(x + r * ldx + i + k * S::N);
+            e[k] = scaled_by<T, kScaled>(v[k], vc);
+          }
           exp(e);
           LOGITKIT_LOCKSTEP(k, G) {
+            if constexpr (kSpeculate) mag[r][k] = S::max_magnitude(mag[r][k], v[k]);
             S::store(y + r * ldy + i + k * S::N, e[k]);
             acc[r][k] = S::add(acc[r][k], e[k]);
           }
@@ -770,10 +797,14 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
       [&](size_t i, size_t rem) {
         LOGITKIT_LOCKSTEP(r, R) {
           const V e = vexp_tail<T>(scaled_by<T, kScaled>(S::load_tail(x + r * ldx + i, rem, kNegInf<T>), vc));
+          if constexpr (kSpeculate) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + r * ldx + i, rem, T(0)));
           S::store_tail(y + r * ldy + i, e, rem);
           acc[r][0] = S::add(acc[r][0], e);
         }
       });
+  if constexpr (kSpeculate) {
+    if (!range_ok()) return false;
+  }
   V inv[R];
   LOGITKIT_LOCKSTEP(r, R) inv[r] = S::set1(T(1) / S::reduce_add(sum4<T>(acc[r])));
   for_vectors<S>(
@@ -815,12 +846,23 @@ template <class T>
 void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
-    for_short_rows<T>(
-        rows, n,
-        [&](size_t r, auto R) {
-          return softmax_rows_lockstep<T, kScaled, decltype(R)::value>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
-        },
-        [&](size_t r) { softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload); });
+    auto alone = [&](size_t r) { softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload); };
+    if (disjoint(x, rows, n, ldx, y, ldy)) {
+      for_short_rows<T>(
+          rows, n,
+          [&](size_t r, auto R) {
+            constexpr int kRows = decltype(R)::value;
+            return softmax_rows_lockstep<T, kScaled, kRows, kRows == 1>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
+          },
+          alone);
+    } else {
+      for_short_rows<T>(
+          rows, n,
+          [&](size_t r, auto R) {
+            return softmax_rows_lockstep<T, kScaled, decltype(R)::value, false>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
+          },
+          alone);
+    }
   });
 }
 
