@@ -759,10 +759,15 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
   using V = typename S::V;
   V mag[R][4];
   LOGITKIT_LOCKSTEP(r, R) mag[r][0] = mag[r][1] = mag[r][2] = mag[r][3] = S::zero();
+  // unshifted_exp_ok(max4(mag[r]), c, n) for every row, without the horizontal max: rounding is
+  // monotonic, so every lane's |x| c <= limit exactly when the max's is (lanes never hold NaN).
   auto range_ok = [&] {
-    bool unshifted = true;
-    LOGITKIT_LOCKSTEP(r, R) unshifted = unshifted & unshifted_exp_ok(max4<T>(mag[r]), c, n);
-    return unshifted;
+    typename S::M out = S::not_le(S::zero(), S::zero());  // none
+    LOGITKIT_LOCKSTEP(r, R) {
+      const V m = scaled_by<T, kScaled>(S::max(S::max(mag[r][0], mag[r][1]), S::max(mag[r][2], mag[r][3])), S::set1(c));
+      out = S::mask_or(out, S::not_le(m, S::set1(kUnshiftedExpLimit<T>)));
+    }
+    return !S::any(out) && uint64_t(n) <= kUnshiftedExpMaxElements;
   };
   if constexpr (!kSpeculate) {
     for_vectors<S>(
