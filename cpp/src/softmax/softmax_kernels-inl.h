@@ -751,7 +751,10 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
 // reductions (horizontal max, horizontal sum, division: about 100 cycles, against about 65 of
 // work at 128 floats on AVX-512); R rows' chains overlap. Each row takes the operations of
 // softmax_row(kThreePassReload) in the same order (slots, the block's sum), so the same bits.
-// Returns false, having written nothing, when a row needs the max shift (unshifted_exp_ok).
+// Returns false when a row needs the max shift (unshifted_exp_ok): without kSpeculate before
+// writing anything; with kSpeculate (only for x and y disjoint) after taking exp(c x) into y in
+// the same loop that takes max |x|, which saves a read and a dependency on the range check, and
+// leaves y for the caller's per-row kernel to overwrite.
 template <class T, bool kScaled, int R, bool kSpeculate>
 __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx,
                                                                  ptrdiff_t ldy, T c) {
@@ -826,7 +829,7 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
 
 // Short rows (at most kSumBlock<T> elements) run two at a time in lockstep where that pays,
 // one at a time otherwise. lockstep(r, R) runs rows r..r+R-1 (R an integral_constant) or returns
-// false having changed nothing that counts; alone(r) is the per-row kernel. Measured for softmax
+// false, leaving them to alone(r), the per-row kernel (which rewrites all of y). Measured for softmax
 // per row (AVX-512, one thread, rows in L1): pairs are 15-30% faster at 64-192 floats, equal at
 // 256, slower at 32 and 384+; and from 256 floats read from memory twice as slow, as the two
 // rows' streams compete.
