@@ -854,22 +854,21 @@ template <class T>
 void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
-    auto alone = [&](size_t r) { softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload); };
-    if (disjoint(x, rows, n, ldx, y, ldy)) {
+    // Single rows speculate (see softmax_rows_lockstep) unless y overlaps x; pairs gain nothing by it.
+    auto run = [&](auto may_speculate) {
       for_short_rows<T>(
           rows, n,
           [&](size_t r, auto R) {
             constexpr int kRows = decltype(R)::value;
-            return softmax_rows_lockstep<T, kScaled, kRows, kRows == 1>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
+            constexpr bool kSpeculate = decltype(may_speculate)::value && kRows == 1;
+            return softmax_rows_lockstep<T, kScaled, kRows, kSpeculate>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
           },
-          alone);
+          [&](size_t r) { softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload); });
+    };
+    if (disjoint(x, rows, n, ldx, y, ldy)) {
+      run(std::true_type{});
     } else {
-      for_short_rows<T>(
-          rows, n,
-          [&](size_t r, auto R) {
-            return softmax_rows_lockstep<T, kScaled, decltype(R)::value, false>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
-          },
-          alone);
+      run(std::false_type{});
     }
   });
 }
