@@ -24,6 +24,7 @@
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
 #include "softmax/softmax_kernels.h"
+#include "softmax/untied_sum_finish-inl.h"
 
 namespace logitkit {
 namespace LOGITKIT_TARGET {

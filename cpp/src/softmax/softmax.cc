@@ -17,54 +17,6 @@
 
 namespace logitkit {
 
-template <class T>
-T log_sum_from_untied(UntiedSum<T> u) {
-  if (u.tied_weight == T(1)) return std::log1p(u.sum);
-  return std::log(u.tied_weight) + std::log1p(u.sum / u.tied_weight);
-}
-
-template <class T>
-static T sign_of(T v) {
-  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : (v == T(0) ? T(0) : v));
-}
-
-template <class T>
-void finish_logsumexp(T m, UntiedSum<T> u, T* out, T* sign) {
-  constexpr T inf = std::numeric_limits<T>::infinity();
-  const T nan = std::numeric_limits<T>::quiet_NaN();
-  T result, sgn;
-  if (m == -inf) {  // every element is -inf or has zero weight (the sum is 0), or a NaN hid the max
-    const bool has_nan = std::isnan(u.sum) || std::isnan(u.tied_weight);
-    result = has_nan ? nan : -inf;
-    sgn = has_nan ? nan : T(0);
-  } else if (m == inf) {  // the sum is +-inf unless the weights at +inf cancel or a NaN is present
-    const bool defined = u.tied_weight != T(0) && !std::isnan(u.sum);
-    result = defined ? inf : nan;
-    sgn = defined ? sign_of(u.tied_weight) : nan;
-  } else if (std::isnan(m)) {
-    result = sgn = nan;
-  } else if (u.tied_weight != T(0)) {
-    // sum = w (1 + r): log|w| + log1p(r) keeps full precision when the max term dominates.
-    T r = u.sum / u.tied_weight;
-    sgn = sign_of(r + T(1)) * sign_of(u.tied_weight);
-    if (r < T(-1)) r = -r - T(2);
-    result = std::log1p(r) + std::log(std::fabs(u.tied_weight)) + m;
-  } else {  // the weights of the tied maxima cancel: the rest of the sum is all there is
-    sgn = sign_of(u.sum);
-    result = std::log(std::fabs(u.sum)) + m;
-  }
-  if (sign) {
-    *sign = sgn;
-  } else if (sgn < T(0)) {
-    result = nan;
-  }
-  *out = result;
-}
-
-template float log_sum_from_untied<float>(UntiedSum<float>);
-template double log_sum_from_untied<double>(UntiedSum<double>);
-template void finish_logsumexp<float>(float, UntiedSum<float>, float*, float*);
-template void finish_logsumexp<double>(double, UntiedSum<double>, double*, double*);
 
 namespace {
 
@@ -238,7 +190,7 @@ void log_softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t 
   LongRow<T> row(k, x, n);
   const T m = row.max();
   if (std::isfinite(m)) {
-    const T lse = log_sum_from_untied(row.untied(nullptr, m, m, c));
+    const T lse = k.log_sum_from_untied(row.untied(nullptr, m, m, c));
     row.each([&](size_t o, size_t l) { k.shift_store(x + o, y + o, l, m, c, lse); });
   } else {
     const T lse = std::log(row.sum(row.template map<T>([&](size_t o, size_t l) { return k.exp_sum(x + o, l, T(0), c); }, 1)));
@@ -258,7 +210,7 @@ void logsumexp_long_row(const SoftmaxKernels<T>& k, const T* x, const T* b, int6
     m = row.max();
   }
   const UntiedSum<T> u = row.untied(b, m, std::isfinite(m) ? m : T(0), T(1));  // see logsumexp_row
-  finish_logsumexp<T>(m, u, out, sign);
+  k.finish_logsumexp(m, u, out, sign);
 }
 
 template <class T>

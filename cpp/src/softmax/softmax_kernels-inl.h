@@ -39,6 +39,7 @@
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
 #include "softmax/softmax_kernels.h"
+#include "softmax/untied_sum_finish-inl.h"
 
 namespace logitkit {
 namespace LOGITKIT_TARGET {
@@ -833,11 +834,15 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
 // per row (AVX-512, one thread, rows in L1): pairs are 15-30% faster at 64-192 floats, equal at
 // 256, slower at 32 and 384+; and from 256 floats read from memory twice as slow, as the two
 // rows' streams compete.
+template <class T>
+constexpr bool short_rows_in_pairs(size_t n) {
+  return n >= 4 * Simd<T>::N && n * sizeof(T) <= 512;
+}
+
 template <class T, class Lockstep, class Alone>
 __attribute__((always_inline)) inline void for_short_rows(size_t rows, size_t n, Lockstep&& lockstep, Alone&& alone) {
-  const bool pairs = n >= 4 * Simd<T>::N && n * sizeof(T) <= 512;
   size_t r = 0;
-  if (pairs) {
+  if (short_rows_in_pairs<T>(n)) {
     for (; r + 2 <= rows; r += 2) {
       if (lockstep(r, std::integral_constant<int, 2>{})) continue;
       alone(r);
@@ -1078,33 +1083,107 @@ __attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size
   return true;
 }
 
-// log_softmax_row on R short rows in lockstep; false (nothing written) as untied_sums_lockstep.
+// Short rows of log_softmax and logsumexp run in blocks of up to one vector of rows: first every
+// row's max and untied sum (untied_sums_lockstep, pairs as for_short_rows), then the block's logs
+// in one vector log1p (log_untied_sums), then, for log_softmax, the stores. One log per row on its
+// own took 11 ns (glibc) of a 60 ns 128-float row, and its latency sat between a row's sum and
+// its stores. A row the lockstep sums refuse (max not finite, exp out of range) runs alone, on
+// the per-row kernel, in its place. ShortRowSums holds a block's sums.
+template <class T>
+struct ShortRowSums {
+  static constexpr size_t kRows = Simd<T>::N;              // a block's rows: one lane each
+  static constexpr size_t kSlots = kRows < 2 ? 2 : kRows;  // room for a pair (never used by the 1-lane backend)
+  T max[kSlots], sum[kSlots], tied[kSlots];
+  bool ok[kSlots];  // false: the row runs alone
+};
+
+// The rows [r0, r0 + rows) of a block, rows <= ShortRowSums<T>::kRows.
+template <class T, bool kScaled>
+__attribute__((always_inline)) inline void short_row_sums(const T* x, size_t rows, size_t n, ptrdiff_t ldx, T c,
+                                                          ShortRowSums<T>& s) {
+  for_short_rows<T>(
+      rows, n,
+      [&](size_t r, auto R) {
+        constexpr int kRows = decltype(R)::value;
+        T m[kRows];
+        UntiedSum<T> u[kRows];
+        if (!untied_sums_lockstep<T, kScaled, kRows>(x + r * ldx, n, ldx, c, m, u)) return false;
+        LOGITKIT_LOCKSTEP(q, kRows) {
+          s.max[r + q] = m[q];
+          s.sum[r + q] = u[q].sum;
+          s.tied[r + q] = u[q].tied_weight;
+          s.ok[r + q] = true;
+        }
+        return true;
+      },
+      [&](size_t r) {
+        s.ok[r] = false;
+        s.sum[r] = T(0);
+        s.tied[r] = T(1);
+      });
+}
+
+// log_sum_from_untied of each row of the block (tied >= 1 for the rows it computed), lanes [0, rows).
+template <class T>
+__attribute__((always_inline)) inline typename Simd<T>::V log_untied_sums(const ShortRowSums<T>& s, size_t rows) {
+  using S = Simd<T>;
+  return log_untied_sum_vector<T>(S::load_tail(s.sum, rows, T(0)), S::load_tail(s.tied, rows, T(1)));
+}
+
+// y = c(x - m) - lse for R rows in lockstep: shift_store's operations, row by row.
 template <class T, bool kScaled, int R>
-__attribute__((always_inline)) inline bool log_softmax_rows_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx,
-                                                                     ptrdiff_t ldy, T c) {
+__attribute__((always_inline)) inline void shift_store_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx, ptrdiff_t ldy,
+                                                                T c, const T* m, const T* lse) {
   using S = Simd<T>;
   using V = typename S::V;
-  T m[R];
-  UntiedSum<T> u[R];
-  if (!untied_sums_lockstep<T, kScaled, R>(x, n, ldx, c, m, u)) return false;
   const V vc = S::set1(c);
-  V vm[R], lse[R];
+  V vm[R], vl[R];
   LOGITKIT_LOCKSTEP(r, R) {
     vm[r] = S::set1(m[r]);
-    lse[r] = S::set1(log_sum_from_untied(u[r]));
+    vl[r] = S::set1(lse[r]);
   }
   for_vectors<S>(
       n,
       [&](size_t i, int) {
         LOGITKIT_LOCKSTEP(r, R)
-        S::store(y + r * ldy + i, shifted_log<T, kScaled>(S::load(x + r * ldx + i), vm[r], vc, lse[r]));
+        S::store(y + r * ldy + i, shifted_log<T, kScaled>(S::load(x + r * ldx + i), vm[r], vc, vl[r]));
       },
       [&](size_t i, size_t rem) {
         LOGITKIT_LOCKSTEP(r, R)
         S::store_tail(y + r * ldy + i,
-                      shifted_log<T, kScaled>(S::load_tail(x + r * ldx + i, rem, T(0)), vm[r], vc, lse[r]), rem);
+                      shifted_log<T, kScaled>(S::load_tail(x + r * ldx + i, rem, T(0)), vm[r], vc, vl[r]), rem);
       });
-  return true;
+}
+
+// Bytes of x a log_softmax block spans at most, so its stores re-read x from L1.
+constexpr size_t kShortBlockBytes = 16384;
+
+template <class T, bool kScaled>
+void log_softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
+  using S = Simd<T>;
+  const size_t block = std::clamp<size_t>(kShortBlockBytes / (n * sizeof(T)), 1, ShortRowSums<T>::kRows);
+  const bool pairs = short_rows_in_pairs<T>(n);
+  ShortRowSums<T> s{};
+  T lse[ShortRowSums<T>::kRows];
+  for (size_t r0 = 0; r0 < rows; r0 += block) {
+    const size_t nb = std::min(block, rows - r0);
+    const T* xb = x + r0 * ldx;
+    T* yb = y + r0 * ldy;
+    short_row_sums<T, kScaled>(xb, nb, n, ldx, c, s);
+    S::store(lse, log_untied_sums(s, nb));
+    for (size_t r = 0; r < nb;) {
+      if (!s.ok[r]) {
+        log_softmax_row(xb + r * ldx, yb + r * ldy, n, c);
+        r += 1;
+      } else if (pairs && r + 1 < nb && s.ok[r + 1]) {
+        shift_store_lockstep<T, kScaled, 2>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c, s.max + r, lse + r);
+        r += 2;
+      } else {
+        shift_store_lockstep<T, kScaled, 1>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c, s.max + r, lse + r);
+        r += 1;
+      }
+    }
+  }
 }
 
 template <class T>
@@ -1114,15 +1193,7 @@ void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, pt
     return;
   }
   if (n <= kSumBlock<T>) {
-    with_scale(c, [&](auto scaled) {
-      constexpr bool kScaled = decltype(scaled)::value;
-      for_short_rows<T>(
-          rows, n,
-          [&](size_t r, auto R) {
-            return log_softmax_rows_lockstep<T, kScaled, decltype(R)::value>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
-          },
-          [&](size_t r) { log_softmax_row(x + r * ldx, y + r * ldy, n, c); });
-    });
+    with_scale(c, [&](auto scaled) { log_softmax_rows_short<T, decltype(scaled)::value>(x, y, rows, n, ldx, ldy, c); });
     return;
   }
   for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
@@ -1167,18 +1238,25 @@ void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t
                   sign ? sign + r * sign_stride : nullptr);
   };
   if (!b && n <= kSumBlock<T>) {
-    for_short_rows<T>(
-        rows, n,
-        [&](size_t r, auto R) {
-          constexpr int kRows = decltype(R)::value;
-          T m[kRows];
-          UntiedSum<T> u[kRows];
-          if (!untied_sums_lockstep<T, false, kRows>(x + r * ldx, n, ldx, T(1), m, u)) return false;
-          LOGITKIT_LOCKSTEP(q, kRows)
-          finish_logsumexp<T>(m[q], u[q], out + (r + q) * out_stride, sign ? sign + (r + q) * sign_stride : nullptr);
-          return true;
-        },
-        alone);
+    // Blocks of rows as log_softmax_rows_short; a computed row's sum has tied >= 1 and sum >= 0 (or
+    // NaN), so finish_logsumexp's general case: log1p(sum / tied) (+ log(tied)) + max, sign +1.
+    using S = Simd<T>;
+    constexpr size_t kBlock = ShortRowSums<T>::kRows;
+    ShortRowSums<T> s{};
+    T lse[kBlock];
+    for (size_t r0 = 0; r0 < rows; r0 += kBlock) {
+      const size_t nb = std::min(kBlock, rows - r0);
+      short_row_sums<T, false>(x + r0 * ldx, nb, n, ldx, T(1), s);
+      S::store(lse, S::add(log_untied_sums(s, nb), S::load_tail(s.max, nb, T(0))));
+      for (size_t r = 0; r < nb; ++r) {
+        if (!s.ok[r]) {
+          alone(r0 + r);
+          continue;
+        }
+        out[(r0 + r) * out_stride] = lse[r];
+        if (sign) sign[(r0 + r) * sign_stride] = std::isnan(lse[r]) ? lse[r] : T(1);  // a NaN sum: NaN sign
+      }
+    }
     return;
   }
   for (size_t r = 0; r < rows; ++r) alone(r);
@@ -1198,6 +1276,8 @@ SoftmaxKernels<T> make_softmax_kernels() {
   k.scale = scale<T>;
   k.softmax_rows_streamed = softmax_rows_streamed<T>;
   k.exp_scale_store = exp_scale_store<T>;
+  k.log_sum_from_untied = log_sum_from_untied<T>;
+  k.finish_logsumexp = finish_logsumexp<T>;
   k.extexp_sum = extexp_sum<T>;
   k.extexp_store = extexp_store<T>;
   k.online_sum = online_sum<T>;

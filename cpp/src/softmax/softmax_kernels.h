@@ -83,20 +83,12 @@ struct SoftmaxKernels {
   UntiedSum<T> (*untied_sum)(const T* x, const T* b, size_t n, T m, T shift, T c);  // b may be null
   void (*shift_store)(const T* x, T* y, size_t n, T shift, T c, T offset);  // y = c(x-shift) - offset
 
+  // Row finishers (untied_sum_finish-inl.h), for the long-row driver: the same code as the kernels'.
+  T (*log_sum_from_untied)(UntiedSum<T> u);
+  void (*finish_logsumexp)(T m, UntiedSum<T> u, T* out, T* sign);
+
   // Elementwise exp, exposed for the accuracy tests.
   void (*exp)(const T* x, T* y, size_t n);
 };
-
-// Row finishers shared by the per-row kernels and the chunked long-row driver. Defined once in
-// softmax.cc (baseline code), so ISA translation units call them instead of compiling copies.
-
-// log(sum_i exp(c (x_i - m))) from the untied sum: log(k) + log1p(s / k) for k tied maxima.
-template <class T>
-T log_sum_from_untied(UntiedSum<T> u);
-
-// SciPy's logsumexp result for a row with max m (over weighted elements) and untied sum u taken
-// with shift = (m finite ? m : 0). sign == nullptr: a negative sum gives NaN.
-template <class T>
-void finish_logsumexp(T m, UntiedSum<T> u, T* out, T* sign);
 
 }  // namespace logitkit
