@@ -91,29 +91,40 @@ def test_algorithms_agree(isa, rng, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
-@pytest.mark.parametrize("n", [3000, 128, 100, 40])
+@pytest.mark.parametrize("n", [3000, 1000, 128, 100, 40])
 def test_rows_alone_equal_rows_in_a_batch(isa, rng, dtype, algorithm, n):
-    # A batch of long rows runs three_pass_reload software-pipelined across rows, short rows run
-    # in lockstep pairs, a single row alone; a block holding an exp argument below -87 (outside
-    # the float32 table exp's range) is recomputed with the exp's per-group range check. Each path
-    # gives a row the same bits. Rows with every |x| <= 64 skip the max shift in three_pass_reload
-    # (rows 0, 5, 6 here), the others take it: the batch switches between both kinds, and a short
-    # pair holding one of them goes one row at a time.
-    x = logits(rng, (8, n), dtype)
-    x[1, n // 30] = x[1].max() - 95  # a float32 subnormal output among normal ones
-    x[2, ::7] = -np.inf
-    x[3, n - 1] = x[3].max() - 95  # in the last, partial block
-    x[4, : max(1, n // 75)] -= 120  # every lane of a group out of range
-    x[6, 17] = 64  # at the bound of the unshifted exp
-    x[7, n - 2] = np.nextafter(dtype(64), dtype(100))  # just past it
+    # A batch of long rows runs three_pass_reload software-pipelined across rows; short rows run in
+    # blocks of up to one vector of rows (exp and sums in lockstep pairs, then one vector of
+    # reciprocals, then the scale passes), a single row alone; a block of the exp holding an
+    # argument below -87 (outside the float32 table exp's range) is recomputed with the exp's
+    # per-group range check. Each path gives a row the same bits. Rows with every |x| <= 64 skip
+    # the max shift in three_pass_reload (kinds 0, 5, 6 here), the others take it: the batch
+    # switches between both kinds, and a short pair holding one of them goes one row at a time.
+    # 41 rows: the eight kinds recur in every block of rows, at every offset.
+    x = logits(rng, (41, n), dtype)
+    kind = np.arange(len(x)) % 8
+    for r in range(len(x)):
+        if kind[r] == 1:
+            x[r, n // 30] = x[r].max() - 95  # a float32 subnormal output among normal ones
+        elif kind[r] == 2:
+            x[r, ::7] = -np.inf
+        elif kind[r] == 3:
+            x[r, n - 1] = x[r].max() - 95  # in the last, partial block of the exp
+        elif kind[r] == 4:
+            x[r, : max(1, n // 75)] -= 120  # every lane of a group out of range
+        elif kind[r] == 6:
+            x[r, 17] = 64  # at the bound of the unshifted exp
+        elif kind[r] == 7:
+            x[r, n - 2] = np.nextafter(dtype(64), dtype(100))  # just past it
     batch = logitkit.softmax(x, algorithm=algorithm)
     for r in range(len(x)):
         np.testing.assert_array_equal(bits(batch[r]), bits(logitkit.softmax(x[r], algorithm=algorithm)))
-    finite = [0, 1, 3, 4, 5, 6, 7]
+    finite = kind != 2
     assert_softmax_close(batch[finite], x[finite])
-    assert batch[1, n // 30] > 0 and (batch[2, ::7] == 0).all()
-    kept = np.isfinite(x[2])
-    assert_softmax_close(batch[2, kept], x[2, kept])
+    assert (batch[kind == 1, n // 30] > 0).all() and (batch[kind == 2][:, ::7] == 0).all()
+    for r in np.flatnonzero(kind == 2):
+        kept = np.isfinite(x[r])
+        assert_softmax_close(batch[r, kept], x[r, kept])
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

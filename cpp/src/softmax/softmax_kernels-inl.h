@@ -747,18 +747,16 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
   scale(ylast, ylast, n, inv_prev);
 }
 
-// three_pass_reload on R rows of at most kSumBlock<T> elements (one sum block) in lockstep: their
-// range, exp and scale passes run in the same loops. A short row cannot hide its own chain of
-// reductions (horizontal max, horizontal sum, division: about 100 cycles, against about 65 of
-// work at 128 floats on AVX-512); R rows' chains overlap. Each row takes the operations of
-// softmax_row(kThreePassReload) in the same order (slots, the block's sum), so the same bits.
+// The range and exp passes of three_pass_reload on R rows of at most kSumBlock<T> elements (one
+// sum block) in lockstep: y = exp(c x) and sum[r], the row's sum. Each row takes the operations
+// of softmax_row(kThreePassReload) in the same order (slots, the block's sum), so the same bits.
 // Returns false when a row needs the max shift (unshifted_exp_ok): without kSpeculate before
 // writing anything; with kSpeculate (only for x and y disjoint) after taking exp(c x) into y in
 // the same loop that takes max |x|, which saves a read and a dependency on the range check, and
 // leaves y for the caller's per-row kernel to overwrite.
 template <class T, bool kScaled, int R, bool kSpeculate>
-__attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx,
-                                                                 ptrdiff_t ldy, T c) {
+__attribute__((always_inline)) inline bool exp_store_sums_lockstep(const T* x, T* y, size_t n, ptrdiff_t ldx,
+                                                                   ptrdiff_t ldy, T c, T (&sum)[R]) {
   using S = Simd<T>;
   using V = typename S::V;
   V mag[R][4];
@@ -814,18 +812,26 @@ __attribute__((always_inline)) inline bool softmax_rows_lockstep(const T* x, T* 
   if constexpr (kSpeculate) {
     if (!range_ok()) return false;
   }
-  V inv[R];
-  LOGITKIT_LOCKSTEP(r, R) inv[r] = S::set1(T(1) / S::reduce_add(sum4<T>(acc[r])));
+  LOGITKIT_LOCKSTEP(r, R) sum[r] = S::reduce_add(sum4<T>(acc[r]));
+  return true;
+}
+
+// y *= inv[r] for R rows in lockstep: the scale pass.
+template <class T, int R>
+__attribute__((always_inline)) inline void scale_lockstep(T* y, size_t n, ptrdiff_t ldy, const T* inv) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V vi[R];
+  LOGITKIT_LOCKSTEP(r, R) vi[r] = S::set1(inv[r]);
   for_vectors<S>(
       n,
       [&](size_t i, int) {
-        LOGITKIT_LOCKSTEP(r, R) S::store(y + r * ldy + i, S::mul(S::load(y + r * ldy + i), inv[r]));
+        LOGITKIT_LOCKSTEP(r, R) S::store(y + r * ldy + i, S::mul(S::load(y + r * ldy + i), vi[r]));
       },
       [&](size_t i, size_t rem) {
         LOGITKIT_LOCKSTEP(r, R)
-        S::store_tail(y + r * ldy + i, S::mul(S::load_tail(y + r * ldy + i, rem, T(0)), inv[r]), rem);
+        S::store_tail(y + r * ldy + i, S::mul(S::load_tail(y + r * ldy + i, rem, T(0)), vi[r]), rem);
       });
-  return true;
 }
 
 // Short rows (at most kSumBlock<T> elements) run two at a time in lockstep where that pays,
@@ -854,21 +860,79 @@ __attribute__((always_inline)) inline void for_short_rows(size_t rows, size_t n,
   }
 }
 
+// Short rows run in blocks of up to one vector of rows, spanning at most kShortBlockBytes: first
+// each row's sums (for_short_rows: pairs in lockstep where that pays), then the block's
+// reciprocals (softmax) or logs (log_softmax, logsumexp) in one vector operation, then the rows'
+// last pass. A row on its own cannot hide its chain of reductions (horizontal sum, then a
+// division or a 40-operation log1p, then the stores that wait on it); a block's rows have
+// independent chains. Measured on one thread (4096x128): logsumexp -32% and log_softmax -23%
+// against a glibc log1p per row. A row the lockstep sums refuse (max not finite, exp out of
+// range) runs alone, on the per-row kernel, in its place. ShortRowSums holds a block's sums.
+constexpr size_t kShortBlockBytes = 8192;  // the block's x (or y) stays in L1 for the last pass
+
+template <class T>
+struct ShortRowSums {
+  static constexpr size_t kRows = Simd<T>::N;              // a block's rows: one lane each
+  static constexpr size_t kSlots = kRows < 2 ? 2 : kRows;  // room for a pair (never used by the 1-lane backend)
+  T max[kSlots], sum[kSlots], tied[kSlots];
+  bool ok[kSlots];  // false: the row ran (or runs) alone
+
+  static size_t block_rows(size_t n) { return std::clamp<size_t>(kShortBlockBytes / (n * sizeof(T)), 1, kRows); }
+};
+
 // three_pass_reload on rows of at most kSumBlock<T> elements.
 template <class T>
 void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
-    // Single rows speculate (see softmax_rows_lockstep) unless y overlaps x; pairs gain nothing by it.
+    using S = Simd<T>;
+    const size_t block = ShortRowSums<T>::block_rows(n);
+    const bool pairs = short_rows_in_pairs<T>(n);
+    ShortRowSums<T> s{};
+    T inv[ShortRowSums<T>::kRows];
+    // Single rows speculate (see exp_store_sums_lockstep) unless y overlaps x; pairs gain nothing by it.
     auto run = [&](auto may_speculate) {
-      for_short_rows<T>(
-          rows, n,
-          [&](size_t r, auto R) {
-            constexpr int kRows = decltype(R)::value;
-            constexpr bool kSpeculate = decltype(may_speculate)::value && kRows == 1;
-            return softmax_rows_lockstep<T, kScaled, kRows, kSpeculate>(x + r * ldx, y + r * ldy, n, ldx, ldy, c);
-          },
-          [&](size_t r) { softmax_row(x + r * ldx, y + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload); });
+      for (size_t r0 = 0; r0 < rows; r0 += block) {
+        const size_t nb = std::min(block, rows - r0);
+        const T* xb = x + r0 * ldx;
+        T* yb = y + r0 * ldy;
+        for_short_rows<T>(
+            nb, n,
+            [&](size_t r, auto R) {
+              constexpr int kRows = decltype(R)::value;
+              constexpr bool kSpeculate = decltype(may_speculate)::value && kRows == 1;
+              T sum[kRows];
+              if (!exp_store_sums_lockstep<T, kScaled, kRows, kSpeculate>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c,
+                                                                          sum))
+                return false;
+              LOGITKIT_LOCKSTEP(q, kRows) {
+                s.sum[r + q] = sum[q];
+                s.ok[r + q] = true;
+              }
+              return true;
+            },
+            [&](size_t r) {
+              softmax_row(xb + r * ldx, yb + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload);
+              s.ok[r] = false;
+              s.sum[r] = T(1);
+            });
+        if (nb == 1) {  // softmax_row's 1 / sum (a vector load of a just-stored lane would stall)
+          inv[0] = T(1) / s.sum[0];
+        } else {
+          S::store(inv, S::div(S::set1(T(1)), S::load_tail(s.sum, nb, T(1))));
+        }
+        for (size_t r = 0; r < nb;) {
+          if (!s.ok[r]) {
+            r += 1;
+          } else if (pairs && r + 1 < nb && s.ok[r + 1]) {
+            scale_lockstep<T, 2>(yb + r * ldy, n, ldy, inv + r);
+            r += 2;
+          } else {
+            scale_lockstep<T, 1>(yb + r * ldy, n, ldy, inv + r);
+            r += 1;
+          }
+        }
+      }
     };
     if (disjoint(x, rows, n, ldx, y, ldy)) {
       run(std::true_type{});
@@ -1083,21 +1147,7 @@ __attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size
   return true;
 }
 
-// Short rows of log_softmax and logsumexp run in blocks of up to one vector of rows: first every
-// row's max and untied sum (untied_sums_lockstep, pairs as for_short_rows), then the block's logs
-// in one vector log1p (log_untied_sums), then, for log_softmax, the stores. One log per row on its
-// own took 11 ns (glibc) of a 60 ns 128-float row, and its latency sat between a row's sum and
-// its stores. A row the lockstep sums refuse (max not finite, exp out of range) runs alone, on
-// the per-row kernel, in its place. ShortRowSums holds a block's sums.
-template <class T>
-struct ShortRowSums {
-  static constexpr size_t kRows = Simd<T>::N;              // a block's rows: one lane each
-  static constexpr size_t kSlots = kRows < 2 ? 2 : kRows;  // room for a pair (never used by the 1-lane backend)
-  T max[kSlots], sum[kSlots], tied[kSlots];
-  bool ok[kSlots];  // false: the row runs alone
-};
-
-// The rows [r0, r0 + rows) of a block, rows <= ShortRowSums<T>::kRows.
+// The max and untied sum of each row of a block (log_softmax, logsumexp): rows <= ShortRowSums<T>::kRows.
 template <class T, bool kScaled>
 __attribute__((always_inline)) inline void short_row_sums(const T* x, size_t rows, size_t n, ptrdiff_t ldx, T c,
                                                           ShortRowSums<T>& s) {
@@ -1155,13 +1205,10 @@ __attribute__((always_inline)) inline void shift_store_lockstep(const T* x, T* y
       });
 }
 
-// Bytes of x a log_softmax block spans at most, so its stores re-read x from L1.
-constexpr size_t kShortBlockBytes = 16384;
-
 template <class T, bool kScaled>
 void log_softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
   using S = Simd<T>;
-  const size_t block = std::clamp<size_t>(kShortBlockBytes / (n * sizeof(T)), 1, ShortRowSums<T>::kRows);
+  const size_t block = ShortRowSums<T>::block_rows(n);
   const bool pairs = short_rows_in_pairs<T>(n);
   ShortRowSums<T> s{};
   T lse[ShortRowSums<T>::kRows];
@@ -1170,7 +1217,11 @@ void log_softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     const T* xb = x + r0 * ldx;
     T* yb = y + r0 * ldy;
     short_row_sums<T, kScaled>(xb, nb, n, ldx, c, s);
-    S::store(lse, log_untied_sums(s, nb));
+    if (nb == 1) {  // as for softmax: no vector load of a just-stored lane
+      lse[0] = log_sum_from_untied(UntiedSum<T>{s.sum[0], s.tied[0]});
+    } else {
+      S::store(lse, log_untied_sums(s, nb));
+    }
     for (size_t r = 0; r < nb;) {
       if (!s.ok[r]) {
         log_softmax_row(xb + r * ldx, yb + r * ldy, n, c);
