@@ -142,6 +142,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &logitkit::set_isa, py::arg("name"));
   m.def("get_num_threads", &logitkit::get_num_threads);
   m.def("set_num_threads", &logitkit::set_num_threads, py::arg("n"));
+  m.def("last_level_cache_bytes", &logitkit::last_level_cache_bytes);
   m.def("fast_target", &logitkit_py::fast_target, py::arg("x"), py::arg("axis"), py::arg("out"),
         py::arg("reduce") = false, py::arg("where") = py::none(), py::arg("others") = py::tuple());
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 import logitkit
+from logitkit import _core
 
 
 def info() -> None:
@@ -20,6 +21,8 @@ def info() -> None:
     print(f"numpy    {np.__version__}")
     print(f"isa      {logitkit.isa()} (available: {', '.join(logitkit.available_isas())})")
     print(f"threads  {logitkit.get_num_threads()} (cpu count {os.cpu_count()})")
+    llc = _core.last_level_cache_bytes()
+    print(f"cache    last level {llc >> 20} MiB per core (outputs this large are written with streaming stores)")
 
 
 def demo(rows: int = 256, vocab: int = 32000) -> None:

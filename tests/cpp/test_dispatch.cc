@@ -1,6 +1,7 @@
 // Runtime ISA dispatch: available_isas(), set_isa() errors, and what LOGITKIT_ISA does at load time.
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,36 @@ bool env_isa_set() {
 void softmax_once() {
   float x[3] = {0.0f, 1.0f, 2.0f}, y[3];
   logitkit::softmax(x, y, 1, 3);
+}
+
+// The cache size the streaming stores plan with is the one Linux describes for cpu0's highest
+// cache level (sysconf can report a whole socket's L3 under a hypervisor); elsewhere, a plausible
+// size.
+TEST(Runtime, LastLevelCacheBytesIsCpu0sHighestCacheLevel) {
+  int best_level = 0;
+  size_t best_bytes = 0;
+  for (int i = 0; i < 16; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_file(dir + "level"), type_file(dir + "type"), size_file(dir + "size");
+    int level = 0;
+    std::string type, size;
+    if (!(level_file >> level)) break;
+    type_file >> type;
+    size_file >> size;
+    if (type == "Instruction" || size.empty()) continue;
+    size_t bytes = std::stoull(size);
+    if (size.back() == 'K') bytes <<= 10;
+    if (size.back() == 'M') bytes <<= 20;
+    if (level > best_level) best_level = level, best_bytes = bytes;
+  }
+  const size_t got = logitkit::last_level_cache_bytes();
+  if (best_bytes) {
+    EXPECT_EQ(got, best_bytes) << "level " << best_level;
+  } else {
+    EXPECT_GE(got, size_t{64} << 10);
+    EXPECT_LE(got, size_t{4} << 30);
+  }
+  EXPECT_EQ(got, logitkit::last_level_cache_bytes());
 }
 
 TEST(Dispatch, AvailableIsasIncludeScalarAndActive) {

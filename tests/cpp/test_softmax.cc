@@ -8,7 +8,6 @@
 #include <type_traits>
 #include <vector>
 
-#include <unistd.h>
 
 #include "test_util.h"
 
@@ -287,15 +286,13 @@ TEST_P(Softmax, UnshiftedAndShiftedRowsF64) {
   for (int64_t n : kMixedRowLengths) unshifted_and_shifted_rows<double>(n);
 }
 
-// Outputs beyond the last-level cache take non-temporal stores (short rows through a tile in
-// scratch, placed at y's offset from a cache line). The rows must get the bits they get in a
-// small batch, for y at NumPy's 16-byte offset from a line, and for y rows spaced wider than n.
-// The size follows the library's own rule: L3 from sysconf, else L2, else 32 MiB.
+// Outputs beyond the last-level cache take non-temporal stores, in softmax and log_softmax (short
+// rows through a tile in scratch, placed at y's offset from a cache line). The rows must get the
+// bits they get in a small batch, for y at NumPy's 16-byte offset from a line, and for y rows spaced wider than n.
+// The size follows the library's own rule (last_level_cache_bytes).
 template <class T>
 void streamed_rows() {
-  long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
-  if (llc <= 0) llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
-  if (llc <= 0) llc = 32L << 20;
+  const int64_t llc = static_cast<int64_t>(logitkit::last_level_cache_bytes());
   // (n, extra elements between y's rows): short rows in pairs and alone, and long rows
   const int64_t cases[][2] = {{128, 0}, {128, 3}, {37, 0}, {3001, 3}};
   for (const auto& [n, pad] : cases) {
@@ -308,7 +305,7 @@ void streamed_rows() {
     }
     x[size_t(5 * n + 1)] = T(90);  // a shifted row among unshifted ones
     x[size_t(9 * n)] = -std::numeric_limits<T>::infinity();
-    {
+    for (bool log : {false, true}) {
       const int64_t ld = n + pad, batch = std::max<int64_t>(1, llc / 8 / int64_t(sizeof(T) * n));
       std::vector<T> big(size_t(rows * ld + 64 / sizeof(T))), small(size_t(batch * n));
       // y at 16 bytes past a cache line, as NumPy places large arrays
@@ -316,17 +313,24 @@ void streamed_rows() {
       T* y = big.data() + skip;
       SoftmaxOptions opt;
       opt.algorithm = SoftmaxAlgorithm::kThreePassReload;
-      logitkit::softmax(contiguous<const T>(x.data(), {rows, n}), make_view(y, {rows, n}, {ld, 1}), -1, opt);
+      auto run = [&](ArrayView<const T> in, ArrayView<T> out) {
+        if (log) {
+          logitkit::log_softmax(in, out, -1, opt);
+        } else {
+          logitkit::softmax(in, out, -1, opt);
+        }
+      };
+      run(contiguous<const T>(x.data(), {rows, n}), make_view(y, {rows, n}, {ld, 1}));
       for (int64_t r = 0; r < rows; r += batch) {  // batches of an eighth of the cache: not streamed
         const int64_t count = std::min<int64_t>(batch, rows - r);
-        logitkit::softmax(contiguous<const T>(x.data() + r * n, {count, n}), contiguous(small.data(), {count, n}), -1,
-                          opt);
+        run(contiguous<const T>(x.data() + r * n, {count, n}), contiguous(small.data(), {count, n}));
         for (int64_t q = 0; q < count; ++q)
           ASSERT_EQ(0, std::memcmp(small.data() + q * n, y + (r + q) * ld, sizeof(T) * size_t(n)))
-              << "n " << n << " pad " << pad << " row " << r + q;
+              << (log ? "log_softmax" : "softmax") << " n " << n << " pad " << pad << " row " << r + q;
       }
       auto sample = make_view<const T>(y, {9, n}, {ld, 1});  // rows 0-8: row 9 holds the -inf
-      expect_softmax<T>(contiguous<const T>(x.data(), {9, n}), sample, -1, 1.0, false, "streamed n " + std::to_string(n));
+      expect_softmax<T>(contiguous<const T>(x.data(), {9, n}), sample, -1, 1.0, log,
+                        std::string(log ? "streamed log_softmax n " : "streamed softmax n ") + std::to_string(n));
     }
   }
 }

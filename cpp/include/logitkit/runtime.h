@@ -1,5 +1,6 @@
 // Runtime controls: which SIMD backend (ISA) runs the kernels and how many threads they use.
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,10 @@ LOGITKIT_API void set_isa(const std::string& name);
 // work is partitioned by problem size, never by thread count.
 LOGITKIT_API int get_num_threads();
 LOGITKIT_API void set_num_threads(int n);
+
+// Bytes of the last-level cache one core sees, read once: on Linux the highest cache level of
+// cpu0 in sysfs, else sysconf, else 32 MiB. softmax, log_softmax and their backward write outputs
+// at least this large with non-temporal stores.
+LOGITKIT_API size_t last_level_cache_bytes();
 
 }  // namespace logitkit

@@ -2,8 +2,6 @@
 // becomes `rows` rows of length `n`, with coalesced outer dimensions, size-based task splitting and
 // gather/scatter through per-thread scratch for rows that are not contiguous.
 #pragma once
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "logitkit/error.h"
+#include "logitkit/runtime.h"
 #include "logitkit/view.h"
 #include "runtime/thread_pool.h"
 
@@ -55,14 +54,7 @@ inline int normalize_axis(int axis, int ndim) {
 
 // Outputs larger than the last-level cache are written with non-temporal stores: nothing would
 // still be cached for the consumer anyway, and it saves the read-for-ownership of every line.
-inline size_t llc_bytes() {
-  static const size_t bytes = [] {
-    long s = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    if (s <= 0) s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return s > 0 ? static_cast<size_t>(s) : size_t{32} << 20;
-  }();
-  return bytes;
-}
+inline size_t llc_bytes() { return last_level_cache_bytes(); }
 
 // 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse
 // that T can represent). Every op with a temperature multiplies by this.

@@ -1,7 +1,5 @@
 // softmax / log_softmax / logsumexp drivers: argument checks, N-D row planning, threading, and the
 // chunked path that splits one long row across threads. Kernels live in softmax_kernels-inl.h.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -11,6 +9,7 @@
 #include "logitkit/math.h"
 #include "logitkit/runtime.h"
 #include "logitkit/softmax.h"
+#include "runtime/cache_sizes.h"
 #include "runtime/kernel_table.h"
 #include "runtime/rows.h"
 #include "softmax/softmax_kernels.h"
@@ -45,14 +44,6 @@ void parallel_pipelined_rows(int64_t rows, int64_t n, F&& fn) {
     const int64_t r0 = int64_t(t) * per_task;
     fn(r0, std::min(rows, r0 + per_task));
   });
-}
-
-size_t l2_cache_bytes() {
-  static const size_t bytes = [] {
-    long s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return s > 0 ? static_cast<size_t>(s) : size_t{1} << 20;
-  }();
-  return bytes;
 }
 
 template <class T>
@@ -255,18 +246,18 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
         for (int64_t r = r0; r < r1; ++r) rows_kernel(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, 0, 0);
       }
     };
-    // Outputs beyond the last-level cache: exp goes to per-thread scratch (L2) and the scale pass
-    // streams it to y, so memory sees one read of x and one write of y, as a copy does.
-    if (!log && algorithm == SoftmaxAlgorithm::kThreePassReload &&
+    // Outputs beyond the last-level cache: y is written with non-temporal stores (through L1 or
+    // L2 scratch), so memory sees one read of x and one write of y, as a copy does.
+    if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) &&
         static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes()) {
+      const auto streamed = log ? k.log_softmax_rows_streamed : k.softmax_rows_streamed;
       parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
         T* buf = thread_scratch<T>(streamed_scratch_elements<T>(n), 0);
         if (p.uniform()) {
-          k.softmax_rows_streamed(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0), n,
-                                  p.row_stride(0), p.row_stride(1), c, buf);
+          streamed(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0), n, p.row_stride(0),
+                   p.row_stride(1), c, buf);
         } else {
-          for (int64_t r = r0; r < r1; ++r)
-            k.softmax_rows_streamed(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, n, 0, 0, c, buf);
+          for (int64_t r = r0; r < r1; ++r) streamed(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, n, 0, 0, c, buf);
         }
       });
       return;

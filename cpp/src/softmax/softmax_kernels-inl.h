@@ -549,18 +549,23 @@ __attribute__((always_inline)) inline typename Simd<T>::V shifted_log(typename S
   return S::sub(shifted<T, kScaled>(x, shift, c), offset);
 }
 
-template <class T>
-void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
+template <class T, bool kStream>
+void shift_store_impl(const T* x, T* y, size_t n, T shift, T c, T offset) {
   using S = Simd<T>;
   const auto vs = S::set1(shift), vc = S::set1(c), vo = S::set1(offset);
   with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
     for_vectors<S>(
-        n, [&](size_t i, int) { S::store(y + i, shifted_log<T, kScaled>(S::load(x + i), vs, vc, vo)); },
+        n, [&](size_t i, int) { put<S, kStream>(y + i, shifted_log<T, kScaled>(S::load(x + i), vs, vc, vo)); },
         [&](size_t i, size_t r) {
           S::store_tail(y + i, shifted_log<T, kScaled>(S::load_tail(x + i, r, T(0)), vs, vc, vo), r);
         });
   });
+}
+
+template <class T>
+void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
+  shift_store_impl<T, false>(x, y, n, shift, c, offset);
 }
 
 // y = exp(x), the same vexp_group as the softmax kernels: 1 read + 1 write, 1 exp per element.
@@ -958,41 +963,54 @@ void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdif
   for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
 }
 
+// dst[0, len) = src[0, len), every whole cache line of dst written with a non-temporal store.
+template <class T>
+void stream_copy(const T* src, T* dst, size_t len) {
+  using S = Simd<T>;
+  split_for_streaming(dst, len, [&](size_t b, size_t l, auto tag) {
+    for_vectors<S>(
+        l, [&](size_t i, int) { put<S, decltype(tag)::value>(dst + b + i, S::load(src + b + i)); },
+        [&](size_t i, size_t rem) { S::store_tail(dst + b + i, S::load_tail(src + b + i, rem, T(0)), rem); });
+  });
+}
+
+// Rows of at most kSumBlock<T> elements for outputs beyond the last-level cache:
+// rows_kernel(x, buf, count, ldx, ld_buf) computes streamed_tile_rows(n) rows at a time into an L1
+// tile, placed at the offset from a cache line of the y it stands for, which is then streamed to
+// y whole (a row end inside a cache line never splits it). scratch: streamed_scratch_elements(n).
+template <class T, class RowsKernel>
+void streamed_short_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T* scratch,
+                         RowsKernel&& rows_kernel) {
+  const size_t tile = streamed_tile_rows<T>(n);
+  for (size_t r = 0; r < rows; r += tile) {
+    const size_t count = rows - r < tile ? rows - r : tile;
+    T* yt = y + r * ldy;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(yt);
+    // (y not element-aligned: split_for_streaming stores plainly, any offset will do)
+    const uintptr_t line_offset = at % sizeof(T) ? 0 : (at - reinterpret_cast<uintptr_t>(scratch)) % 64;
+    T* buf = scratch + line_offset / sizeof(T);
+    rows_kernel(x + r * ldx, buf, count, static_cast<ptrdiff_t>(n));
+    if (ldy == static_cast<ptrdiff_t>(n)) {
+      stream_copy(buf, yt, count * n);
+    } else {
+      for (size_t q = 0; q < count; ++q) stream_copy(buf + q * n, yt + q * ldy, n);
+    }
+  }
+}
+
 // three_pass_reload for outputs far beyond the last-level cache, writing y with non-temporal
 // stores so memory sees one read of x and one write of y (8 bytes per float32 element, as a copy;
 // a plain store would first read each line of y). Memory-bound: a copy sets the roof. Rows of one
-// sum block run softmax_rows_short on a tile of streamed_tile_rows rows into scratch (L1), placed
-// at the same offset from a cache line as the tile's span of y, which is then copied out: every
-// full line of y is written whole by streaming stores, even where NumPy's 16-byte offset puts row
-// ends mid-line. Longer rows take their exp into scratch and stream the scale pass. Bitwise equal
+// sum block run softmax_rows_short in tiles (streamed_short_rows). Longer rows take their exp into scratch and stream the scale pass. Bitwise equal
 // to softmax_row(kThreePassReload). scratch: streamed_scratch_elements(n).
 template <class T>
 void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                            T* scratch) {
   using S = Simd<T>;
-  auto stream_copy = [](const T* src, T* dst, size_t len) {
-    split_for_streaming(dst, len, [&](size_t b, size_t l, auto tag) {
-      for_vectors<S>(
-          l, [&](size_t i, int) { put<S, decltype(tag)::value>(dst + b + i, S::load(src + b + i)); },
-          [&](size_t i, size_t rem) { S::store_tail(dst + b + i, S::load_tail(src + b + i, rem, T(0)), rem); });
-    });
-  };
   if (n <= kSumBlock<T>) {
-    const size_t tile = streamed_tile_rows<T>(n);
-    for (size_t r = 0; r < rows; r += tile) {
-      const size_t count = rows - r < tile ? rows - r : tile;
-      T* yt = y + r * ldy;
-      const uintptr_t at = reinterpret_cast<uintptr_t>(yt);
-      // (y not element-aligned: split_for_streaming stores plainly, any offset will do)
-      const uintptr_t line_offset = at % sizeof(T) ? 0 : (at - reinterpret_cast<uintptr_t>(scratch)) % 64;
-      T* buf = scratch + line_offset / sizeof(T);
-      softmax_rows_short(x + r * ldx, buf, count, n, ldx, static_cast<ptrdiff_t>(n), c);
-      if (ldy == static_cast<ptrdiff_t>(n)) {
-        stream_copy(buf, yt, count * n);
-      } else {
-        for (size_t q = 0; q < count; ++q) stream_copy(buf + q * n, yt + q * ldy, n);
-      }
-    }
+    streamed_short_rows(x, y, rows, n, ldx, ldy, scratch, [&](const T* xt, T* buf, size_t count, ptrdiff_t ldb) {
+      softmax_rows_short(xt, buf, count, n, ldx, ldb, c);
+    });
   } else {
     for (size_t r = 0; r < rows; ++r) {
       const T* xr = x + r * ldx;
@@ -1250,6 +1268,39 @@ void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, pt
   for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
 }
 
+// log_softmax for outputs far beyond the last-level cache, as softmax_rows_streamed: memory sees
+// one read of x and one write of y instead of a plain store's read-for-ownership of y as well.
+// Rows of one sum block run log_softmax_rows_short in tiles (streamed_short_rows); longer rows run
+// log_softmax_row's passes with a streamed store pass (x comes from L2 for the sum and the
+// stores). Bitwise equal to log_softmax_row. scratch: streamed_scratch_elements(n).
+template <class T>
+void log_softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
+                               T* scratch) {
+  using S = Simd<T>;
+  if (n <= kSumBlock<T>) {
+    with_scale(c, [&](auto scaled) {
+      streamed_short_rows(x, y, rows, n, ldx, ldy, scratch, [&](const T* xt, T* buf, size_t count, ptrdiff_t ldb) {
+        log_softmax_rows_short<T, decltype(scaled)::value>(xt, buf, count, n, ldx, ldb, c);
+      });
+    });
+  } else {
+    for (size_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * ldx;
+      T* yr = y + r * ldy;
+      const T m = row_max(xr, n);
+      if (!std::isfinite(m)) {  // rare: log_softmax_row's IEEE path, plain stores
+        log_softmax_row(xr, yr, n, c);
+        continue;
+      }
+      const T lse = log_sum_from_untied(untied_sum<T>(xr, nullptr, n, m, m, c));
+      split_for_streaming(yr, n, [&](size_t b, size_t len, auto tag) {
+        shift_store_impl<T, decltype(tag)::value>(xr + b, yr + b, len, m, c, lse);
+      });
+    }
+  }
+  S::stream_fence();
+}
+
 // logsumexp (unweighted) over several rows, pipelined as log_softmax_rows_pipelined: row r's
 // untied sum carries row r+1's max pass. Per element: reads x twice (from L2 the second time),
 // 1 exp. Bitwise equal to logsumexp_row row by row.
@@ -1326,6 +1377,7 @@ SoftmaxKernels<T> make_softmax_kernels() {
   k.exp_sum = exp_sum<T>;
   k.scale = scale<T>;
   k.softmax_rows_streamed = softmax_rows_streamed<T>;
+  k.log_softmax_rows_streamed = log_softmax_rows_streamed<T>;
   k.exp_scale_store = exp_scale_store<T>;
   k.log_sum_from_untied = log_sum_from_untied<T>;
   k.finish_logsumexp = finish_logsumexp<T>;
