@@ -48,10 +48,11 @@ template <class T>
 constexpr size_t streamed_tile_rows(size_t n) {
   return n * sizeof(T) >= kStreamedTileBytes ? 1 : kStreamedTileBytes / (n * sizeof(T));
 }
-// Scratch softmax_rows_streamed needs: a tile, or one row, plus a cache line for its offset.
+// Scratch softmax_rows_streamed needs: a tile, or one row, plus a cache line to align its start
+// and one for its offset from a line.
 template <class T>
 constexpr size_t streamed_scratch_elements(size_t n) {
-  return streamed_tile_rows<T>(n) * n + 64 / sizeof(T);
+  return streamed_tile_rows<T>(n) * n + 128 / sizeof(T);
 }
 
 template <class T>
