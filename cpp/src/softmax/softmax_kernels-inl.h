@@ -976,45 +976,52 @@ void stream_copy(const T* src, T* dst, size_t len) {
 }
 
 // Rows of at most kSumBlock<T> elements for outputs beyond the last-level cache:
-// rows_kernel(x, buf, count, ldx, ld_buf) computes streamed_tile_rows(n) rows at a time into an L1
-// tile at the offset from a cache line of the y it stands for, which is then streamed to y.
-// Contiguous y: a line that two tiles share (at NumPy's 16-byte offset, every tile boundary) is
-// carried: the first tile's part waits at the start of scratch, just before the next tile, and
-// the line is streamed whole with the next tile. Written with a plain store instead, that line's
-// read-for-ownership held up every later store (x86 commits stores in order): at 65536x128 on two
-// threads, 2.9 ms against 2.1 with y aligned. Only the first and last line of a call, where y
-// may share a line with other data, are stored plainly. scratch: streamed_scratch_elements(n).
+// rows_kernel(x, buf, count, ldx, ld_buf) computes streamed_tile_rows(n) rows at a time into a
+// line-aligned L1 tile, which is then streamed to y. Contiguous y: a line that two tiles share
+// (at NumPy's 16-byte offset, every tile boundary) is carried: the first tile's part waits just
+// before the tile, and the line is streamed whole with the next tile. Written with a plain store
+// instead, that line's read-for-ownership held up every later store (x86 commits stores in
+// order): at 65536x128 on two threads, 2.9 ms against 2.1 with y aligned. Only the first and
+// last line of a call, where y may share a line with other data, are stored plainly. The tile
+// itself stays aligned, so the kernel's stores never split a line; the copy's loads do instead.
+// scratch: streamed_scratch_elements(n).
 template <class T, class RowsKernel>
 void streamed_short_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T* scratch,
                          RowsKernel&& rows_kernel) {
   const size_t tile = streamed_tile_rows<T>(n);
   const bool carry = ldy == static_cast<ptrdiff_t>(n) && reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0;
-  // A line-aligned start: scratch[base + j] stands for y's line offset j.
-  T* base = scratch + ((64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64) / sizeof(T);
-  size_t carried = 0;  // elements of y's current line held at base[0, carried)
+  // One line for the carried part, then the tile, both line-aligned.
+  T* buf = scratch + ((64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64) / sizeof(T) + 64 / sizeof(T);
+  size_t carried = 0;  // elements of y's line before the tile's first element, at buf[-carried, 0)
   for (size_t r = 0; r < rows; r += tile) {
     const size_t count = rows - r < tile ? rows - r : tile;
     T* yt = y + r * ldy;
-    const size_t lead = carry ? (reinterpret_cast<uintptr_t>(yt) % 64) / sizeof(T) : 0;
-    T* buf = base + lead;
     rows_kernel(x + r * ldx, buf, count, static_cast<ptrdiff_t>(n));
     if (!carry) {
       for (size_t q = 0; q < count; ++q) stream_copy(buf + q * n, yt + q * ldy, n);
       continue;
     }
-    // [from, to) of the tile, extended back over the carried part of its first line and cut at
-    // its last line boundary unless it is the call's last tile.
-    const size_t len = count * n;
+    // [from, to) of the tile, extended back over the carried part of its first line (not on the
+    // call's first line, which may hold other data) and cut at its last line boundary unless it
+    // is the call's last tile.
+    const auto lead = static_cast<ptrdiff_t>((reinterpret_cast<uintptr_t>(yt) % 64) / sizeof(T));
+    const auto len = static_cast<ptrdiff_t>(count * n);
     const bool last = r + count == rows;
-    const size_t from = carried == lead ? 0 : lead;  // the call's first line: only our part, plainly
-    const size_t end_part = (reinterpret_cast<uintptr_t>(yt + len) % 64) / sizeof(T);
-    const size_t to = last ? lead + len : lead + len - end_part;
-    if (to > from) stream_copy(base + from, yt - lead + from, to - from);
-    carried = last ? 0 : end_part;
-    std::memmove(base, buf + len - carried, carried * sizeof(T));
+    const ptrdiff_t from = static_cast<ptrdiff_t>(carried) == lead ? -lead : 0;
+    const auto end_part = static_cast<ptrdiff_t>((reinterpret_cast<uintptr_t>(yt + len) % 64) / sizeof(T));
+    const ptrdiff_t to = last ? len : len - end_part;
+    if (to > from) stream_copy(buf + from, yt + from, static_cast<size_t>(to - from));
+    carried = last ? 0 : static_cast<size_t>(end_part);
+    std::memcpy(buf - carried, buf + len - carried, carried * sizeof(T));
   }
 }
 
+// three_pass_reload for outputs far beyond the last-level cache, writing y with non-temporal
+// stores so memory sees one read of x and one write of y (8 bytes per float32 element, as a copy;
+// a plain store would first read each line of y). Memory-bound: a copy sets the roof. Rows of one
+// sum block run softmax_rows_short in tiles (streamed_short_rows). Longer rows take their exp into
+// scratch and stream the scale pass. Bitwise equal to softmax_row(kThreePassReload).
+// scratch: streamed_scratch_elements(n).
 template <class T>
 void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                            T* scratch) {
