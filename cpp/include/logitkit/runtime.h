@@ -28,7 +28,8 @@ LOGITKIT_API void set_num_threads(int n);
 
 // Bytes of the last-level cache one core sees, read once: on Linux the highest cache level of
 // cpu0 in sysfs, else sysconf, else 32 MiB. softmax, log_softmax and their backward write outputs
-// at least this large with non-temporal stores.
+// at least this large with non-temporal stores: nothing would still be cached for the consumer,
+// and it saves the read-for-ownership of every line.
 LOGITKIT_API size_t last_level_cache_bytes();
 
 }  // namespace logitkit

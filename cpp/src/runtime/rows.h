@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "logitkit/error.h"
-#include "logitkit/runtime.h"
 #include "logitkit/view.h"
 #include "runtime/thread_pool.h"
 
@@ -51,10 +50,6 @@ inline int normalize_axis(int axis, int ndim) {
                     std::to_string(ndim));
   return axis < 0 ? axis + ndim : axis;
 }
-
-// Outputs larger than the last-level cache are written with non-temporal stores: nothing would
-// still be cached for the consumer anyway, and it saves the read-for-ownership of every line.
-inline size_t llc_bytes() { return last_level_cache_bytes(); }
 
 // 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse
 // that T can represent). Every op with a temperature multiplies by this.

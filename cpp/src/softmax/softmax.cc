@@ -140,7 +140,7 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     for (size_t i = 0; ok && i < row.chunks_; ++i) m += std::ldexp(parts[i].mant, static_cast<int>(parts[i].expo - e));
     if (ok && m > T(0)) {
       const T inv = T(1) / m;
-      const bool stream = static_cast<size_t>(n) * sizeof(T) >= llc_bytes();
+      const bool stream = static_cast<size_t>(n) * sizeof(T) >= last_level_cache_bytes();
       row.each([&](size_t o, size_t l) { k.extexp_store(x + o, y + o, l, c, inv, e, stream); });
       return;
     }
@@ -249,7 +249,7 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
     // Outputs beyond the last-level cache: y is written with non-temporal stores (through L1 or
     // L2 scratch), so memory sees one read of x and one write of y, as a copy does.
     if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) &&
-        static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes()) {
+        static_cast<size_t>(p.rows) * n * sizeof(T) >= last_level_cache_bytes()) {
       const auto streamed = log ? k.log_softmax_rows_streamed : k.softmax_rows_streamed;
       parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
         T* buf = thread_scratch<T>(streamed_scratch_elements<T>(n), 0);

@@ -569,6 +569,18 @@ void shift_store(const T* x, T* y, size_t n, T shift, T c, T offset) {
   shift_store_impl<T, false>(x, y, n, shift, c, offset);
 }
 
+// shift_store, with non-temporal stores for every whole cache line of y when kStream.
+template <class T, bool kStream>
+void shift_store_maybe_streamed(const T* x, T* y, size_t n, T shift, T c, T offset) {
+  if constexpr (kStream) {
+    split_for_streaming(y, n, [&](size_t b, size_t len, auto tag) {
+      shift_store_impl<T, decltype(tag)::value>(x + b, y + b, len, shift, c, offset);
+    });
+  } else {
+    shift_store(x, y, n, shift, c, offset);
+  }
+}
+
 // y = exp(x), the same vexp_group as the softmax kernels: 1 read + 1 write, 1 exp per element.
 template <class T>
 void exp_array(const T* x, T* y, size_t n) {
@@ -616,13 +628,14 @@ void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
   scale(y, y, n, T(1) / reload_exp_store_sum(x, y, n, c));
 }
 
-template <class T>
+// kStream: y written with non-temporal stores (log_softmax_rows_streamed), the same bits.
+template <class T, bool kStream = false>
 void log_softmax_row(const T* x, T* y, size_t n, T c) {
   T m = row_max(x, n);
   if (std::isfinite(m)) {
-    shift_store(x, y, n, m, c, log_sum_from_untied(untied_sum<T>(x, nullptr, n, m, m, c)));
+    shift_store_maybe_streamed<T, kStream>(x, y, n, m, c, log_sum_from_untied(untied_sum<T>(x, nullptr, n, m, m, c)));
   } else {  // +inf, -inf or NaN max: follow IEEE arithmetic on the unshifted values, as torch
-    shift_store(x, y, n, T(0), c, std::log(exp_sum(x, n, T(0), c)));
+    shift_store_maybe_streamed<T, kStream>(x, y, n, T(0), c, std::log(exp_sum(x, n, T(0), c)));
   }
 }
 
@@ -881,10 +894,28 @@ struct ShortRowSums {
   static constexpr size_t kRows = Simd<T>::N;              // a block's rows: one lane each
   static constexpr size_t kSlots = kRows < 2 ? 2 : kRows;  // room for a pair (never used by the 1-lane backend)
   T max[kSlots], sum[kSlots], tied[kSlots];
-  bool ok[kSlots];  // false: the row ran (or runs) alone
+  bool ok[kSlots];  // false: the row ran alone
 
   static size_t block_rows(size_t n) { return std::clamp<size_t>(kShortBlockBytes / (n * sizeof(T)), 1, kRows); }
 };
+
+// The last pass over the rows of a block the sums computed (ok): pass(r, R) for rows r..r+R-1,
+// R an integral_constant, in pairs where `pairs` and both rows are computed.
+template <class T, class Pass>
+__attribute__((always_inline)) inline void for_computed_rows(const ShortRowSums<T>& s, size_t rows, bool pairs,
+                                                             Pass&& pass) {
+  for (size_t r = 0; r < rows;) {
+    if (!s.ok[r]) {
+      r += 1;
+    } else if (pairs && r + 1 < rows && s.ok[r + 1]) {
+      pass(r, std::integral_constant<int, 2>{});
+      r += 2;
+    } else {
+      pass(r, std::integral_constant<int, 1>{});
+      r += 1;
+    }
+  }
+}
 
 // three_pass_reload on rows of at most kSumBlock<T> elements.
 template <class T>
@@ -927,17 +958,9 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
         } else {
           S::store(inv, S::div(S::set1(T(1)), S::load_tail(s.sum, nb, T(1))));
         }
-        for (size_t r = 0; r < nb;) {
-          if (!s.ok[r]) {
-            r += 1;
-          } else if (pairs && r + 1 < nb && s.ok[r + 1]) {
-            scale_lockstep<T, 2>(yb + r * ldy, n, ldy, inv + r);
-            r += 2;
-          } else {
-            scale_lockstep<T, 1>(yb + r * ldy, n, ldy, inv + r);
-            r += 1;
-          }
-        }
+        for_computed_rows(s, nb, pairs, [&](size_t r, auto R) {
+          scale_lockstep<T, decltype(R)::value>(yb + r * ldy, n, ldy, inv + r);
+        });
       }
     };
     if (disjoint(x, rows, n, ldx, y, ldy)) {
@@ -1185,9 +1208,10 @@ __attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size
 }
 
 // The max and untied sum of each row of a block (log_softmax, logsumexp): rows <= ShortRowSums<T>::kRows.
-template <class T, bool kScaled>
+// alone(r) runs a refused row r on the per-row kernel, in its place.
+template <class T, bool kScaled, class Alone>
 __attribute__((always_inline)) inline void short_row_sums(const T* x, size_t rows, size_t n, ptrdiff_t ldx, T c,
-                                                          ShortRowSums<T>& s) {
+                                                          ShortRowSums<T>& s, Alone&& alone) {
   for_short_rows<T>(
       rows, n,
       [&](size_t r, auto R) {
@@ -1204,6 +1228,7 @@ __attribute__((always_inline)) inline void short_row_sums(const T* x, size_t row
         return true;
       },
       [&](size_t r) {
+        alone(r);
         s.ok[r] = false;
         s.sum[r] = T(0);
         s.tied[r] = T(1);
@@ -1253,24 +1278,16 @@ void log_softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     const size_t nb = std::min(block, rows - r0);
     const T* xb = x + r0 * ldx;
     T* yb = y + r0 * ldy;
-    short_row_sums<T, kScaled>(xb, nb, n, ldx, c, s);
+    short_row_sums<T, kScaled>(xb, nb, n, ldx, c, s, [&](size_t r) { log_softmax_row(xb + r * ldx, yb + r * ldy, n, c); });
     if (nb == 1) {  // as for softmax: no vector load of a just-stored lane
       lse[0] = log_sum_from_untied(UntiedSum<T>{s.sum[0], s.tied[0]});
     } else {
       S::store(lse, log_untied_sums(s, nb));
     }
-    for (size_t r = 0; r < nb;) {
-      if (!s.ok[r]) {
-        log_softmax_row(xb + r * ldx, yb + r * ldy, n, c);
-        r += 1;
-      } else if (pairs && r + 1 < nb && s.ok[r + 1]) {
-        shift_store_lockstep<T, kScaled, 2>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c, s.max + r, lse + r);
-        r += 2;
-      } else {
-        shift_store_lockstep<T, kScaled, 1>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c, s.max + r, lse + r);
-        r += 1;
-      }
-    }
+    for_computed_rows(s, nb, pairs, [&](size_t r, auto R) {
+      shift_store_lockstep<T, kScaled, decltype(R)::value>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c, s.max + r,
+                                                           lse + r);
+    });
   }
 }
 
@@ -1290,8 +1307,8 @@ void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, pt
 // log_softmax for outputs far beyond the last-level cache, as softmax_rows_streamed: memory sees
 // one read of x and one write of y instead of a plain store's read-for-ownership of y as well.
 // Rows of one sum block run log_softmax_rows_short in tiles (streamed_short_rows); longer rows run
-// log_softmax_row's passes with a streamed store pass (x comes from L2 for the sum and the
-// stores). Bitwise equal to log_softmax_row. scratch: streamed_scratch_elements(n).
+// log_softmax_row with a streamed store pass (x comes from L2 for the sum and the stores).
+// Bitwise equal to log_softmax_row. scratch: streamed_scratch_elements(n).
 template <class T>
 void log_softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                                T* scratch) {
@@ -1303,19 +1320,7 @@ void log_softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_
       });
     });
   } else {
-    for (size_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * ldx;
-      T* yr = y + r * ldy;
-      const T m = row_max(xr, n);
-      if (!std::isfinite(m)) {  // rare: log_softmax_row's IEEE path, plain stores
-        log_softmax_row(xr, yr, n, c);
-        continue;
-      }
-      const T lse = log_sum_from_untied(untied_sum<T>(xr, nullptr, n, m, m, c));
-      split_for_streaming(yr, n, [&](size_t b, size_t len, auto tag) {
-        shift_store_impl<T, decltype(tag)::value>(xr + b, yr + b, len, m, c, lse);
-      });
-    }
+    for (size_t r = 0; r < rows; ++r) log_softmax_row<T, true>(x + r * ldx, y + r * ldy, n, c);
   }
   S::stream_fence();
 }
@@ -1367,16 +1372,12 @@ void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t
     T lse[kBlock];
     for (size_t r0 = 0; r0 < rows; r0 += kBlock) {
       const size_t nb = std::min(kBlock, rows - r0);
-      short_row_sums<T, false>(x + r0 * ldx, nb, n, ldx, T(1), s);
+      short_row_sums<T, false>(x + r0 * ldx, nb, n, ldx, T(1), s, [&](size_t r) { alone(r0 + r); });
       S::store(lse, S::add(log_untied_sums(s, nb), S::load_tail(s.max, nb, T(0))));
-      for (size_t r = 0; r < nb; ++r) {
-        if (!s.ok[r]) {
-          alone(r0 + r);
-          continue;
-        }
+      for_computed_rows(s, nb, false, [&](size_t r, auto) {
         out[(r0 + r) * out_stride] = lse[r];
         if (sign) sign[(r0 + r) * sign_stride] = std::isnan(lse[r]) ? lse[r] : T(1);  // a NaN sum: NaN sign
-      }
+      });
     }
     return;
   }

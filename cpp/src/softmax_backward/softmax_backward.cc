@@ -6,6 +6,7 @@
 #include <string>
 
 #include "logitkit/error.h"
+#include "logitkit/runtime.h"
 #include "logitkit/softmax_backward.h"
 #include "runtime/kernel_table.h"
 #include "runtime/rows.h"
@@ -39,7 +40,7 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
   const size_t n = static_cast<size_t>(p.n);
   const bool mask_contiguous = !masked || p.contiguous(kM);
   // dx far beyond the last-level cache is written with non-temporal stores (no read-for-ownership).
-  const bool stream = static_cast<size_t>(p.rows) * n * sizeof(T) >= llc_bytes();
+  const bool stream = static_cast<size_t>(p.rows) * n * sizeof(T) >= last_level_cache_bytes();
 
   if (p.contiguous(kY) && p.contiguous(kDy) && p.contiguous(kDx)) {
     parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
