@@ -86,6 +86,43 @@ def assert_log_softmax_close(actual, x, axis=-1, temperature=1.0, dtype=None):
     assert_close(actual, ref, 0.0, (EPS[dtype] + REF_EPS) * size)
 
 
+# Short rows in blocks, pipelined rows, one long row split into chunks across threads.
+HUGE_LOGIT_ROW_LENGTHS = [2, 37, 3000, (1 << 18) + 37]
+
+
+def huge_logit_rows(dtype, rng, n):
+    """Rows of n normal logits with the dtype's largest magnitudes planted, for temperatures > 1:
+    x - max overflows while (x - max) / T does not (3 rows, 1 when long). Returns (rows,
+    temperatures)."""
+    big = np.finfo(dtype).max * np.asarray(0.9, dtype)
+    x = (rng.standard_normal((3 if n < 1 << 18 else 1, n)) * 3).astype(dtype)
+    x[:, 0] = -big
+    x[:, n // 2] = big
+    x[-1, n // 3] = -big / 2
+    # 2: exp(-big) = 0 exactly; big / 80: c (x - max) = -144 in the shifted kernels;
+    # big / 4: arguments near -8, unshifted in three_pass_reload, shifted in online and masked.
+    return x, [2.0, float(big) / 80, float(big) / 4]
+
+
+def assert_close_to_shifted_reference(actual, x, temperature, log=False, axis=-1):
+    """softmax / log_softmax of x / T against the longdouble reference, with the error bound of
+    rounding (x - max) once rather than softmax_rtol's (|x| + |max|) / T, which is vacuous near
+    the largest floats: a relative error |x - max| / T eps in exp, or that much absolutely in
+    log_softmax; plus one rounding of the sum per block of at least 64 elements (the block sums
+    are added in double: for float64 in its own precision)."""
+    dtype = np.dtype(actual.dtype)
+    z = np.asarray(x, dtype=REF)
+    gap = np.abs(z - _row_max(z, axis)) / REF(temperature)  # in REF: beyond float64's range
+    blocks = -(-z.shape[axis] // 64)
+    if log:
+        ref = log_softmax(x, axis, temperature)
+        atol = (EPS[dtype] + REF_EPS) * (32 + blocks + 3 * gap + 4 * np.abs(ref))
+        assert_close(actual, ref, 0.0, atol)
+    else:
+        ref = softmax(x, axis, temperature)
+        assert_close(actual, ref, EPS[dtype] * (64 + blocks + 3 * gap) + REF_EPS * 16, 4 * DENORM[dtype])
+
+
 def logsumexp(x, axis=-1, b=None):
     """logsumexp with the sign of the sum and the sum's condition number
     sum|b e^x| / |sum b e^x| (large where weights of both signs cancel)."""

@@ -54,6 +54,18 @@ def test_temperature(isa, temperature):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_logits_with_temperature_above_one(isa, dtype):
+    # x - max overflows, (x - max) / T does not: the reference divides first, in float64 (or
+    # longdouble for float64's largest values, where x / T rounds no worse).
+    big = np.finfo(dtype).max * dtype(0.9)
+    x = (np.random.default_rng(2).standard_normal((3, 40)) * 3).astype(dtype)
+    x[:, 0], x[:, 20], x[1, 13] = -big, big, -big / 2
+    for t in (2.0, float(big) / 4):
+        ref = ref_entropy(x.astype(np.longdouble) / np.longdouble(t)).astype(np.float64)
+        np.testing.assert_allclose(logitkit.entropy(x, temperature=t), ref, rtol=4 * _tol(dtype, 40), atol=_tol(dtype, 40))
+
+
 def test_uniform_rows_give_log_n_exactly(isa):
     for n in (1, 5, 17, 1000):
         for dt in (np.float32, np.float64):

@@ -14,10 +14,13 @@ from hypothesis.extra import numpy as hnp
 from reference import (
     EPS,
     FLOATS,
+    HUGE_LOGIT_ROW_LENGTHS,
     PROPERTY,
     assert_close,
+    assert_close_to_shifted_reference,
     assert_log_softmax_close,
     bits,
+    huge_logit_rows,
     logits,
     rows,
     softmax_rtol,
@@ -45,6 +48,20 @@ def test_matches_reference(isa, rng, dtype, temperature):
     assert_close(
         y, torch.log_softmax(tx, -1).numpy(), 0.0, float(np.abs(y).max()) * 64 * EPS[np.dtype(dtype)] + 1e-300
     )
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", HUGE_LOGIT_ROW_LENGTHS)
+def test_huge_logits_with_temperature_above_one(isa, rng, dtype, n):
+    # x - max overflows to -inf, c (x - max) does not (-0.9 max / 2 is finite): never -inf.
+    x, temperatures = huge_logit_rows(dtype, rng, n)
+    for t in temperatures:
+        y = logitkit.log_softmax(x, temperature=t)
+        assert np.isfinite(y).all()
+        assert_close_to_shifted_reference(y, x, t, log=True)
+        ym = logitkit.log_softmax(x, temperature=t, where=np.ones(n, bool))
+        assert_close_to_shifted_reference(ym, x, t, log=True)
+        assert np.array_equal(bits(logitkit.log_softmax(x[-1], temperature=t)), bits(y[-1]))  # alone = batch
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -319,6 +319,13 @@ def test_special_values_with_weights(isa, dtype):
         ([INF, 1.0], [0.0, 1.0], (1.0, 1.0)),  # ... and an inf
         ([2.0, NAN], [1.0, 1.0], (NAN, NAN)),
         ([2.0, 1.0], [NAN, 1.0], (NAN, NAN)),  # a NaN weight
+        ([1.0, 2.0], [INF, INF], (INF, 1.0)),  # infinite weights, at the max and off it
+        ([1.0, 2.0], [-INF, -INF], (INF, -1.0)),
+        ([1.0, 2.0], [INF, 1.0], (INF, 1.0)),
+        ([1.0, 2.0], [1.0, -INF], (INF, -1.0)),
+        ([1.0, 2.0], [INF, -INF], (NAN, NAN)),  # inf - inf
+        ([INF, INF], [1.0, NAN], (NAN, NAN)),  # a NaN weight at +inf
+        ([INF, 2.0], [NAN, 1.0], (NAN, NAN)),
     ]
     for x, b, (val, sign) in cases:
         x, b = np.array(x, dtype), np.array(b, dtype)

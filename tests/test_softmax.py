@@ -18,10 +18,13 @@ from reference import (
     ALGORITHMS,
     EPS,
     FLOATS,
+    HUGE_LOGIT_ROW_LENGTHS,
     PROPERTY,
     assert_close,
+    assert_close_to_shifted_reference,
     assert_softmax_close,
     bits,
+    huge_logit_rows,
     logits,
     rows,
     softmax_rtol,
@@ -59,6 +62,28 @@ def test_wide_range_logits(isa, rng, dtype):
     x = (rng.standard_normal((4, 300)) * 150).astype(dtype)
     for algorithm in ALL_ALGORITHMS:
         assert_softmax_close(logitkit.softmax(x, algorithm=algorithm), x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", HUGE_LOGIT_ROW_LENGTHS)
+def test_huge_logits_with_temperature_above_one(isa, rng, dtype, n):
+    # x - max overflows to -inf, c (x - max) does not: every path must take the finite value.
+    x, temperatures = huge_logit_rows(dtype, rng, n)
+    for t in temperatures:
+        for algorithm in ALL_ALGORITHMS:
+            assert_close_to_shifted_reference(logitkit.softmax(x, temperature=t, algorithm=algorithm), x, t)
+        assert_close_to_shifted_reference(logitkit.softmax(x, temperature=t, where=np.ones(n, bool)), x, t)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(3, 3000), (1, LONG)])
+def test_two_pass_with_temperature_is_as_exact_as_the_shifted_algorithms(isa, rng, dtype, shape):
+    # two_pass takes exp(c x) without subtracting the max: the rounding of c x (a relative error
+    # of |c x| eps, 2e-4 here before the fix) must not show; the bound grows with |x - max| / T.
+    x = (rng.standard_normal(shape) * 3 - 5000).astype(dtype)
+    for t in (0.7, 3.0):
+        for algorithm in ("two_pass", "auto"):  # auto: two_pass for rows beyond half of L2
+            assert_close_to_shifted_reference(logitkit.softmax(x, temperature=t, algorithm=algorithm), x, t)
 
 
 @pytest.mark.parametrize("shape", [(3000,), (8, 3000)])  # a row alone; rows pipelined
@@ -273,10 +298,15 @@ def test_size_one_and_empty_axes(isa, dtype):
         ((0, 3), 0),
         ((2, 0, 4), 1),
         ((2, 0, 4), None),
+        ((2, 0, 4), (0, 2)),  # the merged axes are not empty, another one is
+        ((0, 2), ()),
+        ((3, 0), (0, 1)),
     ]:
         e = np.zeros(shape, dtype)
-        y = logitkit.softmax(e, axis=axis)
-        assert y.shape == shape and y.dtype == dtype
+        for op in (logitkit.softmax, logitkit.log_softmax):
+            y = op(e, axis=axis)
+            assert y.shape == shape and y.dtype == dtype
+        assert logitkit.logsumexp(e, axis=axis).shape == np.sum(e, axis=axis).shape
 
 
 def test_scalars_and_lists(isa):
@@ -702,12 +732,16 @@ def test_bad_axis(isa):
     # NumPy integers are fine; axis=() is the empty set of axes: every element is its own group.
     assert_softmax_close(logitkit.softmax(x, axis=np.int64(0)), x, axis=0)
     np.testing.assert_array_equal(logitkit.softmax(x, axis=()), np.ones_like(x))
-    with pytest.raises(np.exceptions.AxisError, match="axis"):
+    with pytest.raises(np.exceptions.AxisError, match="axis.*0-d"):
         logitkit.softmax(1.0, axis=1)
+    for axis in (1.5, "a", (0.5,)):  # a 0-d input checks the axis's type as any other does
+        with pytest.raises(TypeError, match="axis"):
+            logitkit.softmax(np.array(1.0), axis=axis)
+    assert logitkit.softmax(np.array(1.0), axis=(0,)) == 1.0
     assert issubclass(np.exceptions.AxisError, ValueError)
 
 
-@pytest.mark.parametrize("temperature", [0, 0.0, -1.0, float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("temperature", [0, 0.0, -1.0, float("nan"), float("inf"), -float("inf"), 10**400])
 def test_bad_temperature_value(isa, temperature):
     with pytest.raises(ValueError, match="temperature"):
         logitkit.softmax([1.0, 2.0], temperature=temperature)
@@ -727,8 +761,10 @@ def test_temperature_numpy_scalars(isa):
 
 def test_tiny_temperature_float32(isa):
     # 1/T overflows float32: rejected with a clear error rather than producing inf/NaN.
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(ValueError, match=r"temperature: its inverse \S+e\+299 is outside the range of float32 \(temperature 1e-300\)"):
         logitkit.softmax(np.ones(3, np.float32), temperature=1e-300)
+    with pytest.raises(ValueError, match=r"temperature.*float64 \(temperature 5e-324\)"):
+        logitkit.softmax(np.ones(3), temperature=5e-324)
     y = logitkit.softmax(np.array([1.0, 2.0]), temperature=1e-300)  # fine in float64
     np.testing.assert_array_equal(y, [0.0, 1.0])
 

@@ -114,6 +114,17 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     return (_one_axis(axis, ndim),)
 
 
+def check_scalar_axis(axis) -> None:
+    """Validates `axis` for a 0-d input, which is a one-element row (as in scipy.special)."""
+    if axis is not None and not (isinstance(axis, tuple | list) and len(axis) == 0):
+        try:
+            normalize_axes(axis, 1)
+        except np.exceptions.AxisError:
+            raise np.exceptions.AxisError(
+                f"axis: {axis!r} is out of bounds for a 0-d input (a one-element row: 0, -1, () or None)"
+            ) from None
+
+
 def _one_axis(a, ndim: int) -> int:
     if isinstance(a, bool | np.bool_):  # operator.index would take True as 1
         raise TypeError(f"axis: expected an int, a tuple of ints or None, got {type(a).__name__}")
@@ -130,7 +141,8 @@ def merge_axes(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Moves `axes` to the end and merges them into one (a view when the layout allows)."""
     k = len(axes)
     moved = np.moveaxis(arr, axes, range(arr.ndim - k, arr.ndim))
-    return moved.reshape(moved.shape[: arr.ndim - k] + (-1,))
+    merged = math.prod(moved.shape[arr.ndim - k :])  # not -1: ambiguous when another axis has size 0
+    return moved.reshape(moved.shape[: arr.ndim - k] + (merged,))
 
 
 def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") -> None:
@@ -224,8 +236,7 @@ def map_rows_general(kernel, inputs, axis, out, dtype, *, where=None, masked=Fal
         kernel(*args) if masked else kernel(*args[:-3], *args[-2:])
 
     if len(shape) == 0:  # a scalar is a one-element row, as in scipy.special
-        if axis not in (None, 0, -1, ()):
-            raise np.exceptions.AxisError(axis, 0, "axis")
+        check_scalar_axis(axis)
         tmp = np.empty(1, compute)
         call(
             *(to_compute(a.reshape(1), compute) for a in arrs),
@@ -258,7 +269,10 @@ def check_temperature(temperature) -> float:
         return temperature
     if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating):
         raise TypeError(f"temperature: expected a real number, got {type(temperature).__name__}")
-    t = float(temperature)
+    try:
+        t = float(temperature)
+    except OverflowError:
+        raise ValueError("temperature: must be a finite number > 0, got an integer too large for float64") from None
     if not (t > 0.0 and np.isfinite(t)):
         raise ValueError(f"temperature: must be a finite number > 0, got {temperature!r}")
     return t

@@ -14,8 +14,7 @@ __all__ = ["collapse_fraction", "entropy"]
 def _rows_view(arr: np.ndarray, axis):
     """(array whose reduced axes are merged into one, that axis, the reduced axes)."""
     if arr.ndim == 0:
-        if axis not in (None, 0, -1, ()):
-            raise np.exceptions.AxisError(axis, 0, "axis")
+        _arrays.check_scalar_axis(axis)
         return arr.reshape(1), 0, (0,)
     axes = _arrays.normalize_axes(axis, arr.ndim)
     if len(axes) == 1:

@@ -78,8 +78,7 @@ def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
     result = _arrays.result_dtype(*dtypes)
     compute = _arrays.compute_dtype(result)
     if arr.ndim == 0:
-        if axis not in (None, 0, -1, ()):
-            raise np.exceptions.AxisError(axis, 0, "axis")
+        _arrays.check_scalar_axis(axis)
         arr = arr.reshape(1)
         barr = None if barr is None else barr.reshape(1)
         axis = 0

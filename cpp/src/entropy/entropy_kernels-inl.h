@@ -43,7 +43,7 @@ EntropySums sums_block(const T* x, size_t n, T m, T c) {
   V ze[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
   auto step = [&](V v, int k) {
     auto tie = S::eq(v, vm);
-    V z = S::max(zmin, S::mul(S::sub(v, vm), vc));
+    V z = S::max(zmin, scaled_difference<T>(v, vm, vc));
     V e = vexp<T>(z);
     un[k] = S::add(un[k], S::select(tie, S::zero(), e));
     ti[k] = S::add(ti[k], S::select(tie, one, S::zero()));

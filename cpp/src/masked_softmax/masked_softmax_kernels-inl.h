@@ -68,13 +68,13 @@ T exp_store_sum_block(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c
   for_vectors<S>(
       n,
       [&](size_t i, int k) {
-        auto e = S::blend(S::load_mask(m + i), vexp<T>(S::mul(S::sub(S::load(x + i), vs), vc)), S::zero());
+        auto e = S::blend(S::load_mask(m + i), vexp<T>(scaled_difference<T>(S::load(x + i), vs, vc)), S::zero());
         S::store(y + i, e);
         acc[k] = S::add(acc[k], e);
       },
       [&](size_t i, size_t r) {
         auto v = S::load_tail(x + i, r, kNegInf<T>);
-        auto e = S::blend(S::load_mask_tail(m + i, r), vexp<T>(S::mul(S::sub(v, vs), vc)), S::zero());
+        auto e = S::blend(S::load_mask_tail(m + i, r), vexp<T>(scaled_difference<T>(v, vs, vc)), S::zero());
         S::store_tail(y + i, e, r);
         acc[0] = S::add(acc[0], e);
       });
@@ -99,11 +99,11 @@ T exp_sum(const T* x, const uint8_t* m, size_t n, T shift, T c) {
     for_vectors<S>(
         len,
         [&](size_t i, int k) {
-          auto e = vexp<T>(S::mul(S::sub(S::load(x + b + i), vs), vc));
+          auto e = vexp<T>(scaled_difference<T>(S::load(x + b + i), vs, vc));
           acc[k] = S::add(acc[k], S::blend(S::load_mask(m + b + i), e, S::zero()));
         },
         [&](size_t i, size_t r) {
-          auto e = vexp<T>(S::mul(S::sub(S::load_tail(x + b + i, r, kNegInf<T>), vs), vc));
+          auto e = vexp<T>(scaled_difference<T>(S::load_tail(x + b + i, r, kNegInf<T>), vs, vc));
           acc[0] = S::add(acc[0], S::blend(S::load_mask_tail(m + b + i, r), e, S::zero()));
         });
     total += S::reduce_add(sum4<T>(acc));
@@ -148,7 +148,7 @@ UntiedSum<T> untied_sum(const T* x, const uint8_t* m, size_t n, T mx, T c) {
     V ties[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     auto accumulate = [&](V v, typename S::M inc, int k) {
       auto tie = S::mask_and(inc, S::eq(v, vm));
-      V e = vexp<T>(S::mul(S::sub(v, vm), vc));
+      V e = vexp<T>(scaled_difference<T>(v, vm, vc));
       acc[k] = S::add(acc[k], S::blend(S::mask_andnot(tie, inc), e, S::zero()));
       ties[k] = S::add(ties[k], S::blend(tie, one, S::zero()));
     };
@@ -171,11 +171,11 @@ void shift_store(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c, T o
   for_vectors<S>(
       n,
       [&](size_t i, int) {
-        auto v = S::sub(S::mul(S::sub(S::load(x + i), vs), vc), vo);
+        auto v = S::sub(scaled_difference<T>(S::load(x + i), vs, vc), vo);
         S::store(y + i, S::blend(S::load_mask(m + i), v, ninf));
       },
       [&](size_t i, size_t r) {
-        auto v = S::sub(S::mul(S::sub(S::load_tail(x + i, r, T(0)), vs), vc), vo);
+        auto v = S::sub(scaled_difference<T>(S::load_tail(x + i, r, T(0)), vs, vc), vo);
         S::store_tail(y + i, S::blend(S::load_mask_tail(m + i, r), v, ninf), r);
       });
 }

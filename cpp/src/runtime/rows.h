@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -53,15 +55,26 @@ inline int normalize_axis(int axis, int ndim) {
 
 // 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse
 // that T can represent). Every op with a temperature multiplies by this.
+// The shortest decimal that reads back as v (as Python's repr), for error messages.
+inline std::string shortest_repr(double v) {
+  char buf[32];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
 template <class T>
 T inverse_temperature(double temperature) {
   if (!(temperature > 0.0) || !std::isfinite(temperature))
     throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "must be a finite number > 0, got " + std::to_string(temperature));
+                "must be a finite number > 0, got " + shortest_repr(temperature));
   const T c = static_cast<T>(1.0 / temperature);
   if (!std::isfinite(c) || !(c > T(0)))
     throw Error(Error::Kind::kInvalidArgument, "temperature",
-                "1/temperature is not representable in this dtype (got " + std::to_string(temperature) + ")");
+                "its inverse " + shortest_repr(1.0 / temperature) + " is outside the range of " +
+                    (sizeof(T) == 4 ? "float32" : "float64") + " (temperature " + shortest_repr(temperature) + ")");
   return c;
 }
 

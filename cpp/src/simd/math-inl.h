@@ -349,14 +349,41 @@ inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
   return v[0];
 }
 
+// c (x - shift), the exp argument of every shifted softmax-family kernel, without overflowing
+// where the difference does but the product does not (c < 1, x and shift of opposite signs near
+// the largest finite value): for c < 1 it is evaluated as (2c) ((x - shift) / 2), the halved
+// difference rounded once by an FMA. Scaling by 2 is exact, so the result has the bits of
+// round(round(x - shift) c) wherever x - shift is finite (and not below the normal range, where
+// the halving rounds once more: |x - shift| < 2^-125 in float, an exp argument of about 0).
+template <class T>
+__attribute__((always_inline)) inline typename Simd<T>::V scaled_difference(typename Simd<T>::V x,
+                                                                            typename Simd<T>::V shift,
+                                                                            typename Simd<T>::V c) {
+  using S = Simd<T>;
+  const auto halve = S::lt(c, S::set1(T(1)));  // loop-invariant: hoisted by the compiler
+  const auto h = S::select(halve, S::set1(T(0.5)), S::set1(T(1)));
+  const auto minus_shift_h = S::mul(shift, S::select(halve, S::set1(T(-0.5)), S::set1(T(-1))));
+  return S::mul(S::fma(x, h, minus_shift_h), S::select(halve, S::add(c, c), c));
+}
+
+// c (a - b) in double for scalar merges of partial results (float arguments promote exactly),
+// halved as in scaled_difference so that double arguments do not overflow either.
+inline double scaled_difference_scalar(double a, double b, double c) {
+  return c < 1 ? (a * 0.5 - b * 0.5) * (c + c) : (a - b) * c;
+}
+
 // "extexp" of the Two-Pass softmax: exp(z) = mant * 2^expo without forming the power, so no
 // overflow is possible and no max is needed. Valid for z <= kExtExpLimit; z below
 // -kExtExpLimit gives mant = 0. Group form: z[k] becomes the mantissa, expo[k] the exponent,
 // and `bad` is OR-ed with the lanes the pair cannot represent (z too large, NaN).
-template <class T, int K>
+// With kCorrected, the argument is z - z_err[k] (z_err small against the reduced range, such as
+// the rounding error of a product z = c x): the correction joins the reduced argument, so exp
+// sees it even where |z| is large.
+template <class T, int K, bool kCorrected = false>
 __attribute__((always_inline)) inline void vextexp_group(typename Simd<T>::V (&z)[K],
                                                          typename Simd<T>::V (&expo)[K],
-                                                         typename Simd<T>::M& bad) {
+                                                         typename Simd<T>::M& bad,
+                                                         const typename Simd<T>::V* z_err = nullptr) {
   using S = Simd<T>;
   using C = ExpConstants<T>;
   const auto limit = S::set1(C::kExtExpLimit), neg_limit = S::sub(S::zero(), limit);
@@ -367,8 +394,35 @@ __attribute__((always_inline)) inline void vextexp_group(typename Simd<T>::V (&z
     z[k] = S::max(z[k], neg_limit);
   }
   exp_reduce_group<T, K>(z, expo);
+  if constexpr (kCorrected) {
+    LOGITKIT_LOCKSTEP(k, K) z[k] = S::sub(z[k], z_err[k]);
+  }
   exp_reduced_poly_group<T, K>(z);
   LOGITKIT_LOCKSTEP(k, K) z[k] = S::select(negligible[k], S::zero(), z[k]);
+}
+
+// vextexp_group of c x for kScaled (else of x): the product's rounding error, fnma(x, c, cx)
+// exactly, goes into the reduced argument. Otherwise its error would grow with |c x| itself (a
+// relative error of about |c x| 2^-24 in float), not with distances between logits as in the
+// shifted algorithms: two_pass never subtracts the max. The rounding of c = 1/T itself scales
+// every argument alike and cancels in the normalisation up to the same distances.
+template <class T, bool kScaled, int K>
+__attribute__((always_inline)) inline void vextexp_scaled_group(typename Simd<T>::V (&x)[K],
+                                                                typename Simd<T>::V (&expo)[K],
+                                                                typename Simd<T>::M& bad,
+                                                                typename Simd<T>::V c) {
+  using S = Simd<T>;
+  if constexpr (kScaled) {
+    typename S::V err[K];
+    LOGITKIT_LOCKSTEP(k, K) {
+      const auto z = S::mul(x[k], c);
+      err[k] = S::fnma(x[k], c, z);  // z - c x
+      x[k] = z;
+    }
+    vextexp_group<T, K, true>(x, expo, bad, err);
+  } else {
+    vextexp_group<T, K>(x, expo, bad);
+  }
 }
 
 template <class T>

@@ -46,6 +46,10 @@ void parallel_pipelined_rows(int64_t rows, int64_t n, F&& fn) {
   });
 }
 
+// c (a - b) without overflow where the product is finite (as scaled_difference_scalar in the
+// kernels: halved for c < 1).
+double scaled_gap(double a, double b, double c) { return c < 1 ? (a * 0.5 - b * 0.5) * (c + c) : (a - b) * c; }
+
 template <class T>
 SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
   switch (a) {
@@ -151,7 +155,7 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     T m = std::numeric_limits<T>::lowest();
     for (size_t i = 0; i < row.chunks_; ++i) m = combine_max(m, parts[i].max);
     T s = T(0);
-    for (size_t i = 0; i < row.chunks_; ++i) s += parts[i].sum * std::exp((parts[i].max - m) * c);
+    for (size_t i = 0; i < row.chunks_; ++i) s += parts[i].sum * static_cast<T>(std::exp(scaled_gap(parts[i].max, m, c)));
     const T inv = T(1) / s;
     row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
     return;

@@ -135,13 +135,17 @@ typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
 }
 
 // z = c (x - shift), the argument of every exp below: one subtraction when c == 1 (the common
-// case, decided once per call), so the exact x - shift is not followed by a multiply.
+// case, decided once per call), so the exact x - shift is not followed by a multiply; otherwise
+// scaled_difference (math-inl.h), which does not overflow where c z is finite.
 template <class T, bool kScaled>
 __attribute__((always_inline)) inline typename Simd<T>::V shifted(typename Simd<T>::V x,
                                                                   typename Simd<T>::V shift,
                                                                   typename Simd<T>::V c) {
-  using S = Simd<T>;
-  return kScaled ? S::mul(S::sub(x, shift), c) : S::sub(x, shift);
+  if constexpr (kScaled) {
+    return scaled_difference<T>(x, shift, c);
+  } else {
+    return Simd<T>::sub(x, shift);
+  }
 }
 
 // c x, or x itself when c == 1 (kScaled false): the same bits without the multiply.
@@ -310,13 +314,13 @@ ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
       [&](size_t i, auto g) {
         constexpr int G = decltype(g)::value;
         V m[G], e[G];
-        LOGITKIT_LOCKSTEP(k, G) m[k] = scaled_by<T, kScaled>(S::load(x + i + k * S::N), vc);
-        vextexp_group<T, G>(m, e, bad);
+        LOGITKIT_LOCKSTEP(k, G) m[k] = S::load(x + i + k * S::N);
+        vextexp_scaled_group<T, kScaled, G>(m, e, bad, vc);
         LOGITKIT_LOCKSTEP(k, G) accumulate(m[k], e[k], k);
       },
       [&](size_t i, size_t r) {
-        V m[1] = {scaled_by<T, kScaled>(S::load_tail(x + i, r, kNegInf<T>), vc)}, e[1];
-        vextexp_group<T, 1>(m, e, bad);
+        V m[1] = {S::load_tail(x + i, r, kNegInf<T>)}, e[1];
+        vextexp_scaled_group<T, kScaled, 1>(m, e, bad, vc);
         accumulate(m[0], e[0], 0);
       });
   V emax = S::max(S::max(expo[0], expo[1]), S::max(expo[2], expo[3]));
@@ -361,15 +365,15 @@ void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
       [&](size_t i, auto g) {
         constexpr int G = decltype(g)::value;
         V m[G], e[G];
-        LOGITKIT_LOCKSTEP(k, G) m[k] = scaled_by<T, kScaled>(S::load(x + i + k * S::N), vc);
-        vextexp_group<T, G>(m, e, bad);
+        LOGITKIT_LOCKSTEP(k, G) m[k] = S::load(x + i + k * S::N);
+        vextexp_scaled_group<T, kScaled, G>(m, e, bad, vc);
         LOGITKIT_LOCKSTEP(k, G) {
           put<S, kStream>(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
         }
       },
       [&](size_t i, size_t r) {
-        V m[1] = {scaled_by<T, kScaled>(S::load_tail(x + i, r, T(0)), vc)}, e[1];
-        vextexp_group<T, 1>(m, e, bad);
+        V m[1] = {S::load_tail(x + i, r, T(0))}, e[1];
+        vextexp_scaled_group<T, kScaled, 1>(m, e, bad, vc);
         S::store_tail(y + i, ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest)), r);
       });
 }
@@ -403,10 +407,10 @@ MaxSum<T> online_sum_block(const T* x, size_t n, T c) {
   auto accumulate = [&](V v, int k) {
     if (S::any(S::gt(v, m[k]))) {
       V m_new = S::max(m[k], v);
-      s[k] = S::mul(s[k], vexp<T>(S::mul(S::sub(m[k], m_new), vc)));
+      s[k] = S::mul(s[k], vexp<T>(scaled_difference<T>(m[k], m_new, vc)));
       m[k] = m_new;
     }
-    s[k] = S::add(s[k], vexp<T>(S::mul(S::sub(v, m[k]), vc)));
+    s[k] = S::add(s[k], vexp<T>(scaled_difference<T>(v, m[k], vc)));
   };
   for_vectors<S>(
       n, [&](size_t i, int k) { accumulate(S::load(x + i), k); },
@@ -414,7 +418,7 @@ MaxSum<T> online_sum_block(const T* x, size_t n, T c) {
   T mx = max4<T>(m);
   V total = S::zero();
   for (int k = 0; k < 4; ++k)
-    total = S::add(total, S::mul(s[k], vexp<T>(S::mul(S::sub(m[k], S::set1(mx)), vc))));
+    total = S::add(total, S::mul(s[k], vexp<T>(scaled_difference<T>(m[k], S::set1(mx), vc))));
   return {mx, S::reduce_add(total)};
 }
 
@@ -426,10 +430,10 @@ MaxSum<T> online_sum(const T* x, size_t n, T c) {
   for_blocks<T>(n, [&](size_t b, size_t len) {
     MaxSum<T> p = online_sum_block(x + b, len, c);
     if (p.max > mx) {
-      sum *= std::exp(static_cast<double>(mx - p.max) * c);
+      sum *= std::exp(scaled_difference_scalar(mx, p.max, c));
       mx = p.max;
     }
-    sum += p.sum * std::exp(static_cast<double>(p.max - mx) * c);
+    sum += p.sum * std::exp(scaled_difference_scalar(p.max, mx, c));
   });
   return {mx, T(sum)};
 }

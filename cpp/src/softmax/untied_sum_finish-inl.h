@@ -68,11 +68,16 @@ void finish_logsumexp(T m, UntiedSum<T> u, T* out, T* sign) {
     result = has_nan ? nan : -inf;
     sgn = has_nan ? nan : T(0);
   } else if (m == inf) {  // the sum is +-inf unless the weights at +inf cancel or a NaN is present
-    const bool defined = u.tied_weight != T(0) && !std::isnan(u.sum);
+    const bool defined = u.tied_weight != T(0) && !std::isnan(u.tied_weight) && !std::isnan(u.sum);
     result = defined ? inf : nan;
     sgn = defined ? sign_of(u.tied_weight) : nan;
   } else if (std::isnan(m)) {
     result = sgn = nan;
+  } else if (!std::isfinite(u.tied_weight) || !std::isfinite(u.sum)) {
+    // Infinite weights (or a NaN one): the sum is +-inf or NaN, as sum(b * exp(x)) gives it.
+    const T total = u.tied_weight + u.sum;
+    sgn = sign_of(total);
+    result = std::fabs(total) + m;  // +inf, or NaN
   } else if (u.tied_weight != T(0)) {
     // sum = w (1 + r): log|w| + log1p(r) keeps full precision when the max term dominates.
     T r = u.sum / u.tied_weight;
