@@ -254,6 +254,27 @@ def test_axis_tuple_and_none(isa, rng, dtype, axis):
     np.testing.assert_allclose(y, scipy.special.softmax(x.astype(np.float64), axis=axis), rtol=1e-5)
 
 
+def test_more_dimensions_than_the_cpp_views(isa, rng):
+    # NumPy allows 64 dimensions, the C++ views 16: the Python layer merges the other axes.
+    x = rng.standard_normal((2, 1, 3) + (1,) * 13 + (2, 3))
+    for axis in (-1, 0, 2, (0, 17), None):
+        for ours, scipys in [
+            (logitkit.softmax, scipy.special.softmax),
+            (logitkit.log_softmax, scipy.special.log_softmax),
+            (logitkit.logsumexp, scipy.special.logsumexp),
+        ]:
+            got, want = ours(x, axis=axis), scipys(x, axis=axis)
+            assert got.shape == np.shape(want)
+            assert_close(got, want, 1e-13, 1e-15)
+        want = scipy.special.logsumexp(x, axis=axis, keepdims=True)
+        assert_close(logitkit.logsumexp(x, axis=axis, keepdims=True), want, 1e-13, 1e-15)
+        p = scipy.special.softmax(x, axis=axis)
+        assert_close(logitkit.entropy(x, axis=axis), -np.sum(p * np.log(p), axis=axis), 1e-12, 1e-15)
+        out = np.empty_like(x)
+        assert logitkit.softmax(x, axis=axis, out=out) is out
+        assert_close(out, scipy.special.softmax(x, axis=axis), 1e-13, 1e-15)
+
+
 def test_axis_tuple_of_transposed_view(isa, rng):
     x = logits(rng, (5, 4, 3), np.float64).transpose(2, 0, 1)
     y = logitkit.softmax(x, axis=(0, 2))

@@ -65,7 +65,7 @@ py::array new_output(const py::dtype& dt, const std::vector<py::ssize_t>& shape)
 // path of python/logitkit/_arrays.py, which gives the same result and every error.
 // The common call: x (and every array of the tuple `others`, the op's further inputs) float32 or
 // float64 aligned ndarrays of one shape with NumPy's own (native) descriptor; axis an int in
-// range; `where` None or a bool ndarray that broadcasts to that shape (the binding reads it with
+// range, at most kMaxDims dimensions; `where` None or a bool ndarray that broadcasts to that shape (the binding reads it with
 // stride-0 axes); out None (a new C-contiguous array is returned) or an aligned, writable
 // ndarray of the inputs' descriptor and shape that is one of the inputs or whose memory range
 // meets none of theirs. Anything else x may be (a list, a tuple of arrays to stack, a subclass)
@@ -80,6 +80,7 @@ py::object fast_target(py::handle x, py::handle axis, py::handle out, bool reduc
   if (!dt.is(py::dtype::of<float>()) && !dt.is(py::dtype::of<double>())) return py::none();
   if (!plain_array_of(x, dt)) return py::none();
   const auto ndim = static_cast<long>(xa.ndim());
+  if (ndim > logitkit::kMaxDims) return py::none();  // the general path merges axes
   const py::ssize_t* shape = xa.shape();
   auto same_shape = [&](const py::array& a) {
     return a.ndim() == xa.ndim() && std::equal(shape, shape + ndim, a.shape());

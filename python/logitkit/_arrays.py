@@ -137,12 +137,20 @@ def _one_axis(a, ndim: int) -> int:
     return a % ndim
 
 
+# Most dimensions of the C++ views (logitkit::kMaxDims); NumPy allows 64.
+MAX_DIMS = 16
+
+
 def merge_axes(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Moves `axes` to the end and merges them into one (a view when the layout allows)."""
+    """Moves `axes` to the end and merges them into one (a view when the layout allows); the
+    other axes are merged too when they would leave more than MAX_DIMS. Not -1 in the shapes:
+    ambiguous when another axis has size 0."""
     k = len(axes)
     moved = np.moveaxis(arr, axes, range(arr.ndim - k, arr.ndim))
-    merged = math.prod(moved.shape[arr.ndim - k :])  # not -1: ambiguous when another axis has size 0
-    return moved.reshape(moved.shape[: arr.ndim - k] + (merged,))
+    lead = moved.shape[: arr.ndim - k]
+    if len(lead) >= MAX_DIMS:
+        lead = (math.prod(lead),)
+    return moved.reshape(lead + (math.prod(moved.shape[arr.ndim - k :]),))
 
 
 def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") -> None:
@@ -247,7 +255,7 @@ def map_rows_general(kernel, inputs, axis, out, dtype, *, where=None, masked=Fal
         return finish(tmp.reshape(()), out, result)
     axes = normalize_axes(axis, len(shape))
     cs = [to_compute(a, compute) for a in arrs]
-    if len(axes) == 1:
+    if len(axes) == 1 and len(shape) <= MAX_DIMS:
         if out is not None and all(writable_target(out, c, compute) is not None for c in cs):
             call(*cs, mask, out, axes[0])
             return out

@@ -17,7 +17,7 @@ def _rows_view(arr: np.ndarray, axis):
         _arrays.check_scalar_axis(axis)
         return arr.reshape(1), 0, (0,)
     axes = _arrays.normalize_axes(axis, arr.ndim)
-    if len(axes) == 1:
+    if len(axes) == 1 and arr.ndim <= _arrays.MAX_DIMS:
         return arr, axes[0], axes
     merged = _arrays.merge_axes(arr, axes)
     return merged, merged.ndim - 1, axes
@@ -44,8 +44,8 @@ def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
     xc, ax, axes = _rows_view(_arrays.to_compute(arr, compute), axis)
     res = np.empty(xc.shape[:ax] + xc.shape[ax + 1 :], compute)
     _core.entropy(xc, res, ax, t)
-    if keepdims and arr.ndim:
-        res = res.reshape(tuple(1 if d in axes else n for d, n in enumerate(arr.shape)))
+    if arr.ndim:  # the reduced shape (_rows_view may have merged the other axes too)
+        res = res.reshape(tuple(1 if d in axes else n for d, n in enumerate(arr.shape) if keepdims or d not in axes))
     if res.dtype != result:
         res = res.astype(result)
     return res[()] if res.ndim == 0 else res

@@ -85,7 +85,7 @@ def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
     axes = _arrays.normalize_axes(axis, arr.ndim)
     xc = _arrays.to_compute(arr, compute)
     bc = None if barr is None else _arrays.to_compute(barr, compute)
-    if len(axes) == 1:
+    if len(axes) == 1 and arr.ndim <= _arrays.MAX_DIMS:
         ax = axes[0]
     else:
         xc = _arrays.merge_axes(xc, axes)
@@ -95,10 +95,10 @@ def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
     res = np.empty(reduced_shape, compute)
     sign = np.empty(reduced_shape, compute) if return_sign else None
     _core.logsumexp(xc, res, ax, bc, sign)
-    if keepdims:
-        full = tuple(1 if d in axes else n for d, n in enumerate(arr.shape))
-        res = res.reshape(full)
-        sign = None if sign is None else sign.reshape(full)
+    # The reduced shape, with the axes kept at size 1 or not (merge_axes may have merged the rest).
+    full = tuple(1 if d in axes else n for d, n in enumerate(arr.shape) if keepdims or d not in axes)
+    res = res.reshape(full)
+    sign = None if sign is None else sign.reshape(full)
     if res.dtype != result:
         res = res.astype(result)
         sign = None if sign is None else sign.astype(result)
