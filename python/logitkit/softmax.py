@@ -21,7 +21,8 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=No
     algorithm: "auto" (three_pass_reload while a row fits in half of L2, two_pass beyond),
     "three_pass_reload", "three_pass_recompute", "two_pass" (Dukhan & Ablavatski) or "online"
     (Milakov & Gimelshein). All give the same result within a few ulp.
-    out: array of the result shape and dtype; may be `x` itself (in place).
+    out: array of the result shape; may be `x` itself (in place). Without dtype=, its (float)
+    dtype sets the result dtype; with dtype=, it must match.
     dtype: output dtype (float16/bfloat16 are computed in float32; float64 in float64).
     where: bool mask broadcastable to x (False = excluded); see masked_softmax (algorithm ignored).
     A row containing NaN gives NaN; a row of all -inf gives NaN (as torch and SciPy).
