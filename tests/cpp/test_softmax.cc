@@ -603,10 +603,56 @@ TEST_P(Softmax, Errors) {
                "sign");
   expect_error([&] { logitkit::softmax<float>(contiguous<const float>(nullptr, {2, 2}), yv, 1); }, "x");
   expect_error([&] { logitkit::softmax<float>(make_view<const float>(x.data(), {3, -4}, {4, 1}), yv, 1); }, "x");
+  // Views the library must refuse rather than read or write out of bounds.
+  expect_error([&] { logitkit::softmax<float>(xv, make_view(y.data(), {3, 4}, {0, 1}), 1); }, "y");  // broadcast output
+  expect_error([&] { logitkit::logsumexp<float>(xv, make_view(out.data(), {3}, {0}), 1); }, "out");
+  expect_error([&] { logitkit::softmax<float>(make_view<const float>(x.data(), {int64_t{1} << 62, 4}, {4, 1}),
+                                              make_view(y.data(), {int64_t{1} << 62, 4}, {4, 1}), 1); },
+               "x");  // the element count overflows int64
+  expect_error([&] { logitkit::softmax<float>(make_view<const float>(x.data(), {3, 4}, {INT64_MAX / 2, 1}), yv, 1); },
+               "x");  // element offsets overflow
+  {
+    ArrayView<float> bad = yv;
+    bad.ndim = logitkit::kMaxDims + 1;  // converted to a const view without reading past shape[]
+    expect_error([&] { logitkit::softmax<float>(bad, yv, 0); }, "x");
+  }
+  expect_error([&] { ArrayView<float>::contiguous(y.data(), {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}); },
+               "shape");
   // Bad backend names, as LOGITKIT_ISA would give them.
   for (const char* name : {"bogus", "", "AVX2", "sse"})
     expect_error([&] { logitkit::set_isa(name); }, "isa", Error::Kind::kUnsupportedIsa);
   EXPECT_EQ(logitkit::isa(), GetParam());  // a failed set_isa leaves the backend unchanged
 }
+
+// x and y sharing memory other than element for element (y one element past x, or x reversed
+// over y): the result is the out-of-place one, as the kernels read a copy of x.
+template <class T>
+void partial_overlap() {
+  constexpr int64_t kRows = 64, kN = 2048;  // pipelined rows, two threads
+  const auto x = lktest::randn<T>(size_t(kRows * kN), 17, 4.0);
+  std::vector<T> expected(x.size()), buf(x.size() + 1);
+  for (bool log : {false, true}) {
+    auto run = [&](ArrayView<const T> in, ArrayView<T> out) {
+      log ? logitkit::log_softmax<T>(in, out, 1) : logitkit::softmax<T>(in, out, 1);
+    };
+    run(contiguous<const T>(x.data(), {kRows, kN}), contiguous(expected.data(), {kRows, kN}));
+    std::copy(x.begin(), x.end(), buf.begin());
+    run(contiguous<const T>(buf.data(), {kRows, kN}), contiguous(buf.data() + 1, {kRows, kN}));
+    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), buf.begin() + 1)) << (log ? "log_softmax" : "softmax");
+    std::copy(x.begin(), x.end(), buf.begin() + 1);  // x read backwards while y is written forwards
+    std::vector<T> reversed(x.rbegin(), x.rend()), want(x.size());
+    run(contiguous<const T>(reversed.data(), {kRows, kN}), contiguous(want.data(), {kRows, kN}));
+    run(make_view<const T>(buf.data() + x.size(), {kRows, kN}, {-kN, -1}), contiguous(buf.data(), {kRows, kN}));
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), buf.begin())) << (log ? "log_softmax" : "softmax") << " reversed";
+  }
+  std::vector<T> lse(kRows);  // logsumexp's out over the start of x
+  logitkit::logsumexp<T>(contiguous<const T>(x.data(), {kRows, kN}), contiguous(lse.data(), {kRows}), 1);
+  std::copy(x.begin(), x.end(), buf.begin());
+  logitkit::logsumexp<T>(contiguous<const T>(buf.data(), {kRows, kN}), contiguous(buf.data() + 5, {kRows}), 1);
+  EXPECT_TRUE(std::equal(lse.begin(), lse.end(), buf.begin() + 5)) << "logsumexp";
+}
+
+TEST_P(Softmax, PartialOverlapF32) { partial_overlap<float>(); }
+TEST_P(Softmax, PartialOverlapF64) { partial_overlap<double>(); }
 
 }  // namespace

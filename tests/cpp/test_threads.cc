@@ -1,9 +1,12 @@
 // Thread-count independence: every op gives bitwise identical results for 1, 2 and 3 threads.
+#include <atomic>
 #include <cstring>
+#include <stdexcept>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "runtime/thread_pool.h"  // internal: parallel_for itself
 #include "test_util.h"
 
 namespace {
@@ -80,5 +83,33 @@ TEST_P(Threads, PipelinedRowsF64) { check_shape<double>(11, 1501, false, 8); }
 // Long rows: one row split into chunks, partial results combined in chunk order.
 TEST_P(Threads, LongRowF32) { check_shape<float>(2, (int64_t{1} << 19) + 77, false, 5); }
 TEST_P(Threads, LongRowF64) { check_shape<double>(2, (int64_t{1} << 19) + 77, false, 6); }
+
+// A task that throws: the exception reaches the caller once the other tasks have returned, on
+// whichever thread it was thrown, and the pool stays usable (it used to terminate the process,
+// or leave workers running a job whose frame was gone).
+TEST(ThreadPool, TaskExceptionReachesTheCallerAndThePoolStaysUsable) {
+  const int saved = logitkit::get_num_threads();
+  logitkit::set_num_threads(2);
+  for (size_t bad : {size_t{0}, size_t{1}, size_t{37}, size_t{63}}) {
+    std::atomic<int> ran{0};
+    try {
+      logitkit::parallel_for(64, [&](size_t t) {
+        if (t == bad) throw std::runtime_error("task " + std::to_string(t));
+        ran.fetch_add(1);
+      });
+      ADD_FAILURE() << "no exception from task " << bad;
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), "task " + std::to_string(bad));
+    }
+    std::atomic<int> all{0};
+    logitkit::parallel_for(64, [&](size_t) { all.fetch_add(1); });
+    EXPECT_EQ(all.load(), 64);
+  }
+  std::vector<float> x(4 * 5000, 1.0f), y(x.size());
+  logitkit::softmax<float>(ArrayView<const float>::contiguous(x.data(), {4, 5000}),
+                           ArrayView<float>::contiguous(y.data(), {4, 5000}), 1);
+  EXPECT_FLOAT_EQ(y[0], 1.0f / 5000);
+  logitkit::set_num_threads(saved);
+}
 
 }  // namespace

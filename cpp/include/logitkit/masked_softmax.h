@@ -32,7 +32,7 @@ inline ArrayView<const uint8_t> mask_bytes(ArrayView<const bool> mask) {
   ArrayView<const uint8_t> v;
   v.data = reinterpret_cast<const uint8_t*>(mask.data);
   v.ndim = mask.ndim;
-  for (int d = 0; d < mask.ndim; ++d) {
+  for (int d = 0; d < mask.ndim && d < kMaxDims; ++d) {  // a bad ndim is kept for the library to reject
     v.shape[d] = mask.shape[d];
     v.strides[d] = mask.strides[d];
   }

@@ -164,7 +164,11 @@ Registry& registry() {
 const KernelTable& kernels() {
   Registry& r = registry();
   const KernelTable* t = r.active.load(std::memory_order_acquire);
-  if (t == nullptr) throw Error(Error::Kind::kUnsupportedIsa, "LOGITKIT_ISA", r.env_error);
+  if (t == nullptr) {
+    std::lock_guard<std::mutex> lock(r.mutex);  // set_isa may be clearing env_error
+    t = r.active.load(std::memory_order_acquire);
+    if (t == nullptr) throw Error(Error::Kind::kUnsupportedIsa, "LOGITKIT_ISA", r.env_error);
+  }
   return *t;
 }
 

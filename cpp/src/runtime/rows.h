@@ -3,12 +3,15 @@
 // gather/scatter through per-thread scratch for rows that are not contiguous.
 #pragma once
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "logitkit/error.h"
@@ -174,6 +177,9 @@ void check_same_shape(const V& view, int ndim, const int64_t* shape, const char*
   }
 }
 
+// Validates a view: ndim, extents, an element count and element offsets that fit int64, data for
+// a non-empty array; and for outputs (views of non-const T) no stride 0 along an extent above 1,
+// where distinct results would be written to one element.
 template <class V>
 void check_view(const V& view, const char* argument) {
   if (view.ndim < 0 || view.ndim > kMaxDims)
@@ -181,9 +187,82 @@ void check_view(const V& view, const char* argument) {
                 "ndim must be in [0, " + std::to_string(kMaxDims) + "], got " + std::to_string(view.ndim));
   for (int d = 0; d < view.ndim; ++d)
     if (view.shape[d] < 0)
-      throw Error(Error::Kind::kInvalidArgument, argument, "negative extent in shape");
-  if (view.data == nullptr && view.size() != 0)
+      throw Error(Error::Kind::kInvalidArgument, argument,
+                  "negative extent " + std::to_string(view.shape[d]) + " in dimension " + std::to_string(d));
+  const int64_t size = view.size();
+  if (size < 0) throw Error(Error::Kind::kInvalidArgument, argument, "the element count overflows int64");
+  if (size == 0) return;
+  if (view.data == nullptr)
     throw Error(Error::Kind::kInvalidArgument, argument, "null data pointer for a non-empty array");
+  int64_t span = 0;
+  for (int d = 0; d < view.ndim; ++d) {
+    int64_t reach;
+    if (view.strides[d] == INT64_MIN || __builtin_mul_overflow(view.shape[d] - 1, view.strides[d] < 0 ? -view.strides[d] : view.strides[d], &reach) ||
+        __builtin_add_overflow(span, reach, &span))
+      throw Error(Error::Kind::kInvalidArgument, argument, "element offsets overflow int64");
+  }
+  using Element = std::remove_pointer_t<decltype(view.data)>;
+  if constexpr (!std::is_const_v<Element>) {
+    for (int d = 0; d < view.ndim; ++d)
+      if (view.strides[d] == 0 && view.shape[d] > 1)
+        throw Error(Error::Kind::kInvalidArgument, argument,
+                    "stride 0 in dimension " + std::to_string(d) + " of extent " + std::to_string(view.shape[d]) +
+                        ": an output cannot broadcast");
+  }
+}
+
+// Byte range [lo, hi) of a non-empty view's elements.
+template <class V>
+std::pair<uintptr_t, uintptr_t> byte_extent(const V& v) {
+  constexpr int64_t kItem = sizeof(*v.data);
+  auto lo = reinterpret_cast<uintptr_t>(v.data), hi = lo;
+  for (int d = 0; d < v.ndim; ++d) {
+    const int64_t span = (v.shape[d] - 1) * v.strides[d] * kItem;
+    (span < 0 ? lo : hi) += static_cast<uintptr_t>(span);
+  }
+  return {lo, hi + static_cast<uintptr_t>(kItem)};
+}
+
+// Whether an input and an output share memory other than element for element (the exact alias
+// of in-place calls, which every kernel supports): the input is then copied first, as NumPy's
+// ufuncs do, since rows written early would feed rows read later.
+template <class A, class B>
+bool overlaps_partly(const A& in, const B& out) {
+  if (in.size() == 0 || out.size() == 0) return false;
+  const auto a = byte_extent(in), b = byte_extent(out);
+  if (a.second <= b.first || b.second <= a.first) return false;
+  bool same = static_cast<const void*>(in.data) == static_cast<const void*>(out.data) && in.ndim == out.ndim &&
+              sizeof(*in.data) == sizeof(*out.data);
+  for (int d = 0; same && d < in.ndim; ++d)
+    same = in.shape[d] == out.shape[d] && (in.shape[d] == 1 || in.strides[d] == out.strides[d]);
+  return !same;
+}
+
+// A C-contiguous copy of v in `storage` (resized), as a view.
+template <class T>
+ArrayView<const T> contiguous_copy(const ArrayView<const T>& v, std::vector<T>& storage) {
+  storage.resize(static_cast<size_t>(v.size()));
+  int64_t index[kMaxDims] = {};
+  const T* src = v.data;
+  for (T& dst : storage) {
+    dst = *src;
+    for (int d = v.ndim - 1; d >= 0; --d) {  // odometer step over the multi-index
+      src += v.strides[d];
+      if (++index[d] < v.shape[d]) break;
+      src -= v.strides[d] * v.shape[d];
+      index[d] = 0;
+    }
+  }
+  ArrayView<const T> c;
+  c.data = storage.data();
+  c.ndim = v.ndim;
+  int64_t stride = 1;
+  for (int d = v.ndim - 1; d >= 0; --d) {
+    c.shape[d] = v.shape[d];
+    c.strides[d] = stride;
+    stride *= v.shape[d];
+  }
+  return c;
 }
 
 // A view of a reduction's output `out` (x's shape without `axis`, or with it kept as 1) with x's

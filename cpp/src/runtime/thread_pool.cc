@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -60,15 +61,15 @@ constexpr std::chrono::microseconds kSpin{50};
 // caller spun, then slept, waiting for a worker that could not run) to the one-thread time.
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads) { start(threads); }
+  ThreadPool(int threads, std::string& error) { error = start(threads); }
   ~ThreadPool() { stop(); }
 
-  int threads() const { return threads_; }
+  int threads() const { return threads_.load(std::memory_order_relaxed); }
 
-  void resize(int threads) {
+  std::string resize(int threads) {
     std::lock_guard<std::mutex> submit(submit_mutex_);
     stop();
-    start(threads);
+    return start(threads);
   }
 
   void run(size_t n_tasks, void (*fn)(void*, size_t), void* ctx) {
@@ -194,11 +195,24 @@ class ThreadPool {
     }
   }
 
-  void start(int threads) {
-    threads_ = threads < 1 ? 1 : threads;
+  // Returns "" or, when the system refuses a thread, why, after joining the workers started: the
+  // pool then runs on the caller alone.
+  std::string start(int threads) {
+    threads_.store(1);
     stopping_ = false;
     const uint64_t current = generation();
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, current] { worker_loop(current); });
+    const int wanted = threads < 1 ? 1 : threads;
+    try {
+      for (int i = 1; i < wanted; ++i) workers_.emplace_back([this, current] { worker_loop(current); });
+    } catch (const std::system_error& e) {
+      const size_t started = workers_.size();
+      stop();
+      stopping_ = false;
+      return "the system refused a thread after " + std::to_string(started) + " of " + std::to_string(wanted - 1) +
+             " workers (" + e.what() + "); running on the calling thread alone";
+    }
+    threads_.store(wanted);
+    return {};
   }
 
   void stop() {
@@ -211,7 +225,7 @@ class ThreadPool {
     workers_.clear();
   }
 
-  int threads_ = 1;
+  std::atomic<int> threads_{1};  // read without the locks by parallel_for_impl
   std::vector<std::thread> workers_;
   std::mutex submit_mutex_;  // one job at a time; concurrent callers run serially instead
   std::mutex mutex_;
@@ -236,8 +250,13 @@ ThreadPool& pool() {
   if (g_pool == nullptr || g_pool_pid != getpid()) {
     // After fork() the child has no workers; the old pool object is abandoned, not destroyed.
     if (g_requested_threads == 0) g_requested_threads = default_threads();
-    g_pool = new ThreadPool(g_requested_threads);
+    std::string error;
+    g_pool = new ThreadPool(g_requested_threads, error);
     g_pool_pid = getpid();
+    if (!error.empty()) {  // this call reports it; later ones run on one thread, as reported
+      g_requested_threads = 1;
+      throw Error(Error::Kind::kInvalidArgument, "threads", error);
+    }
   }
   return *g_pool;
 }
@@ -266,8 +285,18 @@ void set_num_threads(int n) {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
     g_requested_threads = n;  // first, so an invalid LOGITKIT_NUM_THREADS is overridden
   }
-  ThreadPool& p = pool();
-  if (p.threads() != n) p.resize(n);
+  std::string error;
+  try {
+    ThreadPool& p = pool();
+    if (p.threads() != n) error = p.resize(n);
+  } catch (const Error& e) {  // creating the pool failed: it runs on the caller alone
+    error = e.what();
+  }
+  if (!error.empty()) {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    g_requested_threads = 1;
+    throw Error(Error::Kind::kInvalidArgument, "n", error);
+  }
 }
 
 }  // namespace logitkit

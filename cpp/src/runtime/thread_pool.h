@@ -1,6 +1,9 @@
 // The process-wide persistent thread pool behind every parallel kernel call.
 #pragma once
+#include <atomic>
 #include <cstddef>
+#include <exception>
+#include <type_traits>
 #include <utility>
 
 namespace logitkit {
@@ -11,6 +14,9 @@ namespace logitkit {
 // Calls from inside a task, or while another thread holds the pool, run serially on the caller.
 void parallel_for_impl(size_t n_tasks, void (*fn)(void* ctx, size_t task), void* ctx);
 
+// An exception thrown by a task (std::bad_alloc from scratch memory, say) reaches the caller once
+// every task has returned: the first one is rethrown, later tasks are skipped, and the pool never
+// sees it, so no worker unwinds through the pool and no task outlives the caller's frame.
 template <class F>
 void parallel_for(size_t n_tasks, F&& fn) {
   if (n_tasks == 0) return;
@@ -18,10 +24,25 @@ void parallel_for(size_t n_tasks, F&& fn) {
     fn(size_t{0});
     return;
   }
-  using Fn = std::remove_reference_t<F>;
+  struct Job {
+    std::remove_reference_t<F>* fn = nullptr;
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;  // written once, by the task that set `failed`
+  } job;
+  job.fn = &fn;
   parallel_for_impl(
-      n_tasks, [](void* ctx, size_t task) { (*static_cast<Fn*>(ctx))(task); },
-      const_cast<void*>(static_cast<const void*>(&fn)));
+      n_tasks,
+      [](void* ctx, size_t task) {
+        Job& j = *static_cast<Job*>(ctx);
+        if (j.failed.load(std::memory_order_relaxed)) return;
+        try {
+          (*j.fn)(task);
+        } catch (...) {
+          if (!j.failed.exchange(true)) j.error = std::current_exception();
+        }
+      },
+      &job);
+  if (job.error) std::rethrow_exception(job.error);
 }
 
 }  // namespace logitkit

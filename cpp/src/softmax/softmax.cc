@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "logitkit/error.h"
 #include "logitkit/math.h"
@@ -217,6 +218,11 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
   const T c = inverse_temperature<T>(options.temperature);
   const SoftmaxAlgorithm algorithm = resolve_algorithm<T>(options.algorithm, x.shape[axis]);
   if (x.size() == 0) return;
+  if (overlaps_partly(x, y)) {
+    std::vector<T> copy;
+    softmax_impl<T>(contiguous_copy(x, copy), y, axis, options, log);
+    return;
+  }
   const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
   const int64_t* strides[2] = {x.strides, y.strides};
   const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
@@ -314,6 +320,9 @@ void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const
     check_view(sign, "sign");
     sign_full = expand_reduced(sign, x, axis, "sign");
   }
+  std::vector<T> x_copy, b_copy;  // inputs that partly overlap an output are read from copies
+  if (overlaps_partly(x, out) || (signed_out && overlaps_partly(x, sign))) x = contiguous_copy(x, x_copy);
+  if (weighted && (overlaps_partly(b, out) || (signed_out && overlaps_partly(b, sign)))) b = contiguous_copy(b, b_copy);
   const int64_t* strides[4] = {x.strides, out_full.strides, weighted ? b.strides : x.strides,
                                signed_out ? sign_full.strides : out_full.strides};
   const RowPlan p = plan_rows(x.ndim, x.shape, axis, 4, strides);
