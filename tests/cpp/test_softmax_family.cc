@@ -213,12 +213,16 @@ void check_sparse(SoftmaxFamily<T>& f) {
       EXPECT_NEAR(dx[r * kCols + j], ref, tol<T>() * 4) << r << "," << j;
     }
   }
-  bis.alpha = 0.5;
-  try {
-    logitkit::entmax_bisect<T>(matrix<const T>(f.x.data()), matrix<T>(b.data()), -1, bis);
-    ADD_FAILURE() << "no error for alpha 0.5";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.argument(), "alpha");
+  // alpha below 1, and (for float) finite in double but not once rounded to float.
+  for (double alpha : {0.5, 0.9999999, sizeof(T) == 4 ? 1e39 : -1.0}) {
+    bis.alpha = alpha;
+    try {
+      logitkit::entmax_bisect<T>(matrix<const T>(f.x.data()), matrix<T>(b.data()), -1, bis);
+      ADD_FAILURE() << "no error for alpha " << alpha;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "alpha");
+      EXPECT_EQ(std::string(e.what()).find("0.000000"), std::string::npos) << e.what();  // the value, not %f
+    }
   }
 }
 
@@ -236,6 +240,12 @@ TEST_P(FamilyF32, CollapseFraction) {
   std::vector<float> rows = {0.f, -200.f, 0.f, -1.f, 5.f, -300.f, 1.f, 1.f};
   auto v = ArrayView<const float>::contiguous(rows.data(), {4, 2});
   EXPECT_DOUBLE_EQ(logitkit::collapse_fraction<float>(v, -1, logitkit::CollapseDtype::kFloat32), 0.5);
+  try {
+    logitkit::collapse_fraction<float>(v, -1, static_cast<logitkit::CollapseDtype>(77));
+    ADD_FAILURE() << "no error for an out-of-range CollapseDtype";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "dtype");
+  }
 }
 
 LKTEST_FOR_EACH_ISA(FamilyF32);

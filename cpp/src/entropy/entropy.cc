@@ -91,6 +91,16 @@ template <class T>
 double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
   check_view(x, "x");
   axis = normalize_axis(axis, x.ndim);
+  switch (dtype) {
+    case CollapseDtype::kFloat64:
+    case CollapseDtype::kFloat32:
+    case CollapseDtype::kFloat16:
+    case CollapseDtype::kBFloat16:
+      break;
+    default:
+      throw Error(Error::Kind::kInvalidArgument, "dtype",
+                  "not a CollapseDtype value: " + std::to_string(static_cast<int>(dtype)));
+  }
   if ((dtype == CollapseDtype::kFloat64) != (sizeof(T) == 8))
     throw Error(Error::Kind::kInvalidArgument, "dtype",
                 "float64 collapse needs double logits and float32/float16/bfloat16 collapse float logits");

@@ -14,9 +14,14 @@
 namespace logitkit {
 namespace {
 
+// alpha must be finite and >= 1, also once rounded to the compute type T.
+template <class T>
 void check_alpha(double alpha) {
   if (!std::isfinite(alpha) || !(alpha >= 1.0))
-    throw Error(Error::Kind::kInvalidArgument, "alpha", "must be a finite number >= 1, got " + std::to_string(alpha));
+    throw Error(Error::Kind::kInvalidArgument, "alpha", "must be a finite number >= 1, got " + shortest_repr(alpha));
+  if (!std::isfinite(static_cast<T>(alpha)))
+    throw Error(Error::Kind::kInvalidArgument, "alpha",
+                shortest_repr(alpha) + " is outside the range of " + (sizeof(T) == 4 ? "float32" : "float64"));
 }
 
 // rows_fn(x, y, rows, ldx, ldy, candidates) over every row of the axis; strided rows are
@@ -131,7 +136,7 @@ void entmax15(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOpt
 template <class T>
 void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis, const EntmaxBisectOptions& options) {
   axis = check_forward(x, y, axis);
-  check_alpha(options.alpha);
+  check_alpha<T>(options.alpha);
   if (options.n_iter < 1)
     throw Error(Error::Kind::kInvalidArgument, "n_iter", "must be >= 1, got " + std::to_string(options.n_iter));
   const T c = inverse_temperature<T>(options.temperature);
@@ -176,7 +181,7 @@ void entmax15_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T>
 template <class T>
 void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, double alpha,
                             double temperature) {
-  check_alpha(alpha);
+  check_alpha<T>(alpha);
   const T c = inverse_temperature<T>(temperature);
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   const T a = static_cast<T>(alpha);
