@@ -1,6 +1,7 @@
 // entropy and collapse_fraction drivers: argument checks, N-D row planning (gather for strided
 // rows), threading and the per-row finish in double. Kernels live in entropy_kernels-inl.h.
 #include <algorithm>
+#include <vector>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -77,6 +78,8 @@ void entropy(ArrayView<const T> x, ArrayView<T> out, int axis, const EntropyOpti
   axis = normalize_axis(axis, x.ndim);
   const ArrayView<T> full = expand_reduced(out, x, axis, "out");
   const T c = inverse_temperature<T>(options.temperature);
+  std::vector<T> x_copy;  // an x that partly overlaps out is read from a copy
+  x = apart_from(x, out, x_copy);
   const auto& sm = kernels().softmax.get<T>();
   const auto& k = kernels().entropy.get<T>();
   for_each_row<T>(x, full.strides, axis, [&](const RowPlan& p, int64_t r, const T* xr, size_t n) {

@@ -1,6 +1,7 @@
 // masked_softmax / masked_log_softmax drivers: argument checks, N-D row planning over (x, mask, y),
 // threading, and gather/scatter for strided rows. Kernels live in masked_softmax_kernels-inl.h.
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <string>
 
@@ -24,6 +25,10 @@ void masked_impl(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<
   axis = normalize_axis(axis, x.ndim);
   const T c = inverse_temperature<T>(options.temperature);
   if (x.size() == 0) return;
+  std::vector<T> x_copy;  // inputs that partly overlap y are read from copies
+  std::vector<uint8_t> mask_copy;
+  x = apart_from(x, y, x_copy);
+  mask = apart_from(mask, y, mask_copy);
   const MaskedSoftmaxKernels<T>& k = kernels().masked_softmax.get<T>();
   const auto rows_kernel = log ? k.log_softmax_rows : k.softmax_rows;
   enum { kX, kM, kY };

@@ -265,6 +265,12 @@ ArrayView<const T> contiguous_copy(const ArrayView<const T>& v, std::vector<T>& 
   return c;
 }
 
+// `in`, or a contiguous copy of it in `storage` when it partly overlaps the output `out`.
+template <class T, class O>
+ArrayView<const T> apart_from(const ArrayView<const T>& in, const O& out, std::vector<T>& storage) {
+  return overlaps_partly(in, out) ? contiguous_copy(in, storage) : in;
+}
+
 // A view of a reduction's output `out` (x's shape without `axis`, or with it kept as 1) with x's
 // rank: the reduced axis gets extent x.shape[axis] and stride 0, so it can join x in plan_rows.
 // Throws naming `name` for any other shape.

@@ -2,6 +2,7 @@
 // (y, dy, mask, dx), threading, gather/scatter for strided rows. Kernels live in
 // softmax_backward_kernels-inl.h.
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <string>
 
@@ -19,7 +20,7 @@ template <class T>
 void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<const uint8_t>* mask_or_null,
                    ArrayView<T> dx, int axis, const SoftmaxOptions& options, bool log) {
   const bool masked = mask_or_null != nullptr;
-  const ArrayView<const uint8_t> mask = masked ? *mask_or_null : ArrayView<const uint8_t>{};
+  ArrayView<const uint8_t> mask = masked ? *mask_or_null : ArrayView<const uint8_t>{};
   check_view(y, "y");
   check_view(dy, "dy");
   check_view(dx, "dx");
@@ -32,6 +33,11 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
   axis = normalize_axis(axis, y.ndim);
   const T c = inverse_temperature<T>(options.temperature);
   if (y.size() == 0) return;
+  std::vector<T> y_copy, dy_copy;  // inputs that partly overlap dx are read from copies
+  std::vector<uint8_t> mask_copy;
+  y = apart_from(y, dx, y_copy);
+  dy = apart_from(dy, dx, dy_copy);
+  if (masked) mask = apart_from(mask, dx, mask_copy);
   const SoftmaxBackwardKernels<T>& k = kernels().softmax_backward.get<T>();
   const auto rows_kernel = log ? k.log_softmax_backward_rows : k.softmax_backward_rows;
   enum { kY, kDy, kDx, kM };

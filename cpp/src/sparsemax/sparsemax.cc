@@ -1,6 +1,7 @@
 // sparsemax / entmax15 / entmax_bisect drivers and their VJPs: argument checks, N-D row planning,
 // threading and gather/scatter of strided rows. Kernels live in sparsemax_kernels-inl.h.
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <string>
 
@@ -28,6 +29,8 @@ void check_alpha(double alpha) {
 // gathered into per-thread tiles, computed in place and scattered back.
 template <class T, class RowsFn>
 void forward_impl(ArrayView<const T> x, ArrayView<T> y, int axis, RowsFn&& rows_fn) {
+  std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
+  x = apart_from(x, y, x_copy);
   const int64_t* strides[2] = {x.strides, y.strides};
   const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
   const size_t n = static_cast<size_t>(p.n);
@@ -76,6 +79,9 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx,
   check_same_shape(dx, y.ndim, y.shape, "dx", "y");
   axis = normalize_axis(axis, y.ndim);
   if (y.size() == 0) return;
+  std::vector<T> y_copy, dy_copy;  // inputs that partly overlap dx are read from copies
+  y = apart_from(y, dx, y_copy);
+  dy = apart_from(dy, dx, dy_copy);
   const int64_t* strides[3] = {y.strides, dy.strides, dx.strides};
   const RowPlan p = plan_rows(y.ndim, y.shape, axis, 3, strides);
   const size_t n = static_cast<size_t>(p.n);

@@ -1,6 +1,7 @@
 // stablemax / log_stablemax and their backward drivers: argument checks, the per-row choice of the
 // sum's power-of-two scale, N-D row planning and threading. Kernels live in stablemax_kernels-inl.h.
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -94,6 +95,8 @@ void forward(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOpti
   axis = normalize_axis(axis, x.ndim);
   const T c = inverse_temperature<T>(options.temperature);
   const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
+  std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
+  x = apart_from(x, y, x_copy);
   for_each_row<T>(x, nullptr, y, axis, [&](const T* xr, const T*, T* yr, size_t n) {
     T sc;
     const StablemaxSums s = scaled_pass<T>([&](T scale) { return StablemaxSums{k.sum(xr, n, c, scale), 0.0}; }, sc);
@@ -117,6 +120,9 @@ void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int 
   axis = normalize_axis(axis, x.ndim);
   const T c = inverse_temperature<T>(options.temperature);
   const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
+  std::vector<T> x_copy, dy_copy;  // inputs that partly overlap dx are read from copies
+  x = apart_from(x, dx, x_copy);
+  dy = apart_from(dy, dx, dy_copy);
   for_each_row<T>(x, &dy, dx, axis, [&](const T* xr, const T* dr, T* yr, size_t n) {
     T sc;
     const StablemaxSums s = scaled_pass<T>(
