@@ -56,8 +56,6 @@ inline int normalize_axis(int axis, int ndim) {
   return axis < 0 ? axis + ndim : axis;
 }
 
-// 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse
-// that T can represent). Every op with a temperature multiplies by this.
 // The shortest decimal that reads back as v (as Python's repr), for error messages.
 inline std::string shortest_repr(double v) {
   char buf[32];
@@ -68,6 +66,8 @@ inline std::string shortest_repr(double v) {
   return buf;
 }
 
+// 1/temperature in T, or throws naming `temperature` (it must be finite, > 0, and have an inverse
+// that T can represent). Every op with a temperature multiplies by this.
 template <class T>
 T inverse_temperature(double temperature) {
   if (!(temperature > 0.0) || !std::isfinite(temperature))
@@ -196,8 +196,9 @@ void check_view(const V& view, const char* argument) {
     throw Error(Error::Kind::kInvalidArgument, argument, "null data pointer for a non-empty array");
   int64_t span = 0;
   for (int d = 0; d < view.ndim; ++d) {
+    const int64_t stride = view.strides[d];
     int64_t reach;
-    if (view.strides[d] == INT64_MIN || __builtin_mul_overflow(view.shape[d] - 1, view.strides[d] < 0 ? -view.strides[d] : view.strides[d], &reach) ||
+    if (stride == INT64_MIN || __builtin_mul_overflow(view.shape[d] - 1, stride < 0 ? -stride : stride, &reach) ||
         __builtin_add_overflow(span, reach, &span))
       throw Error(Error::Kind::kInvalidArgument, argument, "element offsets overflow int64");
   }

@@ -366,12 +366,6 @@ __attribute__((always_inline)) inline typename Simd<T>::V scaled_difference(type
   return S::mul(S::fma(x, h, minus_shift_h), S::select(halve, S::add(c, c), c));
 }
 
-// c (a - b) in double for scalar merges of partial results (float arguments promote exactly),
-// halved as in scaled_difference so that double arguments do not overflow either.
-inline double scaled_difference_scalar(double a, double b, double c) {
-  return c < 1 ? (a * 0.5 - b * 0.5) * (c + c) : (a - b) * c;
-}
-
 // "extexp" of the Two-Pass softmax: exp(z) = mant * 2^expo without forming the power, so no
 // overflow is possible and no max is needed. Valid for z <= kExtExpLimit; z below
 // -kExtExpLimit gives mant = 0. Group form: z[k] becomes the mantissa, expo[k] the exponent,

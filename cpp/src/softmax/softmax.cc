@@ -17,6 +17,9 @@
 
 namespace logitkit {
 
+double scaled_difference_scalar(double a, double b, double c) {
+  return c < 1 ? (a * 0.5 - b * 0.5) * (c + c) : (a - b) * c;
+}
 
 namespace {
 
@@ -46,10 +49,6 @@ void parallel_pipelined_rows(int64_t rows, int64_t n, F&& fn) {
     fn(r0, std::min(rows, r0 + per_task));
   });
 }
-
-// c (a - b) without overflow where the product is finite (as scaled_difference_scalar in the
-// kernels: halved for c < 1).
-double scaled_gap(double a, double b, double c) { return c < 1 ? (a * 0.5 - b * 0.5) * (c + c) : (a - b) * c; }
 
 template <class T>
 SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
@@ -156,7 +155,8 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     T m = std::numeric_limits<T>::lowest();
     for (size_t i = 0; i < row.chunks_; ++i) m = combine_max(m, parts[i].max);
     T s = T(0);
-    for (size_t i = 0; i < row.chunks_; ++i) s += parts[i].sum * static_cast<T>(std::exp(scaled_gap(parts[i].max, m, c)));
+    for (size_t i = 0; i < row.chunks_; ++i)
+      s += parts[i].sum * static_cast<T>(std::exp(scaled_difference_scalar(parts[i].max, m, c)));
     const T inv = T(1) / s;
     row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
     return;
@@ -218,11 +218,8 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
   const T c = inverse_temperature<T>(options.temperature);
   const SoftmaxAlgorithm algorithm = resolve_algorithm<T>(options.algorithm, x.shape[axis]);
   if (x.size() == 0) return;
-  if (overlaps_partly(x, y)) {
-    std::vector<T> copy;
-    softmax_impl<T>(contiguous_copy(x, copy), y, axis, options, log);
-    return;
-  }
+  std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
+  x = apart_from(x, y, x_copy);
   const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
   const int64_t* strides[2] = {x.strides, y.strides};
   const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);

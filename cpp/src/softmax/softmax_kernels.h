@@ -27,6 +27,12 @@ struct UntiedSum {  // sum of b exp(c (x - shift)) over x != m, and sum of b ove
   T tied_weight;
 };
 
+// c (a - b) in double for scalar merges of partial results (float arguments promote exactly),
+// halved for c < 1 as scaled_difference (simd/math-inl.h), so that double arguments do not
+// overflow where the product is finite. Out of line (softmax.cc, no ISA flags): the kernels of
+// every ISA and the driver share this one definition; it runs once per block.
+double scaled_difference_scalar(double a, double b, double c);
+
 // three_pass_reload skips the max shift for rows whose every |c x| is at most
 // kUnshiftedExpLimit<T> and that have at most kUnshiftedExpMaxElements elements: it then takes
 // y = exp(c x) / sum (see unshifted_exp_ok in softmax_kernels-inl.h for the bounds).
