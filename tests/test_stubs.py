@@ -20,7 +20,7 @@ def stub_signatures() -> dict[str, list[str]]:
 def runtime_signatures() -> dict[str, list[str]]:
     out = {}
     for name in dir(_core):
-        if name.startswith("__"):
+        if name.startswith("__") or not callable(getattr(_core, name)):
             continue
         first = getattr(_core, name).__doc__.strip().splitlines()[0]  # pybind11: "f(a: T, b: U) -> R"
         params = re.match(r"\w+\((.*)\) ->", first).group(1)
@@ -30,6 +30,14 @@ def runtime_signatures() -> dict[str, list[str]]:
 
 def test_stub_matches_extension():
     assert stub_signatures() == runtime_signatures()
+
+
+def test_stub_lists_the_extension_constants():
+    tree = ast.parse(STUB.read_text())
+    stub = {a.target.id for a in tree.body if isinstance(a, ast.AnnAssign)}
+    runtime = {n for n in dir(_core) if not n.startswith("_") and not callable(getattr(_core, n))}
+    assert stub - {"__version__"} == runtime
+    assert isinstance(_core.MAX_DIMS, int) and _core.MAX_DIMS >= 8
 
 
 def test_package_is_typed():

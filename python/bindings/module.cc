@@ -64,9 +64,9 @@ py::array new_output(const py::dtype& dt, const std::vector<py::ssize_t>& shape)
 // false) or that shape without `axis` (reduce = true, out must be None), or None for the general
 // path of python/logitkit/_arrays.py, which gives the same result and every error.
 // The common call: x (and every array of the tuple `others`, the op's further inputs) float32 or
-// float64 aligned ndarrays of one shape with NumPy's own (native) descriptor; axis an int in
-// range, at most kMaxDims dimensions; `where` None or a bool ndarray that broadcasts to that shape (the binding reads it with
-// stride-0 axes); out None (a new C-contiguous array is returned) or an aligned, writable
+// float64 aligned ndarrays of one shape with NumPy's own (native) descriptor, at most kMaxDims
+// dimensions; axis an int in range; `where` None or a bool ndarray that broadcasts to that shape
+// (the binding reads it with stride-0 axes); out None (a new C-contiguous array is returned) or an aligned, writable
 // ndarray of the inputs' descriptor and shape that is one of the inputs or whose memory range
 // meets none of theirs. Anything else x may be (a list, a tuple of arrays to stack, a subclass)
 // takes the general path. In C++ because the same tests in Python cost 1 to 5 microseconds,
@@ -128,6 +128,7 @@ PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
   m.doc() = "logitkit C++ core (private; use the logitkit package)";
   m.attr("__version__") = LOGITKIT_VERSION;
+  m.attr("MAX_DIMS") = logitkit::kMaxDims;  // most dimensions of a view (the Python layer merges beyond)
 
   // Every C++ logitkit::Error surfaces as ValueError carrying the argument name in its message.
   py::register_exception_translator([](std::exception_ptr p) {

@@ -138,7 +138,7 @@ def _one_axis(a, ndim: int) -> int:
 
 
 # Most dimensions of the C++ views (logitkit::kMaxDims); NumPy allows 64.
-MAX_DIMS = 16
+MAX_DIMS: int = _core.MAX_DIMS
 
 
 def merge_axes(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+MAX_DIMS: int
 
 def _exp(x: npt.NDArray[np.floating], out: npt.NDArray[np.floating]) -> None: ...
 def _log(x: npt.NDArray[np.floating], out: npt.NDArray[np.floating]) -> None: ...
