@@ -192,6 +192,43 @@ def test_env_num_threads():
     assert recovered.stdout.split() == ["2", "64.0"]
 
 
+def test_env_num_threads_invalid_fails_every_call_alike():
+    # An invalid LOGITKIT_NUM_THREADS used to fail only once an input was large enough to use the
+    # pool: a small softmax succeeded, a large one raised. Now every op call fails the same way
+    # (as with LOGITKIT_ISA=bogus), whatever its size, until set_num_threads() replaces the value;
+    # isa() and available_isas() keep working.
+    code = (
+        "import logitkit, numpy as np\n"
+        "calls = {\n"
+        "  'small softmax': lambda: logitkit.softmax(np.zeros(3)),\n"
+        "  'large softmax': lambda: logitkit.softmax(np.zeros((256, 4096))),\n"
+        "  'logsumexp': lambda: logitkit.logsumexp(np.zeros(3)),\n"
+        "  'sparsemax': lambda: logitkit.sparsemax(np.zeros(3)),\n"
+        "  'stablemax': lambda: logitkit.stablemax(np.zeros(3)),\n"
+        "  'entropy': lambda: logitkit.entropy(np.zeros(3)),\n"
+        "  'masked': lambda: logitkit.masked_softmax(np.zeros(3), np.ones(3, bool)),\n"
+        "  'backward': lambda: logitkit.softmax_backward(np.ones(3) / 3, np.zeros(3)),\n"
+        "  'get_num_threads': logitkit.get_num_threads,\n"
+        "}\n"
+        "for name, call in calls.items():\n"
+        "    for attempt in range(2):\n"
+        "        try:\n"
+        "            call()\n"
+        "            print(name, 'ok')\n"
+        "        except ValueError as e:\n"
+        "            print(name, 'ValueError', 'LOGITKIT_NUM_THREADS' in str(e))\n"
+        "print('isa', logitkit.isa() in logitkit.available_isas())\n"
+        "logitkit.set_num_threads(2)\n"
+        "print('fixed', logitkit.get_num_threads(), logitkit.softmax(np.zeros((256, 4096))).sum())\n"
+    )
+    for bad in ("0", "lots", "99999999999999999999"):
+        r = run_python(code, LOGITKIT_NUM_THREADS=bad)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[-2:] == ["isa True", "fixed 2 256.0"], r.stdout
+        assert lines[:-2] and all(line.endswith("ValueError True") for line in lines[:-2]), r.stdout
+
+
 def test_env_num_threads_one_is_used():
     # With LOGITKIT_NUM_THREADS=1 the kernels run on the caller's thread only: a multi-task
     # problem still works and gives exactly this process's result on the same backend.

@@ -143,4 +143,27 @@ TEST(EnvIsa, LoadTimeSelection) {
   }
 }
 
+// Run by the env_num_threads_bogus ctest: an invalid LOGITKIT_NUM_THREADS fails every op call the same
+// way, small or large, until set_num_threads() replaces it.
+TEST(EnvThreads, InvalidValueFailsEveryCall) {
+  const char* env = std::getenv("LOGITKIT_NUM_THREADS");
+  if (env == nullptr || std::string(env) != "0") GTEST_SKIP() << "only meaningful under env_num_threads_bogus";
+  std::vector<float> big(64 * 4096, 0.0f);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    for (size_t cols : {size_t{3}, size_t{4096}}) {
+      try {
+        logitkit::softmax(big.data(), big.data(), cols == 3 ? 1 : 64, cols);
+        FAIL() << "softmax with " << cols << " columns did not throw";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.argument(), "LOGITKIT_NUM_THREADS") << e.what();
+      }
+    }
+    EXPECT_THROW(logitkit::get_num_threads(), Error);
+  }
+  EXPECT_NO_THROW(logitkit::isa());
+  logitkit::set_num_threads(2);
+  EXPECT_EQ(logitkit::get_num_threads(), 2);
+  EXPECT_NO_THROW(softmax_once());
+}
+
 }  // namespace

@@ -1,6 +1,10 @@
 // Thread-count independence: every op gives bitwise identical results for 1, 2 and 3 threads.
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <stdexcept>
 #include <functional>
 #include <string>
@@ -109,6 +113,54 @@ TEST(ThreadPool, TaskExceptionReachesTheCallerAndThePoolStaysUsable) {
   logitkit::softmax<float>(ArrayView<const float>::contiguous(x.data(), {4, 5000}),
                            ArrayView<float>::contiguous(y.data(), {4, 5000}), 1);
   EXPECT_FLOAT_EQ(y[0], 1.0f / 5000);
+  logitkit::set_num_threads(saved);
+}
+
+// Back-to-back jobs of tiny tasks, the task count alternating between small and larger: each task
+// runs exactly once, before its call returns, for every thread count. A claim word left over from
+// the finished job once paired with the next job's larger task count (run_job wrote the fields
+// before publishing the generation), so a task ran twice and the caller hung or returned early;
+// 1.5 million calls at 8 threads hung within a minute. TSan cannot see that race (every access is
+// atomic), so this test counts. A watchdog turns a hang into a failure; each thread count runs for
+// a bounded time.
+TEST(ThreadPool, BackToBackJobsRunEachTaskExactlyOnce) {
+  const int saved = logitkit::get_num_threads();
+  constexpr size_t kMaxTasks = 24;
+  std::atomic<long> progress{0};
+  std::atomic<bool> finished{false};
+  std::thread watchdog([&] {
+    long last = -1;
+    auto since = std::chrono::steady_clock::now();
+    while (!finished.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const long now = progress.load();
+      if (now != last) {
+        last = now;
+        since = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - since > std::chrono::seconds(30)) {
+        std::fprintf(stderr, "parallel_for made no progress for 30 s after %ld calls: hung\n", now);
+        std::abort();
+      }
+    }
+  });
+  for (int threads : {2, 3, 4, 8}) {
+    logitkit::set_num_threads(threads);
+    std::atomic<int> runs[kMaxTasks];
+    const auto stop = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+    long calls = 0, bad = 0;
+    for (; std::chrono::steady_clock::now() < stop && bad == 0; ++calls) {
+      for (int call = 0; call < 256; ++call) {
+        const size_t n = (call & 1) ? 2 + (call >> 1) % (kMaxTasks - 2) : 2;
+        for (auto& r : runs) r.store(0, std::memory_order_relaxed);
+        logitkit::parallel_for(n, [&](size_t t) { runs[t].fetch_add(1, std::memory_order_relaxed); });
+        for (size_t t = 0; t < kMaxTasks; ++t) bad += runs[t].load() != (t < n ? 1 : 0);
+        progress.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    EXPECT_EQ(bad, 0) << threads << " threads: a task ran twice, not at all, or after its call returned";
+  }
+  finished.store(true);
+  watchdog.join();
   logitkit::set_num_threads(saved);
 }
 

@@ -8,6 +8,7 @@
 #include "logitkit/error.h"
 #include "logitkit/runtime.h"
 #include "runtime/kernel_table.h"
+#include "runtime/thread_pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -159,9 +160,7 @@ Registry& registry() {
   return r;
 }
 
-}  // namespace
-
-const KernelTable& kernels() {
+const KernelTable& active_table() {
   Registry& r = registry();
   const KernelTable* t = r.active.load(std::memory_order_acquire);
   if (t == nullptr) {
@@ -172,7 +171,16 @@ const KernelTable& kernels() {
   return *t;
 }
 
-const char* isa() { return kernels().name; }
+}  // namespace
+
+// Every op starts here, so an invalid LOGITKIT_ISA or LOGITKIT_NUM_THREADS fails every call alike.
+const KernelTable& kernels() {
+  const KernelTable& t = active_table();
+  check_thread_env();
+  return t;
+}
+
+const char* isa() { return active_table().name; }
 
 std::vector<std::string> available_isas() {
   Registry& r = registry();

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <condition_variable>
@@ -32,16 +33,35 @@ inline void cpu_relax() {
 #endif
 }
 
-// LOGITKIT_NUM_THREADS when set (an invalid value is an error, as for LOGITKIT_ISA: never a silent
-// fallback), else the hardware concurrency.
-int default_threads() {
-  if (const char* env = std::getenv("LOGITKIT_NUM_THREADS"); env && *env) {
+// LOGITKIT_NUM_THREADS, read and validated once. An invalid value is an error at every call (every
+// op, get_num_threads), as LOGITKIT_ISA's is, until set_num_threads() replaces it: never a silent
+// fallback, and never an error that depends on whether an input was large enough to use the pool.
+struct ThreadEnv {
+  int threads = 0;    // 0: not set
+  std::string error;  // why the value is invalid
+};
+
+const ThreadEnv& thread_env() {
+  static const ThreadEnv env = [] {
+    ThreadEnv e;
+    const char* text = std::getenv("LOGITKIT_NUM_THREADS");
+    if (text == nullptr || *text == '\0') return e;
     char* end = nullptr;
-    long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
-    throw Error(Error::Kind::kInvalidArgument, "LOGITKIT_NUM_THREADS",
-                std::string("must be an integer in [1, 1024], got '") + env + "'");
-  }
+    errno = 0;
+    const long n = std::strtol(text, &end, 10);
+    if (end != text && *end == '\0' && errno == 0 && n >= 1 && n <= 1024)
+      e.threads = static_cast<int>(n);
+    else
+      e.error = std::string("must be an integer in [1, 1024], got '") + text + "'";
+    return e;
+  }();
+  return env;
+}
+
+std::atomic<bool> g_threads_set{false};  // set_num_threads() succeeded once: the variable no longer counts
+
+int default_threads() {
+  if (thread_env().threads > 0) return thread_env().threads;
   unsigned hw = std::thread::hardware_concurrency();
   return hw ? static_cast<int>(hw) : 1;
 }
@@ -78,15 +98,16 @@ class ThreadPool {
       run_serial(n_tasks, fn, ctx);
       return;
     }
-    // A job holds at most kIndexMask tasks (the claim word's low bits); larger counts run as
+    // A job holds fewer than kIndexMask tasks (the claim word's low bits; kIndexMask marks a closed
+    // job); larger counts run as
     // consecutive slices (never in practice: tasks are sized in thousands of elements).
-    if (n_tasks <= kIndexMask) {
+    if (n_tasks < kIndexMask) {
       run_job(n_tasks, fn, ctx);
       return;
     }
-    for (size_t base = 0; base < n_tasks; base += kIndexMask) {
+    for (size_t base = 0; base < n_tasks; base += kIndexMask - 1) {
       Slice slice{fn, ctx, base};
-      run_job(std::min<size_t>(kIndexMask, n_tasks - base), run_slice, &slice);
+      run_job(std::min<size_t>(kIndexMask - 1, n_tasks - base), run_slice, &slice);
     }
   }
 
@@ -110,12 +131,19 @@ class ThreadPool {
   }
 
   void run_job(size_t n_tasks, void (*fn)(void*, size_t), void* ctx) {
+    // Close the finished job before touching its fields: a worker may still hold its claim word
+    // (every task claimed, index == its task count) and be about to read n_tasks_. Had it read the
+    // next job's larger count, its compare-exchange on the stale word would succeed and run a task
+    // twice (counted in the new done_). With the index at kIndexMask, no stale word matches, and
+    // a worker that reads the new count (acquire) also sees the closed word.
+    const uint64_t old_gen = job_.load(std::memory_order_relaxed) >> kIndexBits;
+    job_.store((old_gen << kIndexBits) | kIndexMask, std::memory_order_seq_cst);
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);
-    n_tasks_.store(n_tasks, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint64_t gen = (job_.load(std::memory_order_relaxed) >> kIndexBits) + 1;
-    job_.store((gen & kIndexMask) << kIndexBits, std::memory_order_seq_cst);  // publishes the fields
+    n_tasks_.store(n_tasks, std::memory_order_release);
+    const uint64_t gen = (old_gen + 1) & kIndexMask;
+    job_.store(gen << kIndexBits, std::memory_order_seq_cst);  // publishes the fields
     if (sleepers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard<std::mutex> lock(mutex_);
       wake_.notify_all();
@@ -143,8 +171,9 @@ class ThreadPool {
   }
 
   // Claims and runs tasks of generation `gen` until none is left (or a newer job replaced it).
-  // A claim is a compare-exchange on the whole word, so it succeeds only while `gen` is current
-  // and the task unclaimed; the job is then unfinished, so fn_ and ctx_ are still its own.
+  // A claim is a compare-exchange on the whole word, so it succeeds only while `gen` is current,
+  // the job not closed (run_job) and the task unclaimed; the job is then unfinished, so fn_, ctx_
+  // and n_tasks_ are still its own.
   void work(uint64_t gen) {
     const bool was_inside = t_inside_task;
     t_inside_task = true;
@@ -152,7 +181,8 @@ class ThreadPool {
     for (;;) {
       if ((word >> kIndexBits) != gen) break;
       const uint64_t task = word & kIndexMask;
-      const size_t n_tasks = n_tasks_.load(std::memory_order_relaxed);
+      if (task == kIndexMask) break;  // closed: the caller is replacing this job's fields
+      const size_t n_tasks = n_tasks_.load(std::memory_order_acquire);
       if (task >= n_tasks) break;
       if (!job_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
       fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), static_cast<size_t>(task));
@@ -263,6 +293,12 @@ ThreadPool& pool() {
 
 }  // namespace
 
+void check_thread_env() {
+  if (g_threads_set.load(std::memory_order_acquire)) return;
+  const ThreadEnv& env = thread_env();
+  if (!env.error.empty()) throw Error(Error::Kind::kInvalidArgument, "LOGITKIT_NUM_THREADS", env.error);
+}
+
 void parallel_for_impl(size_t n_tasks, void (*fn)(void*, size_t), void* ctx) {
   ThreadPool& p = pool();
   if (p.threads() == 1) {
@@ -273,6 +309,7 @@ void parallel_for_impl(size_t n_tasks, void (*fn)(void*, size_t), void* ctx) {
 }
 
 int get_num_threads() {
+  check_thread_env();
   std::lock_guard<std::mutex> lock(g_pool_mutex);
   if (g_requested_threads == 0) g_requested_threads = default_threads();
   return g_requested_threads;
@@ -285,6 +322,7 @@ void set_num_threads(int n) {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
     g_requested_threads = n;  // first, so an invalid LOGITKIT_NUM_THREADS is overridden
   }
+  g_threads_set.store(true, std::memory_order_release);
   std::string error;
   try {
     ThreadPool& p = pool();

@@ -12,6 +12,10 @@ namespace logitkit {
 // caller, and returns when all are done. Which thread runs a task never changes what it computes:
 // callers split work into tasks by size only, so results do not depend on the thread count.
 // Calls from inside a task, or while another thread holds the pool, run serially on the caller.
+// Throws the Error of an invalid LOGITKIT_NUM_THREADS until set_num_threads() replaces it; every
+// op calls it (through kernels()), whatever its size.
+void check_thread_env();
+
 void parallel_for_impl(size_t n_tasks, void (*fn)(void* ctx, size_t task), void* ctx);
 
 // An exception thrown by a task (std::bad_alloc from scratch memory, say) reaches the caller once
