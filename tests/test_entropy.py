@@ -176,69 +176,96 @@ def test_entropy_bounds_and_shift_invariance(x, shift):
 
 
 # ---------------------------------------------------------------- collapse_fraction
-def numpy_collapsed(x, dtype):
-    """Row mask: NumPy softmax computed in `dtype` (float16/bfloat16: float32 math then rounded
-    to the dtype, as logitkit.softmax) has p == 1.0 exactly at a unique max."""
-    xr = np.asarray(x).astype(dtype)
-    work = np.float64 if dtype == np.float64 else np.float32
-    z = xr.astype(work)
+def other_share(x, dtype):
+    """R = sum of exp(x_j - max) over the other entries, in float64 from the dtype-rounded logits,
+    and whether the max is unique and finite."""
+    z = np.asarray(x).astype(dtype).astype(np.float64)
     m = z.max(-1, keepdims=True)
-    e = np.exp(z - m)
-    p = e / e.sum(-1, keepdims=True, dtype=work)
-    pm = p.max(-1).astype(dtype).astype(np.float64)
-    unique = (z == m).sum(-1) == 1
-    return unique & (pm == 1.0)
+    with np.errstate(invalid="ignore"):
+        e = np.where(z == m, 0.0, np.exp(z - m))  # the max term kept out: 1 + R would round R away
+    unique = ((z == m).sum(-1) == 1) & np.isfinite(m[..., 0])
+    return e.sum(-1), unique
 
 
-def _other_sum(x, dtype):
-    work = np.float64 if dtype == np.float64 else np.float32
-    z = np.asarray(x).astype(dtype).astype(work)
-    e = np.exp(z - z.max(-1, keepdims=True)).astype(np.float64)
-    return e.sum(-1) - 1.0
+# The correctly rounded p_max = 1 / (1 + R) is 1.0 in the dtype from the midpoint below 1:
+# R <= 2^-(p+1) for a p-bit significand (float16 and bfloat16 results are rounded from float32).
+THRESH = {np.float64: 2.0**-54, np.float32: 2.0**-25, np.float16: 2.0**-12}
 
 
-THRESH = {np.float64: 2.0**-53, np.float32: 2.0**-24, np.float16: 2.0**-12}
+def reference_collapsed(x, dtype, margin=2.0):
+    """(collapsed, decided): the correctly rounded p_max is 1.0, for rows whose R is not within a
+    factor `margin` of the threshold (there float32 exps, 0.57 ulp each, could decide either way)."""
+    r, unique = other_share(x, dtype)
+    t = THRESH[dtype]
+    return unique & (r <= t), ~unique | (r < t / margin) | (r > t * margin)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
-def test_collapse_matches_numpy_softmax(isa, dtype):
+def test_collapse_matches_correctly_rounded_softmax(isa, dtype):
     rng = np.random.default_rng(0)
     # per-row scale, log-uniform, so the top-two gaps straddle every dtype's threshold
     x = rng.standard_normal((4000, 6)) * np.exp(rng.uniform(0, np.log(300), (4000, 1)))
-    # Drop rows whose other-terms sum is within a factor 2 of the threshold: there the result
-    # depends on the summation order (NumPy sums sequentially, we accumulate R first).
-    r = _other_sum(x, dtype)
-    t = THRESH[dtype]
-    x = x[(r < t / 2) | (r > 2 * t)]
-    expected = numpy_collapsed(x, dtype)
+    expected, decided = reference_collapsed(x, dtype)
+    x = x[decided]
+    expected = expected[decided]
     assert 0.1 < expected.mean() < 0.9  # the data set exercises both outcomes
     assert logitkit.collapse_fraction(x, dtype=dtype) == expected.mean()
 
 
+def _near_collapse_rows(rng, rows, n, low, high):
+    x = rng.standard_normal((rows, n)) * 2
+    x[np.arange(rows), rng.integers(0, n, rows)] = x.max(1) + rng.uniform(low, high, rows)
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, "bfloat16"])
+def test_collapse_fraction_is_softmax_max_equal_one(isa, dtype):
+    # By construction: collapse_fraction(x) == mean(softmax(x).max(axis) == 1) in the same dtype,
+    # on near-collapse rows (the issue: [-38.5, -56] collapsed by one count, not by softmax's).
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(1)
+    bits = {np.float64: 54, np.float32: 25, np.float16: 12}.get(dtype, 9)  # R at the boundary: 2^-bits
+    for n in (2, 7, 64, 1000):
+        boundary = bits * np.log(2) + np.log(n)  # R grows with the number of other terms
+        x = _near_collapse_rows(rng, 3000 if n < 1000 else 300, n, boundary - 10, boundary + 2).astype(dtype)
+        got = logitkit.collapse_fraction(x, dtype=dtype)
+        assert 0.05 < got < 0.95
+        assert got == np.mean(logitkit.softmax(x).max(-1) == 1), (dtype, n)
+        assert logitkit.collapse_fraction(x.T, axis=0, dtype=dtype) == got
+    row = np.array([-38.5, -56.0], np.float32)
+    assert logitkit.softmax(row)[0] == 1.0  # 1 / (1 + e^-17.5) rounds to 1.0 (was 0.99999994)
+    assert logitkit.collapse_fraction(row) == 1.0
+
+
 def test_collapse_borderline_float32(isa):
-    # exp(z) brackets 2^-24: just below it 1 + e rounds to 1 (collapse), just above it does not.
-    below, above = np.float32(-16.635532), np.float32(-16.63553)
-    e = np.empty(2, np.float32)
-    _core._exp(np.array([below, above], np.float32), e)
-    np.testing.assert_array_equal(e, np.exp(np.array([below, above], np.float32)))  # same terms as NumPy
-    assert e[0] <= 2.0**-24 < e[1]
-    rows = np.array([[0, below, -200], [0, above, -200], [below, 0, -200], [0, 0, -30], [0, -np.inf, -np.inf]], np.float32)
-    expected = numpy_collapsed(rows, np.float32)
-    np.testing.assert_array_equal(expected, [True, False, True, False, True])
+    # exp(z) brackets 2^-25, where the correctly rounded 1 / (1 + e) reaches 1.0 in float32: just
+    # below it p_max is 1 (collapse), just above it 1 - 2^-24. A naive 1 + e == 1 test puts the
+    # threshold at 2^-24 instead, and counts the rows in between as collapsed.
+    z0 = np.float32(np.log(2.0**-25))
+    below, above = z0 - np.float32(4e-6), z0 + np.float32(4e-6)
+    assert np.exp(np.float64(below)) < 2.0**-25 * (1 - 1e-6) and np.exp(np.float64(above)) > 2.0**-25 * (1 + 1e-6)
+    mid = np.float32(np.log(1.5 * 2.0**-25))  # between the two thresholds: 1 + e == 1, yet p_max < 1
+    rows = np.array([[0, below, -200], [0, above, -200], [below, 0, -200], [0, 0, -30], [0, -np.inf, -np.inf],
+                     [0, mid, -200]], np.float32)
+    expected, decided = reference_collapsed(rows, np.float32, margin=1 + 2e-6)
+    assert decided.all()
+    np.testing.assert_array_equal(expected, [True, False, True, False, True, False])
+    assert np.float32(1) + np.exp(mid) == np.float32(1)
     for i, row in enumerate(rows):
         assert logitkit.collapse_fraction(row, dtype=np.float32) == float(expected[i])
-    assert logitkit.collapse_fraction(rows, dtype=np.float32) == 0.6
+        assert (logitkit.softmax(row).max() == 1) == expected[i]
+    assert logitkit.collapse_fraction(rows, dtype=np.float32) == 0.5
 
 
 def test_collapse_sum_of_small_terms_is_exact():
-    # three terms of 2^-25: exactly, 1 + 3 * 2^-25 rounds to 1 + 2^-23 in float32, so p_max < 1.
-    # (A sequential float32 sum would round each addition away and report a collapse.)
+    # three terms of 2^-25: R = 3 * 2^-25, so p_max < 1. (A sequential float32 sum would round each
+    # addition away and report a collapse.) Two terms: R = 2^-24, p_max = 1 - 2^-24 + ..., not 1.
     z = np.float32(np.log(np.float32(2.0**-25)))
     row = np.array([0, z, z, z], np.float32)
-    r = float(np.exp(z).astype(np.float64) * 3)
-    assert np.float32(1.0) + np.float32(r) != 1.0
     assert logitkit.collapse_fraction(row, dtype=np.float32) == 0.0
-    assert logitkit.collapse_fraction(row[:3], dtype=np.float32) == float(np.float32(1) + np.float32(2 * r / 3) == 1)
+    assert logitkit.collapse_fraction(row[:3], dtype=np.float32) == 0.0
+    assert logitkit.collapse_fraction(row[:2], dtype=np.float32) == float(np.exp(np.float64(z)) <= 2.0**-25)
 
 
 @pytest.mark.parametrize("name", ["float16", "bfloat16"])
@@ -248,7 +275,8 @@ def test_collapse_reduced_precision_grid(isa, name):
     dt = np.dtype(np.float16) if name == "float16" else np.dtype(ml_dtypes.bfloat16)
     gaps = np.unique(np.linspace(-12, -3, 4000).astype(dt)).astype(np.float64)
     rows = np.stack([np.zeros_like(gaps), gaps], axis=1)
-    expected = numpy_collapsed(rows, dt.type)
+    p = 1.0 / (1.0 + np.exp(gaps))  # float64, then float32, then the dtype: as softmax rounds
+    expected = p.astype(np.float32).astype(dt) == 1
     assert 0 < expected.sum() < len(rows)
     got = [logitkit.collapse_fraction(r, dtype=dt) for r in rows]
     np.testing.assert_array_equal(got, expected.astype(float))
@@ -267,7 +295,9 @@ def test_collapse_axes_and_edge_cases():
     assert logitkit.collapse_fraction(np.zeros((2, 0))) == 0.0
     assert logitkit.collapse_fraction(np.array([[np.nan, 100, 0], [np.inf, 0, 0], [-np.inf] * 3])) == 0.0
     assert isinstance(logitkit.collapse_fraction(x), float)
-    # float64 logits rounded to float32 first: a 17.0 gap collapses in float32, not in float64
-    row = np.array([0.0, -17.0])
+    # float64 logits rounded to float32 first: an 18.0 gap collapses in float32, not in float64
+    # (e^-18 < 2^-25; at 17, 1 + e^-17 rounds to 1 in float32, yet p_max rounds to 1 - 2^-24)
+    assert logitkit.collapse_fraction(np.array([0.0, -17.0]), dtype=np.float32) == 0.0
+    row = np.array([0.0, -18.0])
     assert logitkit.collapse_fraction(row, dtype=np.float32) == 1.0
     assert logitkit.collapse_fraction(row, dtype=np.float64) == 0.0

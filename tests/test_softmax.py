@@ -101,6 +101,36 @@ def test_unshifted_rows_round_nothing_before_the_exp(isa, rng, shape, algorithm)
     assert np.abs(y / ref - 1).max() <= 3 * 2.0**-23
 
 
+def test_stated_accuracy_bounds(isa):
+    # The README's Accuracy table, measured over a corpus of float32 rows (lengths 7 to 32000,
+    # logits of sigma 1 to 20 clipped to |x| <= 64), relative error of normal outputs against the
+    # float64 softmax of the same logits, in units u = 2^-24 (one ulp of an output is 1 to 2 u):
+    # three-pass and two_pass <= 7 u (measured 5.6-6.1 on scalar and AVX2); online rounds x - max
+    # first, <= 7 (1 + |x - max|) u (measured 6.2 (1 + |x - max|)), so at |x| <= 18 it differs from
+    # auto by up to about 37 u.
+    u = 2.0**-24
+    rng = np.random.default_rng(7)
+    worst = {}
+    for n in (7, 100, 1000, 3000, 32000):
+        for sigma in (1, 4, 10, 20):
+            x = np.clip(rng.standard_normal((max(1, 64000 // n), n)) * sigma, -64, 64).astype(np.float32)
+            xd = x.astype(np.float64)
+            z = xd - xd.max(-1, keepdims=True)
+            ref = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+            normal = ref >= 2.0**-126
+            for algorithm in ALL_ALGORITHMS:
+                y = logitkit.softmax(x, algorithm=algorithm).astype(np.float64)
+                rel = np.where(normal, np.abs(y / ref - 1) / u, 0.0)
+                if algorithm == "online":
+                    rel = rel / (1 + np.abs(z))
+                worst[algorithm] = max(worst.get(algorithm, 0.0), rel.max())
+    assert max(worst.values()) <= 7, worst
+    assert min(worst.values()) > 2, worst  # the corpus reaches the bound's order
+    xs = rng.uniform(-18, 18, (8, 3000)).astype(np.float32)
+    online = logitkit.softmax(xs, algorithm="online").astype(np.float64)
+    assert np.abs(online / logitkit.softmax(xs) - 1).max() <= 40 * u
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_algorithms_agree(isa, rng, dtype):
     x = logits(rng, (16, 200), dtype)
@@ -954,3 +984,89 @@ def test_normalisation_error_of_long_rows(isa, algorithm):
     y = logitkit.softmax(x, algorithm=algorithm).astype(np.float64)
     factor = np.median(y / ref, axis=-1) - 1
     assert np.abs(factor).max() <= 2 * 2.0**-23
+
+
+# ---------------------------------------------------------------------------------------------
+# The dominant entry, correctly rounded (the Softmax-Collapse regime)
+
+
+def _dominant_rows(rng, rows, n, gap_low, gap_high, dtype):
+    x = rng.standard_normal((rows, n)) * 2 - 40  # far from 0: the unshifted path, as [-38.5, -56]
+    x[np.arange(rows), rng.integers(0, n, rows)] = x.max(1) + rng.uniform(gap_low, gap_high, rows)
+    return x.astype(dtype)
+
+
+def _correctly_rounded_max(x, dtype, temperature=1.0):
+    """p_max = 1 / (1 + R) from float64 math (float32 rows) or mpmath (float64 rows), rounded once,
+    and whether the row is away from a rounding boundary by more than float32 exps can move it."""
+    if dtype == np.float32:
+        z = x.astype(np.float64) / temperature
+        m = z.max(-1, keepdims=True)
+        r = np.where(z == m, 0.0, np.exp(z - m)).sum(-1)  # unique maxima here; 1 + R would round R
+        p = 1.0 / (1.0 + r)
+        f = p.astype(np.float32)
+        lo = np.nextafter(f, np.float32(0)).astype(np.float64)
+        hi = np.nextafter(f, np.float32(2)).astype(np.float64)
+        gap = np.minimum(np.abs(p - (f + lo) / 2), np.abs(p - (f + hi) / 2))
+        return f, gap > r * 1e-6  # float32 exps: R within ~1e-7 relative
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.prec = 160
+    out = []
+    for row in x:
+        z = [mpmath.mpf(float(v)) / temperature for v in row]
+        m = max(z)
+        out.append(float(1 / sum(mpmath.exp(v - m) for v in z)))
+    return np.array(out), np.ones(len(x), bool)
+
+
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+@pytest.mark.parametrize("n", [2, 37, 1000, 3001])
+def test_dominant_entry_correctly_rounded_float32(isa, rng, algorithm, n):
+    # Before the fix, about 12% of such rows had p_max 1 ulp low (e.g. [-38.5, -56] gave 0.99999994).
+    rows = 4000 if n < 1000 else 300
+    x = _dominant_rows(rng, rows, n, 12, 20, np.float32)
+    expected, decided = _correctly_rounded_max(x, np.float32)
+    for view in (x, np.asfortranarray(x)):  # contiguous rows and gathered (strided) rows
+        y = logitkit.softmax(view, algorithm=algorithm)
+        np.testing.assert_array_equal(y.max(-1)[decided], expected[decided])
+        assert np.array_equal(bits(y), bits(logitkit.softmax(x, algorithm=algorithm)))
+    assert decided.mean() > 0.99
+    y = logitkit.softmax(x, algorithm=algorithm, temperature=0.5)
+    expected, decided = _correctly_rounded_max(x, np.float32, 0.5)
+    np.testing.assert_array_equal(y.max(-1)[decided], expected[decided])
+
+
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_dominant_entry_correctly_rounded_float64(isa, rng, algorithm):
+    x = _dominant_rows(rng, 150, 9, 30, 40, np.float64)
+    expected, _ = _correctly_rounded_max(x, np.float64)
+    np.testing.assert_array_equal(logitkit.softmax(x, algorithm=algorithm).max(-1), expected)
+
+
+def test_dominant_entry_on_every_path(isa, rng):
+    # Masked rows, long rows split across threads, and streamed outputs give the same dominant
+    # entry as short cached rows (and the correctly rounded one).
+    x = _dominant_rows(rng, 64, 50, 14, 20, np.float32)
+    expected, decided = _correctly_rounded_max(x, np.float32)
+    mask = np.ones_like(x, bool)
+    mask[:, -5:] = x[:, -5:] < x.max(-1, keepdims=True)  # exclude only non-maxima
+    xm = x.copy()
+    xm[~mask] = np.nan  # excluded entries' values must not matter
+    y = logitkit.softmax(xm, where=mask)
+    ref, dec = _correctly_rounded_max(np.where(mask, x, -np.inf), np.float32)
+    np.testing.assert_array_equal(y.max(-1)[dec], ref[dec])
+    long = np.full((4, (1 << 18) + 77), -60.0, np.float32)
+    long[:, 1000] = [-31.0, -30.0, -29.0, -28.0]  # R = 262k e^-gap: about 2^-25 at a gap of 29.8
+    long[:, 2000:2100] = rng.uniform(-65, -55, (4, 100))
+    expected_long, decided_long = _correctly_rounded_max(long, np.float32)
+    assert decided_long.all() and 0 < (expected_long == 1).sum() < 4
+    for algorithm in ALL_ALGORITHMS:
+        np.testing.assert_array_equal(logitkit.softmax(long, algorithm=algorithm).max(-1), expected_long)
+    n = 4099
+    rows = STREAMED_ELEMENTS // n + 1
+    big = np.tile(_dominant_rows(rng, 64, n, 14, 20, np.float32), (rows // 64 + 1, 1))[:rows]
+    streamed = logitkit.softmax(big, algorithm="three_pass_reload")
+    cached = logitkit.softmax(big[:64], algorithm="three_pass_reload")
+    assert np.array_equal(bits(streamed[:64]), bits(cached))
+    short = np.tile(x, ((STREAMED_ELEMENTS // x.size) + 1, 1))  # streamed short rows
+    assert np.array_equal(bits(logitkit.softmax(short)[:64]), bits(logitkit.softmax(x)))

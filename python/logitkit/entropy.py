@@ -59,18 +59,14 @@ def collapse_fraction(logits, axis=-1, dtype=np.float32) -> float:
     1.0 to the maximum: the "Softmax Collapse" of Prieto et al. (2025), where the gradient of
     cross-entropy at that row vanishes.
 
-    Definition: logits are first rounded to `dtype`. With m the row max and R the sum of
-    exp(x_j - m) over the other entries (x - m and exp in `dtype`, or in float32 for float16 and
-    bfloat16, exactly as logitkit.softmax computes them; partial sums accumulated in double), a row
-    collapses when its max is unique and finite and p_max = 1 / (1 + R) is exactly 1.0 in `dtype`:
-      float64:  1 + R rounds to 1 in float64 (R <= 2^-53)
-      float32:  1 + R rounds to 1 in float32 (R <= 2^-24)
-      float16, bfloat16: as logitkit.softmax does, 1 / (1 + R) is taken in float32 and then rounded
-        to the dtype; it becomes 1.0 once it reaches the midpoint below 1 (R about <= 2^-12 for
-        float16, 2^-9 for bfloat16).
-    Rows with NaN, +inf, tied maxima, only -inf, or no entries never collapse. The summation order
-    of R differs from a sequential sum, so rows whose R is within a few ulp of the threshold can
-    differ from other implementations. Returns NaN for an array with no rows.
+    Definition: logits are first rounded to `dtype`; a row collapses exactly when
+    ``logitkit.softmax`` of it (in `dtype`: computed in float32 and rounded for float16 and
+    bfloat16) has a largest entry of exactly 1.0, so ``collapse_fraction(x) ==
+    np.mean(softmax(x).max(axis) == 1)`` by construction. softmax's dominant entry is correctly
+    rounded: with R the sum of exp(x_j - max) over the other entries, p_max = 1 / (1 + R) is 1.0
+    when R is below about 2^-25 (float32), 2^-54 (float64), 2^-12 (float16), 2^-9 (bfloat16).
+    Rows with NaN, +inf, tied maxima, only -inf, or no entries never collapse. Returns NaN for an
+    array with no rows.
     """
     arr = _arrays.as_array(logits, "logits")
     try:

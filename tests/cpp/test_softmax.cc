@@ -655,4 +655,50 @@ void partial_overlap() {
 TEST_P(Softmax, PartialOverlapF32) { partial_overlap<float>(); }
 TEST_P(Softmax, PartialOverlapF64) { partial_overlap<double>(); }
 
+
+// The dominant entry is correctly rounded (the Softmax-Collapse regime): p_max = 1 / (1 + R) with R
+// the others' share, against long double, on every ISA and algorithm, in short and pipelined rows.
+// [-38.5, -56] gave 0.99999994 (1 ulp low: the rounding of the whole sum); the correctly rounded
+// value is 1.
+template <class T>
+void dominant_entry_correctly_rounded() {
+  for (auto a : lktest::kAllAlgorithms) {
+    const T pair[2] = {T(-38.5), T(-56)};
+    T out[2];
+    logitkit::softmax<T>(ArrayView<const T>::contiguous(pair, {2}), ArrayView<T>::contiguous(out, {2}), 0,
+                         {1.0, a});
+    EXPECT_EQ(out[0], std::is_same<T, float>::value ? T(1) : T(1 / (1 + std::exp(-17.5L))));
+    for (int64_t n : {int64_t{5}, int64_t{300}, int64_t{2000}}) {
+      const int64_t rows = 40;
+      auto x = lktest::randn<T>(size_t(rows * n), uint64_t(n), 2.0, -40.0);
+      const long double boundary = std::is_same<T, float>::value ? 17.3L : 37.4L;  // R near 2^-25 (2^-54)
+      for (int64_t r = 0; r < rows; ++r) {
+        T* row = x.data() + r * n;
+        const T top = *std::max_element(row, row + n);
+        row[(r * 7) % n] = top + T(boundary + std::log(static_cast<long double>(n)) - 3 + 6.0L * r / rows);
+      }
+      std::vector<T> y(x.size());
+      logitkit::softmax<T>(ArrayView<const T>::contiguous(x.data(), {rows, n}),
+                           ArrayView<T>::contiguous(y.data(), {rows, n}), 1, {1.0, a});
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = x.data() + r * n;
+        const int64_t i = std::max_element(row, row + n) - row;
+        long double others = 0;
+        for (int64_t j = 0; j < n; ++j)
+          if (j != i) others += std::exp(static_cast<long double>(row[j]) - row[i]);
+        const long double p = 1 / (1 + others);
+        const T rounded = static_cast<T>(p);
+        // Skip rows within float32 exp error of a rounding boundary (none in practice).
+        const long double below = std::nextafter(rounded, T(0)), above = std::nextafter(rounded, T(2));
+        const long double margin = others * 1e-6L;
+        if (std::fabs(p - (rounded + below) / 2) < margin || std::fabs(p - (rounded + above) / 2) < margin) continue;
+        EXPECT_EQ(y[size_t(r * n + i)], rounded)
+            << lktest::algorithm_name(a) << " n=" << n << " row " << r << " p=" << static_cast<double>(p);
+      }
+    }
+  }
+}
+TEST_P(Softmax, DominantEntryCorrectlyRoundedF32) { dominant_entry_correctly_rounded<float>(); }
+TEST_P(Softmax, DominantEntryCorrectlyRoundedF64) { dominant_entry_correctly_rounded<double>(); }
+
 }  // namespace

@@ -26,15 +26,12 @@ enum class CollapseDtype {
 };
 
 // Fraction of the rows of x (along `axis`) whose softmax, computed in `dtype`, gives probability
-// exactly 1.0 to the maximum ("Softmax Collapse"). With m the row max and R the sum of exp(x - m)
-// over the other entries (exp in `dtype`, sum accumulated in double across blocks), a row
-// collapses when its max is unique, finite, and
-//   float64:  1 + R rounds to 1 in double      (R <= 2^-53)
-//   float32:  1 + R rounds to 1 in float       (R <= 2^-24)
-//   float16:  1 / (1 + R) in float rounds to 1 in float16   (about R <= 2^-12)
-//   bfloat16: 1 / (1 + R) in float rounds to 1 in bfloat16  (about R <= 2^-9)
-// i.e. exactly when softmax's p_max = 1 / (1 + R) is 1.0 in that dtype. Rows with NaN, +inf, tied
-// maxima, all -inf, or no entries never collapse. Returns NaN when x has no rows.
+// exactly 1.0 to the maximum ("Softmax Collapse"): by construction the rows where
+// softmax<T>(x) (default options) has a largest entry of exactly 1.0, after rounding to float16 or
+// bfloat16 for those dtypes (x then holds values of that dtype in float). softmax's dominant entry
+// is correctly rounded (p_max = 1 / (1 + R), R the others' share), so for float32 a row collapses
+// when R is below about 2^-25, for float64 2^-54, float16 2^-12, bfloat16 2^-9. Rows with NaN,
+// +inf, tied maxima, all -inf, or no entries never collapse. Returns NaN when x has no rows.
 // T must be double for kFloat64 and float otherwise (Error naming "dtype").
 template <class T>
 LOGITKIT_API double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype);

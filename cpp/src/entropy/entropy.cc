@@ -9,6 +9,7 @@
 
 #include "logitkit/entropy.h"
 #include "logitkit/error.h"
+#include "logitkit/softmax.h"
 #include "runtime/kernel_table.h"
 #include "runtime/rows.h"
 #include "entropy/entropy_kernels.h"
@@ -51,20 +52,17 @@ T finish_entropy(T m, size_t n, const EntropySums& s) {
 
 // Does softmax in `dtype` give p_max == 1 for a row whose unique max term is 1 and whose other
 // terms sum to r?
-bool collapsed(double r, CollapseDtype dtype) {
-  if (!(r >= 0.0)) return false;  // NaN
+// Whether softmax's largest output p (in T) is exactly 1.0 once in `dtype`: float16 and bfloat16
+// results are softmax in float rounded to nearest even, which gives 1.0 from the midpoint below it.
+bool rounds_to_one(double p, CollapseDtype dtype) {
   switch (dtype) {
     case CollapseDtype::kFloat64:
-      return 1.0 + r == 1.0;
     case CollapseDtype::kFloat32:
-      return 1.0f + static_cast<float>(r) == 1.0f;
+      return p == 1.0;
     case CollapseDtype::kFloat16:
-    case CollapseDtype::kBFloat16: {
-      // p in float, then rounded (to nearest even) to the 11- or 8-bit significand: it becomes 1
-      // when at least the midpoint 1 - 2^-12 (float16) or 1 - 2^-9 (bfloat16) below 1.
-      const float p = 1.0f / (1.0f + static_cast<float>(r));
-      return p >= (dtype == CollapseDtype::kFloat16 ? 1.0f - 0x1p-12f : 1.0f - 0x1p-9f);
-    }
+      return p >= 1.0 - 0x1p-12;
+    case CollapseDtype::kBFloat16:
+      return p >= 1.0 - 0x1p-9;
   }
   return false;
 }
@@ -107,18 +105,21 @@ double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
   if ((dtype == CollapseDtype::kFloat64) != (sizeof(T) == 8))
     throw Error(Error::Kind::kInvalidArgument, "dtype",
                 "float64 collapse needs double logits and float32/float16/bfloat16 collapse float logits");
-  const auto& sm = kernels().softmax.get<T>();
   std::atomic<int64_t> count{0};
   int64_t rows = 1;
   for (int d = 0; d < x.ndim; ++d)
     if (d != axis) rows *= x.shape[d];
+  // By construction the rows where softmax(x) itself puts exactly 1.0 on its max: each row's
+  // softmax (default options, so the same algorithm and bits as softmax<T>) into scratch.
   for_each_row<T>(x, x.strides, axis, [&](const RowPlan&, int64_t, const T* xr, size_t n) {
     if (n == 0) return;
-    const T m = sm.max(xr, n);
-    if (!std::isfinite(m)) return;
-    const UntiedSum<T> u = sm.untied_sum(xr, nullptr, n, m, m, T(1));
-    if (u.tied_weight == T(1) && collapsed(static_cast<double>(u.sum), dtype))
-      count.fetch_add(1, std::memory_order_relaxed);
+    thread_local std::vector<T> probs;
+    probs.resize(n);
+    const int64_t extent = static_cast<int64_t>(n);
+    softmax<T>(ArrayView<const T>::contiguous(xr, {extent}), ArrayView<T>::contiguous(probs.data(), {extent}), 0);
+    T top = probs[0];
+    for (size_t j = 1; j < n; ++j) top = std::max(top, probs[j]);
+    if (rounds_to_one(static_cast<double>(top), dtype)) count.fetch_add(1, std::memory_order_relaxed);
   });
   return rows == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(count.load()) / double(rows);
 }

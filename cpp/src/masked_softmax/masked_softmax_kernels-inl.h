@@ -23,6 +23,7 @@
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
+#include "softmax/dominant_entry-inl.h"
 #include "softmax/softmax_kernels.h"
 #include "softmax/untied_sum_finish-inl.h"
 
@@ -214,7 +215,10 @@ void log_softmax_row(const T* x, const uint8_t* m, T* y, size_t n, T c) {
 template <class T>
 void softmax_rows(const T* x, const uint8_t* m, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldm,
                   ptrdiff_t ldy, T c) {
-  for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, m + r * ldm, y + r * ldy, n, c);
+  for (size_t r = 0; r < rows; ++r) {
+    softmax_row(x + r * ldx, m + r * ldm, y + r * ldy, n, c);
+    finish_dominant_entry<T>(y + r * ldy, n, T(1), y + r * ldy);  // excluded entries are 0
+  }
 }
 
 template <class T>

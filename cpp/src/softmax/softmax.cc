@@ -241,6 +241,8 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
           log_softmax_long_row(k, xr, yr, p.n, c);
         } else {
           softmax_long_row(k, xr, yr, p.n, c, algorithm);
+          // The dominant entry (dominant_entry-inl.h), after a max pass split across threads.
+          if (LongRow<T>(k, yr, p.n).max() >= kDominantThreshold<T>) k.finish_dominant_entries(yr, 1, n, 0);
         }
       }
       return;

@@ -39,6 +39,7 @@
 
 #include "simd/loops-inl.h"
 #include "simd/math-inl.h"
+#include "softmax/dominant_entry-inl.h"
 #include "softmax/softmax_kernels.h"
 #include "softmax/untied_sum_finish-inl.h"
 
@@ -975,6 +976,7 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
   });
 }
 
+// Every path, then the dominant entries (dominant_entry-inl.h) while the rows are in cache.
 template <class T>
 void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                   SoftmaxAlgorithm algorithm) {
@@ -982,13 +984,12 @@ void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdif
     with_scale(c, [&](auto scaled) {
       softmax_rows_pipelined<T, decltype(scaled)::value>(x, y, rows, n, ldx, ldy, c);
     });
-    return;
-  }
-  if (algorithm == SoftmaxAlgorithm::kThreePassReload && n <= kSumBlock<T>) {
+  } else if (algorithm == SoftmaxAlgorithm::kThreePassReload && n <= kSumBlock<T>) {
     softmax_rows_short(x, y, rows, n, ldx, ldy, c);
-    return;
+  } else {
+    for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
   }
-  for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
+  finish_dominant_entries(y, rows, n, ldy);
 }
 
 // dst[0, len) = src[0, len), every whole cache line of dst written with a non-temporal store.
@@ -1056,7 +1057,9 @@ void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ld
   if (n <= kSumBlock<T>) {
     streamed_short_rows(x, y, rows, n, ldx, ldy, scratch, [&](const T* xt, T* buf, size_t count, ptrdiff_t ldb) {
       softmax_rows_short(xt, buf, count, n, ldx, ldb, c);
+      finish_dominant_entries(buf, count, n, ldb);
     });
+    S::stream_fence();
   } else {
     for (size_t r = 0; r < rows; ++r) {
       const T* xr = x + r * ldx;
@@ -1065,9 +1068,10 @@ void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ld
       split_for_streaming(yr, n, [&](size_t b, size_t len, auto tag) {
         scale_impl<T, decltype(tag)::value>(scratch + b, yr + b, len, inv);
       });
+      S::stream_fence();  // the streamed row is complete before its dominant entry is rewritten
+      finish_dominant_entry<T>(scratch, n, inv, yr);  // the outputs, as the scale pass formed them
     }
   }
-  S::stream_fence();
 }
 
 // The rider of log_softmax_rows_pipelined: row r+1's max pass (as row_max: slot k, the same
@@ -1412,6 +1416,7 @@ SoftmaxKernels<T> make_softmax_kernels() {
   k.untied_sum = untied_sum<T>;
   k.shift_store = shift_store<T>;
   k.exp = exp_array<T>;
+  k.finish_dominant_entries = finish_dominant_entries<T>;
   return k;
 }
 

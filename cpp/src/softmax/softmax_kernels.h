@@ -40,6 +40,11 @@ template <class T>
 inline constexpr T kUnshiftedExpLimit = T(64);
 inline constexpr uint64_t kUnshiftedExpMaxElements = uint64_t{1} << 33;
 
+// Softmax outputs at least this large are rewritten as 1 - t / (u_i + t) from the others' share t,
+// correctly rounded (dominant_entry-inl.h); below it the plain product is as exact.
+template <class T>
+inline constexpr T kDominantThreshold = T(1) - T(1) / T(256);
+
 // softmax_rows runs three_pass_reload software-pipelined across the rows of a call when rows have
 // at least this many bytes; shorter rows run their max and scale passes from L1 and gain little.
 constexpr size_t kPipelineMinRowBytes = 4096;
@@ -99,6 +104,9 @@ struct SoftmaxKernels {
   // Row finishers (untied_sum_finish-inl.h), for the long-row driver: the same code as the kernels'.
   T (*log_sum_from_untied)(UntiedSum<T> u);
   void (*finish_logsumexp)(T m, UntiedSum<T> u, T* out, T* sign);
+
+  // softmax's dominant entry of each row of outputs, correctly rounded (dominant_entry-inl.h).
+  void (*finish_dominant_entries)(T* y, size_t rows, size_t n, ptrdiff_t ldy);
 
   // Elementwise exp, exposed for the accuracy tests.
   void (*exp)(const T* x, T* y, size_t n);
