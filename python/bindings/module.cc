@@ -67,8 +67,8 @@ py::array new_output(const py::dtype& dt, const std::vector<py::ssize_t>& shape)
 // float64 aligned ndarrays of one shape with NumPy's own (native) descriptor, at most kMaxDims
 // dimensions; axis an int in range; `where` None or a bool ndarray that broadcasts to that shape
 // (the binding reads it with stride-0 axes); out None (a new C-contiguous array is returned) or an aligned, writable
-// ndarray of the inputs' descriptor and shape that is one of the inputs or whose memory range
-// meets none of theirs. Anything else x may be (a list, a tuple of arrays to stack, a subclass)
+// ndarray of the inputs' descriptor and shape, with no stride 0 along an extent above 1, that is one
+// of the inputs or whose memory range meets none of theirs. Anything else x may be (a list, a tuple of arrays to stack, a subclass)
 // takes the general path. In C++ because the same tests in Python cost 1 to 5 microseconds,
 // several times the kernel call itself for small inputs.
 py::object fast_target(py::handle x, py::handle axis, py::handle out, bool reduce, py::handle where,
@@ -112,6 +112,8 @@ py::object fast_target(py::handle x, py::handle axis, py::handle out, bool reduc
   if (reduce || !plain_array_of(out, dt)) return py::none();
   const auto oa = py::reinterpret_borrow<py::array>(out);
   if (!same_shape(oa) || !oa.writeable()) return py::none();
+  for (py::ssize_t d = 0; d < oa.ndim(); ++d)  // a broadcast out: the general path names it
+    if (oa.strides(d) == 0 && oa.shape(d) > 1) return py::none();
   const auto [olo, ohi] = extent(oa);
   for (const py::array& a : arrays) {
     if (out.is(a)) continue;

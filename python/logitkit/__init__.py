@@ -1,4 +1,9 @@
-"""logitkit: fast, exact SIMD kernels for softmax variants, fused losses and MoE routing.
+"""logitkit: fast, exact SIMD kernels for softmax variants.
+
+What exists: softmax, log_softmax and logsumexp (with masks, temperature, weights), their backward
+passes, StableMax/log-StableMax, sparsemax, 1.5-entmax and alpha-entmax (bisection) with their
+backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, plus backend
+(ISA) and thread controls. Planned, not yet here: fused losses (cross-entropy) and MoE routing.
 
 Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
 names in ``__all__``; they are re-exported here. See README.md for the table of ops.

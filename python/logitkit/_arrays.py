@@ -1,8 +1,9 @@
 """Argument handling shared by every op: dtypes, axes, ``out=``, and the paths that copy.
 
 Copies happen only where documented: integer/bool input (promoted to float64), float16/bfloat16
-(computed in float32), a ``dtype=`` that differs from the input, non-native byte order, unaligned
-or oddly strided buffers, a tuple of axes that cannot be merged as a view, and an ``out=`` that
+(computed in float32), a ``dtype=`` that differs from the input, non-native byte order (of an input,
+or of ``out=``: computed into a native temporary, then written back byte-swapped), unaligned or
+oddly strided buffers, a tuple of axes that cannot be merged as a view, and an ``out=`` that
 overlaps the input without being it. Everything else reaches C++ as the caller's buffer, any strides.
 """
 
@@ -12,9 +13,21 @@ import functools
 import math
 import operator
 
+from collections.abc import Sequence
+from typing import Any, Literal, SupportsFloat, SupportsIndex, TypeAlias
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
+
+# Annotations of the public functions.
+Axis: TypeAlias = SupportsIndex | Sequence[SupportsIndex] | None
+FloatArray: TypeAlias = npt.NDArray[Any]  # float32/float64/float16/bfloat16 (ml_dtypes) arrays
+# An array, or a NumPy scalar where the result is 0-d and no out= is given (as NumPy's ufuncs).
+Result: TypeAlias = npt.NDArray[Any] | np.generic
+Real: TypeAlias = SupportsFloat  # int, float, NumPy real scalars and 0-d real arrays
+Algorithm: TypeAlias = Literal["auto", "three_pass_reload", "three_pass_recompute", "two_pass", "online"]
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -59,6 +72,11 @@ def as_array(x, name: str = "x") -> np.ndarray:
     raise TypeError(f"{name}: unsupported dtype {dt}; accepted: {_ACCEPTED}")
 
 
+def native(dt: np.dtype) -> np.dtype:
+    """`dt` in the machine's byte order ('>f4' -> float32 on x86)."""
+    return dt if dt.isnative else dt.newbyteorder("=")
+
+
 def result_dtype(*input_dtypes: np.dtype, dtype=None, out=None) -> np.dtype:
     """Output dtype: ``dtype=`` if given, else ``out.dtype`` if given, else the inputs' float type
     (integers and bools promote to float64, as in SciPy)."""
@@ -71,11 +89,11 @@ def result_dtype(*input_dtypes: np.dtype, dtype=None, out=None) -> np.dtype:
             raise TypeError(f"dtype: unsupported dtype {dt}; accepted: float32, float64, float16, bfloat16")
         return dt
     if out is not None and isinstance(out, np.ndarray):
-        if not _is_supported_float(out.dtype):
+        if not _is_supported_float(native(out.dtype)):
             raise TypeError(
                 f"out: unsupported dtype {out.dtype}; accepted: float32, float64, float16, bfloat16"
             )
-        return out.dtype
+        return native(out.dtype)  # a byte-swapped out= is written back through a native temporary
     floats = [d for d in input_dtypes if _is_supported_float(d)]
     if len(floats) < len(input_dtypes) or not floats:
         return _F64  # an integer or bool input promotes everything to float64
@@ -158,10 +176,16 @@ def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") 
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name}: shape {out.shape} does not match the result shape {tuple(shape)}")
-    if out.dtype != result:
+    if native(out.dtype) != result:
         raise TypeError(f"{name}: dtype {out.dtype} does not match the result dtype {result}")
     if not out.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
+    for d, (n, stride) in enumerate(zip(out.shape, out.strides)):
+        if stride == 0 and n > 1:  # C++ refuses it too, but under its own name for the output
+            raise ValueError(
+                f"{name}: stride 0 in dimension {d} of extent {n}: an output cannot broadcast "
+                "(distinct results would be written to one element)"
+            )
 
 
 def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
@@ -184,11 +208,17 @@ def writable_target(out, xc: np.ndarray, compute: np.dtype):
 
 
 def finish(tmp: np.ndarray, out, result: np.dtype):
-    """Copies/casts a computed temporary into `out` or to the result dtype."""
+    """Copies/casts a computed temporary into `out` (byte-swapping if needed) or to the result
+    dtype; a 0-d result without out= becomes a NumPy scalar."""
     if out is not None:
         np.copyto(out, tmp, casting="unsafe")
         return out
-    return tmp if tmp.dtype == result else tmp.astype(result)
+    return scalar_if_0d(tmp if tmp.dtype == result else tmp.astype(result))
+
+
+def scalar_if_0d(res: np.ndarray):
+    """A 0-d result as a NumPy scalar (np.float64 etc.), as NumPy's ufuncs and SciPy return it."""
+    return res[()] if res.ndim == 0 else res
 
 
 def as_mask(where, shape: tuple[int, ...], reference: str = "x") -> np.ndarray:
@@ -252,7 +282,7 @@ def map_rows_general(kernel, inputs, axis, out, dtype, *, where=None, masked=Fal
             tmp,
             0,
         )
-        return finish(tmp.reshape(()), out, result)
+        return finish(tmp.reshape(()), out, result)  # a NumPy scalar without out=
     axes = normalize_axes(axis, len(shape))
     cs = [to_compute(a, compute) for a in arrs]
     if len(axes) == 1 and len(shape) <= MAX_DIMS:
@@ -272,15 +302,51 @@ def map_rows_general(kernel, inputs, axis, out, dtype, *, where=None, masked=Fal
     return finish(res, out, result)
 
 
+def _is_real_scalar(value) -> bool:
+    """A real (int or float, not bool) Python scalar, NumPy scalar or 0-d NumPy array."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "iuf"
+    return not isinstance(value, bool | np.bool_) and isinstance(value, int | float | np.integer | np.floating)
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a {value.ndim}-d array of dtype {value.dtype}"
+    return type(value).__name__
+
+
+def real_scalar(value, name: str, requirement: str = "a finite number") -> float:
+    """A scalar parameter (temperature, alpha) as a Python float, with a TypeError naming it.
+    NumPy scalars and 0-d arrays are taken like Python numbers."""
+    if not _is_real_scalar(value):
+        raise TypeError(f"{name}: expected a real number, got {_describe(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name}: must be {requirement}, got an integer too large for float64") from None
+
+
+def int_scalar(value, name: str) -> int:
+    """An integer parameter (n_iter) as a Python int: int, NumPy integer or 0-d integer array."""
+    ok = isinstance(value, int | np.integer) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
+    )
+    if not ok or isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name}: expected an int, got {_describe(value)}")
+    return operator.index(value)
+
+
+def check_flag(value, name: str) -> bool:
+    """A bool parameter (keepdims, return_sign): bool, NumPy bool or an int, as NumPy takes them."""
+    if not isinstance(value, bool | int | np.bool_ | np.integer):
+        raise TypeError(f"{name}: expected a bool, got {_describe(value)}")
+    return bool(value)
+
+
 def check_temperature(temperature) -> float:
     if type(temperature) is float and 0.0 < temperature < math.inf:  # the common case, cheaply
         return temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating):
-        raise TypeError(f"temperature: expected a real number, got {type(temperature).__name__}")
-    try:
-        t = float(temperature)
-    except OverflowError:
-        raise ValueError("temperature: must be a finite number > 0, got an integer too large for float64") from None
+    t = real_scalar(temperature, "temperature", "a finite number > 0")
     if not (t > 0.0 and np.isfinite(t)):
         raise ValueError(f"temperature: must be a finite number > 0, got {temperature!r}")
     return t

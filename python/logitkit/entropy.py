@@ -4,14 +4,15 @@ cpp/include/logitkit/entropy.h."""
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays, _core
-from ._arrays import check_temperature
+from ._arrays import Axis, Real, Result, check_temperature
 
 __all__ = ["collapse_fraction", "entropy"]
 
 
-def _rows_view(arr: np.ndarray, axis):
+def _rows_view(arr: np.ndarray, axis: Axis) -> tuple[np.ndarray, int, tuple[int, ...]]:
     """(array whose reduced axes are merged into one, that axis, the reduced axes)."""
     if arr.ndim == 0:
         _arrays.check_scalar_axis(axis)
@@ -23,7 +24,9 @@ def _rows_view(arr: np.ndarray, axis):
     return merged, merged.ndim - 1, axes
 
 
-def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
+def entropy(
+    logits: ArrayLike, axis: Axis = -1, *, temperature: Real = 1.0, keepdims: bool = False
+) -> Result:
     """Shannon entropy (nats) of softmax(logits / temperature) along `axis`, fused: one max pass
     and one pass accumulating sum(e^z) and sum(z e^z) with z = (x - max) / T, so no probability
     array is formed. H = log Z - sum(z e^z) / Z, with the max entries kept out of Z's sum, so
@@ -35,9 +38,10 @@ def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
     A row that is empty, all -inf, or contains +inf or NaN gives NaN.
     """
     t = check_temperature(temperature)
-    if not keepdims and (res := _core.fast_target(logits, axis, None, True)) is not None:
+    if keepdims is False and (res := _core.fast_target(logits, axis, None, True)) is not None:
         _core.entropy(logits, res, axis, t)  # the common call (see fast_target)
         return res[()] if res.ndim == 0 else res
+    keepdims = _arrays.check_flag(keepdims, "keepdims")
     arr = _arrays.as_array(logits, "logits")
     result = _arrays.result_dtype(arr.dtype)
     compute = _arrays.compute_dtype(result)
@@ -54,7 +58,7 @@ def entropy(logits, axis=-1, *, temperature=1.0, keepdims=False):
 _COLLAPSE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
-def collapse_fraction(logits, axis=-1, dtype=np.float32) -> float:
+def collapse_fraction(logits: ArrayLike, axis: Axis = -1, dtype: DTypeLike = np.float32) -> float:
     """Fraction of rows (along `axis`) whose softmax computed in `dtype` gives probability exactly
     1.0 to the maximum: the "Softmax Collapse" of Prieto et al. (2025), where the gradient of
     cross-entropy at that row vanishes.

@@ -30,7 +30,10 @@ def set_isa(name: str) -> None:
     """Switches the backend for the whole process. ValueError for unknown/unsupported names."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
-    _core.set_isa(name)
+    try:
+        _core.set_isa(name)
+    except ValueError as exc:  # C++ calls the argument "isa"; here it is `name`
+        raise ValueError(f"name: {str(exc).removeprefix('isa: ')}") from None
 
 
 @contextlib.contextmanager

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays, _core
-from ._arrays import check_temperature
+from ._arrays import Algorithm, Axis, FloatArray, Real, Result, check_temperature
 from .masked_softmax import masked_log_softmax, masked_softmax
 
 __all__ = ["log_softmax", "logsumexp", "softmax"]
 
-ALGORITHMS = ("auto", "three_pass_reload", "three_pass_recompute", "two_pass", "online")
+ALGORITHMS: tuple[str, ...] = typing.get_args(Algorithm)
 
 
-def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=None, dtype=None):
+def softmax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    algorithm: Algorithm = "auto",
+    where: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """softmax(x / temperature) along `axis`.
 
     axis: int, tuple of ints, or None (all elements). The default -1 follows PyTorch and JAX
@@ -31,7 +43,7 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=No
     A row containing NaN gives NaN; a row of all -inf gives NaN (as torch and SciPy).
     """
     t = check_temperature(temperature)
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
     if where is not None:
         return masked_softmax(x, where, axis, temperature=t, out=out, dtype=dtype)
@@ -42,7 +54,15 @@ def softmax(x, axis=-1, *, temperature=1.0, algorithm="auto", where=None, out=No
     return _arrays.map_rows_general(kernel, [(x, "x")], axis, out, dtype)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
+def log_softmax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    where: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """log(softmax(x / temperature)) along `axis`, computed as (x - max)/T - log(sum) with the
     max term kept out of the sum (log1p), so the largest entry keeps full relative precision.
     where: bool mask broadcastable to x (False = excluded); see masked_log_softmax."""
@@ -56,23 +76,35 @@ def log_softmax(x, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None
     return _arrays.map_rows_general(kernel, [(x, "x")], axis, out, dtype)
 
 
-def logsumexp(x, axis=-1, *, b=None, keepdims=False, return_sign=False):
+def logsumexp(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+) -> Result | tuple[Result, Result]:
     """log(sum(b * exp(x))) along `axis` with scipy.special.logsumexp's semantics for `b`
     (weights, broadcast against x; zero weights drop their element) and `return_sign`
     (returns (log|sum|, sign(sum)); without it a negative sum gives NaN).
 
     The default axis is -1 (SciPy's is None). float16/bfloat16 input is computed in float32 and
-    returned in the input dtype; integer and bool input gives float64.
+    returned in the input dtype; integer and bool input gives float64. A Python int/float/bool `b`
+    is weak (NEP 50): it takes x's float type, so float32 x with b=2.0 stays float32, as in SciPy.
+    A 0-d result is a NumPy scalar.
     """
-    if b is None and not (keepdims or return_sign) and (res := _core.fast_target(x, axis, None, True)) is not None:
+    if b is None and keepdims is False and return_sign is False and (res := _core.fast_target(x, axis, None, True)) is not None:
         _core.logsumexp(x, res, axis, None, None)  # the common call (see fast_target)
         return res[()] if res.ndim == 0 else res
+    keepdims = _arrays.check_flag(keepdims, "keepdims")
+    return_sign = _arrays.check_flag(return_sign, "return_sign")
     arr = _arrays.as_array(x)
     dtypes = [arr.dtype]
     barr = None
     if b is not None:
         barr = _arrays.as_array(b, "b")
-        dtypes.append(barr.dtype)
+        if type(b) not in (int, float, bool):  # Python scalars are weak: they do not promote x
+            dtypes.append(barr.dtype)
         try:
             shape = np.broadcast_shapes(arr.shape, barr.shape)
         except ValueError:

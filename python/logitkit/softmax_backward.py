@@ -3,13 +3,24 @@ ends of cpp/include/logitkit/softmax_backward.h."""
 
 from __future__ import annotations
 
+from numpy.typing import ArrayLike, DTypeLike
+
 from . import _arrays, _core
-from ._arrays import check_temperature
+from ._arrays import Axis, FloatArray, Real, Result, check_temperature
 
 __all__ = ["log_softmax_backward", "softmax_backward"]
 
 
-def softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
+def softmax_backward(
+    y: ArrayLike,
+    dy: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    where: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """dL/dx for y = softmax(x / temperature, axis, where=where), given y and dy = dL/dy:
     dx = y * (dy - sum(y * dy, axis)) / temperature, fused in two passes over each row.
 
@@ -22,7 +33,16 @@ def softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=None, d
     return _arrays.map_rows(kernel, [(y, "y"), (dy, "dy")], axis, out, dtype, where=where, masked=True)
 
 
-def log_softmax_backward(y, dy, axis=-1, *, temperature=1.0, where=None, out=None, dtype=None):
+def log_softmax_backward(
+    y: ArrayLike,
+    dy: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    where: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """dL/dx for y = log_softmax(x / temperature, axis, where=where), given y and dy = dL/dy:
     dx = (dy - exp(y) * sum(dy, axis)) / temperature, fused in two passes over each row.
 

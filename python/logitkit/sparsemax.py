@@ -4,12 +4,13 @@ entmax-bisect and their backward passes)."""
 from __future__ import annotations
 
 import math
-import operator
 
-import numpy as np
+from typing import SupportsIndex
+
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays, _core
-from ._arrays import check_temperature, map_rows_single
+from ._arrays import Axis, FloatArray, Real, Result, check_temperature, map_rows_single
 
 __all__ = [
     "entmax15",
@@ -22,27 +23,27 @@ __all__ = [
 
 
 def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.integer | np.floating):
-        raise TypeError(f"alpha: expected a real number, got {type(alpha).__name__}")
-    a = float(alpha)
+    a = _arrays.real_scalar(alpha, "alpha", "a finite number >= 1")
     if not (math.isfinite(a) and a >= 1.0):
         raise ValueError(f"alpha: must be a finite number >= 1 (1 is softmax, 2 is sparsemax), got {alpha!r}")
     return a
 
 
 def _check_n_iter(n_iter) -> int:
-    if isinstance(n_iter, bool):
-        raise TypeError("n_iter: expected an int, got bool")
-    try:
-        n = operator.index(n_iter)
-    except TypeError:
-        raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}") from None
+    n = _arrays.int_scalar(n_iter, "n_iter")
     if not 1 <= n <= 2**31 - 1:
         raise ValueError(f"n_iter: must be >= 1, got {n_iter!r}")
     return n
 
 
-def sparsemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def sparsemax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """Sparsemax (Martins & Astudillo, 2016) of x / temperature along `axis`: the Euclidean
     projection onto the probability simplex, y = max(x/T - tau, 0) with sum(y) = 1.
 
@@ -58,7 +59,14 @@ def sparsemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     return map_rows_single(lambda xc, yc, ax: _core.sparsemax(xc, yc, ax, t), x, axis, out, dtype)
 
 
-def entmax15(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def entmax15(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """1.5-entmax (Peters, Niculae & Martins, 2019) of x / temperature along `axis`, with the
     entmax package's convention y = max(x/(2T) - tau, 0)**2, sum(y) = 1.
 
@@ -69,7 +77,16 @@ def entmax15(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     return map_rows_single(lambda xc, yc, ax: _core.entmax15(xc, yc, ax, t), x, axis, out, dtype)
 
 
-def entmax_bisect(x, alpha=1.5, axis=-1, *, n_iter=50, temperature=1.0, out=None, dtype=None):
+def entmax_bisect(
+    x: ArrayLike,
+    alpha: Real = 1.5,
+    axis: Axis = -1,
+    *,
+    n_iter: SupportsIndex = 50,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """alpha-entmax of x / temperature by bisection, as ``entmax.entmax_bisect``:
     y = max((alpha-1) x/T - tau, 0) ** (1/(alpha-1)) with tau from at most `n_iter` bisection
     steps, then normalized to sum 1.
@@ -85,7 +102,15 @@ def entmax_bisect(x, alpha=1.5, axis=-1, *, n_iter=50, temperature=1.0, out=None
     return map_rows_single(lambda xc, yc, ax: _core.entmax_bisect(xc, yc, ax, t, a, k), x, axis, out, dtype)
 
 
-def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def sparsemax_backward(
+    y: ArrayLike,
+    dy: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """Vector-Jacobian product of :func:`sparsemax` given its output `y` and the upstream
     gradient `dy`: on the support S = {y > 0}, dx = (dy - mean_S(dy)) / temperature, and 0
     elsewhere. `temperature` must match the forward call (it scales the gradient with respect to
@@ -100,7 +125,15 @@ def sparsemax_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None)
     )
 
 
-def entmax15_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def entmax15_backward(
+    y: ArrayLike,
+    dy: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """Vector-Jacobian product of :func:`entmax15`: with g = sqrt(y),
     dx = (g dy - g sum(g dy) / sum(g)) / temperature."""
     t = check_temperature(temperature)
@@ -113,7 +146,16 @@ def entmax15_backward(y, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
     )
 
 
-def entmax_bisect_backward(y, dy, alpha=1.5, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def entmax_bisect_backward(
+    y: ArrayLike,
+    dy: ArrayLike,
+    alpha: Real = 1.5,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """Vector-Jacobian product of :func:`entmax_bisect` (with respect to x, not alpha): with
     g = y**(2 - alpha) on y > 0 and 0 elsewhere, dx = (g dy - g sum(g dy) / sum(g)) / temperature.
     alpha == 1 gives softmax's VJP, 2 sparsemax's."""

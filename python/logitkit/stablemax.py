@@ -3,14 +3,22 @@ with their vector-Jacobian products: NumPy front ends of cpp/include/logitkit/st
 
 from __future__ import annotations
 
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays, _core
-from ._arrays import check_temperature, map_rows_single
+from ._arrays import Axis, FloatArray, Real, Result, check_temperature, map_rows_single
 
 __all__ = ["log_stablemax", "log_stablemax_backward", "stablemax", "stablemax_backward"]
 
 
-def stablemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def stablemax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """StableMax of x / temperature along `axis`: s(x) / sum(s(x)) with s(x) = 1 + x for x >= 0
     and 1 / (1 - x) for x < 0. Needs no max subtraction and no exp.
 
@@ -28,7 +36,14 @@ def stablemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     return map_rows_single(lambda xc, yc, ax: _core.stablemax(xc, yc, ax, t), x, axis, out, dtype)
 
 
-def log_stablemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def log_stablemax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """log(stablemax(x / temperature)) along `axis`, computed as sign(x) log1p(|x|) - log(sum s(x))
     without forming the ratio, so tiny probabilities keep full relative precision. -inf entries
     give -inf; other special values as in `stablemax`."""
@@ -36,7 +51,15 @@ def log_stablemax(x, axis=-1, *, temperature=1.0, out=None, dtype=None):
     return map_rows_single(lambda xc, yc, ax: _core.log_stablemax(xc, yc, ax, t), x, axis, out, dtype)
 
 
-def stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def stablemax_backward(
+    x: ArrayLike,
+    dy: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """Vector-Jacobian product of `stablemax` with respect to x: given the upstream gradient dy
     (x's shape), returns dx_i = s'(x_i) / S * (dy_i - sum_j p_j dy_j) / temperature, where
     p = stablemax(x), S = sum s(x) and s'(x) = 1 (x >= 0), 1 / (1 - x)^2 (x < 0), with x already
@@ -52,7 +75,15 @@ def stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None)
     )
 
 
-def log_stablemax_backward(x, dy, axis=-1, *, temperature=1.0, out=None, dtype=None):
+def log_stablemax_backward(
+    x: ArrayLike,
+    dy: ArrayLike,
+    axis: Axis = -1,
+    *,
+    temperature: Real = 1.0,
+    out: FloatArray | None = None,
+    dtype: DTypeLike | None = None,
+) -> Result:
     """Vector-Jacobian product of `log_stablemax` with respect to x:
     dx_i = (s'(x_i) / s(x_i) dy_i - s'(x_i) / S sum_j dy_j) / temperature (see `stablemax_backward`
     for the notation). out may be `x` or `dy` itself."""
