@@ -6,19 +6,20 @@
 #include <vector>
 
 // x_i = log(i + 1) gives softmax(x)_i = (i + 1) / (n (n + 1) / 2) exactly.
+// Written as a user would: size_t extents, a mutable input view, T deduced from the output.
 template <class T>
-int check(int n) {
+int check(size_t n) {
   std::vector<T> x(n), y(n, T(-1));
-  for (int i = 0; i < n; ++i) x[i] = std::log(T(i + 1));
-  auto xv = logitkit::ArrayView<const T>::contiguous(x.data(), {1, n});
+  for (size_t i = 0; i < n; ++i) x[i] = std::log(T(i + 1));
+  auto xv = logitkit::ArrayView<T>::contiguous(x.data(), {1, n});
   auto yv = logitkit::ArrayView<T>::contiguous(y.data(), {1, n});
-  logitkit::softmax<T>(xv, yv, -1);
+  logitkit::softmax(xv, yv, -1);
   int bad = 0;
   const double tol = sizeof(T) == 4 ? 1e-6 : 1e-14;
-  for (int i = 0; i < n; ++i) {
-    const double want = 2.0 * (i + 1) / (double(n) * (n + 1));
+  for (size_t i = 0; i < n; ++i) {
+    const double want = 2.0 * double(i + 1) / (double(n) * double(n + 1));
     if (!(std::fabs(double(y[i]) - want) <= tol * want)) {
-      std::printf("softmax<%s>[%d] = %.17g, expected %.17g\n", sizeof(T) == 4 ? "float" : "double", i,
+      std::printf("softmax<%s>[%zu] = %.17g, expected %.17g\n", sizeof(T) == 4 ? "float" : "double", i,
                   double(y[i]), want);
       ++bad;
     }

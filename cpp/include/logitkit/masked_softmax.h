@@ -16,15 +16,28 @@ namespace logitkit {
 //  - included positions behave exactly as a plain softmax over them (NaN in, NaN out).
 // options.algorithm is ignored (the masked kernels always use a three-pass schedule).
 // Throws logitkit::Error naming the bad argument ("x", "mask", "y", "axis", "temperature").
+// Like every op, a template defined for T = float and double only (see softmax.h).
 template <class T>
-LOGITKIT_API void masked_softmax(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,
-                                 const SoftmaxOptions& options = {});
+void masked_softmax(InputView<T> /*x*/, ArrayView<const uint8_t> /*mask*/, ArrayView<T> /*y*/, int /*axis*/,
+                    const SoftmaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::masked_softmax: T must be float or double");
+}
+template <> LOGITKIT_API void masked_softmax<float>(InputView<float>, ArrayView<const uint8_t>, ArrayView<float>,
+                                                    int, const SoftmaxOptions&);
+template <> LOGITKIT_API void masked_softmax<double>(InputView<double>, ArrayView<const uint8_t>, ArrayView<double>,
+                                                     int, const SoftmaxOptions&);
 
 // y = log_softmax(x / temperature) over the included positions; excluded positions get -inf, and a
 // row with no included position gives all -inf (log of the all-zero masked softmax).
 template <class T>
-LOGITKIT_API void masked_log_softmax(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y,
-                                     int axis, const SoftmaxOptions& options = {});
+void masked_log_softmax(InputView<T> /*x*/, ArrayView<const uint8_t> /*mask*/, ArrayView<T> /*y*/, int /*axis*/,
+                        const SoftmaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::masked_log_softmax: T must be float or double");
+}
+template <> LOGITKIT_API void masked_log_softmax<float>(InputView<float>, ArrayView<const uint8_t>, ArrayView<float>,
+                                                        int, const SoftmaxOptions&);
+template <> LOGITKIT_API void masked_log_softmax<double>(InputView<double>, ArrayView<const uint8_t>,
+                                                         ArrayView<double>, int, const SoftmaxOptions&);
 
 // bool masks: the same bytes viewed as uint8_t (any nonzero byte counts as true).
 inline ArrayView<const uint8_t> mask_bytes(ArrayView<const bool> mask) {
@@ -40,13 +53,13 @@ inline ArrayView<const uint8_t> mask_bytes(ArrayView<const bool> mask) {
 }
 
 template <class T>
-void masked_softmax(ArrayView<const T> x, ArrayView<const bool> mask, ArrayView<T> y, int axis,
+void masked_softmax(InputView<T> x, ArrayView<const bool> mask, ArrayView<T> y, int axis,
                     const SoftmaxOptions& options = {}) {
   masked_softmax<T>(x, mask_bytes(mask), y, axis, options);
 }
 
 template <class T>
-void masked_log_softmax(ArrayView<const T> x, ArrayView<const bool> mask, ArrayView<T> y, int axis,
+void masked_log_softmax(InputView<T> x, ArrayView<const bool> mask, ArrayView<T> y, int axis,
                         const SoftmaxOptions& options = {}) {
   masked_log_softmax<T>(x, mask_bytes(mask), y, axis, options);
 }

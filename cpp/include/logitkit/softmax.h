@@ -29,18 +29,30 @@ struct SoftmaxOptions {
   SoftmaxAlgorithm algorithm = SoftmaxAlgorithm::kAuto;
 };
 
+// Every op below is a template over the element type T, defined by the library for float and
+// double (the explicit specializations declared after it); any other T fails to compile with a
+// static_assert (its body holds nothing else, hence the unnamed parameters). T is deduced from the
+// output view, inputs are InputView<T> (view.h), so softmax(x, y, -1) compiles with x an
+// ArrayView<const T> or an ArrayView<T>.
+
 // y = softmax(x / temperature) along `axis` (negative counts from the end).
 // x and y must have the same shape; any strides; y may alias x exactly (in place).
 // Throws logitkit::Error naming the bad argument.
 template <class T>
-LOGITKIT_API void softmax(ArrayView<const T> x, ArrayView<T> y, int axis,
-                          const SoftmaxOptions& options = {});
+void softmax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const SoftmaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::softmax: T must be float or double");
+}
+template <> LOGITKIT_API void softmax<float>(InputView<float>, ArrayView<float>, int, const SoftmaxOptions&);
+template <> LOGITKIT_API void softmax<double>(InputView<double>, ArrayView<double>, int, const SoftmaxOptions&);
 
 // y = log_softmax(x / temperature) along `axis`. Uses log1p of the sum without the max term, so
 // the dominant entry keeps full relative precision (log_softmax ~ -sum of the others).
 template <class T>
-LOGITKIT_API void log_softmax(ArrayView<const T> x, ArrayView<T> y, int axis,
-                              const SoftmaxOptions& options = {});
+void log_softmax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const SoftmaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::log_softmax: T must be float or double");
+}
+template <> LOGITKIT_API void log_softmax<float>(InputView<float>, ArrayView<float>, int, const SoftmaxOptions&);
+template <> LOGITKIT_API void log_softmax<double>(InputView<double>, ArrayView<double>, int, const SoftmaxOptions&);
 
 // out = log(sum(b * exp(x))) along `axis`, SciPy's semantics:
 //  - `out` has x's shape without `axis` (or with it kept at size 1);
@@ -48,8 +60,14 @@ LOGITKIT_API void log_softmax(ArrayView<const T> x, ArrayView<T> y, int axis,
 //  - `sign` (optional) receives sign(sum); without it a negative sum gives NaN.
 // A row of all -inf gives -inf; +inf gives +inf; NaN propagates.
 template <class T>
-LOGITKIT_API void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis,
-                            ArrayView<const T> b = {}, ArrayView<T> sign = {});
+void logsumexp(InputView<T> /*x*/, ArrayView<T> /*out*/, int /*axis*/, InputView<T> /*b*/ = {},
+               ArrayView<T> /*sign*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::logsumexp: T must be float or double");
+}
+template <> LOGITKIT_API void logsumexp<float>(InputView<float>, ArrayView<float>, int, InputView<float>,
+                                               ArrayView<float>);
+template <> LOGITKIT_API void logsumexp<double>(InputView<double>, ArrayView<double>, int, InputView<double>,
+                                                ArrayView<double>);
 
 // Convenience overloads for a C-contiguous rows x cols matrix, softmax over each row.
 LOGITKIT_API void softmax(const float* x, float* y, size_t rows, size_t cols,

@@ -22,20 +22,33 @@ struct EntmaxBisectOptions {
 // Special values: a NaN in the row, or a row of only -inf, gives NaN; a row with +inf entries
 // (x/T overflowing included) puts equal mass on them; -inf entries get 0.
 // x and y have the same shape, any strides; y may alias x exactly (in place).
+// Like every op, a template defined for T = float and double only (see softmax.h).
 template <class T>
-LOGITKIT_API void sparsemax(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options = {});
+void sparsemax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const SparsemaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::sparsemax: T must be float or double");
+}
+template <> LOGITKIT_API void sparsemax<float>(InputView<float>, ArrayView<float>, int, const SparsemaxOptions&);
+template <> LOGITKIT_API void sparsemax<double>(InputView<double>, ArrayView<double>, int, const SparsemaxOptions&);
 
 // Exact entmax-1.5 (Peters, Niculae & Martins 2019) with the entmax package's convention
 // y = [x/(2T) - tau]_+^2, sum y = 1. Same special values and layout rules as sparsemax.
 template <class T>
-LOGITKIT_API void entmax15(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options = {});
+void entmax15(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const SparsemaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::entmax15: T must be float or double");
+}
+template <> LOGITKIT_API void entmax15<float>(InputView<float>, ArrayView<float>, int, const SparsemaxOptions&);
+template <> LOGITKIT_API void entmax15<double>(InputView<double>, ArrayView<double>, int, const SparsemaxOptions&);
 
 // alpha-entmax by bisection, as entmax.entmax_bisect: y = [(alpha-1) x/T - tau]_+^(1/(alpha-1))
 // after n_iter bisection steps on tau, normalized to sum 1. alpha == 1 is softmax.
 // Throws logitkit::Error naming alpha (< 1 or not finite) or n_iter (< 1).
 template <class T>
-LOGITKIT_API void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis,
-                                const EntmaxBisectOptions& options = {});
+void entmax_bisect(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const EntmaxBisectOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::entmax_bisect: T must be float or double");
+}
+template <> LOGITKIT_API void entmax_bisect<float>(InputView<float>, ArrayView<float>, int, const EntmaxBisectOptions&);
+template <> LOGITKIT_API void entmax_bisect<double>(InputView<double>, ArrayView<double>, int,
+                                                    const EntmaxBisectOptions&);
 
 // Vector-Jacobian products given the forward output y and the upstream gradient dy (same shape,
 // any strides); dx may alias y or dy exactly. With g = [y > 0] (sparsemax), sqrt(y) (entmax-1.5)
@@ -44,13 +57,31 @@ LOGITKIT_API void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis,
 // which is the gradient with respect to x of op(x / temperature). NaN in dy propagates as in
 // autograd through the entmax package.
 template <class T>
-LOGITKIT_API void sparsemax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                                     double temperature = 1.0);
+void sparsemax_backward(InputView<T> /*y*/, InputView<T> /*dy*/, ArrayView<T> /*dx*/, int /*axis*/,
+                        double /*temperature*/ = 1.0) {
+  static_assert(detail::kIsElement<T>, "logitkit::sparsemax_backward: T must be float or double");
+}
+template <> LOGITKIT_API void sparsemax_backward<float>(InputView<float>, InputView<float>, ArrayView<float>, int,
+                                                        double);
+template <> LOGITKIT_API void sparsemax_backward<double>(InputView<double>, InputView<double>, ArrayView<double>,
+                                                         int, double);
 template <class T>
-LOGITKIT_API void entmax15_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                                    double temperature = 1.0);
+void entmax15_backward(InputView<T> /*y*/, InputView<T> /*dy*/, ArrayView<T> /*dx*/, int /*axis*/,
+                       double /*temperature*/ = 1.0) {
+  static_assert(detail::kIsElement<T>, "logitkit::entmax15_backward: T must be float or double");
+}
+template <> LOGITKIT_API void entmax15_backward<float>(InputView<float>, InputView<float>, ArrayView<float>, int,
+                                                       double);
+template <> LOGITKIT_API void entmax15_backward<double>(InputView<double>, InputView<double>, ArrayView<double>, int,
+                                                        double);
 template <class T>
-LOGITKIT_API void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                                         double alpha = 1.5, double temperature = 1.0);
+void entmax_bisect_backward(InputView<T> /*y*/, InputView<T> /*dy*/, ArrayView<T> /*dx*/, int /*axis*/,
+                            double /*alpha*/ = 1.5, double /*temperature*/ = 1.0) {
+  static_assert(detail::kIsElement<T>, "logitkit::entmax_bisect_backward: T must be float or double");
+}
+template <> LOGITKIT_API void entmax_bisect_backward<float>(InputView<float>, InputView<float>, ArrayView<float>,
+                                                            int, double, double);
+template <> LOGITKIT_API void entmax_bisect_backward<double>(InputView<double>, InputView<double>, ArrayView<double>,
+                                                             int, double, double);
 
 }  // namespace logitkit

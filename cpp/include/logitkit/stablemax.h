@@ -20,14 +20,22 @@ struct StablemaxOptions {
 //    subnormal can lose precision.
 // x and y have the same shape, any strides; y may alias x exactly (in place).
 // Throws logitkit::Error naming the bad argument.
+// Like every op, a template defined for T = float and double only (see softmax.h).
 template <class T>
-LOGITKIT_API void stablemax(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options = {});
+void stablemax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const StablemaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::stablemax: T must be float or double");
+}
+template <> LOGITKIT_API void stablemax<float>(InputView<float>, ArrayView<float>, int, const StablemaxOptions&);
+template <> LOGITKIT_API void stablemax<double>(InputView<double>, ArrayView<double>, int, const StablemaxOptions&);
 
 // y = log(stablemax(x)) computed as sign(x') log1p(|x'|) - log(sum s(x')): the ratio is never
 // formed, so tiny probabilities keep full precision. -inf entries give -inf.
 template <class T>
-LOGITKIT_API void log_stablemax(ArrayView<const T> x, ArrayView<T> y, int axis,
-                                const StablemaxOptions& options = {});
+void log_stablemax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const StablemaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::log_stablemax: T must be float or double");
+}
+template <> LOGITKIT_API void log_stablemax<float>(InputView<float>, ArrayView<float>, int, const StablemaxOptions&);
+template <> LOGITKIT_API void log_stablemax<double>(InputView<double>, ArrayView<double>, int, const StablemaxOptions&);
 
 // Vector-Jacobian products with respect to x (StableMax's Jacobian depends on x, not only on y):
 //  stablemax_backward:     dx_i = c s'(x'_i)/S (dy_i - sum_j p_j dy_j)
@@ -35,10 +43,22 @@ LOGITKIT_API void log_stablemax(ArrayView<const T> x, ArrayView<T> y, int axis,
 // with c = 1/temperature, p = stablemax(x), s'(t) = 1 (t >= 0), 1/(1 - t)^2 (t < 0).
 // x, dy and dx share one shape, any strides; dx may alias dy or x exactly.
 template <class T>
-LOGITKIT_API void stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                                     const StablemaxOptions& options = {});
+void stablemax_backward(InputView<T> /*x*/, InputView<T> /*dy*/, ArrayView<T> /*dx*/, int /*axis*/,
+                        const StablemaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::stablemax_backward: T must be float or double");
+}
+template <> LOGITKIT_API void stablemax_backward<float>(InputView<float>, InputView<float>, ArrayView<float>, int,
+                                                       const StablemaxOptions&);
+template <> LOGITKIT_API void stablemax_backward<double>(InputView<double>, InputView<double>, ArrayView<double>, int,
+                                                        const StablemaxOptions&);
 template <class T>
-LOGITKIT_API void log_stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                                         const StablemaxOptions& options = {});
+void log_stablemax_backward(InputView<T> /*x*/, InputView<T> /*dy*/, ArrayView<T> /*dx*/, int /*axis*/,
+                            const StablemaxOptions& /*options*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::log_stablemax_backward: T must be float or double");
+}
+template <> LOGITKIT_API void log_stablemax_backward<float>(InputView<float>, InputView<float>, ArrayView<float>, int,
+                                                           const StablemaxOptions&);
+template <> LOGITKIT_API void log_stablemax_backward<double>(InputView<double>, InputView<double>, ArrayView<double>,
+                                                             int, const StablemaxOptions&);
 
 }  // namespace logitkit

@@ -67,7 +67,8 @@ bool rounds_to_one(double p, CollapseDtype dtype) {
   return false;
 }
 
-}  // namespace
+// The op bodies; the exported specializations at the end of the file call them.
+namespace op {
 
 template <class T>
 void entropy(ArrayView<const T> x, ArrayView<T> out, int axis, const EntropyOptions& options) {
@@ -124,11 +125,22 @@ double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
   return rows == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(count.load()) / double(rows);
 }
 
-#define LOGITKIT_INSTANTIATE(T)                                                                      \
-  template LOGITKIT_API void entropy<T>(ArrayView<const T>, ArrayView<T>, int, const EntropyOptions&); \
-  template LOGITKIT_API double collapse_fraction<T>(ArrayView<const T>, int, CollapseDtype);
-LOGITKIT_INSTANTIATE(float)
-LOGITKIT_INSTANTIATE(double)
-#undef LOGITKIT_INSTANTIATE
+}  // namespace op
+}  // namespace
+
+// The float and double specializations that the public header declares (its primary templates
+// static_assert for any other element type).
+#define LOGITKIT_SPECIALIZE(T)                                                                           \
+  template <>                                                                                            \
+  void entropy<T>(InputView<T> x, ArrayView<T> out, int axis, const EntropyOptions& options) {          \
+    op::entropy<T>(x, out, axis, options);                                                               \
+  }                                                                                                      \
+  template <>                                                                                            \
+  double collapse_fraction<T>(ArrayView<const T> x, int axis, CollapseDtype dtype) {                     \
+    return op::collapse_fraction<T>(x, axis, dtype);                                                     \
+  }
+LOGITKIT_SPECIALIZE(float)
+LOGITKIT_SPECIALIZE(double)
+#undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit

@@ -76,25 +76,21 @@ void masked_impl(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<
 
 }  // namespace
 
-template <class T>
-void masked_softmax(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,
-                    const SoftmaxOptions& options) {
-  masked_impl<T>(x, mask, y, axis, options, false);
-}
-
-template <class T>
-void masked_log_softmax(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,
-                        const SoftmaxOptions& options) {
-  masked_impl<T>(x, mask, y, axis, options, true);
-}
-
-#define LOGITKIT_INSTANTIATE(T)                                                                             \
-  template LOGITKIT_API void masked_softmax<T>(ArrayView<const T>, ArrayView<const uint8_t>, ArrayView<T>, int, \
-                                               const SoftmaxOptions&);                                          \
-  template LOGITKIT_API void masked_log_softmax<T>(ArrayView<const T>, ArrayView<const uint8_t>, ArrayView<T>,  \
-                                                   int, const SoftmaxOptions&);
-LOGITKIT_INSTANTIATE(float)
-LOGITKIT_INSTANTIATE(double)
-#undef LOGITKIT_INSTANTIATE
+// The float and double specializations that the public header declares (its primary templates
+// static_assert for any other element type).
+#define LOGITKIT_SPECIALIZE(T)                                                                           \
+  template <>                                                                                            \
+  void masked_softmax<T>(InputView<T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,        \
+                         const SoftmaxOptions& options) {                                                \
+    masked_impl<T>(x, mask, y, axis, options, false);                                                    \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void masked_log_softmax<T>(InputView<T> x, ArrayView<const uint8_t> mask, ArrayView<T> y, int axis,    \
+                             const SoftmaxOptions& options) {                                            \
+    masked_impl<T>(x, mask, y, axis, options, true);                                                     \
+  }
+LOGITKIT_SPECIALIZE(float)
+LOGITKIT_SPECIALIZE(double)
+#undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit

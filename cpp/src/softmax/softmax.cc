@@ -291,20 +291,8 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
   });
 }
 
-}  // namespace
-
 template <class T>
-void softmax(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options) {
-  softmax_impl<T>(x, y, axis, options, false);
-}
-
-template <class T>
-void log_softmax(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options) {
-  softmax_impl<T>(x, y, axis, options, true);
-}
-
-template <class T>
-void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const T> b, ArrayView<T> sign) {
+void logsumexp_impl(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const T> b, ArrayView<T> sign) {
   check_view(x, "x");
   check_view(out, "out");
   axis = normalize_axis(axis, x.ndim);
@@ -376,6 +364,8 @@ void logsumexp(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const
   });
 }
 
+}  // namespace
+
 void softmax(const float* x, float* y, size_t rows, size_t cols, const SoftmaxOptions& options) {
   auto xv = ArrayView<const float>::contiguous(x, {int64_t(rows), int64_t(cols)});
   auto yv = ArrayView<float>::contiguous(y, {int64_t(rows), int64_t(cols)});
@@ -391,12 +381,23 @@ void softmax(const double* x, double* y, size_t rows, size_t cols, const Softmax
 void vexp(const float* x, float* y, size_t n) { kernels().softmax.get<float>().exp(x, y, n); }
 void vexp(const double* x, double* y, size_t n) { kernels().softmax.get<double>().exp(x, y, n); }
 
-#define LOGITKIT_INSTANTIATE(T)                                                                          \
-  template LOGITKIT_API void softmax<T>(ArrayView<const T>, ArrayView<T>, int, const SoftmaxOptions&);     \
-  template LOGITKIT_API void log_softmax<T>(ArrayView<const T>, ArrayView<T>, int, const SoftmaxOptions&); \
-  template LOGITKIT_API void logsumexp<T>(ArrayView<const T>, ArrayView<T>, int, ArrayView<const T>, ArrayView<T>);
-LOGITKIT_INSTANTIATE(float)
-LOGITKIT_INSTANTIATE(double)
-#undef LOGITKIT_INSTANTIATE
+// The float and double specializations that the public header declares (its primary template
+// static_asserts for any other element type).
+#define LOGITKIT_SPECIALIZE(T)                                                                           \
+  template <>                                                                                            \
+  void softmax<T>(InputView<T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options) {             \
+    softmax_impl<T>(x, y, axis, options, false);                                                         \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void log_softmax<T>(InputView<T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options) {         \
+    softmax_impl<T>(x, y, axis, options, true);                                                          \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void logsumexp<T>(InputView<T> x, ArrayView<T> out, int axis, InputView<T> b, ArrayView<T> sign) {     \
+    logsumexp_impl<T>(x, out, axis, b, sign);                                                            \
+  }
+LOGITKIT_SPECIALIZE(float)
+LOGITKIT_SPECIALIZE(double)
+#undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit

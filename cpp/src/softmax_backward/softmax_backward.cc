@@ -91,43 +91,31 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
 
 }  // namespace
 
-template <class T>
-void softmax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                      const SoftmaxOptions& options) {
-  backward_impl<T>(y, dy, nullptr, dx, axis, options, false);
-}
-
-template <class T>
-void log_softmax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                          const SoftmaxOptions& options) {
-  backward_impl<T>(y, dy, nullptr, dx, axis, options, true);
-}
-
-template <class T>
-void masked_softmax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<const uint8_t> mask,
-                             ArrayView<T> dx, int axis, const SoftmaxOptions& options) {
-  backward_impl<T>(y, dy, &mask, dx, axis, options, false);
-}
-
-template <class T>
-void masked_log_softmax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<const uint8_t> mask,
-                                 ArrayView<T> dx, int axis, const SoftmaxOptions& options) {
-  backward_impl<T>(y, dy, &mask, dx, axis, options, true);
-}
-
-#define LOGITKIT_INSTANTIATE(T)                                                                             \
-  template LOGITKIT_API void softmax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int,    \
-                                                 const SoftmaxOptions&);                                       \
-  template LOGITKIT_API void log_softmax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int, \
-                                                     const SoftmaxOptions&);                                   \
-  template LOGITKIT_API void masked_softmax_backward<T>(ArrayView<const T>, ArrayView<const T>,                \
-                                                        ArrayView<const uint8_t>, ArrayView<T>, int,           \
-                                                        const SoftmaxOptions&);                                \
-  template LOGITKIT_API void masked_log_softmax_backward<T>(ArrayView<const T>, ArrayView<const T>,            \
-                                                            ArrayView<const uint8_t>, ArrayView<T>, int,       \
-                                                            const SoftmaxOptions&);
-LOGITKIT_INSTANTIATE(float)
-LOGITKIT_INSTANTIATE(double)
-#undef LOGITKIT_INSTANTIATE
+// The float and double specializations that the public header declares (its primary templates
+// static_assert for any other element type).
+#define LOGITKIT_SPECIALIZE(T)                                                                           \
+  template <>                                                                                            \
+  void softmax_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<T> dx, int axis,                   \
+                           const SoftmaxOptions& options) {                                              \
+    backward_impl<T>(y, dy, nullptr, dx, axis, options, false);                                          \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void log_softmax_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<T> dx, int axis,               \
+                               const SoftmaxOptions& options) {                                          \
+    backward_impl<T>(y, dy, nullptr, dx, axis, options, true);                                           \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void masked_softmax_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<const uint8_t> mask,        \
+                                  ArrayView<T> dx, int axis, const SoftmaxOptions& options) {            \
+    backward_impl<T>(y, dy, &mask, dx, axis, options, false);                                            \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void masked_log_softmax_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<const uint8_t> mask,    \
+                                      ArrayView<T> dx, int axis, const SoftmaxOptions& options) {        \
+    backward_impl<T>(y, dy, &mask, dx, axis, options, true);                                             \
+  }
+LOGITKIT_SPECIALIZE(float)
+LOGITKIT_SPECIALIZE(double)
+#undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit

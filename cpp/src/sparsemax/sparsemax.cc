@@ -113,7 +113,8 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx,
   });
 }
 
-}  // namespace
+// The op bodies; the exported specializations at the end of the file call them.
+namespace op {
 
 template <class T>
 void sparsemax(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options) {
@@ -198,16 +199,39 @@ void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayVi
                    });
 }
 
-#define LOGITKIT_INSTANTIATE(T)                                                                                  \
-  template LOGITKIT_API void sparsemax<T>(ArrayView<const T>, ArrayView<T>, int, const SparsemaxOptions&);       \
-  template LOGITKIT_API void entmax15<T>(ArrayView<const T>, ArrayView<T>, int, const SparsemaxOptions&);        \
-  template LOGITKIT_API void entmax_bisect<T>(ArrayView<const T>, ArrayView<T>, int, const EntmaxBisectOptions&); \
-  template LOGITKIT_API void sparsemax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int, double); \
-  template LOGITKIT_API void entmax15_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int, double);  \
-  template LOGITKIT_API void entmax_bisect_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int,     \
-                                                       double, double);
-LOGITKIT_INSTANTIATE(float)
-LOGITKIT_INSTANTIATE(double)
-#undef LOGITKIT_INSTANTIATE
+}  // namespace op
+}  // namespace
+
+// The float and double specializations that the public header declares (its primary templates
+// static_assert for any other element type).
+#define LOGITKIT_SPECIALIZE(T)                                                                           \
+  template <>                                                                                            \
+  void sparsemax<T>(InputView<T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options) {        \
+    op::sparsemax<T>(x, y, axis, options);                                                               \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void entmax15<T>(InputView<T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options) {         \
+    op::entmax15<T>(x, y, axis, options);                                                                \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void entmax_bisect<T>(InputView<T> x, ArrayView<T> y, int axis, const EntmaxBisectOptions& options) { \
+    op::entmax_bisect<T>(x, y, axis, options);                                                           \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void sparsemax_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<T> dx, int axis, double t) {     \
+    op::sparsemax_backward<T>(y, dy, dx, axis, t);                                                       \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void entmax15_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<T> dx, int axis, double t) {      \
+    op::entmax15_backward<T>(y, dy, dx, axis, t);                                                        \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void entmax_bisect_backward<T>(InputView<T> y, InputView<T> dy, ArrayView<T> dx, int axis, double alpha, \
+                                 double t) {                                                             \
+    op::entmax_bisect_backward<T>(y, dy, dx, axis, alpha, t);                                            \
+  }
+LOGITKIT_SPECIALIZE(float)
+LOGITKIT_SPECIALIZE(double)
+#undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit

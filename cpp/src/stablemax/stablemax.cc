@@ -138,39 +138,34 @@ void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int 
 
 }  // namespace
 
-template <class T>
-void stablemax(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options) {
-  forward<T>(x, y, axis, options, false);
-}
-template <class T>
-void log_stablemax(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options) {
-  forward<T>(x, y, axis, options, true);
-}
-template <class T>
-void stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                        const StablemaxOptions& options) {
-  backward<T>(x, dy, dx, axis, options, false);
-}
-template <class T>
-void log_stablemax_backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis,
-                            const StablemaxOptions& options) {
-  backward<T>(x, dy, dx, axis, options, true);
-}
-
 void vlog(const float* x, float* y, size_t n) { kernels().stablemax.get<float>().log(x, y, n); }
 void vlog(const double* x, double* y, size_t n) { kernels().stablemax.get<double>().log(x, y, n); }
 void vlog1p(const float* x, float* y, size_t n) { kernels().stablemax.get<float>().log1p(x, y, n); }
 void vlog1p(const double* x, double* y, size_t n) { kernels().stablemax.get<double>().log1p(x, y, n); }
 
-#define LOGITKIT_INSTANTIATE(T)                                                                                   \
-  template LOGITKIT_API void stablemax<T>(ArrayView<const T>, ArrayView<T>, int, const StablemaxOptions&);        \
-  template LOGITKIT_API void log_stablemax<T>(ArrayView<const T>, ArrayView<T>, int, const StablemaxOptions&);    \
-  template LOGITKIT_API void stablemax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int,     \
-                                                   const StablemaxOptions&);                                      \
-  template LOGITKIT_API void log_stablemax_backward<T>(ArrayView<const T>, ArrayView<const T>, ArrayView<T>, int, \
-                                                       const StablemaxOptions&);
-LOGITKIT_INSTANTIATE(float)
-LOGITKIT_INSTANTIATE(double)
-#undef LOGITKIT_INSTANTIATE
+// The float and double specializations that the public header declares (its primary templates
+// static_assert for any other element type).
+#define LOGITKIT_SPECIALIZE(T)                                                                           \
+  template <>                                                                                            \
+  void stablemax<T>(InputView<T> x, ArrayView<T> y, int axis, const StablemaxOptions& options) {        \
+    forward<T>(x, y, axis, options, false);                                                              \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void log_stablemax<T>(InputView<T> x, ArrayView<T> y, int axis, const StablemaxOptions& options) {    \
+    forward<T>(x, y, axis, options, true);                                                               \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void stablemax_backward<T>(InputView<T> x, InputView<T> dy, ArrayView<T> dx, int axis,                 \
+                             const StablemaxOptions& options) {                                          \
+    backward<T>(x, dy, dx, axis, options, false);                                                        \
+  }                                                                                                      \
+  template <>                                                                                            \
+  void log_stablemax_backward<T>(InputView<T> x, InputView<T> dy, ArrayView<T> dx, int axis,             \
+                                 const StablemaxOptions& options) {                                      \
+    backward<T>(x, dy, dx, axis, options, true);                                                         \
+  }
+LOGITKIT_SPECIALIZE(float)
+LOGITKIT_SPECIALIZE(double)
+#undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit
