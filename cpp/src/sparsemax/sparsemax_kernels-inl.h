@@ -163,14 +163,14 @@ struct Shrunk {
 };
 
 // Keeps v = buf[i] - shift where v > tau, compacted in place as v, and sums d = v - tau over
-// them. Block partials are added in double (loops-inl.h's kSumBlock<T>).
+// them. Block partials are added by BlockSum (loops-inl.h's kSumBlock<T>).
 template <class T, bool kSquares>
 Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
   using S = Simd<T>;
   using V = typename S::V;
   const V vs = S::set1(shift), vt = S::set1(tau), zero = S::zero(), inf = S::set1(kInf<T>);
   size_t k = 0;
-  double d1 = 0, d2 = 0;
+  BlockSum<T> d1, d2;
   V dmin = inf;
   for_blocks<T>(nb, [&](size_t b, size_t len) {
     V s1[4] = {zero, zero, zero, zero};
@@ -190,10 +190,10 @@ Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    d1 += sum4<T>(s1);
-    if constexpr (kSquares) d2 += sum4<T>(s2);
+    d1.add(sum4<T>(s1));
+    if constexpr (kSquares) d2.add(sum4<T>(s2));
   });
-  return {k, d1, d2, S::reduce_min(dmin)};
+  return {k, d1.value(), d2.value(), S::reduce_min(dmin)};
 }
 
 // Descending heapsort (min-heap), insertion sort for short arrays: the fallback only.
@@ -319,7 +319,7 @@ double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T theta, T e, cons
   const V vs = S::set1(shift), vt = S::set1(theta), vkeep = S::set1(keep_above), ve = S::set1(e),
           neg1 = S::set1(T(-1)), zero = S::zero();
   size_t k = 0;
-  double total = 0;
+  BlockSum<T> total;
   for_blocks<T>(nb, [&](size_t b, size_t len) {
     V acc[4] = {zero, zero, zero, zero};
     auto step = [&](V raw, int a) {
@@ -332,10 +332,10 @@ double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T theta, T e, cons
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    total += sum4<T>(acc);
+    total.add(sum4<T>(acc));
   });
   nb = k;
-  return total;
+  return total.value();
 }
 
 struct BisectResult {
@@ -526,7 +526,7 @@ template <class T, class G>
 void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g, T* gs) {
   using S = Simd<T>;
   using V = typename S::V;
-  double sum_gdy = 0, sum_g = 0;
+  BlockSum<T> sum_gdy, sum_g;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     V a[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V w[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
@@ -547,10 +547,10 @@ void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g, T* 
         [&](size_t i, size_t r) {
           step(S::load_tail(y + b + i, r, T(0)), S::load_tail(dy + b + i, r, T(0)), 0, b + i, r);
         });
-    sum_gdy += sum4_fast<T>(a);
-    sum_g += sum4_fast<T>(w);
+    sum_gdy.add(sum4_fast<T>(a));
+    sum_g.add(sum4_fast<T>(w));
   });
-  const auto vq = S::set1(static_cast<T>(sum_gdy / sum_g)), vc = S::set1(c);
+  const auto vq = S::set1(static_cast<T>(sum_gdy.value() / sum_g.value())), vc = S::set1(c);
   auto f = [&](size_t i, V yv, V dyv, size_t r) {
     V gv;
     if constexpr (G::kCached) {
