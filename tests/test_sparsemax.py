@@ -149,6 +149,104 @@ def test_entmax_bisect_alpha_one_is_softmax(isa):
     np.testing.assert_allclose(lk.entmax_bisect(x, 1.0, temperature=0.7), e / e.sum(-1, keepdims=True), rtol=1e-13)
 
 
+# ---------------------------------------------------------------- alpha -> 1: the softmax limit
+
+# alpha - 1 from 0.1 down to where it rounds to 0 (1 + 1e-17, then softmax exactly), and the
+# smallest alpha above 1 of each compute type (as a float64 value; float32 rounds the others).
+NEAR_ONE = [1 + 1e-1, 1 + 1e-3, 1 + 1e-6, 1 + 1e-9, 1 + 1e-12, 1 + 1e-15, 1 + 1e-17,
+            float(np.nextafter(1.0, 2.0)), float(np.nextafter(np.float32(1), np.float32(2)))]
+_MP_ENTMAX = {}
+
+
+def mp_entmax_rows(x, alpha, temperature):
+    """alpha-entmax of the exact values of x at the exact binary alpha, with mpmath: Newton from
+    tau = -1 on f(tau) = sum [(alpha-1) x/T - max - tau]_+^(1/(alpha-1)) - 1 (convex, decreasing,
+    so every iterate stays below the root) until the step is 1e-40 of alpha - 1; 60 digits keep
+    d^(1/(alpha-1)) exact to 1e-40 even for 1/(alpha-1) = 2^52. alpha = 1 is softmax."""
+    import mpmath
+
+    key = (x.tobytes(), x.shape, alpha, temperature)
+    if key in _MP_ENTMAX:
+        return _MP_ENTMAX[key]
+    out = np.empty(x.shape)
+    with mpmath.workdps(60):
+        e = mpmath.mpf(alpha) - 1
+        for r, row in enumerate(x):
+            z = [mpmath.mpf(float(v)) / mpmath.mpf(temperature) for v in row]
+            m = max(z)
+            if e == 0:
+                p = [mpmath.exp(v - m) for v in z]
+            else:
+                z = [e * (v - m) for v in z]
+                k, tau = 1 / e, mpmath.mpf(-1)
+                for _ in range(200):
+                    d = [v - tau for v in z if v > tau]
+                    step = (mpmath.fsum(di**k for di in d) - 1) / (k * mpmath.fsum(di ** (k - 1) for di in d))
+                    tau += step
+                    if abs(step) <= e * mpmath.mpf(10) ** -40:
+                        break
+                else:
+                    raise AssertionError("reference did not converge")
+                p = [(v - tau) ** k if v > tau else mpmath.mpf(0) for v in z]
+            s = mpmath.fsum(p)
+            out[r] = [float(v / s) for v in p]
+    _MP_ENTMAX[key] = out
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_entmax_bisect_near_alpha_one_matches_mpmath(isa, dtype, temperature):
+    # Logits in [-1, 1] (so c x in [-2, 2]): every output lies well inside the support for every
+    # alpha here, and the reference is exact. Each output's relative error is bounded as
+    # softmax's, by a few units of eps times (1 + max |c x|), whatever alpha - 1 is (before the
+    # fix, [(alpha-1) x - tau]^(1/(alpha-1)) lost eps/(alpha-1) of relative precision: 4e-5 at
+    # alpha = 1 + 1e-12 in float64, 100% at the smallest float32 alpha). Measured after: at most
+    # 15.6 eps (float64, alpha = 1.1, T = 0.5; 7.4 below alpha = 1.001), 10.2 eps in float32.
+    rng = np.random.default_rng(21)
+    x = rng.uniform(-1, 1, (3, 33)).astype(dtype)
+    eps = np.finfo(dtype).eps
+    softmax_ref = mp_entmax_rows(x, 1.0, temperature)
+    for alpha in NEAR_ONE:
+        a = float(dtype(alpha))  # the op rounds alpha to the compute type
+        y = lk.entmax_bisect(x, alpha, temperature=temperature)
+        r = mp_entmax_rows(x, a, temperature)
+        rel = np.abs(y - r) / r
+        assert rel.max() <= 8 * eps * (1 + 2 / temperature), f"alpha=1+{a - 1:.3g}: {rel.max() / eps:.1f} eps"
+        # Continuity at 1: the distance to softmax is first order in alpha - 1 (the exponent
+        # log1p(e w)/e = w - e w^2/2 + ..., |w| <= max|c x| + log n) plus the rounding above.
+        gap = np.abs(y - softmax_ref) / softmax_ref
+        w = 2 * 2 / temperature + np.log(x.shape[-1])
+        assert gap.max() <= (a - 1) * w * w + 8 * eps * (1 + 2 / temperature), f"alpha=1+{a - 1:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_entmax_bisect_backward_near_alpha_one(isa, dtype):
+    # g = y^(2 - alpha) -> y: the VJP at each alpha against mpmath from the same y and dy, and
+    # its distance to the softmax VJP (alpha = 1) shrinks with alpha - 1.
+    import mpmath
+
+    rng = np.random.default_rng(22)
+    x = rng.uniform(-1, 1, (3, 33))
+    y = lk.entmax_bisect(x, 1.0, temperature=0.5).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    eps = np.finfo(dtype).eps
+    dx1 = lk.entmax_bisect_backward(y, dy, 1.0, temperature=0.5)
+    for alpha in NEAR_ONE:
+        a = float(dtype(alpha))
+        dx = lk.entmax_bisect_backward(y, dy, alpha, temperature=0.5)
+        ref = np.empty(x.shape)
+        with mpmath.workdps(40):
+            for i in range(x.shape[0]):
+                g = [mpmath.mpf(float(v)) ** (2 - mpmath.mpf(a)) for v in y[i]]
+                d = [mpmath.mpf(float(v)) for v in dy[i]]
+                q = mpmath.fsum(gi * di for gi, di in zip(g, d)) / mpmath.fsum(g)
+                ref[i] = [float(2 * gi * (di - q)) for gi, di in zip(g, d)]
+        scale = np.abs(ref).max()
+        assert np.abs(dx - ref).max() <= 16 * eps * scale, f"alpha=1+{a - 1:.3g}"
+        assert np.abs(dx - dx1).max() <= (a - 1) * 16 * scale + 16 * eps * scale, f"alpha=1+{a - 1:.3g}"
+
+
 def test_long_rows(isa):
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 70001)) * 3

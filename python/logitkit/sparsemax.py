@@ -94,7 +94,9 @@ def entmax_bisect(
     alpha: float >= 1. alpha == 1 is softmax (the limit), 1.5 agrees with :func:`entmax15` and 2
     with :func:`sparsemax` to the bisection's precision. alpha < 1 or non-finite raises
     ValueError. Bisection stops early once the interval is below the precision of tau (the
-    result is what the remaining steps would give). Special values as :func:`sparsemax`.
+    result is what the remaining steps would give). Evaluated as exp(log1p((alpha-1) w)/(alpha-1))
+    with tau = (alpha-1)(max + theta) - 1, w = x/T - max - theta, so it keeps softmax's precision
+    and tends to softmax continuously as alpha -> 1. Special values as :func:`sparsemax`.
     """
     a = _check_alpha(alpha)
     k = _check_n_iter(n_iter)

@@ -58,14 +58,14 @@ EntropySums sums_block(const T* x, size_t n, T m, T c) {
 
 template <class T>
 EntropySums sums(const T* x, size_t n, T m, T c) {
-  EntropySums total{0.0, 0.0, 0.0};
+  BlockSum<T> untied, ties, zexp;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     EntropySums p = sums_block<T>(x + b, len, m, c);
-    total.untied += p.untied;
-    total.ties += p.ties;
-    total.zexp += p.zexp;
+    untied.add(p.untied);
+    ties.add(p.ties);
+    zexp.add(p.zexp);
   });
-  return total;
+  return {untied.value(), ties.value(), zexp.value()};
 }
 
 template <class T>

@@ -84,9 +84,9 @@ T exp_store_sum_block(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c
 
 template <class T>
 T exp_store_sum(const T* x, const uint8_t* m, T* y, size_t n, T shift, T c) {
-  double total = 0;
-  for_blocks<T>(n, [&](size_t b, size_t len) { total += exp_store_sum_block(x + b, m + b, y + b, len, shift, c); });
-  return T(total);
+  BlockSum<T> total;
+  for_blocks<T>(n, [&](size_t b, size_t len) { total.add(exp_store_sum_block(x + b, m + b, y + b, len, shift, c)); });
+  return T(total.value());
 }
 
 // Sum over included positions of exp(c (x - shift)).
@@ -94,7 +94,7 @@ template <class T>
 T exp_sum(const T* x, const uint8_t* m, size_t n, T shift, T c) {
   using S = Simd<T>;
   const auto vs = S::set1(shift), vc = S::set1(c);
-  double total = 0;
+  BlockSum<T> total;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     for_vectors<S>(
@@ -107,9 +107,9 @@ T exp_sum(const T* x, const uint8_t* m, size_t n, T shift, T c) {
           auto e = vexp<T>(scaled_difference<T>(S::load_tail(x + b + i, r, kNegInf<T>), vs, vc));
           acc[0] = S::add(acc[0], S::blend(S::load_mask_tail(m + b + i, r), e, S::zero()));
         });
-    total += S::reduce_add(sum4<T>(acc));
+    total.add(S::reduce_add(sum4<T>(acc)));
   });
-  return T(total);
+  return T(total.value());
 }
 
 // y *= s everywhere (excluded positions hold 0 and stay 0 for finite s).
@@ -143,7 +143,7 @@ UntiedSum<T> untied_sum(const T* x, const uint8_t* m, size_t n, T mx, T c) {
   using S = Simd<T>;
   using V = typename S::V;
   const auto vm = S::set1(mx), vc = S::set1(c), one = S::set1(T(1));
-  double sum = 0, tied = 0;
+  BlockSum<T> sum, tied;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V ties[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
@@ -158,10 +158,10 @@ UntiedSum<T> untied_sum(const T* x, const uint8_t* m, size_t n, T mx, T c) {
         [&](size_t i, size_t r) {
           accumulate(S::load_tail(x + b + i, r, kNegInf<T>), S::load_mask_tail(m + b + i, r), 0);
         });
-    sum += S::reduce_add(sum4<T>(acc));
-    tied += S::reduce_add(sum4<T>(ties));
+    sum.add(S::reduce_add(sum4<T>(acc)));
+    tied.add(S::reduce_add(sum4<T>(ties)));
   });
-  return {T(sum), T(tied)};
+  return {T(sum.value()), T(tied.value())};
 }
 
 // y = mask ? c (x - shift) - offset : -inf.

@@ -13,6 +13,7 @@
 #include "runtime/cache_sizes.h"
 #include "runtime/kernel_table.h"
 #include "runtime/rows.h"
+#include "simd/block_sum.h"
 #include "softmax/softmax_kernels.h"
 
 namespace logitkit {
@@ -74,7 +75,8 @@ T combine_max(T a, T b) {
 }
 
 // One long contiguous row, processed as fixed-size chunks in parallel; partial results are
-// combined in chunk order so the result does not depend on the thread count.
+// combined in chunk order so the result does not depend on the thread count, and partial sums by
+// BlockSum (as the kernels' blocks), so the error does not grow with the number of chunks.
 template <class T>
 class LongRow {
  public:
@@ -108,19 +110,19 @@ class LongRow {
     return out;
   }
   T sum(T* parts) const {
-    T s = T(0);
-    for (size_t i = 0; i < chunks_; ++i) s += parts[i];
-    return s;
+    BlockSum<T> s;
+    for (size_t i = 0; i < chunks_; ++i) s.add(parts[i]);
+    return T(s.value());
   }
   UntiedSum<T> untied(const T* b, T m, T shift, T c) {
     auto* u = map<UntiedSum<T>>(
         [&](size_t o, size_t l) { return k_.untied_sum(x_ + o, b ? b + o : nullptr, l, m, shift, c); }, 1);
-    UntiedSum<T> total{T(0), T(0)};
+    BlockSum<T> sum, tied;
     for (size_t i = 0; i < chunks_; ++i) {
-      total.sum += u[i].sum;
-      total.tied_weight += u[i].tied_weight;
+      sum.add(u[i].sum);
+      tied.add(u[i].tied_weight);
     }
-    return total;
+    return {T(sum.value()), T(tied.value())};
   }
 
   const SoftmaxKernels<T>& k_;
@@ -140,8 +142,10 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
       ok = ok && parts[i].ok;
       e = std::max(e, parts[i].expo);
     }
-    T m = T(0);
-    for (size_t i = 0; ok && i < row.chunks_; ++i) m += std::ldexp(parts[i].mant, static_cast<int>(parts[i].expo - e));
+    BlockSum<T> mant;
+    for (size_t i = 0; ok && i < row.chunks_; ++i)
+      mant.add(std::ldexp(static_cast<double>(parts[i].mant), static_cast<int>(parts[i].expo - e)));
+    const T m = T(mant.value());
     if (ok && m > T(0)) {
       const T inv = T(1) / m;
       const bool stream = static_cast<size_t>(n) * sizeof(T) >= last_level_cache_bytes();
@@ -154,10 +158,10 @@ void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T
     auto* parts = row.template map<MaxSum<T>>([&](size_t o, size_t l) { return k.online_sum(x + o, l, c); }, 2);
     T m = std::numeric_limits<T>::lowest();
     for (size_t i = 0; i < row.chunks_; ++i) m = combine_max(m, parts[i].max);
-    T s = T(0);
+    BlockSum<T> s;
     for (size_t i = 0; i < row.chunks_; ++i)
-      s += parts[i].sum * static_cast<T>(std::exp(scaled_difference_scalar(parts[i].max, m, c)));
-    const T inv = T(1) / s;
+      s.add(parts[i].sum * static_cast<T>(std::exp(scaled_difference_scalar(parts[i].max, m, c))));
+    const T inv = T(1) / T(s.value());
     row.each([&](size_t o, size_t l) { k.exp_scale_store(x + o, y + o, l, m, c, inv); });
     return;
   }

@@ -205,16 +205,16 @@ template <class T, bool kStore>
 T exp_sum_impl(const T* x, T* y, size_t n, T shift, T c) {
   return with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
-    double total = 0;
+    BlockSum<T> total;
     bool guarded = !kStore || disjoint(x, 1, n, 0, static_cast<const T*>(y), 0);  // see disjoint
     for_blocks<T>(n, [&](size_t b, size_t len) {
-      total += with_guarded_exp<T>(
+      total.add(with_guarded_exp<T>(
           [&](auto& exp) __attribute__((always_inline)) {
             return exp_sum_block_with<T, kScaled, kStore>(exp, x + b, kStore ? y + b : nullptr, len, shift, c);
           },
-          guarded);
+          guarded));
     });
-    return T(total);
+    return T(total.value());
   });
 }
 
@@ -235,11 +235,11 @@ T exp_store_sum_unshifted(const T* x, T* y, size_t n, T c) {
   return with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
     InRangeExp<T> exp;
-    double total = 0;
+    BlockSum<T> total;
     for_blocks<T>(n, [&](size_t b, size_t len) {
-      total += exp_sum_block_with<T, kScaled, true, InRangeExp<T>, false>(exp, x + b, y + b, len, T(0), c);
+      total.add(exp_sum_block_with<T, kScaled, true, InRangeExp<T>, false>(exp, x + b, y + b, len, T(0), c));
     });
-    return T(total);
+    return T(total.value());
   });
 }
 
@@ -332,10 +332,11 @@ ExtSum<T> extexp_sum_block(const T* x, size_t n, T c) {
   return {S::reduce_add(total), e, !S::any(bad)};
 }
 
-// Block partials combined as a double mantissa with a shared exponent.
+// Block partials combined as a BlockSum mantissa with a shared exponent.
 template <class T>
 ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
-  double mant = 0;
+  BlockSum<T> mant;
+  bool empty = true;
   T expo = T(0);
   bool ok = true;
   for_blocks<T>(n, [&](size_t b, size_t len) {
@@ -343,13 +344,15 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
         with_scale(c, [&](auto scaled) { return extexp_sum_block<T, decltype(scaled)::value>(x + b, len, c); });
     ok = ok && p.ok;
     if (!(p.mant > T(0))) return;
-    if (mant == 0 || p.expo > expo) {
-      mant = mant == 0 ? 0 : std::ldexp(mant, static_cast<int>(expo - p.expo));
+    if (empty || p.expo > expo) {
+      if (!empty) mant.scale_pow2(static_cast<int>(expo - p.expo));
       expo = p.expo;
+      empty = false;
     }
-    mant += std::ldexp(static_cast<double>(p.mant), static_cast<int>(p.expo - expo));
+    mant.add(std::ldexp(static_cast<double>(p.mant), static_cast<int>(p.expo - expo)));
   });
-  return {T(mant), expo, ok && mant > 0};
+  const double m = mant.value();
+  return {T(m), expo, ok && m > 0};
 }
 
 // Pass 2 of the Two-Pass softmax: y = mant(x) / sum_mant * 2^(expo(x) - sum_expo).
@@ -427,16 +430,16 @@ MaxSum<T> online_sum_block(const T* x, size_t n, T c) {
 template <class T>
 MaxSum<T> online_sum(const T* x, size_t n, T c) {
   T mx = std::numeric_limits<T>::lowest();
-  double sum = 0;
+  BlockSum<T> sum;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     MaxSum<T> p = online_sum_block(x + b, len, c);
     if (p.max > mx) {
-      sum *= std::exp(scaled_difference_scalar(mx, p.max, c));
+      sum.scale(std::exp(scaled_difference_scalar(mx, p.max, c)));
       mx = p.max;
     }
-    sum += p.sum * std::exp(scaled_difference_scalar(p.max, mx, c));
+    sum.add(p.sum * std::exp(scaled_difference_scalar(p.max, mx, c)));
   });
-  return {mx, T(sum)};
+  return {mx, T(sum.value())};
 }
 
 // Work that rides along a hot loop (see log_softmax_rows_pipelined): full(j, k) for the full vector
@@ -494,14 +497,14 @@ __attribute__((always_inline)) inline UntiedSum<T> untied_sum_with(Exp& exp, con
   return {S::reduce_add(sum4<T>(sum)), S::reduce_add(sum4<T>(tied))};
 }
 
-// untied_sum_with over a whole row in blocks, the block sums added in double. make_rider(scaled,
+// untied_sum_with over a whole row in blocks, the block sums added by BlockSum. make_rider(scaled,
 // i) gives the rider for the block at element i (see NoRider); on a guard failure only the sum
 // is redone, the rider's work being done already.
 template <class T, class MakeRider>
 UntiedSum<T> untied_sum_riding(const T* x, const T* b, size_t n, T m, T shift, T c, MakeRider&& make_rider) {
   return with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
-    double sum = 0, tied = 0;
+    BlockSum<T> sum, tied;
     bool guarded = true;
     for_blocks<T>(n, [&](size_t i, size_t len) {
       auto rider = make_rider(scaled, i);
@@ -517,10 +520,10 @@ UntiedSum<T> untied_sum_riding(const T* x, const T* b, size_t n, T m, T shift, T
         auto sum_only = [&](auto& exp) __attribute__((always_inline)) { return block(exp, NoRider{}); };
         u = with_guarded_exp<T>(with_rider, sum_only, guarded);
       }
-      sum += u.sum;
-      tied += u.tied_weight;
+      sum.add(u.sum);
+      tied.add(u.tied_weight);
     });
-    return UntiedSum<T>{T(sum), T(tied)};
+    return UntiedSum<T>{T(sum.value()), T(tied.value())};
   });
 }
 
@@ -725,7 +728,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     const T m = unshifted ? T(0) : (next_max_known ? next_max : row_max(xr, n));
     V mag[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
-    double total = 0;
+    BlockSum<T> total;
     bool guarded = guard_ok;  // see with_guarded_exp
     auto run = [&](auto shift, auto has_next, auto has_prev) {
       constexpr bool kShift = decltype(shift)::value;
@@ -739,10 +742,10 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
           auto exp_part = [&](auto& exp) __attribute__((always_inline)) {
             return exp_sum_block_with<T, kScaled, true>(exp, xr + b, yr + b, len, m, c);
           };
-          total += with_guarded_exp<T>(fused, exp_part, guarded);
+          total.add(with_guarded_exp<T>(fused, exp_part, guarded));
         } else {
           InRangeExp<T> exp;
-          total += fused(exp);
+          total.add(fused(exp));
         }
       });
     };
@@ -762,7 +765,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     } else {
       run_rows(std::false_type{}, std::false_type{});
     }
-    inv_prev = T(1) / T(total);
+    inv_prev = T(1) / T(total.value());
     magnitude = max4<T>(mag);
     next_max_known = !unshifted;  // a shifted row's rider took the next row's max (as row_max)
     if (next_max_known) next_max = max4<T>(mx);

@@ -39,7 +39,7 @@ template <class T, bool kLog, bool kMasked>
 T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
   using S = Simd<T>;
   using V = typename S::V;
-  double total = 0;
+  BlockSum<T> total;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     for_vectors<S>(
@@ -62,9 +62,9 @@ T row_sum(const T* y, const T* dy, const uint8_t* m, size_t n) {
           if constexpr (kMasked) t = S::blend(S::load_mask_tail(m + j, r), t, S::zero());
           acc[0] = S::add(acc[0], t);
         });
-    total += S::reduce_add(sum4<T>(acc));
+    total.add(S::reduce_add(sum4<T>(acc)));
   });
-  return T(total);
+  return T(total.value());
 }
 
 // Pass 2: dx = y (c dy - c s) or c dy - exp(y) (c s); excluded positions get 0.

@@ -2,8 +2,12 @@
 //
 // Every forward op is p_i = g([X_i - m - tau]_+) with X = c x (c folds 1/temperature and the
 // op's own scale), m = max X and tau in [-1, 0) chosen so that sum p = 1 (g = identity for
-// sparsemax, square for entmax-1.5, power 1/(alpha-1) for entmax-bisect). Only entries with
-// X_i > m - 1 can be nonzero, and for logits those are few, so no op sorts the row:
+// sparsemax, square for entmax-1.5). Only entries with X_i > m - 1 can be nonzero, and for
+// logits those are few, so no op sorts the row. entmax-bisect, p_i = [(alpha-1) X_i - tau]_+^(1/e)
+// with e = alpha - 1, is written with tau = e (m + theta) - 1 as p_i = (1 + e w_i)^(1/e), w_i =
+// X_i - m - theta (X = c x): [(alpha-1) X - tau] is 1 + O(e), so its power 1/e lost eps/e of
+// relative precision (all of it for e near eps), while log1p(e w)/e -> w keeps that of w, and
+// the op tends to softmax exp(w) continuously as alpha -> 1. Its candidates are X_i > m - 1/e.
 //
 //  1. collect   one SIMD read of x: running max plus compress-store of every X_i >= (running
 //               max) - 1 into scratch. Entries that were candidates for an earlier, smaller
@@ -24,13 +28,15 @@
 //                 kept v at or above it). Sums are taken relative to the current tau, so the
 //                 step (D2 - 1) / (2 D1) is free of cancellation.
 //     entmax-bisect  the entmax package's bisection (tau_lo = -1, tau_hi = -(1/n)^(alpha-1),
-//                 at most n_iter halvings, f_m >= 0 moves tau_lo), summing over the candidates
-//                 only; candidates at or below tau_lo are dropped as it rises, and the loop
-//                 stops early once the interval is below the precision of tau, which gives
-//                 exactly the value the remaining iterations would.
+//                 at most n_iter halvings, f_m >= 0 moves tau_lo), on theta (the same points:
+//                 theta_lo = 0, theta_hi = (1 - n^-e)/e -> log n), summing over the candidates
+//                 only; candidates with e w <= -1 at theta_lo are dropped as it rises, and the
+//                 loop stops early once the interval is below the precision of theta, which
+//                 gives exactly the value the remaining iterations would.
 //     Both exact solvers fall back to sorting the (few) remaining candidates (heapsort below)
 //     if a pass limit is hit or rounding stalls them; no input seen in testing reaches it.
-//  3. store     one SIMD read of x and write of y: y = g([c x - m - tau]_+).
+//  3. store     one SIMD read of x and write of y: y = g([c x - m - tau]_+) (entmax-bisect:
+//               (1 + e w)^(1/e) where e w > -1, normalised by the bisection's last sum).
 //
 // Cost per element (float32, row in L1/L2): pass 1 reads 4 bytes (mul, compare, rare compress);
 // pass 3 reads 4 and writes 4 bytes; threshold work is proportional to the candidate count
@@ -80,18 +86,32 @@ double sum4_fast(const typename Simd<T>::V (&acc)[4]) {
 // ---- The maps g of the three ops, applied to d = X - m - tau (only where d > 0).
 
 template <class T>
-struct PowIdentity {  // sparsemax, entmax-bisect with alpha = 2
+struct PowIdentity {  // sparsemax
   typename Simd<T>::V operator()(typename Simd<T>::V d) const { return d; }
 };
 template <class T>
-struct PowSquare {  // entmax-1.5, entmax-bisect with alpha = 1.5
+struct PowSquare {  // entmax-1.5
   typename Simd<T>::V operator()(typename Simd<T>::V d) const { return Simd<T>::mul(d, d); }
 };
+
+// entmax-bisect's (1 + b)^(1/e), applied to b = e w (only where b > -1): exact forms for alpha =
+// 2 and 1.5, else exp(log1p(b) / e), which keeps the relative precision of w as e -> 0.
 template <class T>
-struct PowGeneral {  // d^e = exp(e log d), d > 0
-  T e;
-  typename Simd<T>::V operator()(typename Simd<T>::V d) const {
-    return vexp<T>(Simd<T>::mul(Simd<T>::set1(e), log_core<T>(d, Simd<T>::zero())));
+struct OnePlusIdentity {  // alpha = 2
+  typename Simd<T>::V operator()(typename Simd<T>::V b) const { return Simd<T>::add(Simd<T>::set1(T(1)), b); }
+};
+template <class T>
+struct OnePlusSquare {  // alpha = 1.5
+  typename Simd<T>::V operator()(typename Simd<T>::V b) const {
+    const auto d = Simd<T>::add(Simd<T>::set1(T(1)), b);
+    return Simd<T>::mul(d, d);
+  }
+};
+template <class T>
+struct OnePlusPower {
+  T inv_e;  // 1 / (alpha - 1)
+  typename Simd<T>::V operator()(typename Simd<T>::V b) const {
+    return vexp<T>(Simd<T>::mul(Simd<T>::set1(inv_e), vlog1p<T>(b)));
   }
 };
 
@@ -100,12 +120,12 @@ struct PowGeneral {  // d^e = exp(e log d), d > 0
 template <class T>
 struct Candidates {
   T max;         // max of c x (NaN lanes ignored)
-  size_t count;  // c x values stored in scratch: a superset of those >= max - 1
+  size_t count;  // c x values stored in scratch: a superset of those >= max - reach
   bool nan;      // some c x is NaN
 };
 
 template <class T>
-Candidates<T> collect(const T* x, size_t n, T c, T* buf) {
+Candidates<T> collect(const T* x, size_t n, T c, T reach, T* buf) {
   using S = Simd<T>;
   using V = typename S::V;
   using M = typename S::M;
@@ -121,7 +141,7 @@ Candidates<T> collect(const T* x, size_t n, T c, T* buf) {
       const T vm = S::reduce_max(v);
       if (vm > m) {
         m = vm;
-        thr = S::set1(m - T(1));  // >= lowest for finite m; +inf keeps only +inf
+        thr = S::set1(m - reach);  // >= lowest for finite m; +inf keeps only +inf
         keep = S::le(thr, v);
       }
       k += S::compress_store(buf + k, keep, v);
@@ -143,14 +163,14 @@ struct Shrunk {
 };
 
 // Keeps v = buf[i] - shift where v > tau, compacted in place as v, and sums d = v - tau over
-// them. Block partials are added in double (loops-inl.h's kSumBlock<T>).
+// them. Block partials are added by BlockSum (loops-inl.h's kSumBlock<T>).
 template <class T, bool kSquares>
 Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
   using S = Simd<T>;
   using V = typename S::V;
   const V vs = S::set1(shift), vt = S::set1(tau), zero = S::zero(), inf = S::set1(kInf<T>);
   size_t k = 0;
-  double d1 = 0, d2 = 0;
+  BlockSum<T> d1, d2;
   V dmin = inf;
   for_blocks<T>(nb, [&](size_t b, size_t len) {
     V s1[4] = {zero, zero, zero, zero};
@@ -170,10 +190,10 @@ Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    d1 += sum4<T>(s1);
-    if constexpr (kSquares) d2 += sum4<T>(s2);
+    d1.add(sum4<T>(s1));
+    if constexpr (kSquares) d2.add(sum4<T>(s2));
   });
-  return {k, d1, d2, S::reduce_min(dmin)};
+  return {k, d1.value(), d2.value(), S::reduce_min(dmin)};
 }
 
 // Descending heapsort (min-heap), insertion sort for short arrays: the fallback only.
@@ -290,52 +310,57 @@ T entmax15_threshold(T* buf, size_t nb, T m) {
   return sorted_threshold<T, true>(buf, nb);
 }
 
-// One bisection step's sum of g([v - tau]_+) over the candidates; compacts away v <= keep_above.
-template <class T, class Pow>
-double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T tau, const Pow& pw) {
+// One bisection step's sum of g(e (v - theta)) over the candidates where that is > -1; compacts
+// away the v with e (v - keep_above) <= -1 (zero for every theta >= keep_above too).
+template <class T, class G>
+double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T theta, T e, const G& g) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V vs = S::set1(shift), vt = S::set1(tau), vkeep = S::set1(keep_above), zero = S::zero();
+  const V vs = S::set1(shift), vt = S::set1(theta), vkeep = S::set1(keep_above), ve = S::set1(e),
+          neg1 = S::set1(T(-1)), zero = S::zero();
   size_t k = 0;
-  double total = 0;
+  BlockSum<T> total;
   for_blocks<T>(nb, [&](size_t b, size_t len) {
     V acc[4] = {zero, zero, zero, zero};
     auto step = [&](V raw, int a) {
       const V v = S::sub(raw, vs);
-      const V d = S::sub(v, vt);
-      const auto pos = S::gt(d, zero);
-      if (S::any(pos)) acc[a] = S::add(acc[a], S::select(pos, pw(d), zero));
-      k += S::compress_store(buf + k, S::gt(v, vkeep), v);
+      const V ew = S::mul(ve, S::sub(v, vt));
+      const auto pos = S::gt(ew, neg1);
+      if (S::any(pos)) acc[a] = S::add(acc[a], S::select(pos, g(ew), zero));
+      k += S::compress_store(buf + k, S::gt(S::mul(ve, S::sub(v, vkeep)), neg1), v);
     };
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    total += sum4<T>(acc);
+    total.add(sum4<T>(acc));
   });
   nb = k;
-  return total;
+  return total.value();
 }
 
 struct BisectResult {
-  double tau, sum;
+  double theta, sum;
 };
 
-template <class T, class Pow>
-BisectResult bisect_threshold(T* buf, size_t nb, T m, size_t n, T alpha, int n_iter, const Pow& pw) {
-  T tau_lo = T(-1), shift = m, tau_m = tau_lo;
-  T dm = -static_cast<T>(std::pow(1.0 / static_cast<double>(n), static_cast<double>(alpha) - 1.0)) - tau_lo;
+// theta_m (the last point evaluated) and the sum there; e = alpha - 1.
+template <class T, class G>
+BisectResult bisect_threshold(T* buf, size_t nb, T m, size_t n, T e, int n_iter, const G& g) {
+  T theta_lo = T(0), shift = m, theta_m = theta_lo;
+  // tau_hi - tau_lo = 1 - n^-e, divided by e: -expm1 keeps it exact down to its limit log n.
+  const double ed = static_cast<double>(e);
+  T dm = static_cast<T>(-std::expm1(-ed * std::log(static_cast<double>(n))) / ed);
   double sum = 0;
   for (int it = 0; it < n_iter; ++it) {
     dm = dm / T(2);
-    const T t = tau_lo + dm;
-    const bool stalled = !(t > tau_lo);  // every later step would evaluate t == tau_lo again
-    sum = bisect_pass(buf, nb, shift, tau_lo, t, pw);
+    const T t = theta_lo + dm;
+    const bool stalled = !(t > theta_lo);  // every later step would evaluate t == theta_lo again
+    sum = bisect_pass(buf, nb, shift, theta_lo, t, e, g);
     shift = T(0);
-    tau_m = t;
-    if (sum - 1.0 >= 0) tau_lo = t;
+    theta_m = t;
+    if (sum - 1.0 >= 0) theta_lo = t;
     if (stalled) break;
   }
-  return {static_cast<double>(tau_m), sum};
+  return {static_cast<double>(theta_m), sum};
 }
 
 // ---- Pass 3: outputs.
@@ -350,17 +375,18 @@ void store_clipped(const T* x, T* y, size_t n, T c, T m, T tau, const Pow& pw) {
       [&](size_t i, size_t r) { S::store_tail(y + i, f(S::load_tail(x + i, r, T(0))), r); });
 }
 
-// y = scale g([c x - m - tau]_+) where g needs a positive argument: vectors with no positive
-// lane (most of a sparse row) skip g entirely.
-template <class T, class Pow>
-void store_powered(const T* x, T* y, size_t n, T c, T m, T tau, T scale, const Pow& pw) {
+// y = scale g(e (c x - m - theta)) where that is > -1, else 0 (bisect_pass's arithmetic):
+// vectors with no such lane (most of a sparse row) skip g entirely.
+template <class T, class G>
+void store_powered(const T* x, T* y, size_t n, T c, T m, T theta, T e, T scale, const G& g) {
   using S = Simd<T>;
-  const auto vc = S::set1(c), vm = S::set1(m), vt = S::set1(tau), vscale = S::set1(scale), zero = S::zero();
+  const auto vc = S::set1(c), vm = S::set1(m), vt = S::set1(theta), ve = S::set1(e), neg1 = S::set1(T(-1)),
+             vscale = S::set1(scale), zero = S::zero();
   auto f = [&](typename S::V xv) {
-    const auto d = S::sub(S::sub(S::mul(xv, vc), vm), vt);
-    const auto pos = S::gt(d, zero);
+    const auto ew = S::mul(ve, S::sub(S::sub(S::mul(xv, vc), vm), vt));
+    const auto pos = S::gt(ew, neg1);
     if (!S::any(pos)) return zero;
-    return S::mul(S::select(pos, pw(d), zero), vscale);
+    return S::mul(S::select(pos, g(ew), zero), vscale);
   };
   for_vectors<S>(
       n, [&](size_t i, int) { S::store(y + i, f(S::load(x + i))); },
@@ -389,11 +415,11 @@ void fill(T* y, size_t n, T value) {
 }
 
 // Shared special cases: NaN anywhere or an all -inf row gives NaN; a +inf max splits the mass
-// over the +inf entries; otherwise solve(candidates) finishes the row.
+// over the +inf entries; otherwise solve(candidates >= max - reach) finishes the row.
 template <class T, class Solve>
-void forward_row(const T* x, T* y, size_t n, T c, T* buf, Solve&& solve) {
+void forward_row(const T* x, T* y, size_t n, T c, T reach, T* buf, Solve&& solve) {
   if (n == 0) return;
-  const Candidates<T> cand = collect(x, n, c, buf);
+  const Candidates<T> cand = collect(x, n, c, reach, buf);
   if (cand.nan || cand.max == -kInf<T>) {
     fill(y, n, std::numeric_limits<T>::quiet_NaN());
   } else if (cand.max == kInf<T>) {
@@ -408,7 +434,7 @@ void sparsemax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrd
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * ldx;
     T* yr = y + r * ldy;
-    forward_row(xr, yr, n, c, buf, [&](const Candidates<T>& cand) {
+    forward_row(xr, yr, n, c, T(1), buf, [&](const Candidates<T>& cand) {
       const T tau = sparsemax_threshold(buf, cand.count, cand.max);
       store_clipped(xr, yr, n, c, cand.max, tau, PowIdentity<T>{});
     });
@@ -422,23 +448,24 @@ void entmax15_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdi
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * ldx;
     T* yr = y + r * ldy;
-    forward_row(xr, yr, n, half_c, buf, [&](const Candidates<T>& cand) {
+    forward_row(xr, yr, n, half_c, T(1), buf, [&](const Candidates<T>& cand) {
       const T tau = entmax15_threshold(buf, cand.count, cand.max);
       store_clipped(xr, yr, n, half_c, cand.max, tau, PowSquare<T>{});
     });
   }
 }
 
-template <class T, class Pow>
-void entmax_bisect_rows_with(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
-                             T alpha, int n_iter, T* buf, const Pow& pw) {
-  const T ca = c * (alpha - T(1));
+// e = alpha - 1 > 0 (exact in T). Only X > m - 1/e can be in the support (e w > -1, theta >= 0).
+template <class T, class G>
+void entmax_bisect_rows_with(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c, T e,
+                             int n_iter, T* buf, const G& g) {
+  const T reach = T(1) / e;
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * ldx;
     T* yr = y + r * ldy;
-    forward_row(xr, yr, n, ca, buf, [&](const Candidates<T>& cand) {
-      const BisectResult b = bisect_threshold(buf, cand.count, cand.max, n, alpha, n_iter, pw);
-      store_powered(xr, yr, n, ca, cand.max, static_cast<T>(b.tau), static_cast<T>(1.0 / b.sum), pw);
+    forward_row(xr, yr, n, c, reach, buf, [&](const Candidates<T>& cand) {
+      const BisectResult b = bisect_threshold(buf, cand.count, cand.max, n, e, n_iter, g);
+      store_powered(xr, yr, n, c, cand.max, static_cast<T>(b.theta), e, static_cast<T>(1.0 / b.sum), g);
     });
   }
 }
@@ -446,12 +473,13 @@ void entmax_bisect_rows_with(const T* x, T* y, size_t rows, size_t n, ptrdiff_t 
 template <class T>
 void entmax_bisect_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c, T alpha,
                         int n_iter, T* buf) {
+  const T e = alpha - T(1);
   if (alpha == T(2)) {
-    entmax_bisect_rows_with(x, y, rows, n, ldx, ldy, c, alpha, n_iter, buf, PowIdentity<T>{});
+    entmax_bisect_rows_with(x, y, rows, n, ldx, ldy, c, e, n_iter, buf, OnePlusIdentity<T>{});
   } else if (alpha == T(1.5)) {
-    entmax_bisect_rows_with(x, y, rows, n, ldx, ldy, c, alpha, n_iter, buf, PowSquare<T>{});
+    entmax_bisect_rows_with(x, y, rows, n, ldx, ldy, c, e, n_iter, buf, OnePlusSquare<T>{});
   } else {
-    entmax_bisect_rows_with(x, y, rows, n, ldx, ldy, c, alpha, n_iter, buf, PowGeneral<T>{T(1) / (alpha - T(1))});
+    entmax_bisect_rows_with(x, y, rows, n, ldx, ldy, c, e, n_iter, buf, OnePlusPower<T>{T(1) / e});
   }
 }
 
@@ -498,7 +526,7 @@ template <class T, class G>
 void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g, T* gs) {
   using S = Simd<T>;
   using V = typename S::V;
-  double sum_gdy = 0, sum_g = 0;
+  BlockSum<T> sum_gdy, sum_g;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     V a[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
     V w[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
@@ -519,10 +547,10 @@ void backward_row(const T* y, const T* dy, T* dx, size_t n, T c, const G& g, T* 
         [&](size_t i, size_t r) {
           step(S::load_tail(y + b + i, r, T(0)), S::load_tail(dy + b + i, r, T(0)), 0, b + i, r);
         });
-    sum_gdy += sum4_fast<T>(a);
-    sum_g += sum4_fast<T>(w);
+    sum_gdy.add(sum4_fast<T>(a));
+    sum_g.add(sum4_fast<T>(w));
   });
-  const auto vq = S::set1(static_cast<T>(sum_gdy / sum_g)), vc = S::set1(c);
+  const auto vq = S::set1(static_cast<T>(sum_gdy.value() / sum_g.value())), vc = S::set1(c);
   auto f = [&](size_t i, V yv, V dyv, size_t r) {
     V gv;
     if constexpr (G::kCached) {

@@ -67,7 +67,7 @@ typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
 }
 
 // kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}. Blocks of kSumBlock<T>
-// elements are summed in T with four accumulators, the block totals in double.
+// elements are summed in T with four accumulators, the block totals by BlockSum.
 template <class T, int kMode>
 StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
   using S = Simd<T>;
@@ -92,13 +92,13 @@ StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
 
 template <class T, int kMode>
 StablemaxSums sums(const T* x, const T* dy, size_t n, T c, T sc) {
-  StablemaxSums total{0.0, 0.0};
+  BlockSum<T> sum, other;
   for_blocks<T>(n, [&](size_t b, size_t len) {
     StablemaxSums p = sums_block<T, kMode>(x + b, kMode ? dy + b : nullptr, len, c, sc);
-    total.sum += p.sum;
-    total.other += p.other;
+    sum.add(p.sum);
+    other.add(p.other);
   });
-  return total;
+  return {sum.value(), other.value()};
 }
 
 template <class T>
