@@ -10,6 +10,7 @@
 #include "logitkit/math.h"
 #include "logitkit/stablemax.h"
 #include "runtime/kernel_table.h"
+#include "runtime/overflow.h"
 #include "runtime/rows.h"
 #include "stablemax/stablemax_kernels.h"
 
@@ -55,18 +56,6 @@ StablemaxSums scaled_pass(Pass&& pass, T& sc) {
   if (std::isnan(s) || s == 0.0 || (s >= lo && s < hi)) return r;
   sc = static_cast<T>(s >= hi ? lo : hi);
   return pass(sc);
-}
-
-// Whether c x overflows for some finite x of a row without NaN or +inf (-inf entries are fine:
-// s = 0). Only then does the exact-exponent path below run; a sum pass reports it as max a = inf.
-template <class T>
-bool overflows(const T* x, size_t n, T c) {
-  bool any = false;
-  for (size_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i]) || x[i] == std::numeric_limits<T>::infinity()) return false;
-    any = any || (std::isfinite(x[i]) && std::isinf(std::abs(x[i]) * c));
-  }
-  return any;
 }
 
 // A row whose c x overflows (c > 1 and x within a factor c of T's max), in double with explicit
@@ -175,7 +164,7 @@ void forward(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOpti
     const StablemaxSums s = scaled_pass<T>(
         [&](T scale) { return log ? k.sum_top(xr, n, c, scale) : k.sum(xr, n, c, scale); },
         sc);
-    if (!(s.amax < std::numeric_limits<double>::infinity()) && overflows(xr, n, c)) {
+    if (!(s.amax < std::numeric_limits<double>::infinity()) && scaled_row_overflows(xr, n, c)) {
       const ExactRow<T> e(xr, n, c);
       for (size_t i = 0; i < n; ++i) yr[i] = static_cast<T>(log ? e.log_p(i) : e.p(i));
       return;
@@ -211,7 +200,7 @@ void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int 
     T sc;
     const StablemaxSums s = scaled_pass<T>(
         [&](T scale) { return log ? k.sum_total(xr, dr, n, c, scale) : k.sum_dot(xr, dr, n, c, scale); }, sc);
-    if (!(s.amax < std::numeric_limits<double>::infinity()) && overflows(xr, n, c)) {
+    if (!(s.amax < std::numeric_limits<double>::infinity()) && scaled_row_overflows(xr, n, c)) {
       const ExactRow<T> e(xr, n, c);
       double g = 0.0;  // sum dy (log) or sum p dy
       for (size_t i = 0; i < n; ++i) g += log ? static_cast<double>(dr[i]) : e.p(i) * static_cast<double>(dr[i]);
