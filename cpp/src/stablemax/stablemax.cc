@@ -60,7 +60,7 @@ StablemaxSums scaled_pass(Pass&& pass, T& sc) {
 
 // A row whose c x overflows (c > 1 and x within a factor c of T's max), in double with explicit
 // exponents: a = 1 + |c x| = 2^k a' with a' = 2^-k + |x (c 2^-k)| (no overflow: c 2^-k < 1), and
-// s = m 2^E with m in [0.5, 2) from frexp(a'). With E* = max E, t = s / 2^E* is a double that is
+// s = m 2^E with m in [0.5, 2] from frexp(a'). With E* = max E, t = s / 2^E* is a double that is
 // exactly s up to the power of two (terms below 2^-1074 t_max are dropped, their weight is nil),
 // so p = t / sum t. The largest c x overflowing is the limit of the math, not inf / inf.
 template <class T>

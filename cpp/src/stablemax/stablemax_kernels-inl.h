@@ -84,6 +84,9 @@ StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
   V top[4];
   for (V& t : top) t = S::set1(kNegInf<T>);
   V amax = S::zero();
+  // c x can only overflow for c > 1 (finite x); the loop-invariant test is unswitched, so T >= 1
+  // pays nothing for the overflow check.
+  const bool track = c > T(1);
   auto step = [&](V xv, V dv, int k) {
     if constexpr (kMode == 3) {
       const V xc = S::mul(xv, vc);
@@ -100,16 +103,16 @@ StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
       n,
       [&](size_t i, int k) {
         const V xv = S::load(x + i);
-        amax = S::max(amax, arg<T>(xv, vc).a);
+        if (track) amax = S::max(amax, arg<T>(xv, vc).a);
         step(xv, kMode == 1 || kMode == 2 ? S::load(dy + i) : S::zero(), k);
       },
       [&](size_t i, size_t r) {
-        amax = S::max(amax, arg<T>(S::load_tail(x + i, r, T(0)), vc).a);
+        if (track) amax = S::max(amax, arg<T>(S::load_tail(x + i, r, T(0)), vc).a);
         // Padding: x = -inf has s = 0 and dy = 0, so padded lanes add nothing.
         step(S::load_tail(x + i, r, kNegInf<T>),
              kMode == 1 || kMode == 2 ? S::load_tail(dy + i, r, T(0)) : S::zero(), 0);
       });
-  const double amax_d = static_cast<double>(S::reduce_max(amax));
+  const double amax_d = track ? static_cast<double>(S::reduce_max(amax)) : 0.0;
   if constexpr (kMode == 3) {
     for (int k = 1; k < 4; ++k) {
       acc[0] = S::add(S::add(acc[0], acc[k]), scaled_s<T>(arg<T>(S::min(top[0], top[k]), one), vsc));

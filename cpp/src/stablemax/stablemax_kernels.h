@@ -12,7 +12,7 @@ struct StablemaxSums {
   double other;  // sum_i sc * s(c x_i) * dy_i (sum_dot), sum_i dy_i (sum_total), or for
                  // sum_top: sum_i sc * s(c x_i) over all entries but one largest (the sum minus top)
   double top;    // sum_top only: max_i c x_i
-  double amax;   // max_i (1 + |c x_i|): inf when c x overflows (or x is infinite)
+  double amax;   // max_i (1 + |c x_i|) for c > 1 (else 0): inf when c x overflows (or x is infinite)
 };
 
 // Scalar sc * s(t) with the vector formula, for merging lanes and blocks of sum_top.
