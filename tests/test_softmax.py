@@ -1083,3 +1083,44 @@ def test_dominant_entry_on_every_path(isa, rng):
     assert np.array_equal(bits(streamed[:64]), bits(cached))
     short = np.tile(x, ((STREAMED_ELEMENTS // x.size) + 1, 1))  # streamed short rows
     assert np.array_equal(bits(logitkit.softmax(short)[:64]), bits(logitkit.softmax(x)))
+
+
+# x / T near the largest float, T < 1 and T > 1 (checked with the stablemax and sparsemax fixes,
+# where x * c overflowed): the shifted softmax family computes c (x - max) without overflow
+# (scaled_difference), so these rows must match the 2600-bit mpmath values.
+SCALED_OVERFLOW_ROWS = {
+    np.float32: [[3e38, 0.0], [3e38, 2.9e38, -3e38], [-3e38, -3.3e38, 1.0], [-3e38, -1e38], [3.4e38, 3.4e38, 1.0]],
+    np.float64: [[1.7e308, 0.0], [1.7e308, 1.6e308, -1.7e308], [-1.7e308, -1.79e308, 1.0], [-1.7e308, -1e308],
+                 [1.79e308, 1.79e308, 1.0]],
+}
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.1, 2.0, 3.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_temperature_near_max_float(isa, dtype, temperature):
+    mpmath = pytest.importorskip("mpmath")
+    from logitkit.softmax import ALGORITHMS
+
+    eps = np.finfo(dtype).eps
+    for row in SCALED_OVERFLOW_ROWS[dtype]:
+        x = np.array(row, dtype)
+        with mpmath.workprec(2600):
+            c = mpmath.mpf(float(np.asarray(1 / temperature, dtype)))
+            z = [mpmath.mpf(float(v)) * c for v in x]
+            e = [mpmath.exp(v - max(z)) for v in z]
+            p = [v / mpmath.fsum(e) for v in e]
+            want = np.array([float(v) for v in p])
+            want_log = np.array([float(mpmath.log(v)) if v > 0 else -np.inf for v in p])
+            want_h = float(-mpmath.fsum(v * mpmath.log(v) for v in p if v > 0))
+        with np.errstate(over="ignore"):  # log p below -3.4e38 is -inf in float32
+            want_log = want_log.astype(dtype).astype(np.float64)
+        mask = np.ones(x.shape, bool)
+        for y in [logitkit.softmax(x, temperature=temperature, algorithm=a) for a in ALGORITHMS] + [
+            logitkit.masked_softmax(x, mask, temperature=temperature)
+        ]:
+            np.testing.assert_allclose(y, want, rtol=4 * eps, atol=2 * np.finfo(dtype).smallest_subnormal)
+        for ly in (logitkit.log_softmax(x, temperature=temperature), logitkit.masked_log_softmax(x, mask, temperature=temperature)):
+            fin = np.isfinite(want_log)
+            assert np.all(ly[~fin] == -np.inf)
+            np.testing.assert_allclose(ly[fin], want_log[fin], rtol=4 * eps, atol=0)
+        np.testing.assert_allclose(logitkit.entropy(x, temperature=temperature), want_h, rtol=8 * eps, atol=4 * eps)

@@ -584,3 +584,34 @@ def test_property_bisect_agrees_with_exact(x):
     np.testing.assert_allclose(lk.entmax_bisect(x, 1.5), lk.entmax15(x), rtol=0, atol=1e-12)
     np.testing.assert_allclose(lk.sparsemax(x), ref_sparsemax(x), rtol=0, atol=1e-12)
     np.testing.assert_allclose(lk.entmax15(x), ref_entmax15(x), rtol=0, atol=1e-12)
+
+
+OVERFLOW_ROWS = {
+    np.float32: [[3e38, 2.9e38, -3e38], [-3e38, -1e38], [3.4e38, 3.3e38], [3e38, -3e38, 3e38], [-3e38, -3.3e38, 1.0, 0.5]],
+    np.float64: [[1.7e308, 1.6e308, -1.7e308], [-1.7e308, -1e308], [1.79e308, 1.7e308], [1.7e308, -1.7e308, 1.7e308],
+                 [-1.7e308, -1.79e308, 1.0, 0.5]],
+}
+
+
+@pytest.mark.parametrize("op", ["sparsemax", "entmax15", "bisect15", "bisect13"])
+@pytest.mark.parametrize("temperature", [0.5, 0.1, 2.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_temperature_overflow(isa, dtype, temperature, op):
+    # x / T beyond the largest float (T < 1): was [0.5, 0.5] for [3e38, 2.9e38] at T = 0.5 (both
+    # c x = inf, taken for +inf entries) and NaN for [-3e38, -1e38] at T = 0.1. Reference: the
+    # shift-invariant ops on c (x - max), exact in float64 for float32 x; entries more than 1e6
+    # below the max are clipped there (never in the support).
+    fn, ref = {
+        "sparsemax": (lk.sparsemax, ref_sparsemax),
+        "entmax15": (lk.entmax15, ref_entmax15),
+        "bisect15": (lambda x, **k: lk.entmax_bisect(x, 1.5, **k), ref_entmax15),
+        "bisect13": (lambda x, **k: lk.entmax_bisect(x, 1.3, **k), lambda z: ref_entmax_alpha(z, 1.3)),
+    }[op]
+    c = float(np.asarray(1 / temperature, dtype))
+    for row in OVERFLOW_ROWS[dtype]:
+        x = np.array(row, dtype)
+        with np.errstate(over="ignore"):
+            z = (x.astype(np.float64) - x.max()) * c
+        y = fn(x, temperature=temperature)
+        assert not np.isnan(y).any()
+        np.testing.assert_allclose(y, ref(np.maximum(z, -1e6)), rtol=0, atol=8 * np.finfo(dtype).eps)

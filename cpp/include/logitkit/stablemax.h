@@ -17,7 +17,8 @@ struct StablemaxOptions {
 //  - +inf entries get NaN and the row's finite entries 0 (s/S with S = +inf);
 //  - finite rows never overflow: the sum is rescaled by a power of two when it leaves
 //    [2^-64, 2^64) (float) / [2^-512, 2^512) (double), so only outputs that are themselves
-//    subnormal can lose precision.
+//    subnormal can lose precision. A row whose x' overflows (temperature < 1, |x| near the largest
+//    float) is evaluated with explicit exponents in double: the limit, never NaN (all four ops).
 // x and y have the same shape, any strides; y may alias x exactly (in place).
 // Throws logitkit::Error naming the bad argument.
 // Like every op, a template defined for T = float and double only (see softmax.h).
@@ -28,8 +29,9 @@ void stablemax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const Stabl
 template <> LOGITKIT_API void stablemax<float>(InputView<float>, ArrayView<float>, int, const StablemaxOptions&);
 template <> LOGITKIT_API void stablemax<double>(InputView<double>, ArrayView<double>, int, const StablemaxOptions&);
 
-// y = log(stablemax(x)) computed as sign(x') log1p(|x'|) - log(sum s(x')): the ratio is never
-// formed, so tiny probabilities keep full precision. -inf entries give -inf.
+// y = log(stablemax(x)), within 3 ulp at any magnitude (measured against mpmath): log(p) where p
+// is normal, -log1p(rest / s_top) for the largest entries (p -> 1), and sign(x') log1p(|x'|) -
+// log(sum s(x')) below the normal range, where the two terms cannot cancel. -inf entries give -inf.
 template <class T>
 void log_stablemax(InputView<T> /*x*/, ArrayView<T> /*y*/, int /*axis*/, const StablemaxOptions& /*options*/ = {}) {
   static_assert(detail::kIsElement<T>, "logitkit::log_stablemax: T must be float or double");

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <vector>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "logitkit/error.h"
 #include "logitkit/softmax.h"
 #include "logitkit/sparsemax.h"
 #include "runtime/kernel_table.h"
+#include "runtime/overflow.h"
 #include "runtime/rows.h"
 #include "sparsemax/sparsemax_kernels.h"
 
@@ -25,10 +27,37 @@ void check_alpha(double alpha) {
                 shortest_repr(alpha) + " is outside the range of " + (sizeof(T) == 4 ? "float32" : "float64"));
 }
 
+// rows_fn over rows whose c x does not overflow; a row where it does (c > 1, |x| near T's max)
+// is passed as x - max(x) instead: every op here is shift-invariant, x - max is exact for the
+// entries within 2/c of the max (the only ones that can be in the support, which then never
+// reaches +-inf), and the others become -inf or large negatives with p = 0. Without the shift
+// c x = inf made finite entries look infinite ([0.5, 0.5] for [3e38, 2.9e38] at T = 0.5; NaN rows).
+template <class T, class RowsFn>
+void rows_shifting_overflows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c, T* buf,
+                             RowsFn& rows_fn) {
+  if (!(c > T(1))) return rows_fn(x, y, rows, ldx, ldy, buf);
+  size_t start = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xr = x + static_cast<ptrdiff_t>(r) * ldx;
+    if (!scaled_row_overflows(xr, n, c)) continue;
+    if (r > start) rows_fn(x + static_cast<ptrdiff_t>(start) * ldx, y + static_cast<ptrdiff_t>(start) * ldy, r - start, ldx, ldy, buf);
+    std::vector<T> shifted(xr, xr + n);
+    const T m = *std::max_element(shifted.begin(), shifted.end());
+    for (T& v : shifted) v -= m;
+    rows_fn(shifted.data(), y + static_cast<ptrdiff_t>(r) * ldy, 1, static_cast<ptrdiff_t>(n), ldy, buf);
+    start = r + 1;
+  }
+  if (rows > start) rows_fn(x + static_cast<ptrdiff_t>(start) * ldx, y + static_cast<ptrdiff_t>(start) * ldy, rows - start, ldx, ldy, buf);
+}
+
 // rows_fn(x, y, rows, ldx, ldy, candidates) over every row of the axis; strided rows are
 // gathered into per-thread tiles, computed in place and scattered back.
 template <class T, class RowsFn>
-void forward_impl(ArrayView<const T> x, ArrayView<T> y, int axis, RowsFn&& rows_fn) {
+void forward_impl(ArrayView<const T> x, ArrayView<T> y, int axis, T c, RowsFn&& kernel_rows) {
+  const size_t row_n = static_cast<size_t>(x.shape[axis]);
+  auto rows_fn = [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+    rows_shifting_overflows<T>(xr, yr, rows, row_n, ldx, ldy, c, buf, kernel_rows);
+  };
   std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
   x = apart_from(x, y, x_copy);
   const int64_t* strides[2] = {x.strides, y.strides};
@@ -123,7 +152,7 @@ void sparsemax(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOp
   if (x.size() == 0) return;
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   const size_t n = static_cast<size_t>(x.shape[axis]);
-  forward_impl<T>(x, y, axis, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+  forward_impl<T>(x, y, axis, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
     k.sparsemax_rows(xr, yr, rows, n, ldx, ldy, c, buf);
   });
 }
@@ -135,7 +164,7 @@ void entmax15(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOpt
   if (x.size() == 0) return;
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   const size_t n = static_cast<size_t>(x.shape[axis]);
-  forward_impl<T>(x, y, axis, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+  forward_impl<T>(x, y, axis, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
     k.entmax15_rows(xr, yr, rows, n, ldx, ldy, c, buf);
   });
 }
@@ -158,7 +187,7 @@ void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis, const EntmaxB
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   const size_t n = static_cast<size_t>(x.shape[axis]);
   const int n_iter = options.n_iter;
-  forward_impl<T>(x, y, axis, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+  forward_impl<T>(x, y, axis, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
     k.entmax_bisect_rows(xr, yr, rows, n, ldx, ldy, c, alpha, n_iter, buf);
   });
 }

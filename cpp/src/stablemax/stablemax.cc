@@ -10,6 +10,7 @@
 #include "logitkit/math.h"
 #include "logitkit/stablemax.h"
 #include "runtime/kernel_table.h"
+#include "runtime/overflow.h"
 #include "runtime/rows.h"
 #include "stablemax/stablemax_kernels.h"
 
@@ -57,6 +58,67 @@ StablemaxSums scaled_pass(Pass&& pass, T& sc) {
   return pass(sc);
 }
 
+// A row whose c x overflows (c > 1 and x within a factor c of T's max), in double with explicit
+// exponents: a = 1 + |c x| = 2^k a' with a' = 2^-k + |x (c 2^-k)| (no overflow: c 2^-k < 1), and
+// s = m 2^E with m in [0.5, 2] from frexp(a'). With E* = max E, t = s / 2^E* is a double that is
+// exactly s up to the power of two (terms below 2^-1074 t_max are dropped, their weight is nil),
+// so p = t / sum t. The largest c x overflowing is the limit of the math, not inf / inf.
+template <class T>
+struct ExactRow {
+  std::vector<double> t;  // s / 2^E*
+  std::vector<double> a;  // a' = a / 2^k
+  double ck = 0.0;        // c / 2^k, so c / a = ck / a' (the VJP's c s'/s)
+  double rest = 0.0, sum = 0.0, t_top = 0.0;
+  std::vector<int> e;  // E - E*
+  std::vector<double> m;
+  std::vector<double> ma;  // a' = ma 2^ea, ma in [0.5, 1)
+  std::vector<int> ea;
+
+  ExactRow(const T* x, size_t n, T c) : t(n), a(n), e(n), m(n), ma(n), ea(n) {
+    const int k = std::ilogb(static_cast<double>(c)) + 1;
+    const double ek = std::ldexp(1.0, -k);
+    ck = std::ldexp(static_cast<double>(c), -k);
+    int emax = std::numeric_limits<int>::min();
+    for (size_t i = 0; i < n; ++i) {
+      a[i] = ek + std::abs(static_cast<double>(x[i]) * ck);
+      if (std::isinf(a[i])) {  // x = -inf: s = 0
+        m[i] = 0.0;
+        e[i] = std::numeric_limits<int>::min();
+        continue;
+      }
+      ma[i] = std::frexp(a[i], &ea[i]);
+      const bool pos = !(x[i] < T(0));
+      m[i] = pos ? ma[i] : 1.0 / ma[i];
+      e[i] = pos ? ea[i] + k : -(ea[i] + k);
+      emax = std::max(emax, e[i]);
+    }
+    size_t top = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (m[i] != 0.0) e[i] -= emax;
+      t[i] = m[i] == 0.0 ? 0.0 : std::ldexp(m[i], e[i]);
+      if (t[i] > t[top]) top = i;
+    }
+    for (size_t i = 0; i < n; ++i) rest += i == top ? 0.0 : t[i];
+    t_top = t[top];
+    sum = rest + t_top;
+  }
+  double p(size_t i) const { return t[i] / sum; }
+  // v c / a, divided last: the quotient may be subnormal, and then it is rounded only once.
+  double times_c_over_a(size_t i, double v) const { return v * ck / a[i]; }
+  // v c p / a with the powers of two applied last (p alone may be subnormal where c p / a is not).
+  double times_c_p_over_a(size_t i, double v) const {
+    if (m[i] == 0.0) return 0.0 * v;
+    return std::ldexp(v * ck * (m[i] / ma[i]) / sum, e[i] - ea[i]);
+  }
+  double log_p(size_t i) const {
+    if (t[i] == t_top) return -std::log1p(rest / t_top);  // p near 1: no cancellation
+    if (m[i] == 0.0) return -std::numeric_limits<double>::infinity();
+    const double q = t[i] / sum;
+    if (q >= std::numeric_limits<double>::min()) return std::log(q);
+    return std::log(m[i] / sum) + e[i] * 0.6931471805599453;  // |log p| > 708: no cancellation
+  }
+};
+
 // Calls row(x, dy, y, n) for every row of an N-D problem. dy may be null. Contiguous rows are
 // passed in place; strided rows are gathered into per-thread scratch and y scattered back.
 template <class T, class Row>
@@ -99,10 +161,21 @@ void forward(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOpti
   x = apart_from(x, y, x_copy);
   for_each_row<T>(x, nullptr, y, axis, [&](const T* xr, const T*, T* yr, size_t n) {
     T sc;
-    const StablemaxSums s = scaled_pass<T>([&](T scale) { return StablemaxSums{k.sum(xr, n, c, scale), 0.0}; }, sc);
+    const StablemaxSums s = scaled_pass<T>(
+        [&](T scale) { return log ? k.sum_top(xr, n, c, scale) : k.sum(xr, n, c, scale); },
+        sc);
+    if (!(s.amax < std::numeric_limits<double>::infinity()) && scaled_row_overflows(xr, n, c)) {
+      const ExactRow<T> e(xr, n, c);
+      for (size_t i = 0; i < n; ++i) yr[i] = static_cast<T>(log ? e.log_p(i) : e.p(i));
+      return;
+    }
     const RowScale<T> rs{sc, s.sum};
     if (log) {
-      k.log_store(xr, yr, n, c, static_cast<T>(rs.log_sum()));
+      // log p of the top entries: -log(S / s_top) = -log1p(rest / s_top); NaN for top = +inf.
+      const T top = static_cast<T>(s.top);
+      const double s_top = static_cast<double>(scaled_s_scalar(top, sc));
+      const double y_top = std::isinf(s_top) ? std::numeric_limits<double>::quiet_NaN() : -std::log1p(s.other / s_top);
+      k.log_store(xr, yr, n, c, sc, rs.inv(), rs.w(), top, static_cast<T>(y_top), static_cast<T>(rs.log_sum()));
     } else {
       k.store(xr, yr, n, c, sc, rs.inv(), rs.w());
     }
@@ -127,6 +200,16 @@ void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int 
     T sc;
     const StablemaxSums s = scaled_pass<T>(
         [&](T scale) { return log ? k.sum_total(xr, dr, n, c, scale) : k.sum_dot(xr, dr, n, c, scale); }, sc);
+    if (!(s.amax < std::numeric_limits<double>::infinity()) && scaled_row_overflows(xr, n, c)) {
+      const ExactRow<T> e(xr, n, c);
+      double g = 0.0;  // sum dy (log) or sum p dy
+      for (size_t i = 0; i < n; ++i) g += log ? static_cast<double>(dr[i]) : e.p(i) * static_cast<double>(dr[i]);
+      for (size_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(dr[i]);
+        yr[i] = static_cast<T>(log ? e.times_c_over_a(i, d - g * e.p(i)) : e.times_c_p_over_a(i, d - g));
+      }
+      return;
+    }
     const RowScale<T> rs{sc, s.sum};
     if (log) {  // G = sum dy
       k.log_backward_store(xr, dr, yr, n, c, sc, rs.inv(), rs.w(), static_cast<T>(s.other));

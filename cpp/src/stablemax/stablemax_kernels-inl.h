@@ -6,8 +6,9 @@
 //   sum / sum_total / sum_dot  pass 1: reads x (and dy), 1 division. Compute-bound in cache
 //                              (division throughput), memory-bound from DRAM.
 //   store                      pass 2: reads x, writes y, 1 division.
-//   log_store                  pass 2: reads x, writes y, 1 log1p (2 divisions + 14 FMA-class ops).
-//                              Compute-bound.
+//   sum_top                    as sum, plus a running max per lane (log_stablemax's pass 1).
+//   log_store                  pass 2: reads x, writes y, 1 division and 1 log (1 more division
+//                              + ~14 FMA-class ops); rows with subnormal p add a log1p. Compute-bound.
 //   backward_store             pass 2: reads x and dy, writes dx, 2 divisions.
 // The forward passes move 12 bytes per element (x twice, y once); the second read of x hits
 // cache while a row fits in L2. No exp anywhere.
@@ -16,6 +17,7 @@
 #error "include a vec_<isa>-inl.h first"
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <limits>
 
@@ -66,44 +68,96 @@ typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
   return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
 }
 
-// kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}. Blocks of kSumBlock<T>
-// elements are summed in T with four accumulators, the block totals by BlockSum.
+// kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}; 3: {sum sc s, sum
+// over all but one largest entry, that largest c x}. Every mode also returns max a. Blocks of
+// kSumBlock<T> elements are summed in T with four accumulators, the block totals by BlockSum.
+// Mode 3 keeps a running max m per lane and adds s(min(m, c x)): the entry that stops being the
+// lane's max joins the sum, so the sum excluding the top needs no second pass (and no s is
+// subtracted, which would cancel when the top dominates).
 template <class T, int kMode>
 StablemaxSums sums_block(const T* x, const T* dy, size_t n, T c, T sc) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V vc = S::set1(c), vsc = S::set1(sc);
+  const V vc = S::set1(c), vsc = S::set1(sc), one = S::set1(T(1));
   V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
   V oth[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  V top[4];
+  for (V& t : top) t = S::set1(kNegInf<T>);
+  V amax = S::zero();
+  // c x can only overflow for c > 1 (finite x); the loop-invariant test is unswitched, so T >= 1
+  // pays nothing for the overflow check.
+  const bool track = c > T(1);
   auto step = [&](V xv, V dv, int k) {
+    if constexpr (kMode == 3) {
+      const V xc = S::mul(xv, vc);
+      acc[k] = S::add(acc[k], scaled_s<T>(arg<T>(S::min(top[k], xc), one), vsc));
+      top[k] = S::max(top[k], xc);
+      return;
+    }
     V s = scaled_s<T>(arg<T>(xv, vc), vsc);
     acc[k] = S::add(acc[k], s);
     if constexpr (kMode == 1) oth[k] = S::fma(s, dv, oth[k]);
     if constexpr (kMode == 2) oth[k] = S::add(oth[k], dv);
   };
   for_vectors<S>(
-      n, [&](size_t i, int k) { step(S::load(x + i), kMode ? S::load(dy + i) : S::zero(), k); },
+      n,
+      [&](size_t i, int k) {
+        const V xv = S::load(x + i);
+        if (track) amax = S::max(amax, arg<T>(xv, vc).a);
+        step(xv, kMode == 1 || kMode == 2 ? S::load(dy + i) : S::zero(), k);
+      },
       [&](size_t i, size_t r) {
+        if (track) amax = S::max(amax, arg<T>(S::load_tail(x + i, r, T(0)), vc).a);
         // Padding: x = -inf has s = 0 and dy = 0, so padded lanes add nothing.
-        step(S::load_tail(x + i, r, kNegInf<T>), kMode ? S::load_tail(dy + i, r, T(0)) : S::zero(), 0);
+        step(S::load_tail(x + i, r, kNegInf<T>),
+             kMode == 1 || kMode == 2 ? S::load_tail(dy + i, r, T(0)) : S::zero(), 0);
       });
-  return {static_cast<double>(S::reduce_add(sum4<T>(acc))), static_cast<double>(S::reduce_add(sum4<T>(oth)))};
+  const double amax_d = track ? static_cast<double>(S::reduce_max(amax)) : 0.0;
+  if constexpr (kMode == 3) {
+    for (int k = 1; k < 4; ++k) {
+      acc[0] = S::add(S::add(acc[0], acc[k]), scaled_s<T>(arg<T>(S::min(top[0], top[k]), one), vsc));
+      top[0] = S::max(top[0], top[k]);
+    }
+    alignas(64) T tops[S::N], rests[S::N];
+    S::store(tops, top[0]);
+    S::store(rests, acc[0]);
+    TopRest tr{static_cast<double>(tops[0]), static_cast<double>(rests[0])};
+    for (size_t l = 1; l < S::N; ++l) tr.merge<T>(tops[l], static_cast<double>(rests[l]), sc);
+    return {tr.rest + static_cast<double>(scaled_s_scalar<T>(static_cast<T>(tr.top), sc)), tr.rest, tr.top, amax_d};
+  }
+  return {static_cast<double>(S::reduce_add(sum4<T>(acc))), static_cast<double>(S::reduce_add(sum4<T>(oth))), 0.0,
+          amax_d};
 }
 
 template <class T, int kMode>
 StablemaxSums sums(const T* x, const T* dy, size_t n, T c, T sc) {
+  StablemaxSums total{0.0, 0.0, 0.0, 0.0};
   BlockSum<T> sum, other;
+  TopRest tr{static_cast<double>(kNegInf<T>), 0.0};
   for_blocks<T>(n, [&](size_t b, size_t len) {
-    StablemaxSums p = sums_block<T, kMode>(x + b, kMode ? dy + b : nullptr, len, c, sc);
-    sum.add(p.sum);
-    other.add(p.other);
+    StablemaxSums p = sums_block<T, kMode>(x + b, kMode == 1 || kMode == 2 ? dy + b : nullptr, len, c, sc);
+    total.amax = std::max(total.amax, p.amax);  // only compared with inf: NaN handling is moot
+    if constexpr (kMode == 3) {
+      tr.merge<T>(static_cast<T>(p.top), p.other, sc);
+    } else {
+      sum.add(p.sum);
+      other.add(p.other);
+    }
   });
-  return {sum.value(), other.value()};
+  if constexpr (kMode == 3) {
+    total.other = tr.rest;
+    total.top = tr.top;
+    total.sum = tr.rest + static_cast<double>(scaled_s_scalar<T>(static_cast<T>(tr.top), sc));
+  } else {
+    total.sum = sum.value();
+    total.other = other.value();
+  }
+  return total;
 }
 
 template <class T>
-double sum(const T* x, size_t n, T c, T sc) {
-  return sums<T, 0>(x, nullptr, n, c, sc).sum;
+StablemaxSums sum(const T* x, size_t n, T c, T sc) {
+  return sums<T, 0>(x, nullptr, n, c, sc);
 }
 template <class T>
 StablemaxSums sum_dot(const T* x, const T* dy, size_t n, T c, T sc) {
@@ -112,6 +166,10 @@ StablemaxSums sum_dot(const T* x, const T* dy, size_t n, T c, T sc) {
 template <class T>
 StablemaxSums sum_total(const T* x, const T* dy, size_t n, T c, T sc) {
   return sums<T, 2>(x, dy, n, c, sc);
+}
+template <class T>
+StablemaxSums sum_top(const T* x, size_t n, T c, T sc) {
+  return sums<T, 3>(x, nullptr, n, c, sc);
 }
 
 template <class T>
@@ -125,17 +183,29 @@ void store(const T* x, T* y, size_t n, T c, T sc, T inv, T w) {
       });
 }
 
-// log s(c x) = sign(c x) log1p(|c x|): the ratio s/S is never formed, so tiny probabilities
-// keep full relative precision in the log domain.
+// log p. Where p is normal, log(p) with p formed as in `store`: its error of an ulp or two is an
+// absolute error in the log, and |log p| >= log 2 for every entry but the top one (p <= 1/2).
+// The top entries (c x == top) get the driver's y_top = -log1p(rest / s_top), accurate where
+// p -> 1 and log p -> 0. Where p is subnormal (or 0), log s - log S = sign(c x) log1p(|c x|) -
+// log_sum: then |log p| > 87 (float) and the two terms hardly cancel. (Subtracting log S
+// everywhere loses ~|log S| / |log p| ulp: 32 ulp at x = [1e30, 4e29].)
 template <class T>
-void log_store(const T* x, T* y, size_t n, T c, T log_sum) {
+void log_store(const T* x, T* y, size_t n, T c, T sc, T inv, T w, T top, T y_top, T log_sum) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V vc = S::set1(c), vl = S::set1(log_sum);
+  const V vc = S::set1(c), vsc = S::set1(sc), vinv = S::set1(inv), vw = S::set1(w), vtop = S::set1(top),
+          vytop = S::set1(y_top), vl = S::set1(log_sum), tiny = S::set1(std::numeric_limits<T>::min());
   auto one = [&](V xv) {
-    V xc = S::mul(xv, vc);
-    V l = vlog1p<T>(S::abs(xc));
-    return S::sub(S::select(S::le(S::zero(), xc), l, S::sub(S::zero(), l)), vl);
+    const Arg<T> g = arg<T>(xv, vc);
+    const V p = prob<T>(g, vsc, vinv, vw);
+    V r = vlog<T>(p);
+    const auto sub = S::lt(p, tiny);
+    if (S::any(sub)) {  // rare: only rows with probabilities below the normal range
+      const V xc = S::mul(xv, vc);
+      const V l = vlog1p<T>(S::abs(xc));
+      r = S::select(sub, S::sub(S::select(g.pos, l, S::sub(S::zero(), l)), vl), r);
+    }
+    return S::select(S::eq(S::mul(xv, vc), vtop), vytop, r);
   };
   for_vectors<S>(
       n, [&](size_t i, int) { S::store(y + i, one(S::load(x + i))); },
@@ -187,6 +257,7 @@ StablemaxKernels<T> make_stablemax_kernels() {
   k.sum = sum<T>;
   k.sum_dot = sum_dot<T>;
   k.sum_total = sum_total<T>;
+  k.sum_top = sum_top<T>;
   k.store = store<T>;
   k.log_store = log_store<T>;
   k.backward_store = backward_store<T>;
