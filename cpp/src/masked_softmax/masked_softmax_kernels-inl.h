@@ -217,7 +217,7 @@ void softmax_rows(const T* x, const uint8_t* m, T* y, size_t rows, size_t n, ptr
                   ptrdiff_t ldy, T c) {
   for (size_t r = 0; r < rows; ++r) {
     softmax_row(x + r * ldx, m + r * ldm, y + r * ldy, n, c);
-    finish_dominant_entry<T>(y + r * ldy, n, T(1), y + r * ldy);  // excluded entries are 0
+    finish_dominant_entry<T>(y + r * ldy, n);  // excluded entries are 0
   }
 }
 

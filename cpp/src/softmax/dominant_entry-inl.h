@@ -12,8 +12,9 @@
 // what matters for p_i = 1 - O(s): the result is the correctly rounded p_i but for inputs within
 // about s * 2^-22 of a rounding boundary, and within 0.51 ulp in every case it is applied.
 //
-// Cost: one vector max pass over each output row, read from L1/L2 right after the kernel wrote it;
-// the sum and the rewrite run only for rows whose max output reaches kDominantThreshold.
+// Cost: one max per stored vector in the last pass of each path (TopOutput; measured within noise),
+// or one max pass from cache where a path keeps none; the sum and the rewrite run only for rows
+// whose max output reaches kDominantThreshold.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
@@ -28,19 +29,12 @@
 namespace logitkit {
 namespace LOGITKIT_TARGET {
 
-// For outputs u_j = s * v[j] (s = 1: v holds the outputs themselves; otherwise v holds values
-// the kernel scaled by s on their way out, the same product): when the largest output reaches
-// kDominantThreshold, writes its correctly rounded value to out[i] for its first index i.
-// NaN rows are left alone (their max compares false).
+// Rewrites the dominant entry for outputs u_j = s * v[j] (s = 1: v holds the outputs themselves;
+// otherwise v holds values the kernel scaled by s on their way out, the same product), given
+// `top`, their max: when it reaches kDominantThreshold, out[i] = 1 - t / (top + t) for the first
+// index i of the max. Rare (near-collapse rows only); NaN rows are left alone (top compares false).
 template <class T>
-void finish_dominant_entry(const T* v, size_t n, T s, T* out) {
-  using S = Simd<T>;
-  const auto vs = S::set1(s);
-  typename S::V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  for_vectors<S>(
-      n, [&](size_t i, int k) { acc[k] = S::max(acc[k], S::mul(S::load(v + i), vs)); },
-      [&](size_t i, size_t r) { acc[0] = S::max(acc[0], S::mul(S::load_tail(v + i, r, T(0)), vs)); });
-  const T top = S::reduce_max(S::max(S::max(acc[0], acc[1]), S::max(acc[2], acc[3])));
+void fix_dominant_entry(const T* v, size_t n, T s, T top, T* out) {
   if (!(top >= kDominantThreshold<T>) || !(top <= T(1) + T(1) / T(64))) return;  // outputs sum to ~1
   size_t index = n;
   double others = 0.0;
@@ -53,14 +47,38 @@ void finish_dominant_entry(const T* v, size_t n, T s, T* out) {
     }
   }
   if (index == n) return;
-  const double p = 1.0 - others / (static_cast<double>(top) + others);
-  out[index] = static_cast<T>(p);
+  out[index] = static_cast<T>(1.0 - others / (static_cast<double>(top) + others));
+}
+
+// Largest-output accumulators for the last pass of a softmax path: each store pass keeps the max
+// of what it stores in slot k (as the max passes do), so finding `top` costs one max per vector
+// in a loop bound by its stores, not another pass. Outputs are >= 0, so the slots start at 0.
+template <class T>
+struct TopOutput {
+  typename Simd<T>::V slot[4] = {Simd<T>::zero(), Simd<T>::zero(), Simd<T>::zero(), Simd<T>::zero()};
+  __attribute__((always_inline)) void add(int k, typename Simd<T>::V u) { slot[k] = Simd<T>::max(slot[k], u); }
+  T value() const {
+    using S = Simd<T>;
+    return S::reduce_max(S::max(S::max(slot[0], slot[1]), S::max(slot[2], slot[3])));
+  }
+};
+
+// fix_dominant_entry for a pass that kept no TopOutput (the recompute and online store passes,
+// masked rows): one max pass over the outputs, from cache.
+template <class T>
+void finish_dominant_entry(T* y, size_t n) {
+  using S = Simd<T>;
+  TopOutput<T> top;
+  for_vectors<S>(
+      n, [&](size_t i, int k) { top.add(k, S::load(y + i)); },
+      [&](size_t i, size_t r) { top.add(0, S::load_tail(y + i, r, T(0))); });
+  fix_dominant_entry<T>(y, n, T(1), top.value(), y);
 }
 
 // finish_dominant_entry for `rows` rows of outputs in place: row r at y + r * ldy.
 template <class T>
 void finish_dominant_entries(T* y, size_t rows, size_t n, ptrdiff_t ldy) {
-  for (size_t r = 0; r < rows; ++r) finish_dominant_entry<T>(y + r * ldy, n, T(1), y + r * ldy);
+  for (size_t r = 0; r < rows; ++r) finish_dominant_entry<T>(y + r * ldy, n);
 }
 
 }  // namespace LOGITKIT_TARGET

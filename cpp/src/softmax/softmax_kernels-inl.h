@@ -252,19 +252,30 @@ T reload_exp_store_sum(const T* x, T* y, size_t n, T c) {
   return unshifted_exp_ok(magnitude, c, n) ? exp_store_sum_unshifted(x, y, n, c) : exp_store_sum(x, y, n, m, c);
 }
 
-// y = s x: 1 read + 1 write, no exp; store-bound.
+// y = s x: 1 read + 1 write, no exp; store-bound. Returns max y (for fix_dominant_entry).
 template <class T, bool kStream>
-void scale_impl(const T* x, T* y, size_t n, T s) {
+T scale_impl(const T* x, T* y, size_t n, T s) {
   using S = Simd<T>;
   const auto vs = S::set1(s);
+  TopOutput<T> top;
   for_vectors<S>(
-      n, [&](size_t i, int) { put<S, kStream>(y + i, S::mul(S::load(x + i), vs)); },
-      [&](size_t i, size_t r) { S::store_tail(y + i, S::mul(S::load_tail(x + i, r, T(0)), vs), r); });
+      n,
+      [&](size_t i, int k) {
+        const auto u = S::mul(S::load(x + i), vs);
+        put<S, kStream>(y + i, u);
+        top.add(k, u);
+      },
+      [&](size_t i, size_t r) {
+        const auto u = S::mul(S::load_tail(x + i, r, T(0)), vs);
+        S::store_tail(y + i, u, r);
+        top.add(0, u);
+      });
+  return top.value();
 }
 
 template <class T>
-void scale(const T* x, T* y, size_t n, T s) {
-  scale_impl<T, false>(x, y, n, s);
+T scale(const T* x, T* y, size_t n, T s) {
+  return scale_impl<T, false>(x, y, n, s);
 }
 
 
@@ -357,13 +368,14 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
 
 // Pass 2 of the Two-Pass softmax: y = mant(x) / sum_mant * 2^(expo(x) - sum_expo).
 template <class T, bool kStream, bool kScaled>
-void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
+T extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
   using S = Simd<T>;
   using V = typename S::V;
   using C = ExpConstants<T>;
   const auto vc = S::set1(c), vinv = S::set1(inv_mant), vexpo = S::set1(expo);
   const auto lowest = S::set1(2 * C::kZeroExp);  // keeps ldexp_full in its domain; gives +0
   typename S::M bad = S::lt(S::zero(), S::zero());  // checked by extexp_sum already
+  TopOutput<T> top;
   for_groups<S>(
       n,
       [&](size_t i, auto g) {
@@ -372,30 +384,38 @@ void extexp_store_impl(const T* x, T* y, size_t n, T c, T inv_mant, T expo) {
         LOGITKIT_LOCKSTEP(k, G) m[k] = S::load(x + i + k * S::N);
         vextexp_scaled_group<T, kScaled, G>(m, e, bad, vc);
         LOGITKIT_LOCKSTEP(k, G) {
-          put<S, kStream>(y + i + k * S::N, ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest)));
+          const V u = ldexp_full<T>(S::mul(m[k], vinv), S::max(S::sub(e[k], vexpo), lowest));
+          put<S, kStream>(y + i + k * S::N, u);
+          top.add(k, u);
         }
       },
       [&](size_t i, size_t r) {
         V m[1] = {S::load_tail(x + i, r, T(0))}, e[1];
         vextexp_scaled_group<T, kScaled, 1>(m, e, bad, vc);
-        S::store_tail(y + i, ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest)), r);
+        const V u = ldexp_full<T>(S::mul(m[0], vinv), S::max(S::sub(e[0], vexpo), lowest));
+        S::store_tail(y + i, u, r);
+        top.add(0, S::load_tail(y + i, r, T(0)));  // u's lanes past the row hold exp(0)
       });
+  return top.value();
 }
 
 // stream: non-temporal stores for outputs far larger than the caches (see split_for_streaming).
+// Returns max y.
 template <class T>
-void extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream) {
+T extexp_store(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream) {
+  T top = T(0);
   with_scale(c, [&](auto scaled) {
     constexpr bool kScaled = decltype(scaled)::value;
     if (!stream) {
-      extexp_store_impl<T, false, kScaled>(x, y, n, c, inv_mant, expo);
+      top = extexp_store_impl<T, false, kScaled>(x, y, n, c, inv_mant, expo);
       return;
     }
     split_for_streaming(y, n, [&](size_t b, size_t len, auto tag) {
-      extexp_store_impl<T, decltype(tag)::value, kScaled>(x + b, y + b, len, c, inv_mant, expo);
+      top = std::max(top, extexp_store_impl<T, decltype(tag)::value, kScaled>(x + b, y + b, len, c, inv_mant, expo));
     });
     Simd<T>::stream_fence();
   });
+  return top;
 }
 
 // Online softmax: running per-lane max m and sum s of exp(c(x - m)); s is rescaled only for
@@ -615,12 +635,13 @@ void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
       const T m = row_max_magnitude(x, n, magnitude);
       const T shift = unshifted_exp_ok(magnitude, c, n) ? T(0) : m;
       exp_scale_store(x, y, n, shift, c, T(1) / exp_sum(x, n, shift, c));
+      finish_dominant_entry(y, n);
       return;
     }
     case SoftmaxAlgorithm::kTwoPass: {
       ExtSum<T> s = extexp_sum(x, n, c);
       if (s.ok) {
-        extexp_store(x, y, n, c, T(1) / s.mant, s.expo, false);
+        fix_dominant_entry(y, n, T(1), extexp_store(x, y, n, c, T(1) / s.mant, s.expo, false), y);
         return;
       }
       break;  // inputs outside the pair's range: the three-pass result is exact for them
@@ -628,12 +649,13 @@ void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
     case SoftmaxAlgorithm::kOnline: {
       MaxSum<T> s = online_sum(x, n, c);
       exp_scale_store(x, y, n, s.max, c, T(1) / s.sum);
+      finish_dominant_entry(y, n);
       return;
     }
     default:
       break;
   }
-  scale(y, y, n, T(1) / reload_exp_store_sum(x, y, n, c));
+  fix_dominant_entry(y, n, T(1), scale(y, y, n, T(1) / reload_exp_store_sum(x, y, n, c)), y);
 }
 
 // kStream: y written with non-temporal stores (log_softmax_rows_streamed), the same bits.
@@ -654,6 +676,16 @@ void logsumexp_row(const T* x, const T* b, size_t n, T* out, T* sign) {
   // Also summed when m == -inf: the max reduction can drop a NaN, which the sum still shows.
   const UntiedSum<T> u = untied_sum<T>(x, b, n, m, std::isfinite(m) ? m : T(0), T(1));
   finish_logsumexp<T>(m, u, out, sign);
+}
+
+// Whether a row whose outputs are exp(z_j) * inv, every z_j at most z_top, can have an output at
+// kDominantThreshold: the pipelined rows' cheap test, so that only those rows take the max pass
+// of finish_dominant_entry (its one max per vector would slow the fused loop, which is bound by
+// its arithmetic). Shifted rows have z_top = 0 (their max term is exactly 1): then exact;
+// unshifted rows bound z_top by c max|x|.
+template <class T>
+bool may_dominate(T inv, T z_top) {
+  return static_cast<double>(inv) * std::exp(static_cast<double>(z_top)) >= kDominantThreshold<double> * (1 - 1e-6);
 }
 
 // One block of the pipelined three-pass softmax (see softmax_rows_pipelined): y = exp(c(x - shift))
@@ -717,6 +749,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
   T magnitude, inv_prev = T(0);
   T next_max = row_max_magnitude(x, n, magnitude);  // the first row's: one read of x for both
   bool next_max_known = true;
+  bool prev_may_dominate = false;
   const bool guard_ok = disjoint(x, rows, n, ldx, static_cast<const T*>(y), ldy);  // in place: see disjoint
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * ldx;
@@ -765,13 +798,15 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     } else {
       run_rows(std::false_type{}, std::false_type{});
     }
+    if (prev && prev_may_dominate) finish_dominant_entry(yp, n);  // scaled just now, in cache
     inv_prev = T(1) / T(total.value());
+    prev_may_dominate = may_dominate(inv_prev, unshifted ? c * magnitude : T(0));
     magnitude = max4<T>(mag);
     next_max_known = !unshifted;  // a shifted row's rider took the next row's max (as row_max)
     if (next_max_known) next_max = max4<T>(mx);
   }
   T* ylast = y + (rows - 1) * ldy;
-  scale(ylast, ylast, n, inv_prev);
+  fix_dominant_entry(ylast, n, T(1), scale(ylast, ylast, n, inv_prev), ylast);
 }
 
 // The range and exp passes of three_pass_reload on R rows of at most kSumBlock<T> elements (one
@@ -849,16 +884,25 @@ __attribute__((always_inline)) inline void scale_lockstep(T* y, size_t n, ptrdif
   using S = Simd<T>;
   using V = typename S::V;
   V vi[R];
+  TopOutput<T> top[R];
   LOGITKIT_LOCKSTEP(r, R) vi[r] = S::set1(inv[r]);
   for_vectors<S>(
       n,
-      [&](size_t i, int) {
-        LOGITKIT_LOCKSTEP(r, R) S::store(y + r * ldy + i, S::mul(S::load(y + r * ldy + i), vi[r]));
+      [&](size_t i, int k) {
+        LOGITKIT_LOCKSTEP(r, R) {
+          const V u = S::mul(S::load(y + r * ldy + i), vi[r]);
+          S::store(y + r * ldy + i, u);
+          top[r].add(k, u);
+        }
       },
       [&](size_t i, size_t rem) {
-        LOGITKIT_LOCKSTEP(r, R)
-        S::store_tail(y + r * ldy + i, S::mul(S::load_tail(y + r * ldy + i, rem, T(0)), vi[r]), rem);
+        LOGITKIT_LOCKSTEP(r, R) {
+          const V u = S::mul(S::load_tail(y + r * ldy + i, rem, T(0)), vi[r]);
+          S::store_tail(y + r * ldy + i, u, rem);
+          top[r].add(0, u);
+        }
       });
+  LOGITKIT_LOCKSTEP(r, R) fix_dominant_entry(y + r * ldy, n, T(1), top[r].value(), y + r * ldy);
 }
 
 // Short rows (at most kSumBlock<T> elements) run two at a time in lockstep where that pays,
@@ -979,7 +1023,7 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
   });
 }
 
-// Every path, then the dominant entries (dominant_entry-inl.h) while the rows are in cache.
+// Every path rewrites its rows' dominant entries (fix_dominant_entry) from its last pass's max.
 template <class T>
 void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                   SoftmaxAlgorithm algorithm) {
@@ -992,7 +1036,6 @@ void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdif
   } else {
     for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
   }
-  finish_dominant_entries(y, rows, n, ldy);
 }
 
 // dst[0, len) = src[0, len), every whole cache line of dst written with a non-temporal store.
@@ -1060,7 +1103,6 @@ void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ld
   if (n <= kSumBlock<T>) {
     streamed_short_rows(x, y, rows, n, ldx, ldy, scratch, [&](const T* xt, T* buf, size_t count, ptrdiff_t ldb) {
       softmax_rows_short(xt, buf, count, n, ldx, ldb, c);
-      finish_dominant_entries(buf, count, n, ldb);
     });
     S::stream_fence();
   } else {
@@ -1068,11 +1110,12 @@ void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ld
       const T* xr = x + r * ldx;
       T* yr = y + r * ldy;
       const T inv = T(1) / reload_exp_store_sum(xr, scratch, n, c);
+      T top = T(0);
       split_for_streaming(yr, n, [&](size_t b, size_t len, auto tag) {
-        scale_impl<T, decltype(tag)::value>(scratch + b, yr + b, len, inv);
+        top = std::max(top, scale_impl<T, decltype(tag)::value>(scratch + b, yr + b, len, inv));
       });
       S::stream_fence();  // the streamed row is complete before its dominant entry is rewritten
-      finish_dominant_entry<T>(scratch, n, inv, yr);  // the outputs, as the scale pass formed them
+      fix_dominant_entry<T>(scratch, n, inv, top, yr);  // the outputs, as the scale pass formed them
     }
   }
 }

@@ -91,11 +91,11 @@ struct SoftmaxKernels {
   // y = exp(c x), sum; only for x whose every |c x| is at most kUnshiftedExpLimit<T>
   T (*exp_store_sum_unshifted)(const T* x, T* y, size_t n, T c);
   T (*exp_sum)(const T* x, size_t n, T shift, T c);                 // sum exp(c(x-shift))
-  void (*scale)(const T* x, T* y, size_t n, T s);                    // y = s x
+  T (*scale)(const T* x, T* y, size_t n, T s);                       // y = s x; returns max y
   void (*exp_scale_store)(const T* x, T* y, size_t n, T shift, T c, T s);  // y = s exp(c(x-shift))
   ExtSum<T> (*extexp_sum)(const T* x, size_t n, T c);
   // stream: non-temporal stores, for outputs far larger than the last-level cache.
-  void (*extexp_store)(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream);
+  T (*extexp_store)(const T* x, T* y, size_t n, T c, T inv_mant, T expo, bool stream);  // returns max y
   MaxSum<T> (*online_sum)(const T* x, size_t n, T c);
   T (*weighted_max)(const T* x, const T* b, size_t n);  // max over x where b != 0
   UntiedSum<T> (*untied_sum)(const T* x, const T* b, size_t n, T m, T shift, T c);  // b may be null
