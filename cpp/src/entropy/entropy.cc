@@ -9,10 +9,10 @@
 
 #include "logitkit/entropy.h"
 #include "logitkit/error.h"
-#include "logitkit/softmax.h"
 #include "runtime/kernel_table.h"
 #include "runtime/rows.h"
 #include "entropy/entropy_kernels.h"
+#include "softmax/softmax_kernels.h"
 
 namespace logitkit {
 namespace {
@@ -116,8 +116,7 @@ double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
     if (n == 0) return;
     thread_local std::vector<T> probs;
     probs.resize(n);
-    const int64_t extent = static_cast<int64_t>(n);
-    softmax<T>(ArrayView<const T>::contiguous(xr, {extent}), ArrayView<T>::contiguous(probs.data(), {extent}), 0);
+    softmax_row_default<T>(xr, probs.data(), static_cast<int64_t>(n));
     T top = probs[0];
     for (size_t j = 1; j < n; ++j) top = std::max(top, probs[j]);
     if (rounds_to_one(static_cast<double>(top), dtype)) count.fetch_add(1, std::memory_order_relaxed);

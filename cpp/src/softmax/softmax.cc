@@ -132,7 +132,17 @@ class LongRow {
 };
 
 template <class T>
+void softmax_long_row_passes(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T c, SoftmaxAlgorithm a);
+
+// The passes, then the dominant entry (dominant_entry-inl.h) after a max pass split across threads.
+template <class T>
 void softmax_long_row(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T c, SoftmaxAlgorithm a) {
+  softmax_long_row_passes(k, x, y, n, c, a);
+  if (LongRow<T>(k, y, n).max() >= kDominantThreshold<T>) k.finish_dominant_entries(y, 1, size_t(n), 0);
+}
+
+template <class T>
+void softmax_long_row_passes(const SoftmaxKernels<T>& k, const T* x, T* y, int64_t n, T c, SoftmaxAlgorithm a) {
   LongRow<T> row(k, x, n);
   if (a == SoftmaxAlgorithm::kTwoPass) {
     auto* parts = row.template map<ExtSum<T>>([&](size_t o, size_t l) { return k.extexp_sum(x + o, l, c); }, 2);
@@ -245,8 +255,6 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
           log_softmax_long_row(k, xr, yr, p.n, c);
         } else {
           softmax_long_row(k, xr, yr, p.n, c, algorithm);
-          // The dominant entry (dominant_entry-inl.h), after a max pass split across threads.
-          if (LongRow<T>(k, yr, p.n).max() >= kDominantThreshold<T>) k.finish_dominant_entries(yr, 1, n, 0);
         }
       }
       return;
@@ -369,6 +377,19 @@ void logsumexp_impl(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<
 }
 
 }  // namespace
+
+template <class T>
+void softmax_row_default(const T* x, T* y, int64_t n) {
+  const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
+  const SoftmaxAlgorithm a = resolve_algorithm<T>(SoftmaxAlgorithm::kAuto, n);
+  if (n >= kLongRow) {
+    softmax_long_row(k, x, y, n, T(1), a);
+  } else {
+    k.softmax_rows(x, y, 1, static_cast<size_t>(n), 0, 0, T(1), a);
+  }
+}
+template void softmax_row_default<float>(const float*, float*, int64_t);
+template void softmax_row_default<double>(const double*, double*, int64_t);
 
 void softmax(const float* x, float* y, size_t rows, size_t cols, const SoftmaxOptions& options) {
   auto xv = ArrayView<const float>::contiguous(x, {int64_t(rows), int64_t(cols)});

@@ -66,6 +66,11 @@ constexpr size_t streamed_scratch_elements(size_t n) {
   return streamed_tile_rows<T>(n) * n + 128 / sizeof(T);
 }
 
+// softmax<T> of one contiguous row of n elements with default options (softmax.cc): the same
+// algorithm, kernels and bits as a call on any batch holding the row. For collapse_fraction.
+template <class T>
+void softmax_row_default(const T* x, T* y, int64_t n);
+
 template <class T>
 struct SoftmaxKernels {
   // Whole rows, each of length n: row r starts at x + r * ldx (and y + r * ldy).
