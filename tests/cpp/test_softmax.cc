@@ -667,7 +667,8 @@ void dominant_entry_correctly_rounded() {
     T out[2];
     logitkit::softmax<T>(ArrayView<const T>::contiguous(pair, {2}), ArrayView<T>::contiguous(out, {2}), 0,
                          {1.0, a});
-    EXPECT_EQ(out[0], std::is_same<T, float>::value ? T(1) : T(1 / (1 + std::exp(-17.5L))));
+    const T expected = std::is_same<T, float>::value ? T(1) : T(1 / (1 + std::exp(-17.5L)));
+    EXPECT_EQ(out[0], expected);
     for (int64_t n : {int64_t{5}, int64_t{300}, int64_t{2000}}) {
       const int64_t rows = 40;
       auto x = lktest::randn<T>(size_t(rows * n), uint64_t(n), 2.0, -40.0);
