@@ -55,9 +55,6 @@ def entropy(
     return res[()] if res.ndim == 0 else res
 
 
-_COLLAPSE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
-
-
 def collapse_fraction(logits: ArrayLike, axis: Axis = -1, dtype: DTypeLike = np.float32) -> float:
     """Fraction of rows (along `axis`) whose softmax computed in `dtype` gives probability exactly
     1.0 to the maximum: the "Softmax Collapse" of Prieto et al. (2025), where the gradient of
