@@ -28,13 +28,15 @@ void masked_impl(const py::array& x, const py::array& mask, const py::array& out
 }  // namespace
 
 void bind_masked_softmax(py::module_& m) {
-  m.def(
-      "masked_softmax",
-      [](const py::array& x, const py::array& mask, const py::array& out, int axis, double temperature, bool log) {
-        is_f32(x) ? masked_impl<float>(x, mask, out, axis, temperature, log)
-                  : masked_impl<double>(x, mask, out, axis, temperature, log);
-      },
-      py::arg("x"), py::arg("mask"), py::arg("out"), py::arg("axis"), py::arg("temperature"), py::arg("log"));
+  for (bool log : {false, true}) {
+    m.def(
+        log ? "masked_log_softmax" : "masked_softmax",
+        [log](const py::array& x, const py::array& mask, const py::array& out, int axis, double temperature) {
+          is_f32(x) ? masked_impl<float>(x, mask, out, axis, temperature, log)
+                    : masked_impl<double>(x, mask, out, axis, temperature, log);
+        },
+        py::arg("x"), py::arg("mask"), py::arg("out"), py::arg("axis"), py::arg("temperature"));
+  }
 }
 
 }  // namespace logitkit_py

@@ -35,7 +35,7 @@ def masked_softmax(
     if where is None:  # unmasked, as softmax(x, where=None)
         unmasked = lambda xc, yc, ax: _core.softmax(xc, yc, ax, t, "auto")  # noqa: E731
         return _arrays.map_rows_single(unmasked, x, axis, out, dtype)
-    kernel = lambda xc, m, yc, ax: _core.masked_softmax(xc, m, yc, ax, t, False)  # noqa: E731
+    kernel = lambda xc, m, yc, ax: _core.masked_softmax(xc, m, yc, ax, t)  # noqa: E731
     return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype, where=where, masked=True)
 
 
@@ -58,5 +58,5 @@ def masked_log_softmax(
     if where is None:  # unmasked, as log_softmax(x, where=None)
         unmasked = lambda xc, yc, ax: _core.log_softmax(xc, yc, ax, t)  # noqa: E731
         return _arrays.map_rows_single(unmasked, x, axis, out, dtype)
-    kernel = lambda xc, m, yc, ax: _core.masked_softmax(xc, m, yc, ax, t, True)  # noqa: E731
+    kernel = lambda xc, m, yc, ax: _core.masked_log_softmax(xc, m, yc, ax, t)  # noqa: E731
     return _arrays.map_rows(kernel, [(x, "x")], axis, out, dtype, where=where, masked=True)

@@ -119,7 +119,7 @@ def sparsemax_backward(
     x). NaN in dy propagates as in autograd through the entmax package."""
     t = check_temperature(temperature)
     return _arrays.map_rows(
-        lambda yc, dc, oc, ax: _core.sparsemax_backward(yc, dc, oc, ax, 2.0, t),
+        lambda yc, dc, oc, ax: _core.sparsemax_backward(yc, dc, oc, ax, t),
         [(y, "y"), (dy, "dy")],
         axis,
         out,
@@ -140,7 +140,7 @@ def entmax15_backward(
     dx = (g dy - g sum(g dy) / sum(g)) / temperature."""
     t = check_temperature(temperature)
     return _arrays.map_rows(
-        lambda yc, dc, oc, ax: _core.entmax15_backward(yc, dc, oc, ax, 1.5, t),
+        lambda yc, dc, oc, ax: _core.entmax15_backward(yc, dc, oc, ax, t),
         [(y, "y"), (dy, "dy")],
         axis,
         out,

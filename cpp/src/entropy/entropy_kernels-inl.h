@@ -25,12 +25,6 @@ namespace LOGITKIT_TARGET {
 namespace entropy_impl {
 
 template <class T>
-typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
-  using S = Simd<T>;
-  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
-}
-
-template <class T>
 EntropySums sums_block(const T* x, size_t n, T m, T c) {
   using S = Simd<T>;
   using V = typename S::V;

@@ -34,12 +34,6 @@ namespace masked_softmax_impl {
 template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
-template <class T>
-typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
-  using S = Simd<T>;
-  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
-}
-
 // Max over included positions; -inf when there is none.
 template <class T>
 T masked_max(const T* x, const uint8_t* m, size_t n) {

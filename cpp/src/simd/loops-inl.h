@@ -53,6 +53,14 @@ __attribute__((always_inline)) inline void for_groups(size_t n, Body&& body, Tai
   if (i < n) tail(i, n - i);
 }
 
+// The four accumulator slots of a reduction (for_vectors' k, for_groups' lockstep index) added
+// pairwise into one vector: every kernel's sums combine their slots in this one order.
+template <class T>
+typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
+  using S = Simd<T>;
+  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
+}
+
 // Sums are taken in blocks whose partial sums are added by BlockSum<T> (block_sum.h: in double,
 // compensated for float64, so no row's error grows with its number of blocks): 64 vectors, so
 // each float accumulator lane (4 slots x N lanes per block) adds up 16 terms, whatever the ISA. Measured on

@@ -129,12 +129,6 @@ bool unshifted_exp_ok(T magnitude, T c, size_t n) {
   return magnitude * c <= kUnshiftedExpLimit<T> && uint64_t(n) <= kUnshiftedExpMaxElements;
 }
 
-template <class T>
-typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
-  using S = Simd<T>;
-  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
-}
-
 // z = c (x - shift), the argument of every exp below: one subtraction when c == 1 (the common
 // case, decided once per call), so the exact x - shift is not followed by a multiply; otherwise
 // scaled_difference (math-inl.h), which does not overflow where c z is finite.

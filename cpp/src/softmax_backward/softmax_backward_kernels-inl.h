@@ -27,12 +27,6 @@ namespace logitkit {
 namespace LOGITKIT_TARGET {
 namespace softmax_backward_impl {
 
-template <class T>
-typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
-  using S = Simd<T>;
-  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
-}
-
 // Pass 1: sum over (included) positions of y * dy (kLog false) or of dy (kLog true). Excluded
 // terms are selected away after the product, so inf/NaN there cannot leak into the sum.
 template <class T, bool kLog, bool kMasked>

@@ -67,7 +67,7 @@ constexpr T kInf = std::numeric_limits<T>::infinity();
 // Sum of four accumulators' lanes, the lanes added in double: the threshold updates subtract 1
 // from such sums, so rounding them in T first would cost relative precision in small tau.
 template <class T>
-double sum4(const typename Simd<T>::V (&acc)[4]) {
+double sum4_in_double(const typename Simd<T>::V (&acc)[4]) {
   using S = Simd<T>;
   T lanes[4 * S::N];
   for (int k = 0; k < 4; ++k) S::store(lanes + k * S::N, acc[k]);
@@ -79,8 +79,7 @@ double sum4(const typename Simd<T>::V (&acc)[4]) {
 // The same in T (one horizontal reduction), where a plain sum is accurate enough (backward).
 template <class T>
 double sum4_fast(const typename Simd<T>::V (&acc)[4]) {
-  using S = Simd<T>;
-  return S::reduce_add(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
+  return Simd<T>::reduce_add(sum4<T>(acc));
 }
 
 // ---- The maps g of the three ops, applied to d = X - m - tau (only where d > 0).
@@ -190,8 +189,8 @@ Shrunk<T> shrink(T* buf, size_t nb, T shift, T tau) {
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    d1.add(sum4<T>(s1));
-    if constexpr (kSquares) d2.add(sum4<T>(s2));
+    d1.add(sum4_in_double<T>(s1));
+    if constexpr (kSquares) d2.add(sum4_in_double<T>(s2));
   });
   return {k, d1.value(), d2.value(), S::reduce_min(dmin)};
 }
@@ -332,7 +331,7 @@ double bisect_pass(T* buf, size_t& nb, T shift, T keep_above, T theta, T e, cons
     for_vectors<S>(
         len, [&](size_t i, int a) { step(S::load(buf + b + i), a); },
         [&](size_t i, size_t r) { step(S::load_tail(buf + b + i, r, -kInf<T>), 0); });
-    total.add(sum4<T>(acc));
+    total.add(sum4_in_double<T>(acc));
   });
   nb = k;
   return total.value();

@@ -62,12 +62,6 @@ inline typename Simd<T>::V prob(Arg<T> g, typename Simd<T>::V sc, typename Simd<
   return S::min(S::set1(T(1)), S::select(g.pos, S::mul(S::mul(g.a, sc), inv), S::div(w, g.a)));
 }
 
-template <class T>
-typename Simd<T>::V sum4(const typename Simd<T>::V (&acc)[4]) {
-  using S = Simd<T>;
-  return S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3]));
-}
-
 // kMode 0: {sum sc s, 0}; 1: {sum sc s, sum sc s dy}; 2: {sum sc s, sum dy}; 3: {sum sc s, sum
 // over all but one largest entry, that largest c x}. Every mode also returns max a. Blocks of
 // kSumBlock<T> elements are summed in T with four accumulators, the block totals by BlockSum.
