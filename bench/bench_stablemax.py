@@ -1,4 +1,4 @@
-"""Benchmark: logitkit stablemax / log_stablemax / backward / entropy against NumPy and torch
+"""Benchmark: logitkit stablemax / log_stablemax / their backward against NumPy and torch
 (CPU) in the same run; prints median times and ratios (peer time / logitkit time).
 
     python bench/bench_stablemax.py [--repeat 5] [--shapes 4096x32000,65536x128]
@@ -38,11 +38,6 @@ def torch_stablemax(x):
 
 def torch_log_stablemax(x):
     return torch.log(torch_stablemax(x))
-
-
-def torch_entropy(x):
-    logp = torch.log_softmax(x, -1)
-    return -(torch.softmax(x, -1) * logp).sum(-1)
 
 
 def torch_backward(fwd, xt, dyt):
@@ -88,8 +83,6 @@ def main():
             ("log_stablemax_bwd", lambda: logitkit.log_stablemax_backward(x, dy, out=out),
              {"torch bwd": torch_backward(torch_log_stablemax, xt, dyt),
               "torch fwd+bwd": torch_fwd_bwd(torch_log_stablemax, xt, dyt)}),
-            ("entropy", lambda: logitkit.entropy(x), {"torch": lambda: torch_entropy(xt)}),
-            ("collapse_fraction", lambda: logitkit.collapse_fraction(x), {}),
         ]
         for name, ours, peers in cases:
             t = median_time(ours, args.repeat)
