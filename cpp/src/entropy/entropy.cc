@@ -110,16 +110,14 @@ double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
   int64_t rows = 1;
   for (int d = 0; d < x.ndim; ++d)
     if (d != axis) rows *= x.shape[d];
+  const auto& sm = kernels().softmax.get<T>();
   // By construction the rows where softmax(x) itself puts exactly 1.0 on its max: each row's
   // softmax (default options, so the same algorithm and bits as softmax<T>) into scratch.
   for_each_row<T>(x, x.strides, axis, [&](const RowPlan&, int64_t, const T* xr, size_t n) {
     if (n == 0) return;
-    thread_local std::vector<T> probs;
-    probs.resize(n);
-    softmax_row_default<T>(xr, probs.data(), static_cast<int64_t>(n));
-    T top = probs[0];
-    for (size_t j = 1; j < n; ++j) top = std::max(top, probs[j]);
-    if (rounds_to_one(static_cast<double>(top), dtype)) count.fetch_add(1, std::memory_order_relaxed);
+    T* probs = thread_scratch<T>(n, 3);  // slots 0-2: the gather tile and softmax's long rows
+    softmax_row_default<T>(xr, probs, static_cast<int64_t>(n));
+    if (rounds_to_one(static_cast<double>(sm.max(probs, n)), dtype)) count.fetch_add(1, std::memory_order_relaxed);
   });
   return rows == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(count.load()) / double(rows);
 }
