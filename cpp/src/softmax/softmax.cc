@@ -12,6 +12,7 @@
 #include "logitkit/softmax.h"
 #include "runtime/cache_sizes.h"
 #include "runtime/kernel_table.h"
+#include "runtime/row_driver.h"
 #include "runtime/rows.h"
 #include "simd/block_sum.h"
 #include "softmax/softmax_kernels.h"
@@ -27,29 +28,9 @@ namespace {
 // Rows at least this long are split into chunks across threads; shorter rows are whole tasks.
 constexpr int64_t kLongRow = int64_t{1} << 18;
 constexpr int64_t kChunk = int64_t{1} << 16;
-// Most elements per task of the pipelined kernels (rows of at least kPipelineMinRowBytes).
-constexpr int64_t kPipelineTaskElements = int64_t{1} << 17;
-
 // Whether rows of n elements of `item` bytes take the pipelined kernels (softmax_kernels-inl.h),
 // which fuse each row's exp pass with the neighbouring rows' cheap passes.
 bool pipelined(int64_t n, size_t item) { return static_cast<size_t>(n) * item >= kPipelineMinRowBytes; }
-
-// fn(r0, r1) over tasks of consecutive rows for the pipelined kernels, which save work for every
-// row after the first of a task: tasks of several rows, at most kPipelineTaskElements (so a
-// task's rows stay in L2), and no more rows than keep every thread busy: a 4-row batch on 2
-// threads runs as 2 tasks of 2 rows (twice as fast as 1 task of 4). The thread count may decide
-// this split because the split never changes a value: the pipelined kernels give every row the
-// bits it gets alone (tests: rows alone equal rows in a batch, thread invariance).
-template <class F>
-void parallel_pipelined_rows(int64_t rows, int64_t n, F&& fn) {
-  const int64_t threads = get_num_threads();
-  const int64_t per_task =
-      std::clamp<int64_t>((rows + threads - 1) / threads, 1, std::max<int64_t>(1, kPipelineTaskElements / n));
-  parallel_for(static_cast<size_t>((rows + per_task - 1) / per_task), [&](size_t t) {
-    const int64_t r0 = int64_t(t) * per_task;
-    fn(r0, std::min(rows, r0 + per_task));
-  });
-}
 
 template <class T>
 SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
@@ -225,155 +206,88 @@ void logsumexp_long_row(const SoftmaxKernels<T>& k, const T* x, const T* b, int6
 
 template <class T>
 void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxOptions& options, bool log) {
-  check_view(x, "x");
-  check_view(y, "y");
-  check_same_shape(y, x.ndim, x.shape, "y", "x");
-  axis = normalize_axis(axis, x.ndim);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kY = d.output(y, "y");
+  d.check();
   const T c = inverse_temperature<T>(options.temperature);
-  const SoftmaxAlgorithm algorithm = resolve_algorithm<T>(options.algorithm, x.shape[axis]);
+  const SoftmaxAlgorithm algorithm = resolve_algorithm<T>(options.algorithm, d.n());
   if (x.size() == 0) return;
-  std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
-  x = apart_from(x, y, x_copy);
   const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
-  const int64_t* strides[2] = {x.strides, y.strides};
-  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
-  const size_t n = static_cast<size_t>(p.n);
-
-  auto rows_kernel = [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy) {
-    if (log) {
-      k.log_softmax_rows(xr, yr, rows, n, ldx, ldy, c);
-    } else {
-      k.softmax_rows(xr, yr, rows, n, ldx, ldy, c, algorithm);
-    }
-  };
-  if (p.contiguous(0) && p.contiguous(1)) {
-    if (p.n >= kLongRow) {
-      for (int64_t r = 0; r < p.rows; ++r) {
-        const T* xr = x.data + p.offset(0, r);
-        T* yr = y.data + p.offset(1, r);
+  const size_t n = static_cast<size_t>(d.n());
+  const bool reload = log || algorithm == SoftmaxAlgorithm::kThreePassReload;
+  RowPolicy policy;
+  if (d.rows_contiguous()) {
+    if (d.n() >= kLongRow) {  // each row split across threads
+      d.run_serial([&](const RowBatch& b) {
         if (log) {
-          log_softmax_long_row(k, xr, yr, p.n, c);
+          log_softmax_long_row(k, b.data<const T>(kX), b.data<T>(kY), d.n(), c);
         } else {
-          softmax_long_row(k, xr, yr, p.n, c, algorithm);
-        }
-      }
-      return;
-    }
-    auto rows_task = [&](int64_t r0, int64_t r1) {
-      if (p.uniform()) {
-        rows_kernel(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0),
-                    p.row_stride(0), p.row_stride(1));
-      } else {
-        for (int64_t r = r0; r < r1; ++r) rows_kernel(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, 0, 0);
-      }
-    };
-    // Outputs beyond the last-level cache: y is written with non-temporal stores (through L1 or
-    // L2 scratch), so memory sees one read of x and one write of y, as a copy does.
-    if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) &&
-        static_cast<size_t>(p.rows) * n * sizeof(T) >= last_level_cache_bytes()) {
-      const auto streamed = log ? k.log_softmax_rows_streamed : k.softmax_rows_streamed;
-      parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-        T* buf = thread_scratch<T>(streamed_scratch_elements<T>(n), 0);
-        if (p.uniform()) {
-          streamed(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0), n, p.row_stride(0),
-                   p.row_stride(1), c, buf);
-        } else {
-          for (int64_t r = r0; r < r1; ++r) streamed(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, n, 0, 0, c, buf);
+          softmax_long_row(k, b.data<const T>(kX), b.data<T>(kY), d.n(), c, algorithm);
         }
       });
       return;
     }
-    if ((log || algorithm == SoftmaxAlgorithm::kThreePassReload) && p.uniform() && pipelined(p.n, sizeof(T))) {
-      parallel_pipelined_rows(p.rows, p.n, rows_task);
-    } else {
-      parallel_rows(p.rows, p.n, rows_task);
+    // Outputs beyond the last-level cache: y is written with non-temporal stores (through L1 or
+    // L2 scratch), so memory sees one read of x and one write of y, as a copy does.
+    if (reload && static_cast<size_t>(d.rows()) * n * sizeof(T) >= last_level_cache_bytes()) {
+      const auto streamed = log ? k.log_softmax_rows_streamed : k.softmax_rows_streamed;
+      policy.scratch_bytes = streamed_scratch_elements<T>(n) * sizeof(T);
+      d.run(
+          [&](const RowBatch& b) {
+            streamed(b.data<const T>(kX), b.data<T>(kY), b.rows, n, b.ld[kX], b.ld[kY], c, static_cast<T*>(b.scratch));
+          },
+          policy);
+      return;
     }
-    return;
+    if (reload && pipelined(d.n(), sizeof(T))) policy.split = RowPolicy::Split::kPipelined;
   }
-  // Strided rows: gather a tile of rows into per-thread scratch, compute in place, scatter back.
-  const int64_t tile = gather_tile(p.n);
-  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-    T* buf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
-    for (int64_t r = r0; r < r1; r += tile) {
-      const int64_t count = std::min(tile, r1 - r);
-      gather_rows(x.data, p, 0, r, count, buf);
-      rows_kernel(buf, buf, size_t(count), p.n, p.n);
-      scatter_rows(buf, p, 1, r, count, y.data);
-    }
-  });
+  d.run(
+      [&](const RowBatch& b) {
+        if (log) {
+          k.log_softmax_rows(b.data<const T>(kX), b.data<T>(kY), b.rows, n, b.ld[kX], b.ld[kY], c);
+        } else {
+          k.softmax_rows(b.data<const T>(kX), b.data<T>(kY), b.rows, n, b.ld[kX], b.ld[kY], c, algorithm);
+        }
+      },
+      policy);
 }
 
 template <class T>
 void logsumexp_impl(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<const T> b, ArrayView<T> sign) {
-  check_view(x, "x");
-  check_view(out, "out");
-  axis = normalize_axis(axis, x.ndim);
-  const ArrayView<T> out_full = expand_reduced(out, x, axis, "out");
   const bool weighted = b.data != nullptr, signed_out = sign.data != nullptr;
-  if (weighted) {
-    check_view(b, "b");
-    check_same_shape(b, x.ndim, x.shape, "b", "x");
-  }
-  ArrayView<T> sign_full;
-  if (signed_out) {
-    check_view(sign, "sign");
-    sign_full = expand_reduced(sign, x, axis, "sign");
-  }
-  std::vector<T> x_copy, b_copy;  // inputs that partly overlap an output are read from copies
-  if (overlaps_partly(x, out) || (signed_out && overlaps_partly(x, sign))) x = contiguous_copy(x, x_copy);
-  if (weighted && (overlaps_partly(b, out) || (signed_out && overlaps_partly(b, sign)))) b = contiguous_copy(b, b_copy);
-  const int64_t* strides[4] = {x.strides, out_full.strides, weighted ? b.strides : x.strides,
-                               signed_out ? sign_full.strides : out_full.strides};
-  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 4, strides);
-  if (p.rows == 0) return;
-  if (p.n == 0) {  // the empty sum is 0
-    for (int64_t r = 0; r < p.rows; ++r) {
-      out.data[p.offset(1, r)] = -std::numeric_limits<T>::infinity();
-      if (signed_out) sign.data[p.offset(3, r)] = T(0);
-    }
-    return;
-  }
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kOut = d.output(out, "out", RowExtent::kScalar);
+  const int kB = weighted ? d.input(b, "b") : -1;
+  const int kSign = signed_out ? d.output(sign, "sign", RowExtent::kScalar) : -1;
+  d.check();
   const SoftmaxKernels<T>& k = kernels().softmax.get<T>();
-  auto out_at = [&](int64_t r) { return out.data + p.offset(1, r); };
-  auto sign_at = [&](int64_t r) { return signed_out ? sign.data + p.offset(3, r) : nullptr; };
-  if (p.contiguous(0) && (!weighted || p.contiguous(2))) {
-    if (p.n >= kLongRow) {
-      for (int64_t r = 0; r < p.rows; ++r)
-        logsumexp_long_row(k, x.data + p.offset(0, r), weighted ? b.data + p.offset(2, r) : nullptr, p.n,
-                           out_at(r), sign_at(r));
+  const size_t n = static_cast<size_t>(d.n());
+  RowPolicy policy;
+  if (d.rows_contiguous()) {
+    if (d.n() >= kLongRow) {
+      d.run_serial([&](const RowBatch& r) {
+        logsumexp_long_row(k, r.data<const T>(kX), weighted ? r.data<const T>(kB) : nullptr, d.n(), r.data<T>(kOut),
+                           signed_out ? r.data<T>(kSign) : nullptr);
+      });
       return;
     }
-    auto rows_task = [&](int64_t r0, int64_t r1) {
-      if (p.uniform()) {
-        k.logsumexp_rows(x.data + r0 * p.row_stride(0), weighted ? b.data + r0 * p.row_stride(2) : nullptr,
-                         out_at(r0), sign_at(r0), size_t(r1 - r0), size_t(p.n), p.row_stride(0),
-                         p.row_stride(2), p.row_stride(1), p.row_stride(3));
-      } else {
-        for (int64_t r = r0; r < r1; ++r)
-          k.logsumexp_rows(x.data + p.offset(0, r), weighted ? b.data + p.offset(2, r) : nullptr, out_at(r),
-                           sign_at(r), 1, size_t(p.n), 0, 0, 0, 0);
-      }
-    };
-    if (!weighted && p.uniform() && pipelined(p.n, sizeof(T))) {
-      parallel_pipelined_rows(p.rows, p.n, rows_task);
-    } else {
-      parallel_rows(p.rows, p.n, rows_task);
-    }
-    return;
+    if (!weighted && pipelined(d.n(), sizeof(T))) policy.split = RowPolicy::Split::kPipelined;
   }
-  const int64_t tile = gather_tile(p.n);
-  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-    T* xbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
-    T* bbuf = weighted ? thread_scratch<T>(static_cast<size_t>(tile * p.n), 1) : nullptr;
-    for (int64_t r = r0; r < r1; r += tile) {
-      const int64_t count = std::min(tile, r1 - r);
-      gather_rows(x.data, p, 0, r, count, xbuf);
-      if (weighted) gather_rows(b.data, p, 2, r, count, bbuf);
-      for (int64_t t = 0; t < count; ++t)
-        k.logsumexp_rows(xbuf + t * p.n, weighted ? bbuf + t * p.n : nullptr, out_at(r + t), sign_at(r + t), 1,
-                         size_t(p.n), 0, 0, 0, 0);
-    }
-  });
+  d.run(
+      [&](const RowBatch& r) {
+        T* o = r.data<T>(kOut);
+        T* s = signed_out ? r.data<T>(kSign) : nullptr;
+        if (n == 0) {  // the empty sum is 0
+          for (size_t t = 0; t < r.rows; ++t) {
+            o[ptrdiff_t(t) * r.ld[kOut]] = -std::numeric_limits<T>::infinity();
+            if (s) s[ptrdiff_t(t) * r.ld[kSign]] = T(0);
+          }
+          return;
+        }
+        k.logsumexp_rows(r.data<const T>(kX), weighted ? r.data<const T>(kB) : nullptr, o, s, r.rows, n, r.ld[kX],
+                         weighted ? r.ld[kB] : 0, r.ld[kOut], signed_out ? r.ld[kSign] : 0);
+      },
+      policy);
 }
 
 }  // namespace
