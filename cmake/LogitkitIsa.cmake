@@ -8,6 +8,7 @@ include(CheckCXXCompilerFlag)
 # CamelCase, declared in cpp/src/F/F_kernels.h) and its kernels in cpp/src/F/F_kernels-inl.h, which
 # defines F_impl::make_F_kernels<T>(). A new family is one line here (and its slot in kernel_table.h).
 set(LOGITKIT_FAMILIES
+  math
   softmax
   masked_softmax
   softmax_backward

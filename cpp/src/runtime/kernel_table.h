@@ -2,6 +2,7 @@
 #pragma once
 #include "entropy/entropy_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
+#include "math/math_kernels.h"
 #include "runtime/per_type.h"
 #include "softmax/softmax_kernels.h"
 #include "softmax_backward/softmax_backward_kernels.h"
@@ -17,6 +18,7 @@ enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
 struct KernelTable {
   Isa isa;
   const char* name;
+  PerType<MathKernels> math;
   PerType<SoftmaxKernels> softmax;
   PerType<MaskedSoftmaxKernels> masked_softmax;
   PerType<SoftmaxBackwardKernels> softmax_backward;
