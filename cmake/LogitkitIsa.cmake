@@ -1,9 +1,22 @@
-# Per-ISA kernel translation units: each cpp/src/isa/kernels_<isa>.cc is compiled with its own ISA
-# flags and nothing else is. Never -march=native: one binary runs on any CPU of the architecture and
-# picks its kernels at run time (cpp/src/runtime/dispatch.cc).
+# Per-ISA kernel translation units, generated here: one per (family, ISA), each compiled with that
+# ISA's flags and nothing else is. One TU per family lets the families of an ISA build in parallel
+# and an edit to one family's kernels recompile only that family. Never -march=native: one binary
+# runs on any CPU of the architecture and picks its kernels at run time (cpp/src/runtime/dispatch.cc).
 include(CheckCXXCompilerFlag)
 
-set(LOGITKIT_ISA_DIR ${CMAKE_CURRENT_LIST_DIR}/../cpp/src/isa)
+# The kernel families: family F has its slot PerType<FKernels> KernelTable::F (FKernels is F in
+# CamelCase, declared in cpp/src/F/F_kernels.h) and its kernels in cpp/src/F/F_kernels-inl.h, which
+# defines F_impl::make_F_kernels<T>(). A new family is one line here (and its slot in kernel_table.h).
+# Longest compile first: Ninja starts a target's sources in this order, and softmax's TUs (about
+# 20 s each, half of the library's compile time) started last would leave one core idle at the end.
+set(LOGITKIT_FAMILIES
+  softmax
+  sparsemax
+  masked_softmax
+  softmax_backward
+  stablemax
+  math
+  entropy)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$")
   set(LOGITKIT_ARCH x86_64)
@@ -17,7 +30,12 @@ set(LOGITKIT_ISA_FLAGS_avx2 -mavx2 -mfma -mf16c -mbmi2)
 set(LOGITKIT_ISA_FLAGS_avx512 -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma -mf16c -mbmi2)
 set(LOGITKIT_ISA_FLAGS_neon "")  # ASIMD is part of the AArch64 baseline
 
-# Adds the scalar kernels plus every SIMD backend of the target architecture to `target`.
+set(LOGITKIT_ISA_TEMPLATE_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# Adds the scalar kernels plus every SIMD backend of the target architecture to `target`: for each
+# ISA, <build>/isa/<family>_<isa>.cc per family (ISA flags) and <build>/isa/kernel_table_<isa>.cc,
+# whose fill_kernel_table calls the families' fillers (no ISA flags: it only makes calls). Call it
+# before adding the target's other sources, so that the long kernel TUs start first.
 function(logitkit_add_isa_kernels target)
   set(isas scalar)
   if(LOGITKIT_ARCH STREQUAL "x86_64")
@@ -25,18 +43,50 @@ function(logitkit_add_isa_kernels target)
   elseif(LOGITKIT_ARCH STREQUAL "aarch64")
     list(APPEND isas neon)
   endif()
+  set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/isa)
+  set(LOGITKIT_FILL_DECLARATIONS "")
+  set(LOGITKIT_FILL_CALLS "")
+  foreach(family IN LISTS LOGITKIT_FAMILIES)
+    set(LOGITKIT_FAMILY ${family})
+    _logitkit_camel_case(${family} LOGITKIT_FAMILY_KERNELS)
+    string(APPEND LOGITKIT_FAMILY_KERNELS Kernels)
+    foreach(isa IN LISTS isas)
+      set(LOGITKIT_ISA ${isa})
+      set(src ${out_dir}/${family}_${isa}.cc)
+      configure_file(${LOGITKIT_ISA_TEMPLATE_DIR}/isa_family.cc.in ${src} @ONLY)
+      target_sources(${target} PRIVATE ${src})
+      # Kernels are always optimized: at -O0 GCC emits out-of-line copies of std:: inline helpers
+      # (std::isfinite, numeric_limits, ...) compiled with this ISA's flags, which the linker could
+      # hand to the baseline path (the isa_namespaces test checks for such symbols).
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
+        "${LOGITKIT_ISA_FLAGS_${isa}};$<$<CONFIG:Debug>:-O2>")
+    endforeach()
+    string(APPEND LOGITKIT_FILL_DECLARATIONS
+      "void fill_${family}_kernels(PerType<${LOGITKIT_FAMILY_KERNELS}>& slot);\n")
+    string(APPEND LOGITKIT_FILL_CALLS "  fill_${family}_kernels(table.${family});\n")
+  endforeach()
   foreach(isa IN LISTS isas)
-    set(src ${LOGITKIT_ISA_DIR}/kernels_${isa}.cc)
+    set(LOGITKIT_ISA ${isa})
+    set(src ${out_dir}/kernel_table_${isa}.cc)
+    configure_file(${LOGITKIT_ISA_TEMPLATE_DIR}/isa_kernel_table.cc.in ${src} @ONLY)
     target_sources(${target} PRIVATE ${src})
-    # Kernels are always optimized: at -O0 GCC emits out-of-line copies of std:: inline helpers
-    # (std::isfinite, numeric_limits, ...) compiled with this ISA's flags, which the linker could
-    # hand to the baseline path (the isa_namespaces test checks for such symbols).
-    set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
-      "${LOGITKIT_ISA_FLAGS_${isa}};$<$<CONFIG:Debug>:-O2>")
     if(NOT isa STREQUAL "scalar")
       string(TOUPPER ${isa} ISA)
       target_compile_definitions(${target} PRIVATE LOGITKIT_HAVE_${ISA})
     endif()
   endforeach()
   set(LOGITKIT_COMPILED_ISAS ${isas} PARENT_SCOPE)
+endfunction()
+
+# masked_softmax -> MaskedSoftmax
+function(_logitkit_camel_case name out)
+  string(REPLACE "_" ";" words ${name})
+  set(result "")
+  foreach(word IN LISTS words)
+    string(SUBSTRING ${word} 0 1 first)
+    string(SUBSTRING ${word} 1 -1 rest)
+    string(TOUPPER ${first} first)
+    string(APPEND result ${first}${rest})
+  endforeach()
+  set(${out} ${result} PARENT_SCOPE)
 endfunction()

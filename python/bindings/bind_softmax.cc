@@ -1,10 +1,8 @@
-// Bindings for softmax, log_softmax, logsumexp and the exp accuracy hook. Arrays arrive already
-// validated and allocated by python/logitkit/softmax.py; this layer only wraps pointers and
-// releases the GIL.
+// Bindings for softmax, log_softmax and logsumexp. Arrays arrive already validated and allocated
+// by python/logitkit/softmax.py; this layer only wraps pointers and releases the GIL.
 #include <string>
 
 #include "bind_common.h"
-#include "logitkit/math.h"
 #include "logitkit/softmax.h"
 
 namespace logitkit_py {
@@ -73,25 +71,6 @@ void bind_softmax(py::module_& m) {
         is_f32(x) ? logsumexp_impl<float>(x, out, axis, b, sign) : logsumexp_impl<double>(x, out, axis, b, sign);
       },
       py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("b"), py::arg("sign"));
-  // Accuracy hook for tests: elementwise exp of a contiguous array with the active backend.
-  m.def(
-      "_exp",
-      [](const py::array& x, const py::array& out) {
-        if (!(x.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) || x.size() != out.size())
-          throw py::value_error("_exp: x and out must be C-contiguous and of equal size");
-        if (is_f32(x)) {
-          auto xv = view_of<const float>(x, "x", false);
-          auto ov = view_of<float>(out, "out", true);
-          py::gil_scoped_release release;
-          logitkit::vexp(xv.data, ov.data, static_cast<size_t>(x.size()));
-        } else {
-          auto xv = view_of<const double>(x, "x", false);
-          auto ov = view_of<double>(out, "out", true);
-          py::gil_scoped_release release;
-          logitkit::vexp(xv.data, ov.data, static_cast<size_t>(x.size()));
-        }
-      },
-      py::arg("x"), py::arg("out"));
 }
 
 }  // namespace logitkit_py

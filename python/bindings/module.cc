@@ -12,6 +12,7 @@
 #include "logitkit/version.h"
 
 namespace logitkit_py {
+void bind_math(py::module_& m);
 void bind_softmax(py::module_& m);
 void bind_masked_softmax(py::module_& m);
 void bind_softmax_backward(py::module_& m);
@@ -150,6 +151,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("fast_target", &logitkit_py::fast_target, py::arg("x"), py::arg("axis"), py::arg("out"),
         py::arg("reduce") = false, py::arg("where") = py::none(), py::arg("others") = py::tuple());
 
+  logitkit_py::bind_math(m);
   logitkit_py::bind_softmax(m);
   logitkit_py::bind_masked_softmax(m);
   logitkit_py::bind_softmax_backward(m);

@@ -1,6 +1,7 @@
-# ctest isa_namespaces: every global symbol defined by cpp/src/isa/kernels_<isa>.cc lies in logitkit::<isa>::.
+# ctest isa_namespaces: every global symbol defined by the generated <build>/isa/<name>_<isa>.cc
+# (one per kernel family and ISA, and the ISA's kernel_table_<isa>.cc) lies in logitkit::<isa>::.
 #
-# Why: each kernels_<isa>.cc is compiled with its own ISA flags (-mavx512f ...). An inline function,
+# Why: each <family>_<isa>.cc is compiled with its own ISA flags (-mavx512f ...). An inline function,
 # template instantiation or std:: helper is emitted as a weak symbol (W, V, u) in every object that
 # uses it, and the linker keeps ONE copy for the whole program. If such a symbol is defined both in
 # the AVX-512 object and in baseline code (or in another ISA's object), the linker may keep the
@@ -17,10 +18,12 @@ endif()
 set(checked 0)
 set(bad "")
 foreach(obj IN LISTS OBJECTS)
-  if(NOT obj MATCHES "kernels_([a-z0-9]+)\\.cc\\.(o|obj)$")
+  # ISA names have no underscore, family names may: the ISA follows the last one.
+  if(NOT obj MATCHES "/isa/([a-z0-9_]+)_([a-z0-9]+)\\.cc\\.(o|obj)$")
     continue()
   endif()
-  set(isa ${CMAKE_MATCH_1})
+  set(unit ${CMAKE_MATCH_1}_${CMAKE_MATCH_2})
+  set(isa ${CMAKE_MATCH_2})
   execute_process(COMMAND ${NM} -C --defined-only ${obj}
                   OUTPUT_VARIABLE listing RESULT_VARIABLE rc ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
@@ -43,14 +46,14 @@ foreach(obj IN LISTS OBJECTS)
       string(APPEND bad "  ${isa}: ${line}\n")
     endif()
   endforeach()
-  message(STATUS "kernels_${isa}: ${count} global symbols checked")
+  message(STATUS "${unit}: ${count} global symbols checked")
   if(count EQUAL 0)
     message(FATAL_ERROR "no global symbols found in ${obj}: is this the right object file?")
   endif()
 endforeach()
 
 if(checked EQUAL 0)
-  message(FATAL_ERROR "no kernels_<isa>.cc object among: ${OBJECTS}")
+  message(FATAL_ERROR "no <build>/isa/<name>_<isa>.cc object among: ${OBJECTS}")
 endif()
 if(bad)
   message(FATAL_ERROR "symbols compiled with ISA flags outside their ISA namespace "

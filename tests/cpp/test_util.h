@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -111,4 +112,58 @@ inline uint64_t env_u64(const char* name, uint64_t fallback) {
   return std::strtoull(v, nullptr, 10);
 }
 
+// The per-family tests (test_<family>.cc) on one small matrix: kRows x kCols logits of scale 2,
+// against float64 math written from the definitions. A file brings these in with
+// `using namespace lktest::family;` and runs its TEST_P(FamilyF32 / FamilyF64, ...) on every ISA
+// with LKTEST_FOR_EACH_ISA.
+namespace family {
+
+using logitkit::ArrayView;
+using logitkit::Error;
+
+inline constexpr int64_t kRows = 6, kCols = 37;  // 37: full vectors and a tail on every ISA
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+
+template <class T>
+ArrayView<T> matrix(T* data) {
+  return ArrayView<T>::contiguous(data, {kRows, kCols});
+}
+
+// Tolerance for a float computation of a value of size ~1 whose inputs are |x| <= ~10.
+template <class T>
+double tol() {
+  return 64 * eps<T>();
+}
+
+// Reference softmax of one row over the included positions (all when mask is null).
+inline std::vector<double> ref_softmax(const double* x, const uint8_t* mask, int64_t n) {
+  double m = -kInf;
+  for (int64_t i = 0; i < n; ++i)
+    if (!mask || mask[i]) m = std::max(m, x[i]);
+  std::vector<double> p(n, 0.0);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (!mask || mask[i]) s += (p[i] = std::exp(x[i] - m));
+  for (auto& v : p) v = s > 0 ? v / s : 0.0;
+  return p;
+}
+
+template <class T>
+std::vector<double> widen(const T* p, int64_t n) {
+  return std::vector<double>(p, p + n);
+}
+
+template <class T>
+class FamilyTest : public IsaTest {
+ public:
+  std::vector<T> x = randn<T>(kRows * kCols, 7, 2.0);
+  std::vector<T> y = std::vector<T>(kRows * kCols);
+  const T* row(const std::vector<T>& v, int64_t r) { return v.data() + r * kCols; }
+};
+
+// A named type per dtype keeps the TEST_P bodies short.
+class FamilyF32 : public FamilyTest<float> {};
+class FamilyF64 : public FamilyTest<double> {};
+
+}  // namespace family
 }  // namespace lktest

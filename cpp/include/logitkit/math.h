@@ -16,8 +16,8 @@ LOGITKIT_API void vexp(const double* x, double* y, size_t n);
 
 namespace logitkit {
 
-// y[i] = log(x[i]) and y[i] = log1p(x[i]) with the active backend's vector log (defined with the
-// stablemax family, which uses them): max error 1 ulp (float) / 1 ulp (double), measured in
+// y[i] = log(x[i]) and y[i] = log1p(x[i]) with the active backend's vector log (the one the
+// kernels use): max error 1 ulp (float) / 1 ulp (double), measured in
 // tests/test_vector_log.py. log: 0 -> -inf, negative -> NaN; log1p: -1 -> -inf, below -1 -> NaN;
 // +inf -> +inf and NaN propagates for both. x and y may be the same pointer.
 LOGITKIT_API void vlog(const float* x, float* y, size_t n);

@@ -2,6 +2,8 @@
 #pragma once
 #include "entropy/entropy_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
+#include "math/math_kernels.h"
+#include "runtime/per_type.h"
 #include "softmax/softmax_kernels.h"
 #include "softmax_backward/softmax_backward_kernels.h"
 #include "sparsemax/sparsemax_kernels.h"
@@ -11,26 +13,12 @@ namespace logitkit {
 
 enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
 
-// One family's kernels for both float types: table.softmax.get<T>().
-template <template <class> class Kernels>
-struct PerType {
-  Kernels<float> f32;
-  Kernels<double> f64;
-  template <class T>
-  const Kernels<T>& get() const {
-    if constexpr (sizeof(T) == 4) {
-      return f32;
-    } else {
-      return f64;
-    }
-  }
-};
-
-// Every op family has one slot (declared in cpp/src/<family>/<family>_kernels.h); each ISA
-// translation unit fills all slots from the same templates (cpp/src/isa/all_kernels-inl.h).
+// Every op family has one slot (declared in cpp/src/<family>/<family>_kernels.h), filled for each
+// ISA by its own generated translation unit from the same templates (cmake/LogitkitIsa.cmake).
 struct KernelTable {
   Isa isa;
   const char* name;
+  PerType<MathKernels> math;
   PerType<SoftmaxKernels> softmax;
   PerType<MaskedSoftmaxKernels> masked_softmax;
   PerType<SoftmaxBackwardKernels> softmax_backward;
@@ -42,7 +30,7 @@ struct KernelTable {
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.
 const KernelTable& kernels();
 
-// Per-ISA fill functions, defined in cpp/src/isa/kernels_<isa>.cc (each in its own namespace).
+// Per-ISA fill functions, generated as <build>/isa/kernel_table_<isa>.cc (each in its own namespace).
 namespace scalar { void fill_kernel_table(KernelTable& table); }
 namespace avx2 { void fill_kernel_table(KernelTable& table); }
 namespace avx512 { void fill_kernel_table(KernelTable& table); }

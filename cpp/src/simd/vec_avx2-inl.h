@@ -1,4 +1,4 @@
-// AVX2 + FMA vector layer. Included only by cpp/src/isa/kernels_avx2.cc.
+// AVX2 + FMA vector layer. Included only by the avx2 translation units (<build>/isa/*_avx2.cc).
 #pragma once
 #include <immintrin.h>
 

@@ -1,4 +1,5 @@
-// AVX-512 (F, DQ, BW, VL) vector layer. Included only by cpp/src/isa/kernels_avx512.cc.
+// AVX-512 (F, DQ, BW, VL) vector layer. Included only by the avx512 translation units
+// (<build>/isa/*_avx512.cc).
 #pragma once
 // GCC 12's AVX-512 intrinsics use _mm512_undefined_* internally and trip these false positives.
 #if defined(__GNUC__) && !defined(__clang__)

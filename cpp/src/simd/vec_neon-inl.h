@@ -1,4 +1,4 @@
-// AArch64 NEON (ASIMD) vector layer. Included only by cpp/src/isa/kernels_neon.cc.
+// AArch64 NEON (ASIMD) vector layer. Included only by the neon translation units (<build>/isa/*_neon.cc).
 #pragma once
 #include <arm_neon.h>
 

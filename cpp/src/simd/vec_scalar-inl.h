@@ -1,5 +1,6 @@
 // Portable one-lane "vector" layer: the reference backend and the fallback on every CPU.
-// Included only by cpp/src/isa/kernels_scalar.cc, compiled with the baseline flags.
+// Included only by the scalar translation units (<build>/isa/*_scalar.cc), compiled with the
+// baseline flags.
 #pragma once
 #include <cstddef>
 #include <cstdint>

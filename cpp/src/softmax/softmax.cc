@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "logitkit/error.h"
-#include "logitkit/math.h"
 #include "logitkit/runtime.h"
 #include "logitkit/softmax.h"
 #include "runtime/cache_sizes.h"
@@ -316,9 +315,6 @@ void softmax(const double* x, double* y, size_t rows, size_t cols, const Softmax
   auto yv = ArrayView<double>::contiguous(y, {int64_t(rows), int64_t(cols)});
   softmax<double>(xv, yv, -1, options);
 }
-
-void vexp(const float* x, float* y, size_t n) { kernels().softmax.get<float>().exp(x, y, n); }
-void vexp(const double* x, double* y, size_t n) { kernels().softmax.get<double>().exp(x, y, n); }
 
 // The float and double specializations that the public header declares (its primary template
 // static_asserts for any other element type).

@@ -603,23 +603,6 @@ void shift_store_maybe_streamed(const T* x, T* y, size_t n, T shift, T c, T offs
   }
 }
 
-// y = exp(x), the same vexp_group as the softmax kernels: 1 read + 1 write, 1 exp per element.
-template <class T>
-void exp_array(const T* x, T* y, size_t n) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  for_groups<S>(
-      n,
-      [&](size_t i, auto g) {
-        constexpr int G = decltype(g)::value;
-        V e[G];
-        LOGITKIT_LOCKSTEP(k, G) e[k] = S::load(x + i + k * S::N);
-        vexp_group<T, G>(e);
-        LOGITKIT_LOCKSTEP(k, G) S::store(y + i + k * S::N, e[k]);
-      },
-      [&](size_t i, size_t r) { S::store_tail(y + i, vexp<T>(S::load_tail(x + i, r, T(0))), r); });
-}
-
 template <class T>
 void softmax_row(const T* x, T* y, size_t n, T c, SoftmaxAlgorithm algorithm) {
   switch (algorithm) {
@@ -1455,7 +1438,6 @@ SoftmaxKernels<T> make_softmax_kernels() {
   k.weighted_max = weighted_max<T>;
   k.untied_sum = untied_sum<T>;
   k.shift_store = shift_store<T>;
-  k.exp = exp_array<T>;
   k.finish_dominant_entries = finish_dominant_entries<T>;
   return k;
 }

@@ -112,9 +112,6 @@ struct SoftmaxKernels {
 
   // softmax's dominant entry of each row of outputs, correctly rounded (dominant_entry-inl.h).
   void (*finish_dominant_entries)(T* y, size_t rows, size_t n, ptrdiff_t ldy);
-
-  // Elementwise exp, exposed for the accuracy tests.
-  void (*exp)(const T* x, T* y, size_t n);
 };
 
 }  // namespace logitkit

@@ -7,7 +7,6 @@
 #include <string>
 
 #include "logitkit/error.h"
-#include "logitkit/math.h"
 #include "logitkit/stablemax.h"
 #include "runtime/kernel_table.h"
 #include "runtime/overflow.h"
@@ -220,11 +219,6 @@ void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int 
 }
 
 }  // namespace
-
-void vlog(const float* x, float* y, size_t n) { kernels().stablemax.get<float>().log(x, y, n); }
-void vlog(const double* x, double* y, size_t n) { kernels().stablemax.get<double>().log(x, y, n); }
-void vlog1p(const float* x, float* y, size_t n) { kernels().stablemax.get<float>().log1p(x, y, n); }
-void vlog1p(const double* x, double* y, size_t n) { kernels().stablemax.get<double>().log1p(x, y, n); }
 
 // The float and double specializations that the public header declares (its primary templates
 // static_assert for any other element type).

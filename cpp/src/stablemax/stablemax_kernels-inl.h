@@ -236,15 +236,6 @@ void log_backward_store(const T* x, const T* dy, T* dx, size_t n, T c, T sc, T i
   backward_store_impl<T, true>(x, dy, dx, n, c, sc, inv, w, g);
 }
 
-template <class T, bool kLog1p>
-void log_array(const T* x, T* y, size_t n) {
-  using S = Simd<T>;
-  auto f = [](typename S::V v) { return kLog1p ? vlog1p<T>(v) : vlog<T>(v); };
-  for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, f(S::load(x + i))); },
-      [&](size_t i, size_t r) { S::store_tail(y + i, f(S::load_tail(x + i, r, T(1))), r); });
-}
-
 template <class T>
 StablemaxKernels<T> make_stablemax_kernels() {
   StablemaxKernels<T> k{};
@@ -256,8 +247,6 @@ StablemaxKernels<T> make_stablemax_kernels() {
   k.log_store = log_store<T>;
   k.backward_store = backward_store<T>;
   k.log_backward_store = log_backward_store<T>;
-  k.log = log_array<T, false>;
-  k.log1p = log_array<T, true>;
   return k;
 }
 

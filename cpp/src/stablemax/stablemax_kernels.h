@@ -53,10 +53,6 @@ struct StablemaxKernels {
   void (*backward_store)(const T* x, const T* dy, T* dx, size_t n, T c, T sc, T inv, T w, T g);
   // dx = c (dy - G p) / a, with G = sum_j dy_j (log-StableMax VJP)
   void (*log_backward_store)(const T* x, const T* dy, T* dx, size_t n, T c, T sc, T inv, T w, T G);
-
-  // Elementwise vector log and log1p (simd/math-inl.h), exposed for the accuracy tests.
-  void (*log)(const T* x, T* y, size_t n);
-  void (*log1p)(const T* x, T* y, size_t n);
 };
 
 }  // namespace logitkit
