@@ -301,3 +301,29 @@ def test_collapse_axes_and_edge_cases():
     row = np.array([0.0, -18.0])
     assert logitkit.collapse_fraction(row, dtype=np.float32) == 1.0
     assert logitkit.collapse_fraction(row, dtype=np.float64) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_collapse_strided_long_rows(isa, dtype):
+    # Rows long enough for softmax's chunked long-row path (>= 2^18), read through a strided view:
+    # the gathered row must survive the long-row softmax's own per-thread scratch (it was
+    # overwritten once, and every such row counted as not collapsed).
+    rng = np.random.default_rng(5)
+    n = 300_001
+    x = rng.standard_normal((3, n)) * 3
+    x[0, :2] = -np.inf, 1e30  # collapses in every dtype, as row 2 does
+    x[2, 11] = 200.0  # the other terms are below e^-190 of it
+    x = x.astype(dtype)
+    expected = np.mean(scipy_softmax_max_is_one(x))
+    assert expected == 2 / 3
+    strided = np.repeat(x, 2, axis=-1)[:, ::2]
+    assert logitkit.collapse_fraction(x, dtype=dtype) == expected
+    assert logitkit.collapse_fraction(strided, dtype=dtype) == expected
+    assert logitkit.collapse_fraction(np.ascontiguousarray(x.T), axis=0, dtype=dtype) == expected
+
+
+def scipy_softmax_max_is_one(x):
+    # float64 reference: the largest probability is 1 in the dtype exactly when the rest sum below
+    # half an ulp of 1 (here decided with a wide margin: either ~0 or ~1)
+    rest = np.exp(sp.logsumexp(np.asarray(x, np.float64), axis=-1, b=None) - np.max(x, -1).astype(np.float64)) - 1
+    return rest < np.finfo(x.dtype).eps / 4

@@ -3,8 +3,9 @@
 Copies happen only where documented: integer/bool input (promoted to float64), float16/bfloat16
 (computed in float32), a ``dtype=`` that differs from the input, non-native byte order (of an input,
 or of ``out=``: computed into a native temporary, then written back byte-swapped), unaligned or
-oddly strided buffers, a tuple of axes that cannot be merged as a view, and an ``out=`` that
-overlaps the input without being it. Everything else reaches C++ as the caller's buffer, any strides.
+oddly strided buffers, and a tuple of axes that cannot be merged as a view. Everything else reaches
+C++ as the caller's buffer, any strides; an ``out=`` that overlaps an input without being it is
+handled there (the row driver reads that input from a copy, as NumPy's ufuncs do).
 """
 
 from __future__ import annotations
@@ -188,22 +189,13 @@ def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") 
             )
 
 
-def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
-        and a.shape == b.shape
-    )
-
-
-def writable_target(out, xc: np.ndarray, compute: np.dtype):
-    """`out` itself when the kernel can write to it directly, else None (use a temporary)."""
+def writable_target(out, compute: np.dtype):
+    """`out` itself when the kernel can write to it directly, else None (use a temporary). An out
+    that shares memory with an input is fine: the C++ row driver reads such inputs from a copy."""
     if out is None or out.dtype != compute:
         return None
     if not out.flags.aligned or any(s % out.itemsize for s in out.strides):
         return None
-    if np.shares_memory(out, xc) and not same_layout(out, xc):
-        return None  # partial overlap: a temporary keeps the input intact while reading
     return out
 
 
@@ -214,6 +206,33 @@ def finish(tmp: np.ndarray, out, result: np.dtype):
         np.copyto(out, tmp, casting="unsafe")
         return out
     return scalar_if_0d(tmp if tmp.dtype == result else tmp.astype(result))
+
+
+def rows_along(axis, *arrays: np.ndarray) -> tuple[list[np.ndarray], int, tuple[int, ...]]:
+    """Arrays of one shape seen as rows along `axis` for a kernel that reduces each row (logsumexp,
+    entropy, the losses): (the views, the kernel's axis, the reduced axes). A 0-d array is one row
+    of one element; a tuple of axes (or None) is merged into one last axis, as a view where the
+    strides allow it and a copy otherwise. Use reduced_result for the kernel's output."""
+    ndim = arrays[0].ndim
+    if ndim == 0:
+        check_scalar_axis(axis)
+        return [a.reshape(1) for a in arrays], 0, (0,)
+    axes = normalize_axes(axis, ndim)
+    if len(axes) == 1 and ndim <= MAX_DIMS:
+        return list(arrays), axes[0], axes
+    merged = [merge_axes(a, axes) for a in arrays]
+    return merged, merged[0].ndim - 1, axes
+
+
+def reduced_result(res: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool, result: np.dtype):
+    """A row kernel's output (one value per row of rows_along) as the reduction of an array of
+    `shape` over `axes`: those axes dropped, or kept at extent 1 with keepdims; cast to `result`;
+    a NumPy scalar when 0-d. A 0-d `shape` gives a 0-d result."""
+    if len(shape):  # rows_along may have merged the kept axes too
+        res = res.reshape(tuple(1 if d in axes else n for d, n in enumerate(shape) if keepdims or d not in axes))
+    if res.dtype != result:
+        res = res.astype(result)
+    return scalar_if_0d(res)
 
 
 def scalar_if_0d(res: np.ndarray):
@@ -286,7 +305,7 @@ def map_rows_general(kernel, inputs, axis, out, dtype, *, where=None, masked=Fal
     axes = normalize_axes(axis, len(shape))
     cs = [to_compute(a, compute) for a in arrs]
     if len(axes) == 1 and len(shape) <= MAX_DIMS:
-        if out is not None and all(writable_target(out, c, compute) is not None for c in cs):
+        if writable_target(out, compute) is not None:
             call(*cs, mask, out, axes[0])
             return out
         tmp = np.empty(shape, compute)

@@ -12,18 +12,6 @@ from ._arrays import Axis, Real, Result, check_temperature
 __all__ = ["collapse_fraction", "entropy"]
 
 
-def _rows_view(arr: np.ndarray, axis: Axis) -> tuple[np.ndarray, int, tuple[int, ...]]:
-    """(array whose reduced axes are merged into one, that axis, the reduced axes)."""
-    if arr.ndim == 0:
-        _arrays.check_scalar_axis(axis)
-        return arr.reshape(1), 0, (0,)
-    axes = _arrays.normalize_axes(axis, arr.ndim)
-    if len(axes) == 1 and arr.ndim <= _arrays.MAX_DIMS:
-        return arr, axes[0], axes
-    merged = _arrays.merge_axes(arr, axes)
-    return merged, merged.ndim - 1, axes
-
-
 def entropy(
     logits: ArrayLike, axis: Axis = -1, *, temperature: Real = 1.0, keepdims: bool = False
 ) -> Result:
@@ -40,19 +28,15 @@ def entropy(
     t = check_temperature(temperature)
     if keepdims is False and (res := _core.fast_target(logits, axis, None, True)) is not None:
         _core.entropy(logits, res, axis, t)  # the common call (see fast_target)
-        return res[()] if res.ndim == 0 else res
+        return _arrays.scalar_if_0d(res)
     keepdims = _arrays.check_flag(keepdims, "keepdims")
     arr = _arrays.as_array(logits, "logits")
     result = _arrays.result_dtype(arr.dtype)
     compute = _arrays.compute_dtype(result)
-    xc, ax, axes = _rows_view(_arrays.to_compute(arr, compute), axis)
+    (xc,), ax, axes = _arrays.rows_along(axis, _arrays.to_compute(arr, compute))
     res = np.empty(xc.shape[:ax] + xc.shape[ax + 1 :], compute)
     _core.entropy(xc, res, ax, t)
-    if arr.ndim:  # the reduced shape (_rows_view may have merged the other axes too)
-        res = res.reshape(tuple(1 if d in axes else n for d, n in enumerate(arr.shape) if keepdims or d not in axes))
-    if res.dtype != result:
-        res = res.astype(result)
-    return res[()] if res.ndim == 0 else res
+    return _arrays.reduced_result(res, arr.shape, axes, keepdims, result)
 
 
 def collapse_fraction(logits: ArrayLike, axis: Axis = -1, dtype: DTypeLike = np.float32) -> float:
@@ -83,5 +67,5 @@ def collapse_fraction(logits: ArrayLike, axis: Axis = -1, dtype: DTypeLike = np.
         raise TypeError(f"dtype: unsupported dtype {dt}; accepted: float32, float64, float16, bfloat16")
     rounded = arr.astype(dt, copy=False)
     compute = np.float64 if name == "float64" else np.float32
-    xc, ax, _ = _rows_view(_arrays.to_compute(rounded, np.dtype(compute)), axis)
+    (xc,), ax, _ = _arrays.rows_along(axis, _arrays.to_compute(rounded, np.dtype(compute)))
     return float(_core.collapse_fraction(xc, ax, name))

@@ -95,7 +95,7 @@ def logsumexp(
     """
     if b is None and keepdims is False and return_sign is False and (res := _core.fast_target(x, axis, None, True)) is not None:
         _core.logsumexp(x, res, axis, None, None)  # the common call (see fast_target)
-        return res[()] if res.ndim == 0 else res
+        return _arrays.scalar_if_0d(res)
     keepdims = _arrays.check_flag(keepdims, "keepdims")
     return_sign = _arrays.check_flag(return_sign, "return_sign")
     arr = _arrays.as_array(x)
@@ -113,32 +113,17 @@ def logsumexp(
         barr = np.broadcast_to(barr, shape)
     result = _arrays.result_dtype(*dtypes)
     compute = _arrays.compute_dtype(result)
-    if arr.ndim == 0:
+    if arr.ndim == 0:  # one row of one element, and with keepdims a (1,) result, as SciPy's
         _arrays.check_scalar_axis(axis)
-        arr = arr.reshape(1)
-        barr = None if barr is None else barr.reshape(1)
-        axis = 0
-    axes = _arrays.normalize_axes(axis, arr.ndim)
-    xc = _arrays.to_compute(arr, compute)
-    bc = None if barr is None else _arrays.to_compute(barr, compute)
-    if len(axes) == 1 and arr.ndim <= _arrays.MAX_DIMS:
-        ax = axes[0]
-    else:
-        xc = _arrays.merge_axes(xc, axes)
-        bc = None if bc is None else _arrays.merge_axes(bc, axes)
-        ax = xc.ndim - 1
+        arr, barr, axis = arr.reshape(1), None if barr is None else barr.reshape(1), 0
+    inputs = [arr] if barr is None else [arr, barr]
+    rows, ax, axes = _arrays.rows_along(axis, *(_arrays.to_compute(a, compute) for a in inputs))
+    xc, bc = rows[0], (None if barr is None else rows[1])
     reduced_shape = xc.shape[:ax] + xc.shape[ax + 1 :]
     res = np.empty(reduced_shape, compute)
     sign = np.empty(reduced_shape, compute) if return_sign else None
     _core.logsumexp(xc, res, ax, bc, sign)
-    # The reduced shape, with the axes kept at size 1 or not (merge_axes may have merged the rest).
-    full = tuple(1 if d in axes else n for d, n in enumerate(arr.shape) if keepdims or d not in axes)
-    res = res.reshape(full)
-    sign = None if sign is None else sign.reshape(full)
-    if res.dtype != result:
-        res = res.astype(result)
-        sign = None if sign is None else sign.astype(result)
-    if res.ndim == 0:
-        res = res[()]
-        sign = None if sign is None else sign[()]
-    return (res, sign) if return_sign else res
+    res = _arrays.reduced_result(res, arr.shape, axes, keepdims, result)
+    if return_sign:
+        return res, _arrays.reduced_result(sign, arr.shape, axes, keepdims, result)
+    return res

@@ -22,28 +22,8 @@ using lktest::kAllAlgorithms;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-template <class T>
-ArrayView<T> make_view(T* data, std::vector<int64_t> shape, std::vector<int64_t> strides) {
-  ArrayView<T> v;
-  v.data = data;
-  v.ndim = static_cast<int>(shape.size());
-  for (int d = 0; d < v.ndim; ++d) {
-    v.shape[d] = shape[d];
-    v.strides[d] = strides[d];
-  }
-  return v;
-}
-
-template <class T>
-ArrayView<T> contiguous(T* data, std::vector<int64_t> shape) {
-  std::vector<int64_t> strides(shape.size());
-  int64_t s = 1;
-  for (size_t d = shape.size(); d-- > 0;) {
-    strides[d] = s;
-    s *= shape[d];
-  }
-  return make_view(data, shape, strides);
-}
+using lktest::contiguous;
+using lktest::make_view;
 
 // Element offsets of the first element of every row along `axis` (row-major order of the others).
 template <class V>

@@ -35,6 +35,35 @@ inline std::string isa_param_name(const ::testing::TestParamInfo<std::string>& i
   INSTANTIATE_TEST_SUITE_P(Isa, Suite, ::testing::ValuesIn(logitkit::available_isas()), \
                            lktest::isa_param_name)
 
+// C-order element strides of `shape`.
+inline std::vector<int64_t> c_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size());
+  int64_t s = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  return strides;
+}
+
+// A view over caller memory with the given shape and element strides.
+template <class T>
+logitkit::ArrayView<T> make_view(T* data, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  logitkit::ArrayView<T> v;
+  v.data = data;
+  v.ndim = static_cast<int>(shape.size());
+  for (int d = 0; d < v.ndim; ++d) {
+    v.shape[d] = shape[d];
+    v.strides[d] = strides[d];
+  }
+  return v;
+}
+
+template <class T>
+logitkit::ArrayView<T> contiguous(T* data, const std::vector<int64_t>& shape) {
+  return make_view(data, shape, c_strides(shape));
+}
+
 inline const logitkit::SoftmaxAlgorithm kAllAlgorithms[] = {
     logitkit::SoftmaxAlgorithm::kAuto, logitkit::SoftmaxAlgorithm::kThreePassReload,
     logitkit::SoftmaxAlgorithm::kThreePassRecompute, logitkit::SoftmaxAlgorithm::kTwoPass,

@@ -1,8 +1,5 @@
-// entropy and collapse_fraction drivers: argument checks, N-D row planning (gather for strided
-// rows), threading and the per-row finish in double. Kernels live in entropy_kernels-inl.h.
-#include <algorithm>
-#include <vector>
-#include <atomic>
+// entropy and collapse_fraction: operands declared to the row driver (runtime/row_driver.h) and
+// the per-row finish in double. Kernels live in entropy_kernels-inl.h.
 #include <cmath>
 #include <limits>
 #include <string>
@@ -10,37 +7,12 @@
 #include "logitkit/entropy.h"
 #include "logitkit/error.h"
 #include "runtime/kernel_table.h"
-#include "runtime/rows.h"
+#include "runtime/row_driver.h"
 #include "entropy/entropy_kernels.h"
 #include "softmax/softmax_kernels.h"
 
 namespace logitkit {
 namespace {
-
-// Calls row(r, xr, n) for every row of x along `axis` (rows planned together with `other`, a view
-// of x's shape such as the expanded output). Strided rows are gathered into per-thread scratch.
-template <class T, class Row>
-void for_each_row(const ArrayView<const T>& x, const int64_t* other_strides, int axis, Row&& row) {
-  const int64_t* strides[2] = {x.strides, other_strides};
-  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
-  if (p.rows == 0) return;
-  const size_t n = static_cast<size_t>(p.n);
-  if (p.contiguous(0) || p.n == 0) {
-    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) row(p, r, x.data + (p.n ? p.offset(0, r) : 0), n);
-    });
-    return;
-  }
-  const int64_t tile = gather_tile(p.n);
-  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-    T* buf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
-    for (int64_t r = r0; r < r1; r += tile) {
-      const int64_t count = std::min(tile, r1 - r);
-      gather_rows(x.data, p, 0, r, count, buf);
-      for (int64_t t = 0; t < count; ++t) row(p, r + t, buf + t * p.n, n);
-    }
-  });
-}
 
 // Entropy of one row from its max and sums: log k + log1p(u/k) - A/Z, all terms >= 0.
 template <class T>
@@ -72,27 +44,29 @@ namespace op {
 
 template <class T>
 void entropy(ArrayView<const T> x, ArrayView<T> out, int axis, const EntropyOptions& options) {
-  check_view(x, "x");
-  check_view(out, "out");
-  axis = normalize_axis(axis, x.ndim);
-  const ArrayView<T> full = expand_reduced(out, x, axis, "out");
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kOut = d.output(out, "out", RowExtent::kScalar);
+  d.check();
   const T c = inverse_temperature<T>(options.temperature);
-  std::vector<T> x_copy;  // an x that partly overlaps out is read from a copy
-  x = apart_from(x, out, x_copy);
   const auto& sm = kernels().softmax.get<T>();
   const auto& k = kernels().entropy.get<T>();
-  for_each_row<T>(x, full.strides, axis, [&](const RowPlan& p, int64_t r, const T* xr, size_t n) {
-    const T m = n ? sm.max(xr, n) : T(0);
-    EntropySums s{0.0, 0.0, 0.0};
-    if (n && std::isfinite(m)) s = k.sums(xr, n, m, c);
-    out.data[p.offset(1, r)] = finish_entropy<T>(m, n, s);
+  const size_t n = static_cast<size_t>(d.n());
+  d.run([&](const RowBatch& b) {
+    for (size_t t = 0; t < b.rows; ++t) {
+      const T* xr = b.row<const T>(kX, t);
+      const T m = n ? sm.max(xr, n) : T(0);
+      EntropySums s{0.0, 0.0, 0.0};
+      if (n && std::isfinite(m)) s = k.sums(xr, n, m, c);
+      *b.row<T>(kOut, t) = finish_entropy<T>(m, n, s);
+    }
   });
 }
 
 template <class T>
 double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
-  check_view(x, "x");
-  axis = normalize_axis(axis, x.ndim);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kCollapsed = d.row_values();
+  d.check();
   switch (dtype) {
     case CollapseDtype::kFloat64:
     case CollapseDtype::kFloat32:
@@ -106,20 +80,27 @@ double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
   if ((dtype == CollapseDtype::kFloat64) != (sizeof(T) == 8))
     throw Error(Error::Kind::kInvalidArgument, "dtype",
                 "float64 collapse needs double logits and float32/float16/bfloat16 collapse float logits");
-  std::atomic<int64_t> count{0};
-  int64_t rows = 1;
-  for (int d = 0; d < x.ndim; ++d)
-    if (d != axis) rows *= x.shape[d];
   const auto& sm = kernels().softmax.get<T>();
+  const size_t n = static_cast<size_t>(d.n());
   // By construction the rows where softmax(x) itself puts exactly 1.0 on its max: each row's
-  // softmax (default options, so the same algorithm and bits as softmax<T>) into scratch.
-  for_each_row<T>(x, x.strides, axis, [&](const RowPlan&, int64_t, const T* xr, size_t n) {
-    if (n == 0) return;
-    T* probs = thread_scratch<T>(n, 3);  // slots 0-2: the gather tile and softmax's long rows
-    softmax_row_default<T>(xr, probs, static_cast<int64_t>(n));
-    if (rounds_to_one(static_cast<double>(sm.max(probs, n)), dtype)) count.fetch_add(1, std::memory_order_relaxed);
-  });
-  return rows == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(count.load()) / double(rows);
+  // softmax (default options, so the same algorithm and bits as softmax<T>) into scratch; 1 or 0
+  // per row, counted by the driver's ordered sum.
+  RowPolicy policy;
+  policy.scratch_bytes = n * sizeof(T);
+  d.run(
+      [&](const RowBatch& b) {
+        T* probs = static_cast<T*>(b.scratch);
+        for (size_t t = 0; t < b.rows; ++t) {
+          bool collapsed = false;
+          if (n) {
+            softmax_row_default<T>(b.row<const T>(kX, t), probs, static_cast<int64_t>(n));
+            collapsed = rounds_to_one(static_cast<double>(sm.max(probs, n)), dtype);
+          }
+          *b.row<double>(kCollapsed, t) = collapsed ? 1.0 : 0.0;
+        }
+      },
+      policy);
+  return d.rows() == 0 ? std::numeric_limits<double>::quiet_NaN() : d.row_value_sum() / double(d.rows());
 }
 
 }  // namespace op

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "logitkit/error.h"
+#include "logitkit/runtime.h"
 #include "logitkit/view.h"
 #include "runtime/rows.h"
 #include "runtime/thread_pool.h"
@@ -51,6 +52,11 @@ struct RowBatch {
   template <class U>
   U* data(int op) const {
     return static_cast<U*>(ptr[op]);
+  }
+  // Row t of the batch, for kernels written one row at a time.
+  template <class U>
+  U* row(int op, size_t t) const {
+    return data<U>(op) + static_cast<ptrdiff_t>(t) * ld[op];
   }
 };
 
@@ -229,7 +235,7 @@ class RowDriver {
           b.first_row = r;
           for (int op = 0; op < nops_; ++op) {
             const Operand& o = ops_[op];
-            const int64_t off = plan_.offset(op, r);
+            const int64_t off = length(op) == 0 ? 0 : plan_.offset(op, r);  // data may be null
             if (contiguous(op) || n_ == 0) {
               b.ptr[op] = o.data + off * o.item;
             } else {

@@ -1,6 +1,6 @@
-// Row iteration shared by every "reduce along one axis" op: an N-D problem over several operands
-// becomes `rows` rows of length `n`, with coalesced outer dimensions, size-based task splitting and
-// gather/scatter through per-thread scratch for rows that are not contiguous.
+// The pieces of the row driver (runtime/row_driver.h) that stand alone: the argument checks, the
+// row plan (an N-D problem over several operands as `rows` rows of length `n`, outer dimensions
+// coalesced), size-based task splitting, and per-thread scratch.
 #pragma once
 #include <algorithm>
 #include <climits>
@@ -123,7 +123,8 @@ void parallel_rows(int64_t rows, int64_t n, F&& fn) {
   });
 }
 
-// Per-thread scratch buffers (slot = which operand), grown on demand and reused across calls.
+// Per-thread scratch buffers, grown on demand and reused across calls: softmax's long rows (the
+// chunk partials). Separate from the row driver's own scratch, which a long row may run inside.
 template <class T>
 T* thread_scratch(size_t count, int slot) {
   thread_local std::vector<T> buffers[kMaxOperands];
@@ -138,25 +139,6 @@ inline constexpr int64_t kGatherTile = 16;
 
 inline int64_t gather_tile(int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>(kGatherTile, (int64_t{1} << 20) / std::max<int64_t>(n, 1)));
-}
-
-// dst[t * n + j] = src[offset(row r0 + t) + j * axis_stride] for t < count.
-template <class T>
-void gather_rows(const T* src, const RowPlan& p, int op, int64_t r0, int64_t count, T* dst) {
-  int64_t off[kGatherTile];
-  for (int64_t t = 0; t < count; ++t) off[t] = p.offset(op, r0 + t);
-  const int64_t s = p.axis_stride[op];
-  for (int64_t j = 0; j < p.n; ++j)
-    for (int64_t t = 0; t < count; ++t) dst[t * p.n + j] = src[off[t] + j * s];
-}
-
-template <class T>
-void scatter_rows(const T* src, const RowPlan& p, int op, int64_t r0, int64_t count, T* dst) {
-  int64_t off[kGatherTile];
-  for (int64_t t = 0; t < count; ++t) off[t] = p.offset(op, r0 + t);
-  const int64_t s = p.axis_stride[op];
-  for (int64_t j = 0; j < p.n; ++j)
-    for (int64_t t = 0; t < count; ++t) dst[off[t] + j * s] = src[t * p.n + j];
 }
 
 // Checks that `view` has exactly `shape`, naming `argument` otherwise.
@@ -210,89 +192,6 @@ void check_view(const V& view, const char* argument) {
                     "stride 0 in dimension " + std::to_string(d) + " of extent " + std::to_string(view.shape[d]) +
                         ": an output cannot broadcast");
   }
-}
-
-// Byte range [lo, hi) of a non-empty view's elements.
-template <class V>
-std::pair<uintptr_t, uintptr_t> byte_extent(const V& v) {
-  constexpr int64_t kItem = sizeof(*v.data);
-  auto lo = reinterpret_cast<uintptr_t>(v.data), hi = lo;
-  for (int d = 0; d < v.ndim; ++d) {
-    const int64_t span = (v.shape[d] - 1) * v.strides[d] * kItem;
-    (span < 0 ? lo : hi) += static_cast<uintptr_t>(span);
-  }
-  return {lo, hi + static_cast<uintptr_t>(kItem)};
-}
-
-// Whether an input and an output share memory other than element for element (the exact alias
-// of in-place calls, which every kernel supports): the input is then copied first, as NumPy's
-// ufuncs do, since rows written early would feed rows read later.
-template <class A, class B>
-bool overlaps_partly(const A& in, const B& out) {
-  if (in.size() == 0 || out.size() == 0) return false;
-  const auto a = byte_extent(in), b = byte_extent(out);
-  if (a.second <= b.first || b.second <= a.first) return false;
-  bool same = static_cast<const void*>(in.data) == static_cast<const void*>(out.data) && in.ndim == out.ndim &&
-              sizeof(*in.data) == sizeof(*out.data);
-  for (int d = 0; same && d < in.ndim; ++d)
-    same = in.shape[d] == out.shape[d] && (in.shape[d] == 1 || in.strides[d] == out.strides[d]);
-  return !same;
-}
-
-// A C-contiguous copy of v in `storage` (resized), as a view.
-template <class T>
-ArrayView<const T> contiguous_copy(const ArrayView<const T>& v, std::vector<T>& storage) {
-  storage.resize(static_cast<size_t>(v.size()));
-  int64_t index[kMaxDims] = {};
-  const T* src = v.data;
-  for (T& dst : storage) {
-    dst = *src;
-    for (int d = v.ndim - 1; d >= 0; --d) {  // odometer step over the multi-index
-      src += v.strides[d];
-      if (++index[d] < v.shape[d]) break;
-      src -= v.strides[d] * v.shape[d];
-      index[d] = 0;
-    }
-  }
-  ArrayView<const T> c;
-  c.data = storage.data();
-  c.ndim = v.ndim;
-  int64_t stride = 1;
-  for (int d = v.ndim - 1; d >= 0; --d) {
-    c.shape[d] = v.shape[d];
-    c.strides[d] = stride;
-    stride *= v.shape[d];
-  }
-  return c;
-}
-
-// `in`, or a contiguous copy of it in `storage` when it partly overlaps the output `out`.
-template <class T, class O>
-ArrayView<const T> apart_from(const ArrayView<const T>& in, const O& out, std::vector<T>& storage) {
-  return overlaps_partly(in, out) ? contiguous_copy(in, storage) : in;
-}
-
-// A view of a reduction's output `out` (x's shape without `axis`, or with it kept as 1) with x's
-// rank: the reduced axis gets extent x.shape[axis] and stride 0, so it can join x in plan_rows.
-// Throws naming `name` for any other shape.
-template <class T>
-ArrayView<T> expand_reduced(ArrayView<T> out, const ArrayView<const T>& x, int axis, const char* name) {
-  ArrayView<T> full;
-  full.data = out.data;
-  full.ndim = x.ndim;
-  bool ok = out.ndim == x.ndim - 1 || out.ndim == x.ndim;
-  for (int d = 0, s = 0; ok && d < x.ndim; ++d) {
-    if (out.ndim == x.ndim - 1 && d == axis) continue;
-    const int src = out.ndim == x.ndim ? d : s++;
-    ok = d == axis ? out.shape[src] == 1 : out.shape[src] == x.shape[d];
-    full.strides[d] = out.strides[src];
-  }
-  if (!ok)
-    throw Error(Error::Kind::kInvalidArgument, name,
-                "shape must be x's shape without the reduced axis (or with it kept as 1)");
-  for (int d = 0; d < x.ndim; ++d) full.shape[d] = x.shape[d];
-  full.strides[axis] = 0;
-  return full;
 }
 
 }  // namespace logitkit

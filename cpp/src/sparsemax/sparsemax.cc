@@ -1,17 +1,17 @@
-// sparsemax / entmax15 / entmax_bisect drivers and their VJPs: argument checks, N-D row planning,
-// threading and gather/scatter of strided rows. Kernels live in sparsemax_kernels-inl.h.
+// sparsemax / entmax15 / entmax_bisect and their VJPs: operands declared to the row driver
+// (runtime/row_driver.h), plus the rescue of rows whose scaled values overflow. Kernels live in
+// sparsemax_kernels-inl.h.
 #include <algorithm>
-#include <vector>
 #include <cmath>
-#include <limits>
 #include <string>
+#include <vector>
 
 #include "logitkit/error.h"
 #include "logitkit/softmax.h"
 #include "logitkit/sparsemax.h"
 #include "runtime/kernel_table.h"
 #include "runtime/overflow.h"
-#include "runtime/rows.h"
+#include "runtime/row_driver.h"
 #include "sparsemax/sparsemax_kernels.h"
 
 namespace logitkit {
@@ -50,96 +50,37 @@ void rows_shifting_overflows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t 
   if (rows > start) rows_fn(x + static_cast<ptrdiff_t>(start) * ldx, y + static_cast<ptrdiff_t>(start) * ldy, rows - start, ldx, ldy, buf);
 }
 
-// rows_fn(x, y, rows, ldx, ldy, candidates) over every row of the axis; strided rows are
-// gathered into per-thread tiles, computed in place and scattered back.
+// kernel_rows(x, y, rows, ldx, ldy, candidates) over every row of the declared x and y;
+// candidates: per-thread scratch of n + kSparsemaxScratchSlack elements.
 template <class T, class RowsFn>
-void forward_impl(ArrayView<const T> x, ArrayView<T> y, int axis, T c, RowsFn&& kernel_rows) {
-  const size_t row_n = static_cast<size_t>(x.shape[axis]);
-  auto rows_fn = [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
-    rows_shifting_overflows<T>(xr, yr, rows, row_n, ldx, ldy, c, buf, kernel_rows);
-  };
-  std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
-  x = apart_from(x, y, x_copy);
-  const int64_t* strides[2] = {x.strides, y.strides};
-  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 2, strides);
-  const size_t n = static_cast<size_t>(p.n);
-  const size_t cand = n + kSparsemaxScratchSlack;
-  if (p.contiguous(0) && p.contiguous(1)) {
-    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-      T* buf = thread_scratch<T>(cand, 1);
-      if (p.uniform()) {
-        rows_fn(x.data + r0 * p.row_stride(0), y.data + r0 * p.row_stride(1), size_t(r1 - r0), p.row_stride(0),
-                p.row_stride(1), buf);
-      } else {
-        for (int64_t r = r0; r < r1; ++r) rows_fn(x.data + p.offset(0, r), y.data + p.offset(1, r), 1, 0, 0, buf);
-      }
-    });
-    return;
-  }
-  const int64_t tile = gather_tile(p.n);
-  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-    T* rowsbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
-    T* buf = thread_scratch<T>(cand, 1);
-    for (int64_t r = r0; r < r1; r += tile) {
-      const int64_t count = std::min(tile, r1 - r);
-      gather_rows(x.data, p, 0, r, count, rowsbuf);
-      rows_fn(rowsbuf, rowsbuf, size_t(count), p.n, p.n, buf);
-      scatter_rows(rowsbuf, p, 1, r, count, y.data);
-    }
-  });
+void forward_rows(RowDriver& d, int kX, int kY, T c, RowsFn&& kernel_rows) {
+  const size_t n = static_cast<size_t>(d.n());
+  RowPolicy policy;
+  policy.scratch_bytes = (n + kSparsemaxScratchSlack) * sizeof(T);
+  d.run(
+      [&](const RowBatch& b) {
+        rows_shifting_overflows<T>(b.data<const T>(kX), b.data<T>(kY), b.rows, n, b.ld[kX], b.ld[kY], c,
+                                   static_cast<T*>(b.scratch), kernel_rows);
+      },
+      policy);
 }
 
-template <class T>
-int check_forward(const ArrayView<const T>& x, const ArrayView<T>& y, int axis) {
-  check_view(x, "x");
-  check_view(y, "y");
-  check_same_shape(y, x.ndim, x.shape, "y", "x");
-  return normalize_axis(axis, x.ndim);
-}
-
-// rows_fn(y, dy, dx, rows, n, ldy, lddy, lddx, scratch); strided rows go through tiles (dx computed
-// over dy's); scratch holds n elements.
+// rows_fn(y, dy, dx, rows, n, ldy, lddy, lddx, scratch) over every row; scratch holds n elements.
 template <class T, class RowsFn>
 void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, RowsFn&& rows_fn) {
-  check_view(y, "y");
-  check_view(dy, "dy");
-  check_view(dx, "dx");
-  check_same_shape(dy, y.ndim, y.shape, "dy", "y");
-  check_same_shape(dx, y.ndim, y.shape, "dx", "y");
-  axis = normalize_axis(axis, y.ndim);
+  RowDriver d(axis);
+  const int kY = d.input(y, "y"), kDy = d.input(dy, "dy"), kDx = d.output(dx, "dx");
+  d.check();
   if (y.size() == 0) return;
-  std::vector<T> y_copy, dy_copy;  // inputs that partly overlap dx are read from copies
-  y = apart_from(y, dx, y_copy);
-  dy = apart_from(dy, dx, dy_copy);
-  const int64_t* strides[3] = {y.strides, dy.strides, dx.strides};
-  const RowPlan p = plan_rows(y.ndim, y.shape, axis, 3, strides);
-  const size_t n = static_cast<size_t>(p.n);
-  if (p.contiguous(0) && p.contiguous(1) && p.contiguous(2)) {
-    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-      T* gs = thread_scratch<T>(n, 2);
-      if (p.uniform()) {
-        rows_fn(y.data + r0 * p.row_stride(0), dy.data + r0 * p.row_stride(1), dx.data + r0 * p.row_stride(2),
-                size_t(r1 - r0), n, p.row_stride(0), p.row_stride(1), p.row_stride(2), gs);
-      } else {
-        for (int64_t r = r0; r < r1; ++r)
-          rows_fn(y.data + p.offset(0, r), dy.data + p.offset(1, r), dx.data + p.offset(2, r), 1, n, 0, 0, 0, gs);
-      }
-    });
-    return;
-  }
-  const int64_t tile = gather_tile(p.n);
-  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-    T* ybuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
-    T* gbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 1);
-    T* gs = thread_scratch<T>(n, 2);
-    for (int64_t r = r0; r < r1; r += tile) {
-      const int64_t count = std::min(tile, r1 - r);
-      gather_rows(y.data, p, 0, r, count, ybuf);
-      gather_rows(dy.data, p, 1, r, count, gbuf);
-      rows_fn(ybuf, gbuf, gbuf, size_t(count), n, p.n, p.n, p.n, gs);
-      scatter_rows(gbuf, p, 2, r, count, dx.data);
-    }
-  });
+  const size_t n = static_cast<size_t>(d.n());
+  RowPolicy policy;
+  policy.scratch_bytes = n * sizeof(T);
+  d.run(
+      [&](const RowBatch& b) {
+        rows_fn(b.data<const T>(kY), b.data<const T>(kDy), b.data<T>(kDx), b.rows, n, b.ld[kY], b.ld[kDy],
+                b.ld[kDx], static_cast<T*>(b.scratch));
+      },
+      policy);
 }
 
 // The op bodies; the exported specializations at the end of the file call them.
@@ -147,31 +88,37 @@ namespace op {
 
 template <class T>
 void sparsemax(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options) {
-  axis = check_forward(x, y, axis);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kY = d.output(y, "y");
+  d.check();
   const T c = inverse_temperature<T>(options.temperature);
   if (x.size() == 0) return;
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
-  const size_t n = static_cast<size_t>(x.shape[axis]);
-  forward_impl<T>(x, y, axis, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+  const size_t n = static_cast<size_t>(d.n());
+  forward_rows<T>(d, kX, kY, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
     k.sparsemax_rows(xr, yr, rows, n, ldx, ldy, c, buf);
   });
 }
 
 template <class T>
 void entmax15(ArrayView<const T> x, ArrayView<T> y, int axis, const SparsemaxOptions& options) {
-  axis = check_forward(x, y, axis);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kY = d.output(y, "y");
+  d.check();
   const T c = inverse_temperature<T>(options.temperature);
   if (x.size() == 0) return;
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
-  const size_t n = static_cast<size_t>(x.shape[axis]);
-  forward_impl<T>(x, y, axis, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+  const size_t n = static_cast<size_t>(d.n());
+  forward_rows<T>(d, kX, kY, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
     k.entmax15_rows(xr, yr, rows, n, ldx, ldy, c, buf);
   });
 }
 
 template <class T>
 void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis, const EntmaxBisectOptions& options) {
-  axis = check_forward(x, y, axis);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kY = d.output(y, "y");
+  const int checked_axis = d.check();
   check_alpha<T>(options.alpha);
   if (options.n_iter < 1)
     throw Error(Error::Kind::kInvalidArgument, "n_iter", "must be >= 1, got " + std::to_string(options.n_iter));
@@ -180,14 +127,14 @@ void entmax_bisect(ArrayView<const T> x, ArrayView<T> y, int axis, const EntmaxB
   if (!(alpha > T(1))) {  // alpha == 1 (also after rounding to T): the softmax limit
     SoftmaxOptions so;
     so.temperature = options.temperature;
-    softmax<T>(x, y, axis, so);
+    softmax<T>(x, y, checked_axis, so);
     return;
   }
   if (x.size() == 0) return;
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
-  const size_t n = static_cast<size_t>(x.shape[axis]);
+  const size_t n = static_cast<size_t>(d.n());
   const int n_iter = options.n_iter;
-  forward_impl<T>(x, y, axis, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
+  forward_rows<T>(d, kX, kY, c, [&](const T* xr, T* yr, size_t rows, ptrdiff_t ldx, ptrdiff_t ldy, T* buf) {
     k.entmax_bisect_rows(xr, yr, rows, n, ldx, ldy, c, alpha, n_iter, buf);
   });
 }

@@ -1,16 +1,16 @@
-// stablemax / log_stablemax and their backward drivers: argument checks, the per-row choice of the
-// sum's power-of-two scale, N-D row planning and threading. Kernels live in stablemax_kernels-inl.h.
+// stablemax / log_stablemax and their backward: operands declared to the row driver
+// (runtime/row_driver.h) and the per-row choice of the sum's power-of-two scale. Kernels live in
+// stablemax_kernels-inl.h.
 #include <algorithm>
-#include <vector>
 #include <cmath>
 #include <limits>
-#include <string>
+#include <vector>
 
 #include "logitkit/error.h"
 #include "logitkit/stablemax.h"
 #include "runtime/kernel_table.h"
 #include "runtime/overflow.h"
-#include "runtime/rows.h"
+#include "runtime/row_driver.h"
 #include "stablemax/stablemax_kernels.h"
 
 namespace logitkit {
@@ -118,47 +118,26 @@ struct ExactRow {
   }
 };
 
-// Calls row(x, dy, y, n) for every row of an N-D problem. dy may be null. Contiguous rows are
-// passed in place; strided rows are gathered into per-thread scratch and y scattered back.
+// row(x, dy, y, n) for every row of the declared operands (dy: -1 for none). Each kernel reads
+// x[i] (and dy[i]) before writing y[i], so in-place calls need no copy.
 template <class T, class Row>
-void for_each_row(ArrayView<const T> x, const ArrayView<const T>* dy, ArrayView<T> y, int axis, Row&& row) {
-  const int64_t* strides[3] = {x.strides, y.strides, dy ? dy->strides : x.strides};
-  const RowPlan p = plan_rows(x.ndim, x.shape, axis, 3, strides);
-  if (p.rows == 0 || p.n == 0) return;
-  const size_t n = static_cast<size_t>(p.n);
-  if (p.contiguous(0) && p.contiguous(1) && (!dy || p.contiguous(2))) {
-    parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        row(x.data + p.offset(0, r), dy ? dy->data + p.offset(2, r) : nullptr, y.data + p.offset(1, r), n);
-    });
-    return;
-  }
-  const int64_t tile = gather_tile(p.n);
-  parallel_rows(p.rows, p.n, [&](int64_t r0, int64_t r1) {
-    T* xbuf = thread_scratch<T>(static_cast<size_t>(tile * p.n), 0);
-    T* dbuf = dy ? thread_scratch<T>(static_cast<size_t>(tile * p.n), 1) : nullptr;
-    for (int64_t r = r0; r < r1; r += tile) {
-      const int64_t count = std::min(tile, r1 - r);
-      gather_rows(x.data, p, 0, r, count, xbuf);
-      if (dy) gather_rows(dy->data, p, 2, r, count, dbuf);
-      for (int64_t t = 0; t < count; ++t)  // each kernel reads x[i] (and dy[i]) before writing y[i]
-        row(xbuf + t * p.n, dy ? dbuf + t * p.n : nullptr, xbuf + t * p.n, n);
-      scatter_rows(xbuf, p, 1, r, count, y.data);
-    }
+void for_each_row(RowDriver& d, int kX, int kDy, int kY, Row&& row) {
+  if (d.rows() == 0 || d.n() == 0) return;
+  const size_t n = static_cast<size_t>(d.n());
+  d.run([&](const RowBatch& b) {
+    for (size_t t = 0; t < b.rows; ++t)
+      row(b.row<const T>(kX, t), kDy >= 0 ? b.row<const T>(kDy, t) : nullptr, b.row<T>(kY, t), n);
   });
 }
 
 template <class T>
 void forward(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOptions& options, bool log) {
-  check_view(x, "x");
-  check_view(y, "y");
-  check_same_shape(y, x.ndim, x.shape, "y", "x");
-  axis = normalize_axis(axis, x.ndim);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kY = d.output(y, "y");
+  d.check();
   const T c = inverse_temperature<T>(options.temperature);
   const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
-  std::vector<T> x_copy;  // an x that partly overlaps y is read from a copy
-  x = apart_from(x, y, x_copy);
-  for_each_row<T>(x, nullptr, y, axis, [&](const T* xr, const T*, T* yr, size_t n) {
+  for_each_row<T>(d, kX, -1, kY, [&](const T* xr, const T*, T* yr, size_t n) {
     T sc;
     const StablemaxSums s = scaled_pass<T>(
         [&](T scale) { return log ? k.sum_top(xr, n, c, scale) : k.sum(xr, n, c, scale); },
@@ -184,18 +163,12 @@ void forward(ArrayView<const T> x, ArrayView<T> y, int axis, const StablemaxOpti
 template <class T>
 void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int axis, const StablemaxOptions& options,
               bool log) {
-  check_view(x, "x");
-  check_view(dy, "dy");
-  check_view(dx, "dx");
-  check_same_shape(dy, x.ndim, x.shape, "dy", "x");
-  check_same_shape(dx, x.ndim, x.shape, "dx", "x");
-  axis = normalize_axis(axis, x.ndim);
+  RowDriver d(axis);
+  const int kX = d.input(x, "x"), kDy = d.input(dy, "dy"), kDx = d.output(dx, "dx");
+  d.check();
   const T c = inverse_temperature<T>(options.temperature);
   const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
-  std::vector<T> x_copy, dy_copy;  // inputs that partly overlap dx are read from copies
-  x = apart_from(x, dx, x_copy);
-  dy = apart_from(dy, dx, dy_copy);
-  for_each_row<T>(x, &dy, dx, axis, [&](const T* xr, const T* dr, T* yr, size_t n) {
+  for_each_row<T>(d, kX, kDy, kDx, [&](const T* xr, const T* dr, T* yr, size_t n) {
     T sc;
     const StablemaxSums s = scaled_pass<T>(
         [&](T scale) { return log ? k.sum_total(xr, dr, n, c, scale) : k.sum_dot(xr, dr, n, c, scale); }, sc);
