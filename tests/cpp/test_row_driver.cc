@@ -77,7 +77,7 @@ double run_toy(const Toy& t, Paths* paths = nullptr) {
       for (size_t i = 0; i < b.n; ++i) y[i] = 2 * x[i];  // after every read of x: in place is fine
     }
   });
-  return d.row_value_sum();
+  return d.row_value_sum(kSum);
 }
 
 // An N-D problem in user layouts: x of `shape` read through `x_strides`, reduced along `axis`.

@@ -100,7 +100,7 @@ double collapse_fraction(ArrayView<const T> x, int axis, CollapseDtype dtype) {
         }
       },
       policy);
-  return d.rows() == 0 ? std::numeric_limits<double>::quiet_NaN() : d.row_value_sum() / double(d.rows());
+  return d.rows() == 0 ? std::numeric_limits<double>::quiet_NaN() : d.row_value_sum(kCollapsed) / double(d.rows());
 }
 
 }  // namespace op
