@@ -10,23 +10,11 @@ mean(softmax(x).max(axis) == 1) by construction); its peer is that expression in
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 import torch
 
 import logitkit
-
-
-def median_time(fn, repeat):
-    fn()  # warm-up (allocations, page faults, thread start, lazy imports)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from _bench import median_time, parse_args
 
 
 def torch_entropy(x):
@@ -39,18 +27,11 @@ def torch_collapse_fraction(x):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--shapes", default="4096x32000,65536x128")
-    ap.add_argument("--threads", type=int, default=logitkit.get_num_threads())
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    logitkit.set_num_threads(args.threads)
-    print(f"isa={logitkit.isa()} threads={args.threads} torch={torch.__version__} float32, median of {args.repeat}")
+    args = parse_args(__doc__, "4096x32000,65536x128")
     print(f"{'op':<20}{'shape':>14}{'logitkit ms':>13}  peers (ms, ratio = peer / logitkit)")
     rng = np.random.default_rng(0)
-    for spec in args.shapes.split(","):
-        rows, cols = (int(v) for v in spec.split("x"))
+    for rows, cols in args.shape_list:
+        spec = f"{rows}x{cols}"
         x = (rng.standard_normal((rows, cols), dtype=np.float32) * 3).astype(np.float32)
         xt = torch.from_numpy(x)
         cases = [

@@ -12,23 +12,12 @@ Median of --repeat runs after one warm-up; ratio = peer time / logitkit time (> 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 import logitkit
-
-
-def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from _bench import median_time
 
 
 def cases(rows, cols, rng):

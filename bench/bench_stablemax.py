@@ -7,22 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 import logitkit
-
-
-def median_time(fn, repeat):
-    fn()  # warm-up (allocations, page faults, thread start)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from _bench import median_time
 
 
 def numpy_stablemax(x):

@@ -16,7 +16,8 @@ set(LOGITKIT_FAMILIES
   softmax_backward
   stablemax
   math
-  entropy)
+  entropy
+  nll_loss)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$")
   set(LOGITKIT_ARCH x86_64)

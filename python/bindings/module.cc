@@ -18,6 +18,7 @@ void bind_masked_softmax(py::module_& m);
 void bind_softmax_backward(py::module_& m);
 void bind_stablemax(py::module_& m);
 void bind_entropy(py::module_& m);
+void bind_nll_loss(py::module_& m);
 void bind_sparsemax(py::module_& m);
 
 namespace {
@@ -138,5 +139,6 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_softmax_backward(m);
   logitkit_py::bind_stablemax(m);
   logitkit_py::bind_entropy(m);
+  logitkit_py::bind_nll_loss(m);
   logitkit_py::bind_sparsemax(m);
 }

@@ -2,8 +2,9 @@
 
 What exists: softmax, log_softmax and logsumexp (with masks, temperature, weights), their backward
 passes, StableMax/log-StableMax, sparsemax, 1.5-entmax and alpha-entmax (bisection) with their
-backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, plus backend
-(ISA) and thread controls. Planned, not yet here: fused losses (cross-entropy) and MoE routing.
+backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, nll_loss (the
+first loss, with its gradient), plus backend (ISA) and thread controls. Planned, not yet here: the
+fused losses on logits (cross-entropy and the rest) and MoE routing.
 
 Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
 names in ``__all__``; they are re-exported here. See README.md for the table of ops.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from . import _core
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
+from .nll_loss import nll_loss
 from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
 from .softmax import log_softmax, logsumexp, softmax
 from .softmax_backward import log_softmax_backward, softmax_backward
@@ -47,6 +49,7 @@ __all__ = [
     "logsumexp",
     "masked_log_softmax",
     "masked_softmax",
+    "nll_loss",
     "set_isa",
     "set_num_threads",
     "softmax",

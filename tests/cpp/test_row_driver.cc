@@ -110,8 +110,11 @@ void check_problem(const Problem& p, Paths* paths = nullptr, int threads = 0) {
   std::vector<int64_t> rshape = p.shape, kshape = p.shape;
   rshape.erase(rshape.begin() + axis);
   kshape[size_t(axis)] = 2;
-  int64_t span = 1;
-  for (int d = 0; d < nd; ++d) span += (p.shape[size_t(d)] - 1) * std::abs(p.x_strides[size_t(d)]);
+  int64_t span = 1, origin = 0;  // origin: the element [0, ..., 0] (after the others for negative strides)
+  for (int d = 0; d < nd; ++d) {
+    span += (p.shape[size_t(d)] - 1) * std::abs(p.x_strides[size_t(d)]);
+    if (p.x_strides[size_t(d)] < 0) origin -= (p.shape[size_t(d)] - 1) * p.x_strides[size_t(d)];
+  }
   std::vector<float> xbuf(size_t(std::max<int64_t>(span, 1)));
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
@@ -125,7 +128,7 @@ void check_problem(const Problem& p, Paths* paths = nullptr, int threads = 0) {
   for (int64_t e : p.shape) size *= e;
   std::vector<float> y(size_t(size), -1.f);
   std::vector<double> picked(size_t(rows), -1.0), stats(size_t(rows * 2), -1.0);
-  Toy t{view<const float>(xbuf.data(), p.shape, p.x_strides), view<const int64_t>(labels.data(), rshape, rs),
+  Toy t{view<const float>(xbuf.data() + origin, p.shape, p.x_strides), view<const int64_t>(labels.data(), rshape, rs),
         view<float>(y.data(), p.shape, ys), view<double>(picked.data(), rshape, rs),
         view<double>(stats.data(), kshape, ks), p.axis};
   if (threads) logitkit::set_num_threads(threads);
@@ -147,7 +150,7 @@ void check_problem(const Problem& p, Paths* paths = nullptr, int threads = 0) {
       idx[size_t(axis)] = i;
       int64_t flat = 0;
       for (int d = 0; d < nd; ++d) flat = flat * p.shape[size_t(d)] + idx[size_t(d)];
-      const float v = xbuf[size_t(xoff[size_t(flat)])];
+      const float v = xbuf[size_t(origin + xoff[size_t(flat)])];
       sum += v;
       mx = std::max(mx, double(v));
       if (i == labels[size_t(r)]) pick = v;

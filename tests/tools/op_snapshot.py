@@ -89,6 +89,12 @@ def ops(x, axis, t):
             ("logsumexp_b", lambda: logitkit.logsumexp(x, axis, b=b, return_sign=True)),
             ("collapse_fraction", lambda: logitkit.collapse_fraction(x, axis, dtype=x.dtype)),
         ]
+        n_classes = x.shape[axis]
+        target = rng.integers(-1, n_classes, np.delete(x.shape, axis % x.ndim))  # -1: ignored
+        w = np.abs(dy.reshape(-1)[:n_classes]).astype(x.dtype) + 0.5
+        for reduction in ("mean", "sum", "none"):
+            out.append((f"nll_loss_{reduction}", lambda r=reduction: logitkit.nll_loss(
+                x, target, w, axis=axis, ignore_index=-1, reduction=r, return_grad=True)))
     return out
 
 

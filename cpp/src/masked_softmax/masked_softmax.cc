@@ -15,7 +15,7 @@ void masked_impl(ArrayView<const T> x, ArrayView<const uint8_t> mask, ArrayView<
   RowDriver d(axis);
   // A mask row strided or broadcast along the axis (stride 0) is gathered into n bytes of scratch
   // while x and y stay in place.
-  const int kX = d.input(x, "x"), kM = d.input(mask, "mask", RowExtent::kRow, 0, /*gather_per_row=*/true);
+  const int kX = d.input(x, "x"), kM = d.input(mask, "mask", RowExtent::kRow, 0, RowRead::kGatherPerRow);
   const int kY = d.output(y, "y");
   d.check();
   const T c = inverse_temperature<T>(options.temperature);

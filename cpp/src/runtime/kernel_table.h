@@ -3,6 +3,7 @@
 #include "entropy/entropy_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "math/math_kernels.h"
+#include "nll_loss/nll_loss_kernels.h"
 #include "runtime/per_type.h"
 #include "softmax/softmax_kernels.h"
 #include "softmax_backward/softmax_backward_kernels.h"
@@ -25,6 +26,7 @@ struct KernelTable {
   PerType<StablemaxKernels> stablemax;
   PerType<EntropyKernels> entropy;
   PerType<SparsemaxKernels> sparsemax;
+  PerType<NllLossKernels> nll_loss;
 };
 
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.

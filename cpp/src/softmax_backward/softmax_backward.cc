@@ -17,7 +17,7 @@ void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, const ArrayView<
   RowDriver d(axis);
   const int kY = d.input(y, "y"), kDy = d.input(dy, "dy"), kDx = d.output(dx, "dx");
   // A mask row strided or broadcast along the axis is gathered into n bytes of scratch.
-  const int kM = masked ? d.input(*mask_or_null, "mask", RowExtent::kRow, 0, /*gather_per_row=*/true) : -1;
+  const int kM = masked ? d.input(*mask_or_null, "mask", RowExtent::kRow, 0, RowRead::kGatherPerRow) : -1;
   d.check();
   const T c = inverse_temperature<T>(options.temperature);
   if (y.size() == 0) return;

@@ -1,0 +1,199 @@
+// nll_loss: operands declared to the row driver (runtime/row_driver.h) in two runs. The first
+// gathers each row's log-probability of its target (one element per row: no kernel) into the
+// per-row loss and weight, summed across rows in a fixed order; the second, only when the
+// gradient is asked for, writes the one-hot gradient rows (nll_loss_kernels-inl.h), after every
+// input was read, so the gradient may be the log-probabilities' own buffer.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "logitkit/error.h"
+#include "logitkit/nll_loss.h"
+#include "logitkit/runtime.h"
+#include "nll_loss/nll_loss_kernels.h"
+#include "runtime/kernel_table.h"
+#include "runtime/row_driver.h"
+
+namespace logitkit {
+namespace {
+
+// An optional view is absent when default-constructed (an empty array still has ndim >= 1).
+template <class U>
+bool given(const ArrayView<U>& v) {
+  return v.data != nullptr || v.ndim != 0;
+}
+
+void check_reduction(Reduction r) {
+  if (r != Reduction::kNone && r != Reduction::kSum && r != Reduction::kMean)
+    throw Error(Error::Kind::kInvalidArgument, "reduction",
+                "not a Reduction value: " + std::to_string(static_cast<int>(r)));
+}
+
+template <class T>
+void check_class_weight(const ArrayView<const T>& weight, int64_t classes) {
+  check_view(weight, "weight");
+  if (weight.ndim != 1 || weight.shape[0] != classes)
+    throw Error(Error::Kind::kInvalidArgument, "weight",
+                "must have shape (" + std::to_string(classes) + ",), one weight per class");
+}
+
+// The lowest row whose target is neither a class nor ignore_index, found by any thread.
+class BadTarget {
+ public:
+  void report(int64_t row, int64_t value) {
+    int64_t seen = row_.load(std::memory_order_relaxed);
+    while (row < seen && !row_.compare_exchange_weak(seen, row, std::memory_order_relaxed)) {
+    }
+    if (row <= row_.load(std::memory_order_relaxed)) value_.store(value, std::memory_order_relaxed);
+  }
+  void throw_if_any(int64_t classes, int64_t ignore_index) const {
+    const int64_t row = row_.load();
+    if (row == kNone) return;
+    throw Error(Error::Kind::kInvalidArgument, "target",
+                "class index " + std::to_string(value_.load()) + " (row " + std::to_string(row) +
+                    ") is out of range [0, " + std::to_string(classes) + ") and is not ignore_index (" +
+                    std::to_string(ignore_index) + ")");
+  }
+
+ private:
+  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  std::atomic<int64_t> row_{kNone}, value_{0};
+};
+
+// How far ahead the loss pass prefetches its one entry per row: each is a cache (and for long rows
+// a TLB) miss, and the loop body alone keeps too few of them in flight (measured: 4096x32000
+// float32, 55 -> us).
+constexpr ptrdiff_t kPrefetchRows = 16;
+
+// Rows of gradient written per kernel call: the batch's (index, value) pairs live on the stack.
+constexpr size_t kGradChunk = 256;
+
+template <class T, class Index>
+double nll_loss_impl(ArrayView<const T> log_probs, ArrayView<const Index> target, const LossOptions& options,
+                     const LossWeights<T>& weights, ArrayView<T> loss, const LossGrad<T>& grad) {
+  check_reduction(options.reduction);
+  const bool none = options.reduction == Reduction::kNone;
+  const bool class_weighted = given(weights.weight), row_weighted = given(weights.sample_weight);
+  const bool with_grad = given(grad.grad);
+  if (none && !given(loss))
+    throw Error(Error::Kind::kInvalidArgument, "loss", "reduction none writes one loss per row: a view is required");
+  if (!none && given(grad.grad_output_rows))
+    throw Error(Error::Kind::kInvalidArgument, "grad_output",
+                "per-row upstream gradients go with reduction none; a reduced loss takes a scalar");
+
+  RowDriver d(options.axis);
+  const int kLp = d.input(log_probs, "log_probs", RowExtent::kRow, 0, RowRead::kStrided);  // one element read per row
+  const int kTarget = d.input(target, "target", RowExtent::kScalar);
+  const int kRowWeight = row_weighted ? d.input(weights.sample_weight, "sample_weight", RowExtent::kScalar) : -1;
+  const int kLoss = none ? d.output(loss, "loss", RowExtent::kScalar) : -1;
+  const int kSumLoss = d.row_values(), kSumWeight = d.row_values();
+  d.check();
+  const int64_t classes = d.n();
+  if (class_weighted) check_class_weight(weights.weight, classes);
+  if (with_grad) {
+    check_view(grad.grad, "grad");
+    check_same_shape(grad.grad, log_probs.ndim, log_probs.shape, "grad", "log_probs");
+  }
+  const T* class_weight = weights.weight.data;
+  const ptrdiff_t class_weight_stride = class_weighted ? weights.weight.strides[0] : 0;
+  const int64_t ignore = options.ignore_index;
+  BadTarget bad;
+  // Memory-latency bound: one element of log_probs per row, wherever its target points; tasks
+  // sized by that one element, not by the row length.
+  RowPolicy per_row_work;
+  per_row_work.work_per_row = 16;  // a cache miss per row: about 16 elements of streaming work
+  d.run(
+      [&](const RowBatch& b) {
+        // Pointers and strides in locals: the loop then keeps many rows' loads in flight (each
+        // is a cache miss for long rows); through `b` every store would force them reloaded.
+        const Index* target_row = b.data<const Index>(kTarget);
+        const T* lp_row = b.data<const T>(kLp);
+        const T* row_weight = row_weighted ? b.data<const T>(kRowWeight) : nullptr;
+        T* loss_row = none ? b.data<T>(kLoss) : nullptr;
+        double* sum_loss = b.data<double>(kSumLoss);
+        double* sum_weight = b.data<double>(kSumWeight);
+        const ptrdiff_t ld_target = b.ld[kTarget], ld_lp = b.ld[kLp], step_lp = b.step[kLp];
+        const ptrdiff_t ld_row_weight = row_weighted ? b.ld[kRowWeight] : 0, ld_loss = none ? b.ld[kLoss] : 0;
+        const ptrdiff_t ld_sum_loss = b.ld[kSumLoss], ld_sum_weight = b.ld[kSumWeight];
+        const ptrdiff_t rows = static_cast<ptrdiff_t>(b.rows);
+        for (ptrdiff_t i = 0; i < rows; ++i) {
+          if (i + kPrefetchRows < rows) {  // the entry kPrefetchRows rows ahead (a miss per row)
+            const int64_t ahead = static_cast<int64_t>(target_row[(i + kPrefetchRows) * ld_target]);
+            if (ahead >= 0 && ahead < classes)
+              __builtin_prefetch(lp_row + (i + kPrefetchRows) * ld_lp + ahead * step_lp);
+          }
+          const int64_t t = static_cast<int64_t>(target_row[i * ld_target]);
+          double w = 0.0, l = 0.0;
+          if (t != ignore) {
+            if (t < 0 || t >= classes) {
+              bad.report(b.first_row + i, t);
+            } else {
+              w = class_weighted ? static_cast<double>(class_weight[t * class_weight_stride]) : 1.0;
+              if (row_weighted) w *= static_cast<double>(row_weight[i * ld_row_weight]);
+              // 0 * -inf = NaN for a zero weight on an impossible class, as PyTorch gives
+              l = -(w * static_cast<double>(lp_row[i * ld_lp + t * step_lp]));
+            }
+          }
+          if (none) loss_row[i * ld_loss] = static_cast<T>(l);
+          sum_loss[i * ld_sum_loss] = l;
+          sum_weight[i * ld_sum_weight] = w;
+        }
+      },
+      per_row_work);
+  bad.throw_if_any(classes, ignore);
+  const double total = d.row_value_sum(kSumLoss);
+  const double total_weight = options.reduction == Reduction::kMean ? d.row_value_sum(kSumWeight) : 1.0;
+  const double result = options.reduction == Reduction::kMean ? total / total_weight : total;
+  if (!with_grad) return result;
+
+  // The gradient: -w_r * scale at the target, 0 elsewhere. Memory-bound: a write of the whole
+  // gradient (streamed past the last-level cache).
+  RowDriver g(options.axis);
+  const int kGrad = g.output(grad.grad, "grad");
+  const int kGTarget = g.input(target, "target", RowExtent::kScalar);
+  const int kGRowWeight = row_weighted ? g.input(weights.sample_weight, "sample_weight", RowExtent::kScalar) : -1;
+  const bool per_row_scale = none && given(grad.grad_output_rows);
+  const int kGradOutput = per_row_scale ? g.input(grad.grad_output_rows, "grad_output", RowExtent::kScalar) : -1;
+  g.check();
+  const double scale = options.reduction == Reduction::kMean ? grad.grad_output / total_weight : grad.grad_output;
+  const NllLossKernels<T>& k = kernels().nll_loss.get<T>();
+  const size_t n = static_cast<size_t>(classes);
+  const bool stream = static_cast<size_t>(g.rows() * g.n()) * sizeof(T) >= last_level_cache_bytes();
+  g.run([&](const RowBatch& b) {
+    int64_t index[kGradChunk];
+    T value[kGradChunk];
+    for (size_t r0 = 0; r0 < b.rows; r0 += kGradChunk) {
+      const size_t count = std::min(kGradChunk, b.rows - r0);
+      for (size_t i = 0; i < count; ++i) {
+        const size_t r = r0 + i;
+        const int64_t t = static_cast<int64_t>(*b.row<const Index>(kGTarget, r));
+        index[i] = t == ignore ? -1 : t;  // validated by the first run
+        double w = class_weighted && t != ignore ? static_cast<double>(class_weight[t * class_weight_stride]) : 1.0;
+        if (row_weighted) w *= static_cast<double>(*b.row<const T>(kGRowWeight, r));
+        const double s = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
+        value[i] = static_cast<T>(w * -s);
+      }
+      k.one_hot_rows(b.row<T>(kGrad, r0), count, n, b.ld[kGrad], index, value, stream && !b.gathered);
+    }
+  });
+  return result;
+}
+
+}  // namespace
+
+#define LOGITKIT_SPECIALIZE(T, Index)                                                                          \
+  template <>                                                                                                  \
+  double nll_loss<T, Index>(InputView<T> log_probs, ArrayView<const Index> target, const LossOptions& options, \
+                            const LossWeights<T>& weights, ArrayView<T> loss, const LossGrad<T>& grad) {       \
+    return nll_loss_impl<T, Index>(log_probs, target, options, weights, loss, grad);                           \
+  }
+LOGITKIT_SPECIALIZE(float, int32_t)
+LOGITKIT_SPECIALIZE(float, int64_t)
+LOGITKIT_SPECIALIZE(double, int32_t)
+LOGITKIT_SPECIALIZE(double, int64_t)
+#undef LOGITKIT_SPECIALIZE
+
+}  // namespace logitkit
