@@ -490,13 +490,25 @@ class RowDriver {
   // d = 1 for a reduction over axis 0) or else at base[offs[t] + j * s]. The full equally spaced
   // tile (count == kGatherTile) runs with its row loop unrolled: measured 2-4x faster than a loop
   // over offsets read from memory, on 1000-element rows.
+  // along_rows: row by row (each a sweep with the element step), else element by element across
+  // the rows; the faster is the one whose inner loop walks the nearer neighbours in the caller's
+  // memory (see user_order).
   template <class W, int kCount>
   static void copy_rows(W* dst, int64_t dst_row, int64_t dst_step, const W* src, int64_t src_row, int64_t src_step,
-                        int count, int64_t len) {
+                        int count, int64_t len, bool along_rows) {
     const int rows = kCount ? kCount : count;
+    if (along_rows) {
+      for (int t = 0; t < rows; ++t)
+        for (int64_t j = 0; j < len; ++j) dst[t * dst_row + j * dst_step] = src[t * src_row + j * src_step];
+      return;
+    }
     for (int64_t j = 0; j < len; ++j)
       for (int t = 0; t < rows; ++t) dst[t * dst_row + j * dst_step] = src[t * src_row + j * src_step];
   }
+  // Whether to copy a tile of the caller's rows (d apart, elements s apart) row by row: when the
+  // elements are nearer than the rows (a strided slice: 10% faster than across the rows); across
+  // the rows when they are nearer (axis 0 of a C array: each step reads one contiguous run).
+  static bool user_order(int64_t d, int64_t s) { return std::abs(s) < std::abs(d); }
   // Whether offs[0..count) is offs[0] + t * d; sets d.
   static bool equally_spaced(const int64_t* offs, int64_t count, int64_t& d) {
     d = count > 1 ? offs[1] - offs[0] : 0;
@@ -511,10 +523,12 @@ class RowDriver {
     const int64_t len = length(&o - ops_), s = o.row_step;
     int64_t d;
     if (equally_spaced(offs, count, d)) {
-      if (count == kGatherTile) return copy_rows<W, kGatherTile>(dst, len, 1, src + offs[0], d, s, int(count), len);
-      return copy_rows<W, 0>(dst, len, 1, src + offs[0], d, s, int(count), len);
+      const bool along = user_order(d, s);
+      if (count == kGatherTile)
+        return copy_rows<W, kGatherTile>(dst, len, 1, src + offs[0], d, s, int(count), len, along);
+      return copy_rows<W, 0>(dst, len, 1, src + offs[0], d, s, int(count), len, along);
     }
-    for (int64_t t = 0; t < count; ++t) copy_rows<W, 1>(dst + t * len, 0, 1, src + offs[t], 0, s, 1, len);
+    for (int64_t t = 0; t < count; ++t) copy_rows<W, 1>(dst + t * len, 0, 1, src + offs[t], 0, s, 1, len, true);
   }
   template <class W>
   void scatter_as(const char* src_bytes, const int64_t* offs, int64_t count, const Operand& o) const {
@@ -523,10 +537,12 @@ class RowDriver {
     const int64_t len = length(&o - ops_), s = o.row_step;
     int64_t d;
     if (equally_spaced(offs, count, d)) {
-      if (count == kGatherTile) return copy_rows<W, kGatherTile>(dst + offs[0], d, s, src, len, 1, int(count), len);
-      return copy_rows<W, 0>(dst + offs[0], d, s, src, len, 1, int(count), len);
+      const bool along = user_order(d, s);
+      if (count == kGatherTile)
+        return copy_rows<W, kGatherTile>(dst + offs[0], d, s, src, len, 1, int(count), len, along);
+      return copy_rows<W, 0>(dst + offs[0], d, s, src, len, 1, int(count), len, along);
     }
-    for (int64_t t = 0; t < count; ++t) copy_rows<W, 1>(dst + offs[t], 0, s, src + t * len, 0, 1, 1, len);
+    for (int64_t t = 0; t < count; ++t) copy_rows<W, 1>(dst + offs[t], 0, s, src + t * len, 0, 1, 1, len, true);
   }
 
   void gather(const Operand& o, const int64_t* offs, int64_t count, char* dst) const {

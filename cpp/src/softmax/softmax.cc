@@ -27,9 +27,7 @@ namespace {
 // Rows at least this long are split into chunks across threads; shorter rows are whole tasks.
 constexpr int64_t kLongRow = int64_t{1} << 18;
 constexpr int64_t kChunk = int64_t{1} << 16;
-// Whether rows of n elements of `item` bytes take the pipelined kernels (softmax_kernels-inl.h),
-// which fuse each row's exp pass with the neighbouring rows' cheap passes.
-bool pipelined(int64_t n, size_t item) { return static_cast<size_t>(n) * item >= kPipelineMinRowBytes; }
+
 
 template <class T>
 SoftmaxAlgorithm resolve_algorithm(SoftmaxAlgorithm a, int64_t n) {
@@ -157,8 +155,7 @@ void softmax_long_row_passes(const SoftmaxKernels<T>& k, const T* x, T* y, int64
   }
   // As softmax_row: no max shift (and no max pass) for logits within kUnshiftedExpLimit.
   const T magnitude = row.magnitude();
-  const bool unshifted =
-      magnitude * c <= kUnshiftedExpLimit<T> && static_cast<uint64_t>(n) <= kUnshiftedExpMaxElements;
+  const bool unshifted = unshifted_exp_ok(magnitude, c, static_cast<size_t>(n));
   if (unshifted && a == SoftmaxAlgorithm::kThreePassReload) {
     const T inv = T(1) / row.sum(row.template map<T>(
                              [&](size_t o, size_t l) { return k.exp_store_sum_unshifted(x + o, y + o, l, c); }, 1));
@@ -238,7 +235,7 @@ void softmax_impl(ArrayView<const T> x, ArrayView<T> y, int axis, const SoftmaxO
           policy);
       return;
     }
-    if (reload && pipelined(d.n(), sizeof(T))) policy.split = RowPolicy::Split::kPipelined;
+    if (reload && pipelines_rows(static_cast<size_t>(d.n()), sizeof(T))) policy.split = RowPolicy::Split::kPipelined;
   }
   d.run(
       [&](const RowBatch& b) {
@@ -270,7 +267,7 @@ void logsumexp_impl(ArrayView<const T> x, ArrayView<T> out, int axis, ArrayView<
       });
       return;
     }
-    if (!weighted && pipelined(d.n(), sizeof(T))) policy.split = RowPolicy::Split::kPipelined;
+    if (!weighted && pipelines_rows(static_cast<size_t>(d.n()), sizeof(T))) policy.split = RowPolicy::Split::kPipelined;
   }
   d.run(
       [&](const RowBatch& r) {

@@ -117,18 +117,6 @@ T row_max_magnitude(const T* x, size_t n, T& magnitude) {
   return max4<T>(mx);
 }
 
-// Whether three_pass_reload may take y = exp(c x) / sum without shifting x by its max. The shift
-// only keeps exp in range, and here every term lies in [e^-64, e^64] (normal), a block's float
-// partial sum stays below 1024 e^64, and 1/sum stays normal for up to 2^33 terms. It also makes
-// the row more exact: each exp argument is c x itself, where x - max is rounded to the ulp of
-// |x - max| (2^-19 relative for |x - max| in [32, 64), 16 float ulps of the result), and the
-// loop has no subtraction and no range guard (in range by construction): 8.5% faster pipelined
-// on Zen 4. False for NaN magnitude.
-template <class T>
-bool unshifted_exp_ok(T magnitude, T c, size_t n) {
-  return magnitude * c <= kUnshiftedExpLimit<T> && uint64_t(n) <= kUnshiftedExpMaxElements;
-}
-
 // z = c (x - shift), the argument of every exp below: one subtraction when c == 1 (the common
 // case, decided once per call), so the exact x - shift is not followed by a multiply; otherwise
 // scaled_difference (math-inl.h), which does not overflow where c z is finite.
@@ -167,10 +155,21 @@ __attribute__((always_inline)) inline auto with_scale(T c, F&& f) {
   return c == T(1) ? f(std::false_type{}) : f(std::true_type{});
 }
 
+// Work that rides along a hot loop, the one mechanism of the pipelined kernels: full(j, k) for the
+// full vector at element j (accumulator slot k), after the loop's own work on it; tail(j, r) for
+// the last r < N elements. The exp-bound loop then carries the load/store-bound passes of the
+// neighbouring rows (SoftmaxRider, LogSoftmaxRider). NoRider does nothing.
+struct NoRider {
+  __attribute__((always_inline)) void full(size_t, int) {}
+  __attribute__((always_inline)) void tail(size_t, size_t) {}
+};
+
 // Sum of exp(c(x - shift)) (exp(c x) without kShift) over one block, with the exp policy `exp`
-// (math-inl.h); kStore also writes the values to y. Per element: 1 read (+ 1 write), 1 exp.
-template <class T, bool kScaled, bool kStore, class Exp, bool kShift = true>
-__attribute__((always_inline)) inline T exp_sum_block_with(Exp& exp, const T* x, T* y, size_t n, T shift, T c) {
+// (math-inl.h); kStore also writes the values to y; `rider` rides along. Per element: 1 read
+// (+ 1 write), 1 exp.
+template <class T, bool kScaled, bool kStore, class Exp, bool kShift = true, class Rider = NoRider>
+__attribute__((always_inline)) inline T exp_sum_block_with(Exp& exp, const T* x, T* y, size_t n, T shift, T c,
+                                                           Rider rider = {}) {
   using S = Simd<T>;
   using V = typename S::V;
   const V vs = S::set1(shift), vc = S::set1(c);
@@ -185,12 +184,14 @@ __attribute__((always_inline)) inline T exp_sum_block_with(Exp& exp, const T* x,
         LOGITKIT_LOCKSTEP(k, G) {
           if constexpr (kStore) S::store(y + i + k * S::N, e[k]);
           acc[k] = S::add(acc[k], e[k]);
+          rider.full(i + k * S::N, k);
         }
       },
       [&](size_t i, size_t r) {
         const V e = vexp_tail<T>(exp_argument<T, kScaled, kShift>(S::load_tail(x + i, r, kNegInf<T>), vs, vc));
         if constexpr (kStore) S::store_tail(y + i, e, r);
         acc[0] = S::add(acc[0], e);
+        rider.tail(i, r);
       });
   return S::reduce_add(sum4<T>(acc));
 }
@@ -456,13 +457,6 @@ MaxSum<T> online_sum(const T* x, size_t n, T c) {
   return {mx, T(sum.value())};
 }
 
-// Work that rides along a hot loop (see log_softmax_rows_pipelined): full(j, k) for the full vector
-// at element j, accumulator slot k; tail(j, r) for the last r < N elements. NoRider does nothing.
-struct NoRider {
-  __attribute__((always_inline)) void full(size_t, int) {}
-  __attribute__((always_inline)) void tail(size_t, size_t) {}
-};
-
 // Sum of exp(c(x - shift)) over x != m, and the number of x == m. Keeping the max term (exactly
 // 1 when shift == m) out of the sum lets callers use log1p and keep full relative precision.
 template <class T, bool kWeighted, bool kScaled, class Exp, class Rider = NoRider>
@@ -665,50 +659,36 @@ bool may_dominate(T inv, T z_top) {
   return static_cast<double>(inv) * std::exp(static_cast<double>(z_top)) >= kDominantThreshold<double> * (1 - 1e-6);
 }
 
-// One block of the pipelined three-pass softmax (see softmax_rows_pipelined): y = exp(c(x - shift))
-// (exp(c x) without kShift) with its sum returned, plus, in the same loop, the range pass of the
-// next row (max |xnext| into mag; with kShift also its max into mx, as the next row is likely
-// shifted too) and the scale pass of the previous row (yprev *= inv_prev).
-// Per element: 3 reads + 2 writes, 1 exp.
-template <class T, bool kScaled, bool kShift, bool kNext, bool kScalePrev, class Exp>
-__attribute__((always_inline)) inline T pipelined_block(Exp& exp, const T* x, T* y, size_t n, T shift, T c,
-                                                        const T* xnext, typename Simd<T>::V (&mag)[4],
-                                                        typename Simd<T>::V (&mx)[4], T* yprev, T inv_prev) {
+// The rider of softmax_rows_pipelined: row r+1's range pass (max |xnext| into mag; with kShift
+// also its max into mx, as the next row is likely shifted too) and row r-1's scale pass (yprev *=
+// inv_prev), at the element offset of the block whose exp is being summed. With the block's own
+// work, per element: 3 reads + 2 writes, 1 exp.
+template <class T, bool kShift, bool kNext, bool kScalePrev>
+struct SoftmaxRider {
   using S = Simd<T>;
   using V = typename S::V;
-  const V vs = S::set1(shift), vc = S::set1(c), vinv = S::set1(inv_prev);
-  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
-  for_groups<S>(
-      n,
-      [&](size_t i, auto g) {
-        constexpr int G = decltype(g)::value;
-        V e[G];
-        LOGITKIT_LOCKSTEP(k, G) e[k] = exp_argument<T, kScaled, kShift>(S::load(x + i + k * S::N), vs, vc);
-        exp(e);
-        LOGITKIT_LOCKSTEP(k, G) {
-          const size_t j = i + k * S::N;
-          S::store(y + j, e[k]);
-          acc[k] = S::add(acc[k], e[k]);
-          if constexpr (kNext) {
-            const V v = S::load(xnext + j);
-            mag[k] = S::max_magnitude(mag[k], v);
-            if constexpr (kShift) mx[k] = S::max(mx[k], v);
-          }
-          if constexpr (kScalePrev) S::store(yprev + j, S::mul(S::load(yprev + j), vinv));
-        }
-      },
-      [&](size_t i, size_t r) {
-        const V e = vexp_tail<T>(exp_argument<T, kScaled, kShift>(S::load_tail(x + i, r, kNegInf<T>), vs, vc));
-        S::store_tail(y + i, e, r);
-        acc[0] = S::add(acc[0], e);
-        if constexpr (kNext) {
-          mag[0] = S::max_magnitude(mag[0], S::load_tail(xnext + i, r, T(0)));
-          if constexpr (kShift) mx[0] = S::max(mx[0], S::load_tail(xnext + i, r, kNegInf<T>));
-        }
-        if constexpr (kScalePrev) S::store_tail(yprev + i, S::mul(S::load_tail(yprev + i, r, T(0)), vinv), r);
-      });
-  return S::reduce_add(sum4<T>(acc));
-}
+  const T* xnext;
+  V (&mag)[4];
+  V (&mx)[4];
+  T* yprev;
+  V inv_prev;
+
+  __attribute__((always_inline)) void full(size_t j, int k) {
+    if constexpr (kNext) {
+      const V v = S::load(xnext + j);
+      mag[k] = S::max_magnitude(mag[k], v);
+      if constexpr (kShift) mx[k] = S::max(mx[k], v);
+    }
+    if constexpr (kScalePrev) S::store(yprev + j, S::mul(S::load(yprev + j), inv_prev));
+  }
+  __attribute__((always_inline)) void tail(size_t j, size_t r) {
+    if constexpr (kNext) {
+      mag[0] = S::max_magnitude(mag[0], S::load_tail(xnext + j, r, T(0)));
+      if constexpr (kShift) mx[0] = S::max(mx[0], S::load_tail(xnext + j, r, kNegInf<T>));
+    }
+    if constexpr (kScalePrev) S::store_tail(yprev + j, S::mul(S::load_tail(yprev + j, r, T(0)), inv_prev), r);
+  }
+};
 
 // three_pass_reload over several rows, software-pipelined: row r's exp pass (compute-bound)
 // carries row r+1's range pass (row_magnitude) and row r-1's scale pass (load/store-bound), so in
@@ -744,8 +724,9 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
       constexpr bool kShift = decltype(shift)::value;
       for_blocks<T>(n, [&](size_t b, size_t len) {
         auto fused = [&](auto& exp) __attribute__((always_inline)) {
-          return pipelined_block<T, kScaled, kShift, decltype(has_next)::value, decltype(has_prev)::value>(
-              exp, xr + b, yr + b, len, m, c, xn + (next ? b : 0), mag, mx, yp + (prev ? b : 0), inv_prev);
+          using Rider = SoftmaxRider<T, kShift, decltype(has_next)::value, decltype(has_prev)::value>;
+          return exp_sum_block_with<T, kScaled, true, std::remove_reference_t<decltype(exp)>, kShift>(
+              exp, xr + b, yr + b, len, m, c, Rider{xn + (next ? b : 0), mag, mx, yp + (prev ? b : 0), S::set1(inv_prev)});
         };
         if constexpr (kShift) {
           // On a guard failure the range and scale parts are done: redo the exp part alone.
@@ -1004,7 +985,7 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
 template <class T>
 void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c,
                   SoftmaxAlgorithm algorithm) {
-  if (algorithm == SoftmaxAlgorithm::kThreePassReload && rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
+  if (algorithm == SoftmaxAlgorithm::kThreePassReload && rows > 1 && pipelines_rows(n, sizeof(T))) {
     with_scale(c, [&](auto scaled) {
       softmax_rows_pipelined<T, decltype(scaled)::value>(x, y, rows, n, ldx, ldy, c);
     });
@@ -1324,7 +1305,7 @@ void log_softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
 
 template <class T>
 void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c) {
-  if (rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
+  if (rows > 1 && pipelines_rows(n, sizeof(T))) {
     log_softmax_rows_pipelined(x, y, rows, n, ldx, ldy, c);
     return;
   }
@@ -1386,7 +1367,7 @@ void logsumexp_rows_pipelined(const T* x, T* out, T* sign, size_t rows, size_t n
 template <class T>
 void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t n, ptrdiff_t ldx,
                     ptrdiff_t ldb, ptrdiff_t out_stride, ptrdiff_t sign_stride) {
-  if (!b && rows > 1 && n * sizeof(T) >= kPipelineMinRowBytes) {
+  if (!b && rows > 1 && pipelines_rows(n, sizeof(T))) {
     logsumexp_rows_pipelined(x, out, sign, rows, n, ldx, out_stride, sign_stride);
     return;
   }
