@@ -17,6 +17,7 @@ set(LOGITKIT_FAMILIES
   stablemax
   math
   entropy
+  cross_entropy
   nll_loss)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$")

@@ -158,7 +158,7 @@ def test_every_public_op_is_covered():
     ops = {n for n in PUBLIC if "out" in inspect.signature(getattr(logitkit, n)).parameters}
     assert ops == set(OPS)
     reductions = {"logsumexp", "entropy", "collapse_fraction"}
-    losses = {"nll_loss"}  # tests/test_nll_loss.py
+    losses = {"nll_loss", "cross_entropy"}  # tests/test_nll_loss.py, tests/test_cross_entropy.py
     assert reductions | losses | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
 
 
@@ -193,6 +193,8 @@ VALID = {
     "return_grad": False,
     "grad_output": 1.0,
     "out_grad": None,
+    "label_smoothing": 0.0,
+    "z_loss": 0.0,
 }
 BAD = {
     "None": None,

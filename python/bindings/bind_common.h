@@ -7,6 +7,7 @@
 #include <string>
 
 #include "logitkit/error.h"
+#include "logitkit/loss.h"
 #include "logitkit/view.h"
 
 namespace logitkit_py {
@@ -70,6 +71,55 @@ logitkit::ArrayView<const uint8_t> mask_view(const py::array& mask, const logitk
     v.strides[d] = mask.strides(md);  // itemsize 1: byte strides are element strides
   }
   return v;
+}
+
+// The loss bindings' arguments: the reduction's name, and optional arrays (None: absent view).
+inline logitkit::Reduction parse_reduction(const std::string& name) {
+  if (name == "mean") return logitkit::Reduction::kMean;
+  if (name == "sum") return logitkit::Reduction::kSum;
+  if (name == "none") return logitkit::Reduction::kNone;
+  throw py::value_error("reduction: expected 'mean', 'sum' or 'none'; got '" + name + "'");
+}
+
+template <class T>
+logitkit::ArrayView<const T> optional_input(const py::object& a, const char* name) {
+  return a.is_none() ? logitkit::ArrayView<const T>{} : view_of<const T>(py::reinterpret_borrow<py::array>(a), name, false);
+}
+template <class T>
+logitkit::ArrayView<T> optional_output(const py::object& a, const char* name) {
+  return a.is_none() ? logitkit::ArrayView<T>{} : view_of<T>(py::reinterpret_borrow<py::array>(a), name, true);
+}
+
+// A loss call's common arguments as views: the options, the optional weights, the per-row loss
+// (reduction "none") and the gradient outputs.
+template <class T>
+struct LossViews {
+  logitkit::LossOptions options;
+  logitkit::LossWeights<T> weights;
+  logitkit::LossGrad<T> grad;
+  logitkit::ArrayView<T> loss;
+  LossViews(const py::object& weight, const py::object& sample_weight, const py::object& loss_rows,
+            const py::object& grad_out, double grad_output, const py::object& grad_output_rows, int axis,
+            int64_t ignore_index, const std::string& reduction) {
+    options.reduction = parse_reduction(reduction);
+    options.ignore_index = ignore_index;
+    options.axis = axis;
+    weights.weight = optional_input<T>(weight, "weight");
+    weights.sample_weight = optional_input<T>(sample_weight, "sample_weight");
+    grad.grad = optional_output<T>(grad_out, "grad");
+    grad.grad_output = grad_output;
+    grad.grad_output_rows = optional_input<T>(grad_output_rows, "grad_output");
+    loss = optional_output<T>(loss_rows, "loss");
+  }
+};
+
+// f(T{}, Index{}) for the input's float type (float32 or float64) and the target's index type
+// (int32 or int64), which the Python layer has already converted to.
+template <class F>
+double with_loss_types(const py::array& input, const py::array& target, F&& f) {
+  const bool i32 = has_dtype<int32_t>(target);
+  if (is_f32(input)) return i32 ? f(float{}, int32_t{}) : f(float{}, int64_t{});
+  return i32 ? f(double{}, int32_t{}) : f(double{}, int64_t{});
 }
 
 }  // namespace logitkit_py

@@ -19,6 +19,7 @@ void bind_softmax_backward(py::module_& m);
 void bind_stablemax(py::module_& m);
 void bind_entropy(py::module_& m);
 void bind_nll_loss(py::module_& m);
+void bind_cross_entropy(py::module_& m);
 void bind_sparsemax(py::module_& m);
 
 namespace {
@@ -140,5 +141,6 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_stablemax(m);
   logitkit_py::bind_entropy(m);
   logitkit_py::bind_nll_loss(m);
+  logitkit_py::bind_cross_entropy(m);
   logitkit_py::bind_sparsemax(m);
 }

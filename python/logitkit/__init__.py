@@ -2,9 +2,10 @@
 
 What exists: softmax, log_softmax and logsumexp (with masks, temperature, weights), their backward
 passes, StableMax/log-StableMax, sparsemax, 1.5-entmax and alpha-entmax (bisection) with their
-backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, nll_loss (the
-first loss, with its gradient), plus backend (ISA) and thread controls. Planned, not yet here: the
-fused losses on logits (cross-entropy and the rest) and MoE routing.
+backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, the first
+losses with their gradients (nll_loss, cross_entropy with class indices), plus backend (ISA) and
+thread controls. Planned, not yet here: the other losses on logits (soft targets, z-loss,
+distillation, ...) and MoE routing.
 
 Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
 names in ``__all__``; they are re-exported here. See README.md for the table of ops.
@@ -13,6 +14,7 @@ names in ``__all__``; they are re-exported here. See README.md for the table of 
 from __future__ import annotations
 
 from . import _core
+from .cross_entropy import cross_entropy
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
 from .nll_loss import nll_loss
@@ -35,6 +37,7 @@ __all__ = [
     "__version__",
     "available_isas",
     "collapse_fraction",
+    "cross_entropy",
     "entmax15",
     "entmax15_backward",
     "entmax_bisect",

@@ -163,3 +163,24 @@ def finish_loss(value: float, rows: np.ndarray | None, args: LossArgs):
         rows = rows.reshape(args.batch_shape)
         return rows if rows.dtype == args.result else rows.astype(args.result)
     return args.result.type(value)
+
+
+def run(core, args: LossArgs, input_, return_grad, grad_output, out_grad, *extra):
+    """Calls the C++ loss `core` (the signature every loss binding shares, then `extra`) and
+    returns the loss, or (loss, grad) with return_grad."""
+    return_grad = _arrays.check_flag(return_grad, "return_grad")
+    input_shape = tuple(np.shape(input_))
+    rows = np.empty(args.target.shape, args.compute) if args.reduction == "none" else None
+    grad = out_target = None
+    scale, scale_rows = 1.0, None
+    if return_grad:
+        scale, scale_rows = grad_output_args(grad_output, args)
+        grad, out_target = grad_target(out_grad, input_shape, args)
+    elif out_grad is not None:
+        raise ValueError("out_grad: given without return_grad=True")
+    value = core(args.input, args.target, args.weight, args.sample_weight, rows, grad, scale, scale_rows, args.axis,
+                 args.ignore_index, args.reduction, *extra)
+    loss = finish_loss(value, rows, args)
+    if not return_grad:
+        return loss
+    return loss, finish_grad(grad, out_target, input_shape, args)

@@ -55,30 +55,4 @@ def nll_loss(
         ignore_index=ignore_index,
         reduction=reduction,
     )
-    return_grad = _arrays.check_flag(return_grad, "return_grad")
-    input_shape = tuple(np.shape(log_probs))
-    rows = np.empty(args.target.shape, args.compute) if args.reduction == "none" else None
-    grad = out_target = None
-    scale, scale_rows = 1.0, None
-    if return_grad:
-        scale, scale_rows = _losses.grad_output_args(grad_output, args)
-        grad, out_target = _losses.grad_target(out_grad, input_shape, args)
-    elif out_grad is not None:
-        raise ValueError("out_grad: given without return_grad=True")
-    value = _core.nll_loss(
-        args.input,
-        args.target,
-        args.weight,
-        args.sample_weight,
-        rows,
-        grad,
-        scale,
-        scale_rows,
-        args.axis,
-        args.ignore_index,
-        args.reduction,
-    )
-    loss = _losses.finish_loss(value, rows, args)
-    if not return_grad:
-        return loss
-    return loss, _losses.finish_grad(grad, out_target, input_shape, args)
+    return _losses.run(_core.nll_loss, args, log_probs, return_grad, grad_output, out_grad)

@@ -95,6 +95,8 @@ def ops(x, axis, t):
         for reduction in ("mean", "sum", "none"):
             out.append((f"nll_loss_{reduction}", lambda r=reduction: logitkit.nll_loss(
                 x, target, w, axis=axis, ignore_index=-1, reduction=r, return_grad=True)))
+            out.append((f"cross_entropy_{reduction}", lambda r=reduction: logitkit.cross_entropy(
+                x, target, w, axis=axis, ignore_index=-1, reduction=r, label_smoothing=0.1, return_grad=True)))
     return out
 
 

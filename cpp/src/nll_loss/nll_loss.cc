@@ -15,53 +15,11 @@
 #include "logitkit/runtime.h"
 #include "nll_loss/nll_loss_kernels.h"
 #include "runtime/kernel_table.h"
+#include "runtime/loss_support.h"
 #include "runtime/row_driver.h"
 
 namespace logitkit {
 namespace {
-
-// An optional view is absent when default-constructed (an empty array still has ndim >= 1).
-template <class U>
-bool given(const ArrayView<U>& v) {
-  return v.data != nullptr || v.ndim != 0;
-}
-
-void check_reduction(Reduction r) {
-  if (r != Reduction::kNone && r != Reduction::kSum && r != Reduction::kMean)
-    throw Error(Error::Kind::kInvalidArgument, "reduction",
-                "not a Reduction value: " + std::to_string(static_cast<int>(r)));
-}
-
-template <class T>
-void check_class_weight(const ArrayView<const T>& weight, int64_t classes) {
-  check_view(weight, "weight");
-  if (weight.ndim != 1 || weight.shape[0] != classes)
-    throw Error(Error::Kind::kInvalidArgument, "weight",
-                "must have shape (" + std::to_string(classes) + ",), one weight per class");
-}
-
-// The lowest row whose target is neither a class nor ignore_index, found by any thread.
-class BadTarget {
- public:
-  void report(int64_t row, int64_t value) {
-    int64_t seen = row_.load(std::memory_order_relaxed);
-    while (row < seen && !row_.compare_exchange_weak(seen, row, std::memory_order_relaxed)) {
-    }
-    if (row <= row_.load(std::memory_order_relaxed)) value_.store(value, std::memory_order_relaxed);
-  }
-  void throw_if_any(int64_t classes, int64_t ignore_index) const {
-    const int64_t row = row_.load();
-    if (row == kNone) return;
-    throw Error(Error::Kind::kInvalidArgument, "target",
-                "class index " + std::to_string(value_.load()) + " (row " + std::to_string(row) +
-                    ") is out of range [0, " + std::to_string(classes) + ") and is not ignore_index (" +
-                    std::to_string(ignore_index) + ")");
-  }
-
- private:
-  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
-  std::atomic<int64_t> row_{kNone}, value_{0};
-};
 
 // How far ahead the loss pass prefetches its one entry per row: each is a cache (and for long rows
 // a TLB) miss, and the loop body alone keeps too few of them in flight (measured: 4096x32000
@@ -74,15 +32,10 @@ constexpr size_t kGradChunk = 256;
 template <class T, class Index>
 double nll_loss_impl(ArrayView<const T> log_probs, ArrayView<const Index> target, const LossOptions& options,
                      const LossWeights<T>& weights, ArrayView<T> loss, const LossGrad<T>& grad) {
-  check_reduction(options.reduction);
+  check_loss_outputs(options.reduction, loss, grad);
   const bool none = options.reduction == Reduction::kNone;
   const bool class_weighted = given(weights.weight), row_weighted = given(weights.sample_weight);
   const bool with_grad = given(grad.grad);
-  if (none && !given(loss))
-    throw Error(Error::Kind::kInvalidArgument, "loss", "reduction none writes one loss per row: a view is required");
-  if (!none && given(grad.grad_output_rows))
-    throw Error(Error::Kind::kInvalidArgument, "grad_output",
-                "per-row upstream gradients go with reduction none; a reduced loss takes a scalar");
 
   RowDriver d(options.axis);
   const int kLp = d.input(log_probs, "log_probs", RowExtent::kRow, 0, RowRead::kStrided);  // one element read per row

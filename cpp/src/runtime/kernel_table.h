@@ -1,5 +1,6 @@
 // The dispatch table: one KernelTable per compiled ISA, filled once; kernels() returns the active one.
 #pragma once
+#include "cross_entropy/cross_entropy_kernels.h"
 #include "entropy/entropy_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "math/math_kernels.h"
@@ -27,6 +28,7 @@ struct KernelTable {
   PerType<EntropyKernels> entropy;
   PerType<SparsemaxKernels> sparsemax;
   PerType<NllLossKernels> nll_loss;
+  PerType<CrossEntropyKernels> cross_entropy;
 };
 
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.

@@ -67,7 +67,7 @@ void forward_rows(RowDriver& d, int kX, int kY, T c, RowsFn&& kernel_rows) {
 
 // rows_fn(y, dy, dx, rows, n, ldy, lddy, lddx, scratch) over every row; scratch holds n elements.
 template <class T, class RowsFn>
-void backward_impl(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, RowsFn&& rows_fn) {
+void vjp_rows(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, RowsFn&& rows_fn) {
   RowDriver d(axis);
   const int kY = d.input(y, "y"), kDy = d.input(dy, "dy"), kDx = d.output(dx, "dx");
   d.check();
@@ -143,7 +143,7 @@ template <class T>
 void sparsemax_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, double temperature) {
   const T c = inverse_temperature<T>(temperature);
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
-  backward_impl<T>(y, dy, dx, axis,
+  vjp_rows<T>(y, dy, dx, axis,
                    [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t a, ptrdiff_t b, ptrdiff_t d,
                        T* gs) {
                      k.sparsemax_backward_rows(yr, dyr, dxr, rows, n, a, b, d, c, gs);
@@ -154,7 +154,7 @@ template <class T>
 void entmax15_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayView<T> dx, int axis, double temperature) {
   const T c = inverse_temperature<T>(temperature);
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
-  backward_impl<T>(y, dy, dx, axis,
+  vjp_rows<T>(y, dy, dx, axis,
                    [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t a, ptrdiff_t b, ptrdiff_t d,
                        T* gs) {
                      k.entmax15_backward_rows(yr, dyr, dxr, rows, n, a, b, d, c, gs);
@@ -168,7 +168,7 @@ void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayVi
   const T c = inverse_temperature<T>(temperature);
   const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
   const T a = static_cast<T>(alpha);
-  backward_impl<T>(y, dy, dx, axis,
+  vjp_rows<T>(y, dy, dx, axis,
                    [&](const T* yr, const T* dyr, T* dxr, size_t rows, size_t n, ptrdiff_t ly, ptrdiff_t ldy,
                        ptrdiff_t ldx, T* gs) {
                      k.entmax_bisect_backward_rows(yr, dyr, dxr, rows, n, ly, ldy, ldx, c, a, gs);

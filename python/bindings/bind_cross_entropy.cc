@@ -1,0 +1,38 @@
+// Bindings for cross_entropy (see python/logitkit/cross_entropy.py for the public API). Arrays
+// arrive validated, converted and allocated by the Python layer; optional ones are None.
+#include <cstdint>
+#include <string>
+
+#include "bind_common.h"
+#include "logitkit/cross_entropy.h"
+
+namespace logitkit_py {
+
+void bind_cross_entropy(py::module_& m) {
+  m.def(
+      "cross_entropy",
+      [](const py::array& logits, const py::array& target, const py::object& weight, const py::object& sample_weight,
+         const py::object& loss, const py::object& grad, double grad_output, const py::object& grad_output_rows,
+         int axis, int64_t ignore_index, const std::string& reduction, double label_smoothing, double temperature,
+         double z_loss) {
+        return with_loss_types(logits, target, [&](auto t, auto i) {
+          using T = decltype(t);
+          using Index = decltype(i);
+          const LossViews<T> v(weight, sample_weight, loss, grad, grad_output, grad_output_rows, axis, ignore_index,
+                               reduction);
+          logitkit::CrossEntropyOptions ce;
+          ce.label_smoothing = label_smoothing;
+          ce.temperature = temperature;
+          ce.z_loss = z_loss;
+          const auto xv = view_of<const T>(logits, "logits", false);
+          const auto tv = view_of<const Index>(target, "target", false);
+          py::gil_scoped_release release;
+          return logitkit::cross_entropy<T>(xv, tv, v.options, ce, v.weights, v.loss, v.grad);
+        });
+      },
+      py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("sample_weight"), py::arg("loss"),
+      py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"), py::arg("ignore_index"),
+      py::arg("reduction"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("z_loss"));
+}
+
+}  // namespace logitkit_py

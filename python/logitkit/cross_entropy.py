@@ -1,0 +1,73 @@
+"""Softmax cross-entropy of logits against class indices, fused: NumPy front end of
+cpp/include/logitkit/cross_entropy.h, with torch.nn.functional.cross_entropy's semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _arrays, _core, _losses
+from ._arrays import Real, Result
+
+__all__ = ["cross_entropy"]
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: Real = 0.0,
+    temperature: Real = 1.0,
+    z_loss: Real = 0.0,
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Cross-entropy of softmax(logits / temperature) along the class axis `axis` against integer
+    class indices, as torch.nn.functional.cross_entropy computes it: the logits are read once for
+    each row's max, exp-sum and target logit, and once more for the gradient; no probabilities are
+    stored.
+
+    target: class indices of logits' shape without the class axis; each in [0, C) or equal to
+    ignore_index (those rows add nothing: loss 0, weight 0, gradient 0). Other values raise
+    ValueError naming target. Unlike PyTorch, the class axis defaults to the last one.
+
+    weight (C,) and sample_weight (broadcast to the batch shape): row r weighs w_r =
+    weight[target[r]] * sample_weight[r]. label_smoothing: PyTorch's formula, (1 - ls) times the
+    weighted NLL plus ls / C times sum_c weight[c] (-log p_c). reduction="mean" divides the sum of
+    the row losses by sum(w_r) (PyTorch's weighted mean, NaN when every row is ignored), "sum" and
+    "none" as in PyTorch. temperature: the loss of softmax(logits / temperature) (no T^2 factor).
+    z_loss >= 0: adds z_loss * logsumexp(logits / temperature)^2 per row not ignored (PaLM's and
+    ST-MoE's z-loss, with its gradient), weighted by sample_weight only; "mean" divides this term
+    by the number of rows not ignored (their summed sample weights), as Liger-Kernel does.
+    float16/bfloat16 logits are computed in float32 (the target's p - 1 is formed there) and the
+    results returned in their dtype; integer logits give float64. Row sums are taken in a fixed
+    order, so results do not depend on the thread count.
+
+    return_grad=True returns (loss, grad), grad = d loss / d logits, scaled by grad_output (a
+    scalar, or for reduction="none" an array of the loss's shape); out_grad: an array of logits'
+    shape and result dtype to write it into, which may be the logits themselves.
+    """
+    args = _losses.prepare(
+        logits,
+        target,
+        input_name="logits",
+        axis=axis,
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+    )
+    ls = _arrays.real_scalar(label_smoothing, "label_smoothing", "a number in [0, 1]")
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
+    t = _arrays.check_temperature(temperature)
+    z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
+    if not (z >= 0.0 and np.isfinite(z)):
+        raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
+    return _losses.run(_core.cross_entropy, args, logits, return_grad, grad_output, out_grad, ls, t, z)
