@@ -264,3 +264,16 @@ def test_z_loss(isa, reduction):
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-16)
     with pytest.raises(ValueError, match="z_loss"):
         logitkit.cross_entropy(x, t, z_loss=-1.0)
+
+
+def test_strided_class_weight(isa):
+    # a class weight read through a stride (a copy for the kernels) and a contiguous one agree with torch
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((20, 9)) * 3
+    t = targets(rng, (20,), 9)
+    w2 = rng.random(18) + 0.1
+    for w in (w2[::2], np.ascontiguousarray(w2[::2])):
+        loss, grad = logitkit.cross_entropy(x, t, w, label_smoothing=0.2, return_grad=True)
+        ref_loss, ref_grad = torch_ce(x, t, np.ascontiguousarray(w), label_smoothing=0.2)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-13)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-16)

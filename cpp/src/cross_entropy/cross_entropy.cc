@@ -96,18 +96,23 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   const int64_t classes = d.n();
   const T c = inverse_temperature<T>(ce.temperature);
   if (class_weighted) check_class_weight(weights.weight, classes);
-  // The class weights as a contiguous row (the kernels read them beside each row).
-  std::vector<T> class_weight;
+  // The class weights as a contiguous row (the kernels read them beside each row): the caller's
+  // own when contiguous, else a copy.
+  std::vector<T> class_weight_copy;
+  const T* w = nullptr;
   double weight_total = static_cast<double>(classes);  // sum of the class weights
   if (class_weighted) {
-    class_weight.resize(static_cast<size_t>(classes));
-    weight_total = 0.0;
-    for (int64_t k = 0; k < classes; ++k) {
-      class_weight[size_t(k)] = weights.weight.data[k * weights.weight.strides[0]];
-      weight_total += static_cast<double>(class_weight[size_t(k)]);
+    const ptrdiff_t stride = weights.weight.strides[0];
+    if (stride != 1 && classes > 1) {
+      class_weight_copy.resize(static_cast<size_t>(classes));
+      for (int64_t k = 0; k < classes; ++k) class_weight_copy[size_t(k)] = weights.weight.data[k * stride];
+      w = class_weight_copy.data();
+    } else {
+      w = weights.weight.data;
     }
+    weight_total = 0.0;
+    for (int64_t k = 0; k < classes; ++k) weight_total += static_cast<double>(w[k]);
   }
-  const T* w = class_weighted ? class_weight.data() : nullptr;
   const double ls = ce.label_smoothing, ls_per_class = classes ? ls / double(classes) : 0.0;
   const int64_t ignore = options.ignore_index;
   // d loss / d (sum of the row losses), and of the row z-losses (their own normaliser for "mean")
