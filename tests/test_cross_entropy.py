@@ -216,7 +216,8 @@ def test_errors_name_the_argument():
     cases = [
         (dict(target=np.array([0, 4, 1])), ValueError, "target"),
         (dict(target=np.array([0, -2, 1])), ValueError, "target"),
-        (dict(target=np.array([0.0, 1.0, 2.0])), TypeError, "target"),
+        (dict(target=np.array([0.0, 1.0, 2.0])), ValueError, "target"),  # probabilities of the wrong shape
+        (dict(target=np.array(["a", "b", "c"])), TypeError, "target"),
         (dict(target=np.array([[0, 1, 2]])), ValueError, "target"),
         (dict(weight=np.ones(5)), ValueError, "weight"),
         (dict(sample_weight=np.ones(2)), ValueError, "sample_weight"),

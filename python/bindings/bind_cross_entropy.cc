@@ -1,6 +1,8 @@
 // Bindings for cross_entropy (see python/logitkit/cross_entropy.py for the public API). Arrays
 // arrive validated, converted and allocated by the Python layer; optional ones are None.
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "bind_common.h"
@@ -9,13 +11,16 @@
 namespace logitkit_py {
 
 void bind_cross_entropy(py::module_& m) {
+  // Returns (loss, z-loss term, accuracy); the last two NaN unless asked for.
   m.def(
       "cross_entropy",
       [](const py::array& logits, const py::array& target, const py::object& weight, const py::object& sample_weight,
          const py::object& loss, const py::object& grad, double grad_output, const py::object& grad_output_rows,
          int axis, int64_t ignore_index, const std::string& reduction, double label_smoothing, double temperature,
-         double z_loss) {
-        return with_loss_types(logits, target, [&](auto t, auto i) {
+         double z_loss, double softcap, const py::object& lse, const py::object& predicted, bool want_z_loss,
+         bool want_accuracy) {
+        double z_value = std::numeric_limits<double>::quiet_NaN(), accuracy = z_value;
+        auto call = [&](auto t, auto i) {
           using T = decltype(t);
           using Index = decltype(i);
           const LossViews<T> v(weight, sample_weight, loss, grad, grad_output, grad_output_rows, axis, ignore_index,
@@ -24,15 +29,29 @@ void bind_cross_entropy(py::module_& m) {
           ce.label_smoothing = label_smoothing;
           ce.temperature = temperature;
           ce.z_loss = z_loss;
+          ce.softcap = softcap;
+          logitkit::CrossEntropyExtras<T> extras;
+          extras.lse = optional_output<T>(lse, "lse");
+          extras.predicted = optional_output<int64_t>(predicted, "predicted");
+          extras.z_loss = want_z_loss ? &z_value : nullptr;
+          extras.accuracy = want_accuracy ? &accuracy : nullptr;
           const auto xv = view_of<const T>(logits, "logits", false);
           const auto tv = view_of<const Index>(target, "target", false);
           py::gil_scoped_release release;
-          return logitkit::cross_entropy<T>(xv, tv, v.options, ce, v.weights, v.loss, v.grad);
-        });
+          return logitkit::cross_entropy<T>(xv, tv, v.options, ce, v.weights, v.loss, v.grad, extras);
+        };
+        double value;
+        if (has_dtype<float>(target) || has_dtype<double>(target)) {  // probabilities
+          value = is_f32(logits) ? call(float{}, float{}) : call(double{}, double{});
+        } else {
+          value = with_loss_types(logits, target, call);
+        }
+        return py::make_tuple(value, z_value, accuracy);
       },
       py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("sample_weight"), py::arg("loss"),
       py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"), py::arg("ignore_index"),
-      py::arg("reduction"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("z_loss"));
+      py::arg("reduction"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("z_loss"), py::arg("softcap"),
+      py::arg("lse"), py::arg("predicted"), py::arg("want_z_loss"), py::arg("want_accuracy"));
 }
 
 }  // namespace logitkit_py

@@ -32,6 +32,14 @@ class LossArgs:
     result: np.dtype  # dtype of the returned loss and gradient
     compute: np.dtype
     batch_shape: tuple[int, ...]
+    soft: bool = False  # target holds class probabilities of input's shape
+
+    @property
+    def rows_shape(self) -> tuple[int, ...]:
+        """Shape of the per-row outputs the core writes (the batch, flattened beyond MAX_DIMS)."""
+        if not self.soft:
+            return self.target.shape
+        return self.input.shape[: self.axis] + self.input.shape[self.axis + 1 :]
 
 
 def _reduction(reduction) -> str:
@@ -74,7 +82,17 @@ def _float_array(value, name: str, compute: np.dtype) -> np.ndarray:
     return _arrays.to_compute(arr, compute)
 
 
-def prepare(input_, target, *, input_name: str, axis, weight, sample_weight, ignore_index, reduction) -> LossArgs:
+def _soft_target(target, shape: tuple[int, ...], compute: np.dtype, input_name: str) -> np.ndarray:
+    t = _float_array(target, "target", compute)
+    if t.shape != shape:
+        raise ValueError(f"target: probabilities must have {input_name}'s shape {shape}, got {t.shape}")
+    return t
+
+
+def prepare(
+    input_, target, *, input_name: str, axis, weight, sample_weight, ignore_index, reduction, soft_targets=False
+) -> LossArgs:
+    """soft_targets: a floating-point target is taken as class probabilities of input's shape."""
     arr = _arrays.as_array(input_, input_name)
     if arr.ndim == 0:
         raise ValueError(f"{input_name}: expected at least 1 dimension (the class axis), got a 0-d array")
@@ -89,7 +107,11 @@ def prepare(input_, target, *, input_name: str, axis, weight, sample_weight, ign
         result = _arrays.result_dtype(arr.dtype)
         compute = _arrays.compute_dtype(result)
     batch_shape = arr.shape[:ax] + arr.shape[ax + 1 :]
-    t = _target(target, batch_shape, input_name)
+    target_kind = getattr(target, "dtype", None)
+    if target_kind is None:
+        target_kind = np.asarray(target).dtype
+    soft = soft_targets and np.dtype(target_kind).kind in "fc"
+    t = _soft_target(target, arr.shape, compute, input_name) if soft else _target(target, batch_shape, input_name)
     classes = arr.shape[ax]
     w = None
     if weight is not None:
@@ -109,10 +131,10 @@ def prepare(input_, target, *, input_name: str, axis, weight, sample_weight, ign
     class_axis = ax
     if x.ndim > _arrays.MAX_DIMS:  # the batch axes flattened (a copy where they are not mergeable)
         x = np.moveaxis(x, ax, -1).reshape(-1, classes)
-        t = t.reshape(-1)
+        t = np.moveaxis(t, ax, -1).reshape(-1, classes) if soft else t.reshape(-1)
         sw = None if sw is None else sw.reshape(-1)
         ax = 1
-    return LossArgs(x, t, w, sw, ax, class_axis, ignore_index, reduction, result, compute, batch_shape)
+    return LossArgs(x, t, w, sw, ax, class_axis, ignore_index, reduction, result, compute, batch_shape, soft)
 
 
 def grad_output_args(grad_output, args: LossArgs) -> tuple[float, np.ndarray | None]:
@@ -131,7 +153,7 @@ def grad_output_args(grad_output, args: LossArgs) -> tuple[float, np.ndarray | N
         raise ValueError(
             f"grad_output: shape {rows.shape} cannot be broadcast to the loss shape {args.batch_shape}"
         ) from None
-    if args.target.shape != args.batch_shape:  # flattened batch (more than MAX_DIMS dimensions)
+    if args.rows_shape != args.batch_shape:  # flattened batch (more than MAX_DIMS dimensions)
         rows = rows.reshape(-1)
     return 1.0, rows
 
@@ -165,12 +187,13 @@ def finish_loss(value: float, rows: np.ndarray | None, args: LossArgs):
     return args.result.type(value)
 
 
-def run(core, args: LossArgs, input_, return_grad, grad_output, out_grad, *extra):
+def run(core, args: LossArgs, input_, return_grad, grad_output, out_grad, *extra, collect=None):
     """Calls the C++ loss `core` (the signature every loss binding shares, then `extra`) and
-    returns the loss, or (loss, grad) with return_grad."""
+    returns the loss, or (loss, grad) with return_grad. collect: called with the core's raw result
+    (when it returns a tuple, the loss comes first), its value appended to what is returned."""
     return_grad = _arrays.check_flag(return_grad, "return_grad")
     input_shape = tuple(np.shape(input_))
-    rows = np.empty(args.target.shape, args.compute) if args.reduction == "none" else None
+    rows = np.empty(args.rows_shape, args.compute) if args.reduction == "none" else None
     grad = out_target = None
     scale, scale_rows = 1.0, None
     if return_grad:
@@ -178,9 +201,10 @@ def run(core, args: LossArgs, input_, return_grad, grad_output, out_grad, *extra
         grad, out_target = grad_target(out_grad, input_shape, args)
     elif out_grad is not None:
         raise ValueError("out_grad: given without return_grad=True")
-    value = core(args.input, args.target, args.weight, args.sample_weight, rows, grad, scale, scale_rows, args.axis,
-                 args.ignore_index, args.reduction, *extra)
-    loss = finish_loss(value, rows, args)
-    if not return_grad:
-        return loss
-    return loss, finish_grad(grad, out_target, input_shape, args)
+    raw = core(args.input, args.target, args.weight, args.sample_weight, rows, grad, scale, scale_rows, args.axis,
+               args.ignore_index, args.reduction, *extra)
+    loss = finish_loss(raw[0] if isinstance(raw, tuple) else raw, rows, args)
+    out = (loss, finish_grad(grad, out_target, input_shape, args)) if return_grad else (loss,)
+    if collect is not None:
+        out += (collect(raw),)
+    return out if len(out) > 1 else loss

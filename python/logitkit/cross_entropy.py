@@ -1,7 +1,9 @@
-"""Softmax cross-entropy of logits against class indices, fused: NumPy front end of
+"""Softmax cross-entropy of logits against class indices or probabilities, fused: NumPy front end of
 cpp/include/logitkit/cross_entropy.h, with torch.nn.functional.cross_entropy's semantics."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -23,19 +25,27 @@ def cross_entropy(
     label_smoothing: Real = 0.0,
     temperature: Real = 1.0,
     z_loss: Real = 0.0,
+    softcap: Real | None = None,
     sample_weight: ArrayLike | None = None,
     return_grad: bool = False,
     grad_output: ArrayLike = 1.0,
     out_grad: np.ndarray | None = None,
-) -> Result | tuple[Result, np.ndarray]:
+    extras: Iterable[str] = (),
+) -> Result | tuple[Result, np.ndarray] | tuple[Result, dict] | tuple[Result, np.ndarray, dict]:
     """Cross-entropy of softmax(logits / temperature) along the class axis `axis` against integer
-    class indices, as torch.nn.functional.cross_entropy computes it: the logits are read once for
-    each row's max, exp-sum and target logit, and once more for the gradient; no probabilities are
-    stored.
+    class indices or class probabilities, as torch.nn.functional.cross_entropy computes it: the
+    logits are read once for each row's max, exp-sum and target terms, and once more for the
+    gradient; no probabilities are stored.
 
     target: class indices of logits' shape without the class axis; each in [0, C) or equal to
     ignore_index (those rows add nothing: loss 0, weight 0, gradient 0). Other values raise
     ValueError naming target. Unlike PyTorch, the class axis defaults to the last one.
+
+    A floating-point target of logits' shape holds class probabilities (soft targets, PyTorch's
+    semantics: loss_r = -sum_c weight[c] y_c log p_c, label smoothing mixing y with the uniform
+    distribution, nothing ignored, "mean" dividing by the number of rows, or by the summed
+    sample_weight); a zero probability adds 0 even against a -inf logit (PyTorch: NaN), and
+    probabilities that are not finite raise ValueError naming target.
 
     weight (C,) and sample_weight (broadcast to the batch shape): row r weighs w_r =
     weight[target[r]] * sample_weight[r]. label_smoothing: PyTorch's formula, (1 - ls) times the
@@ -45,6 +55,8 @@ def cross_entropy(
     z_loss >= 0: adds z_loss * logsumexp(logits / temperature)^2 per row not ignored (PaLM's and
     ST-MoE's z-loss, with its gradient), weighted by sample_weight only; "mean" divides this term
     by the number of rows not ignored (their summed sample weights), as Liger-Kernel does.
+    softcap > 0: the logits become softcap * tanh(logits / softcap) inside the kernel before the
+    temperature (Gemma 2's logit soft-capping); the gradient includes the tanh derivative.
     float16/bfloat16 logits are computed in float32 (the target's p - 1 is formed there) and the
     results returned in their dtype; integer logits give float64. Row sums are taken in a fixed
     order, so results do not depend on the thread count.
@@ -52,6 +64,12 @@ def cross_entropy(
     return_grad=True returns (loss, grad), grad = d loss / d logits, scaled by grad_output (a
     scalar, or for reduction="none" an array of the loss's shape); out_grad: an array of logits'
     shape and result dtype to write it into, which may be the logits themselves.
+
+    extras: names of extra outputs from the same pass, returned last as a dict: "lse" (per row,
+    logsumexp of the (capped) logits / temperature; 0 for ignored rows), "z_loss" (the z-loss term
+    alone, reduced as the loss), "accuracy" (class indices only: the fraction of rows not ignored
+    whose argmax is the target, ties to the lowest index; NaN when every row is ignored),
+    "predicted" (per row, the argmax of the logits as int64, ties to the lowest index, NaN first).
     """
     args = _losses.prepare(
         logits,
@@ -62,6 +80,7 @@ def cross_entropy(
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
+        soft_targets=True,
     )
     ls = _arrays.real_scalar(label_smoothing, "label_smoothing", "a number in [0, 1]")
     if not 0.0 <= ls <= 1.0:
@@ -70,4 +89,46 @@ def cross_entropy(
     z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
     if not (z >= 0.0 and np.isfinite(z)):
         raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
-    return _losses.run(_core.cross_entropy, args, logits, return_grad, grad_output, out_grad, ls, t, z)
+    cap = 0.0
+    if softcap is not None:
+        cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
+        if not (cap > 0.0 and np.isfinite(cap)):
+            raise ValueError(f"softcap: must be a finite number > 0 (or None: off), got {softcap!r}")
+    wanted = _extras(extras, args)
+    lse = np.empty(args.rows_shape, args.compute) if "lse" in wanted else None
+    predicted = np.empty(args.rows_shape, np.int64) if "predicted" in wanted else None
+
+    def collect(raw):
+        out = {}
+        if lse is not None:
+            out["lse"] = lse.reshape(args.batch_shape).astype(args.result, copy=False)
+        if "z_loss" in wanted:
+            out["z_loss"] = args.result.type(raw[1])
+        if "accuracy" in wanted:
+            out["accuracy"] = np.float64(raw[2])
+        if predicted is not None:
+            out["predicted"] = predicted.reshape(args.batch_shape)
+        return out
+
+    return _losses.run(
+        _core.cross_entropy, args, logits, return_grad, grad_output, out_grad, ls, t, z, cap, lse, predicted,
+        "z_loss" in wanted, "accuracy" in wanted, collect=collect if wanted else None,
+    )
+
+
+EXTRAS = ("lse", "z_loss", "accuracy", "predicted")
+
+
+def _extras(extras, args) -> frozenset[str]:
+    if isinstance(extras, str):
+        extras = (extras,)
+    try:
+        wanted = frozenset(extras)
+    except TypeError:
+        raise TypeError(f"extras: expected names among {EXTRAS}, got {extras!r}") from None
+    unknown = sorted(str(e) for e in wanted if e not in EXTRAS)
+    if unknown:
+        raise ValueError(f"extras: unknown output(s) {', '.join(unknown)}; expected names among {EXTRAS}")
+    if args.soft and "accuracy" in wanted:
+        raise ValueError("extras: 'accuracy' needs class-index targets, not probabilities")
+    return wanted

@@ -123,6 +123,76 @@ TEST_P(CrossEntropy, InPlaceFloatAndErrors) {
             std::string::npos);
 }
 
+// Soft targets with softcap: loss_r = -sum_k y_k log softmax(cap tanh(x / cap))_k, gradient
+// (p_k sum y - y_k) (1 - tanh^2); and the extras (lse, predicted, accuracy needs class indices).
+TEST_P(CrossEntropy, SoftTargetsSoftcapAndExtras) {
+  const int64_t n = 9, c = 21;
+  const double cap = 4.0;
+  std::mt19937 rng(8);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform;
+  std::vector<double> x(static_cast<size_t>(n * c)), y(x.size());
+  for (double& v : x) v = 5 * normal(rng);
+  for (int64_t i = 0; i < n; ++i) {
+    double total = 0;
+    for (int64_t k = 0; k < c; ++k) total += y[size_t(i * c + k)] = k % 4 == 1 ? 0.0 : uniform(rng);
+    for (int64_t k = 0; k < c; ++k) y[size_t(i * c + k)] /= total;
+  }
+  std::vector<double> loss_ref(static_cast<size_t>(n)), lse_ref(static_cast<size_t>(n)), g_ref(x.size());
+  std::vector<int64_t> argmax(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const double* xr = &x[size_t(i * c)];
+    std::vector<double> z(static_cast<size_t>(c));
+    double m = -INFINITY;
+    for (int64_t k = 0; k < c; ++k) {
+      z[size_t(k)] = cap * std::tanh(xr[k] / cap);
+      m = std::max(m, z[size_t(k)]);
+      if (xr[k] > xr[argmax[size_t(i)]]) argmax[size_t(i)] = k;
+    }
+    double sum = 0;
+    for (double v : z) sum += std::exp(v - m);
+    const double lse = m + std::log(sum);
+    lse_ref[size_t(i)] = lse;
+    double l = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      const double yk = y[size_t(i * c + k)], tk = std::tanh(xr[k] / cap);
+      l += yk * (lse - z[size_t(k)]);
+      g_ref[size_t(i * c + k)] = (std::exp(z[size_t(k)] - lse) - yk) * (1 - tk * tk);
+    }
+    loss_ref[size_t(i)] = l;
+  }
+  LossOptions o;
+  o.reduction = Reduction::kNone;
+  CrossEntropyOptions ce;
+  ce.softcap = cap;
+  std::vector<double> loss(static_cast<size_t>(n)), lse(static_cast<size_t>(n)), grad(x.size());
+  std::vector<int64_t> predicted(static_cast<size_t>(n));
+  LossGrad<double> g;
+  g.grad = contiguous<double>(grad.data(), {n, c});
+  logitkit::CrossEntropyExtras<double> extras;
+  extras.lse = contiguous<double>(lse.data(), {n});
+  extras.predicted = contiguous<int64_t>(predicted.data(), {n});
+  logitkit::cross_entropy<double>(contiguous<const double>(x.data(), {n, c}), contiguous<const double>(y.data(), {n, c}),
+                                  o, ce, {}, contiguous<double>(loss.data(), {n}), g, extras);
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(loss[size_t(i)], loss_ref[size_t(i)], 1e-13 * std::abs(loss_ref[size_t(i)]) + 1e-14);
+    EXPECT_NEAR(lse[size_t(i)], lse_ref[size_t(i)], 1e-13 * std::abs(lse_ref[size_t(i)]));
+    EXPECT_EQ(predicted[size_t(i)], argmax[size_t(i)]);
+  }
+  for (size_t e = 0; e < grad.size(); ++e) ASSERT_NEAR(grad[e], g_ref[e], 1e-14) << e;
+  double accuracy = 0;
+  logitkit::CrossEntropyExtras<double> with_accuracy;
+  with_accuracy.accuracy = &accuracy;
+  EXPECT_THROW(logitkit::cross_entropy<double>(contiguous<const double>(x.data(), {n, c}),
+                                               contiguous<const double>(y.data(), {n, c}), {}, {}, {}, {}, {},
+                                               with_accuracy),
+               logitkit::Error);
+  y[5] = NAN;
+  EXPECT_THROW(logitkit::cross_entropy<double>(contiguous<const double>(x.data(), {n, c}),
+                                               contiguous<const double>(y.data(), {n, c})),
+               logitkit::Error);
+}
+
 LKTEST_FOR_EACH_ISA(CrossEntropy);
 
 }  // namespace

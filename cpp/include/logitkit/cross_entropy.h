@@ -1,4 +1,5 @@
-// cross_entropy of the C++ API: softmax cross-entropy of logits against class indices, fused (the
+// cross_entropy of the C++ API: softmax cross-entropy of logits against class indices or class
+// probabilities, fused (the
 // logits are read once for the row statistics and once more for the gradient; no probability
 // array), with torch.nn.functional.cross_entropy's semantics.
 #pragma once
@@ -18,6 +19,20 @@ struct CrossEntropyOptions {
   // partition function of logits / temperature), weighted by sample_weight only; "mean" divides
   // it by the sum of those rows' sample weights (their count without them), as Liger-Kernel does.
   double z_loss = 0.0;
+  // > 0: the logits become softcap * tanh(logits / softcap) first (Gemma 2's logit soft-capping,
+  // inside the kernel; the gradient includes the tanh derivative); 0: off. Finite and >= 0.
+  double softcap = 0.0;
+};
+
+// Extra outputs from the same pass, each computed only when given (nullptr / absent view: not).
+template <class T>
+struct CrossEntropyExtras {
+  ArrayView<T> lse;              // per row (target's batch shape): log Z, Z the partition function of
+                                 // the (capped) logits / temperature; 0 for ignored rows
+  ArrayView<int64_t> predicted;  // per row: argmax of the logits, ties to the lowest index (NaN first)
+  double* z_loss = nullptr;      // the z-loss term alone, reduced as the loss reduces it
+  double* accuracy = nullptr;    // class-index targets: the fraction of rows not ignored whose
+                                 // argmax is the target (NaN when every row is ignored)
 };
 
 // With z = logits / temperature along options.axis and w_r as in LossWeights: loss_r =
@@ -27,14 +42,21 @@ struct CrossEntropyOptions {
 // kNone the sum of the row losses, which are written to `loss`, the target's shape). target holds
 // class indices in [0, C) or ignore_index (else an Error naming "target"). With grad.grad, also
 // writes d loss / d logits (the logits' shape; may be the logits themselves).
-// Defined for T = float, double (given explicitly) and Index = int32_t, int64_t.
+//
+// Soft targets (Index = T): target holds class probabilities y of the logits' shape, and loss_r =
+// -sum_c w_c y'_c log p_c with y' = (1 - ls) y + ls / C (PyTorch's formula), a zero probability
+// adding 0 also against a -inf logit (PyTorch gives NaN there); times sample_weight[r]. Nothing is
+// ignored, and "mean" divides by the sum of the sample weights (the row count without them), as
+// PyTorch divides by the batch size. A row whose targets are not finite is an Error naming "target".
+// Defined for T = float, double (given explicitly) and Index = int32_t, int64_t or T.
 template <class T, class Index>
 double cross_entropy(InputView<T> /*logits*/, ArrayView<const Index> /*target*/, const LossOptions& /*options*/ = {},
                      const CrossEntropyOptions& /*ce*/ = {}, const LossWeights<T>& /*weights*/ = {},
-                     ArrayView<T> /*loss*/ = {}, const LossGrad<T>& /*grad*/ = {}) {
+                     ArrayView<T> /*loss*/ = {}, const LossGrad<T>& /*grad*/ = {},
+                     const CrossEntropyExtras<T>& /*extras*/ = {}) {
   static_assert(detail::kIsElement<T>, "logitkit::cross_entropy: T must be float or double");
-  static_assert(std::is_same_v<Index, int32_t> || std::is_same_v<Index, int64_t>,
-                "logitkit::cross_entropy: target indices must be int32_t or int64_t");
+  static_assert(std::is_same_v<Index, int32_t> || std::is_same_v<Index, int64_t> || std::is_same_v<Index, T>,
+                "logitkit::cross_entropy: targets must be int32_t or int64_t class indices, or T probabilities");
   return 0.0;
 }
 
@@ -42,11 +64,13 @@ double cross_entropy(InputView<T> /*logits*/, ArrayView<const Index> /*target*/,
   template <>                                                                                                 \
   LOGITKIT_API double cross_entropy<T, Index>(InputView<T>, ArrayView<const Index>, const LossOptions&,      \
                                               const CrossEntropyOptions&, const LossWeights<T>&, ArrayView<T>, \
-                                              const LossGrad<T>&);
+                                              const LossGrad<T>&, const CrossEntropyExtras<T>&);
 LOGITKIT_DECLARE_CROSS_ENTROPY(float, int32_t)
 LOGITKIT_DECLARE_CROSS_ENTROPY(float, int64_t)
+LOGITKIT_DECLARE_CROSS_ENTROPY(float, float)
 LOGITKIT_DECLARE_CROSS_ENTROPY(double, int32_t)
 LOGITKIT_DECLARE_CROSS_ENTROPY(double, int64_t)
+LOGITKIT_DECLARE_CROSS_ENTROPY(double, double)
 #undef LOGITKIT_DECLARE_CROSS_ENTROPY
 
 }  // namespace logitkit

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "logitkit/cross_entropy.h"
@@ -30,16 +31,17 @@ void check_label_smoothing(double ls) {
 
 // The "mean" normalisers: the sum over the rows not ignored of w[t_r] * sample_weight[r] (the
 // loss's) and of sample_weight[r] (the z-loss's). Throws naming "target" for a class index out of
-// range, before any gradient is written.
+// range, before any gradient is written. Soft targets: both are the sum of the sample weights.
 struct Normalisers {
   double weight, rows;
 };
 template <class T, class Index>
 Normalisers normalisers(ArrayView<const T> logits, ArrayView<const Index> target, int axis,
                         const LossWeights<T>& weights, int64_t ignore) {
+  constexpr bool kSoft = std::is_same_v<Index, T>;
   RowDriver d(axis);
   d.input(logits, "logits", RowExtent::kRow, 0, RowRead::kStrided);  // the shape only: never read
-  const int kTarget = d.input(target, "target", RowExtent::kScalar);
+  [[maybe_unused]] const int kTarget = kSoft ? -1 : d.input(target, "target", RowExtent::kScalar);
   const bool row_weighted = given(weights.sample_weight);
   const int kRowWeight = row_weighted ? d.input(weights.sample_weight, "sample_weight", RowExtent::kScalar) : -1;
   const int kW = d.row_values(), kRows = d.row_values();
@@ -52,16 +54,19 @@ Normalisers normalisers(ArrayView<const T> logits, ArrayView<const Index> target
   d.run(
       [&](const RowBatch& b) {
         for (size_t r = 0; r < b.rows; ++r) {
-          const int64_t t = static_cast<int64_t>(*b.row<const Index>(kTarget, r));
-          double w = 0.0, sw = 0.0;
-          if (t != ignore && (t < 0 || t >= classes)) {
-            bad.report(b.first_row + static_cast<int64_t>(r), t);
-          } else if (t != ignore) {
-            sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
-            w = (class_weight ? static_cast<double>(class_weight[t * class_stride]) : 1.0) * sw;
+          const double sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
+          double w = sw, rows = sw;
+          if constexpr (!kSoft) {
+            const int64_t t = static_cast<int64_t>(*b.row<const Index>(kTarget, r));
+            if (t == ignore || t < 0 || t >= classes) {
+              if (t != ignore) bad.report(b.first_row + static_cast<int64_t>(r), t);
+              w = rows = 0.0;
+            } else {
+              w *= class_weight ? static_cast<double>(class_weight[t * class_stride]) : 1.0;
+            }
           }
           *b.row<double>(kW, r) = w;
-          *b.row<double>(kRows, r) = sw;
+          *b.row<double>(kRows, r) = rows;
         }
       },
       policy);
@@ -69,29 +74,44 @@ Normalisers normalisers(ArrayView<const T> logits, ArrayView<const Index> target
   return {d.row_value_sum(kW), d.row_value_sum(kRows)};
 }
 
+template <class T>
+T* aligned_in(void* scratch, size_t offset_elements) {
+  return reinterpret_cast<T*>(reinterpret_cast<char*>(scratch) + 64) + offset_elements;
+}
+
 template <class T, class Index>
 double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> target, const LossOptions& options,
                           const CrossEntropyOptions& ce, const LossWeights<T>& weights, ArrayView<T> loss,
-                          const LossGrad<T>& grad) {
+                          const LossGrad<T>& grad, const CrossEntropyExtras<T>& extras) {
+  constexpr bool kSoft = std::is_same_v<Index, T>;
   check_loss_outputs(options.reduction, loss, grad);
   check_label_smoothing(ce.label_smoothing);
   if (!(ce.z_loss >= 0.0) || !std::isfinite(ce.z_loss))
     throw Error(Error::Kind::kInvalidArgument, "z_loss", "must be a finite number >= 0, got " + shortest_repr(ce.z_loss));
+  if (!(ce.softcap >= 0.0) || !std::isfinite(ce.softcap))
+    throw Error(Error::Kind::kInvalidArgument, "softcap",
+                "must be a finite number > 0 (0: off), got " + shortest_repr(ce.softcap));
+  if (kSoft && extras.accuracy)
+    throw Error(Error::Kind::kInvalidArgument, "accuracy", "needs class-index targets");
   const bool none = options.reduction == Reduction::kNone, mean = options.reduction == Reduction::kMean;
   const bool class_weighted = given(weights.weight), row_weighted = given(weights.sample_weight);
   const bool with_grad = given(grad.grad);
+  const bool capped = ce.softcap > 0.0;
 
   RowDriver d(options.axis);
   const int kX = d.input(logits, "logits");
-  const int kTarget = d.input(target, "target", RowExtent::kScalar);
+  const int kTarget = d.input(target, "target", kSoft ? RowExtent::kRow : RowExtent::kScalar);
   const int kRowWeight = row_weighted ? d.input(weights.sample_weight, "sample_weight", RowExtent::kScalar) : -1;
   const bool per_row_scale = none && given(grad.grad_output_rows);
   const int kGradOutput = per_row_scale ? d.input(grad.grad_output_rows, "grad_output", RowExtent::kScalar) : -1;
   const int kLoss = none ? d.output(loss, "loss", RowExtent::kScalar) : -1;
   const int kGrad = with_grad ? d.output(grad.grad, "grad") : -1;
+  const int kLse = given(extras.lse) ? d.output(extras.lse, "lse", RowExtent::kScalar) : -1;
+  const int kPredicted = given(extras.predicted) ? d.output(extras.predicted, "predicted", RowExtent::kScalar) : -1;
   const int kSumLoss = d.row_values(), kSumWeight = d.row_values();
   const bool with_z = ce.z_loss > 0.0;
   const int kSumZ = with_z ? d.row_values() : -1, kSumRows = with_z ? d.row_values() : -1;
+  const int kCorrect = extras.accuracy ? d.row_values() : -1, kCounted = extras.accuracy ? d.row_values() : -1;
   d.check();
   const int64_t classes = d.n();
   const T c = inverse_temperature<T>(ce.temperature);
@@ -128,78 +148,133 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   const SoftmaxKernels<T>& sk = kernels().softmax.get<T>();
   const CrossEntropyKernels<T>& k = kernels().cross_entropy.get<T>();
   const size_t n = static_cast<size_t>(classes);
+  const T cap = static_cast<T>(ce.softcap);
   // Streaming stores for a gradient far beyond the last-level cache, in rows long enough that the
   // partial lines at their ends are rare.
   const bool stream = with_grad && static_cast<size_t>(d.rows() * d.n()) * sizeof(T) >= last_level_cache_bytes() &&
                       n * sizeof(T) >= 4096;
+  // Per-thread scratch, each row in L2: the capped logits, then the exp values of a streamed
+  // gradient (the gradient itself holds them otherwise).
+  const size_t capped_at = 0, exps_at = capped ? (n + 15) / 16 * 16 : 0;
   BadTarget bad;
+  BadSoftTarget bad_soft;
   RowPolicy policy;
-  if (stream) policy.scratch_bytes = n * sizeof(T);  // the row's exp values, kept in L2
+  if (capped || stream) policy.scratch_bytes = (exps_at + (stream ? n : 0)) * sizeof(T) + 128;
   d.run([&](const RowBatch& b) {
     for (size_t r = 0; r < b.rows; ++r) {
-      const T* x = b.row<const T>(kX, r);
-      const int64_t t = static_cast<int64_t>(*b.row<const Index>(kTarget, r));
+      const T* logits_row = b.row<const T>(kX, r);
+      const T* y = kSoft ? b.row<const T>(kTarget, r) : nullptr;
+      const int64_t t = kSoft ? 0 : static_cast<int64_t>(*b.row<const Index>(kTarget, r));
       T* g = with_grad ? b.row<T>(kGrad, r) : nullptr;
-      double row_loss = 0.0, row_weight = 0.0, row_z = 0.0, row_count = 0.0;
-      const bool valid = t != ignore && t >= 0 && t < classes;
-      if (t != ignore && !valid) bad.report(b.first_row + static_cast<int64_t>(r), t);
+      double row_loss = 0.0, row_weight = 0.0, row_z = 0.0, row_count = 0.0, row_lse = 0.0, row_correct = 0.0;
+      const bool valid = kSoft || (t != ignore && t >= 0 && t < classes);
+      if (!kSoft && t != ignore && !valid) bad.report(b.first_row + static_cast<int64_t>(r), t);
+      if (kPredicted >= 0 || (extras.accuracy && valid)) {  // argmax of the caller's logits
+        // torch.argmax: the first NaN, else the first maximum
+        size_t at = k.find_first(logits_row, n, std::numeric_limits<T>::quiet_NaN());
+        if (at == n) at = k.find_first(logits_row, n, sk.max(logits_row, n));
+        if (kPredicted >= 0) *b.row<int64_t>(kPredicted, r) = static_cast<int64_t>(at);
+        row_correct = valid && static_cast<int64_t>(at) == t ? 1.0 : 0.0;
+      }
+      SoftDots soft{0.0, 0.0};
+      bool finite_targets = true;
       if (valid) {
+        const T* x = logits_row;
+        if (capped) {
+          T* xc = aligned_in<T>(b.scratch, capped_at);
+          k.softcap(logits_row, xc, n, cap);
+          x = xc;
+        }
         // The max, then the exp-sum from a second read (from L2 while a row fits there): measured
         // 3x faster than the one-read online max-and-sum, whose rescaling is on the hot path. The
         // exp values are kept for the gradient (in the gradient itself, or in L2 scratch when it is
         // streamed), after every other read of the row: the gradient may be the logits.
         MaxSum<T> ms;
         ms.max = sk.max(x, n);
-        T* exps = g ? (stream && !b.gathered ? static_cast<T*>(b.scratch) : g) : nullptr;
+        T* exps = g ? (stream && !b.gathered ? aligned_in<T>(b.scratch, exps_at) : g) : nullptr;
         const double m = static_cast<double>(ms.max);
-        // c (x_t - max) as the kernels round it, and the label-smoothing sum, before any write
-        const double z_t = scaled_difference_scalar(static_cast<double>(x[t]), m, static_cast<double>(c));
-        const double shifted = ls > 0.0 ? k.shifted_dot(x, w, n, ms.max) : 0.0;
+        // The target terms, before any write: -sum_c w'_c log p_c = lse A - D with A the summed
+        // weights w'_c of the target distribution and D = sum_c w'_c c (x_c - max).
+        double target_weight, target_dot;
+        if constexpr (kSoft) {
+          soft = k.soft_dots(x, y, w, n, ms.max);
+          finite_targets = std::isfinite(soft.weight);
+          target_weight = (1.0 - ls) * soft.weight;
+          target_dot = (1.0 - ls) * static_cast<double>(c) * soft.shifted;
+        } else {
+          const double w_t = class_weighted ? static_cast<double>(w[t]) : 1.0;
+          target_weight = (1.0 - ls) * w_t;
+          // c (x_t - max) as the kernels round it
+          target_dot = (1.0 - ls) * w_t * scaled_difference_scalar(static_cast<double>(x[t]), m, static_cast<double>(c));
+          soft.weight = w_t;
+        }
+        if (ls > 0.0) {
+          target_weight += ls_per_class * weight_total;
+          target_dot += ls_per_class * static_cast<double>(c) * k.shifted_dot(x, w, n, ms.max);
+        }
+        if (!finite_targets) {
+          bad_soft.report(b.first_row + static_cast<int64_t>(r));
+          exps = nullptr;
+        }
         ms.sum = exps ? sk.exp_store_sum(x, exps, n, ms.max, c) : sk.exp_sum(x, n, ms.max, c);
         const double lse = std::log(static_cast<double>(ms.sum));  // log sum exp(c (x - max))
-        const double w_t = class_weighted ? static_cast<double>(w[t]) : 1.0;
         const double sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
-        double loss_row = w_t * (lse - z_t);  // -log p_t
-        if (ls > 0.0) {  // -sum_c w_c log p_c = lse sum w - c sum w (x - max)
-          const double smooth = lse * weight_total - static_cast<double>(c) * shifted;
-          loss_row = (1.0 - ls) * loss_row + ls_per_class * smooth;
-        }
-        row_loss = sw * loss_row;
-        row_weight = sw * w_t;
+        row_loss = sw * (lse * target_weight - target_dot);
+        row_weight = kSoft ? sw : sw * soft.weight;
         // z-loss (PaLM, ST-MoE): z log^2 Z of the full log-partition c max + lse, per row weighted
         // by sample_weight alone; "mean" divides it by the rows' sample weights (their count).
         const double log_z = static_cast<double>(c) * m + lse;
+        row_lse = log_z;
         if (with_z) {
           row_z = sw * ce.z_loss * log_z * log_z;
           row_count = sw;
         }
-        if (g) {
-          // g_c = s c (A p_c - (1 - ls) w_t [c == t] - (ls / C) w_c), A = (1 - ls) w_t + (ls / C) sum w,
-          // plus the z-loss's s_z c 2 z log Z p_c
+        if (exps) {
+          // g_c = s c (A p_c - w_c ((1 - ls) y_c + ls / C)) (class indices: y one-hot), plus the
+          // z-loss's s_z c 2 z log Z p_c, times the softcap's 1 - tanh^2.
           const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : 1.0;
           const double s = (per_row_scale ? go : scale) * sw * static_cast<double>(c);
-          double a = s * ((1.0 - ls) * w_t + ls_per_class * weight_total);
+          double a = s * target_weight;
           if (with_z) a += (per_row_scale ? go : z_scale) * sw * static_cast<double>(c) * 2.0 * ce.z_loss * log_z;
-          k.grad_from_exp(exps, w, g, n, static_cast<T>(a / static_cast<double>(ms.sum)),
-                     static_cast<T>(s * ls_per_class), static_cast<size_t>(t), static_cast<T>(s * (1.0 - ls) * w_t),
-                     stream && !b.gathered);
+          GradCoeffs<T> gc;
+          gc.alpha = static_cast<T>(a / static_cast<double>(ms.sum));
+          gc.beta = static_cast<T>(s * (1.0 - ls));
+          gc.gamma = static_cast<T>(s * ls_per_class);
+          gc.inv_cap = capped ? static_cast<T>(1.0 / ce.softcap) : T(0);
+          if constexpr (kSoft) {
+            gc.delta = T(0);
+            gc.index = n;
+          } else {
+            gc.delta = static_cast<T>(s * (1.0 - ls) * soft.weight);
+            gc.index = static_cast<size_t>(t);
+          }
+          k.grad(exps, kSoft ? y : nullptr, w, capped ? aligned_in<T>(b.scratch, capped_at) : nullptr, g, n, gc,
+                 stream && !b.gathered);
         }
-      } else if (g) {
-        std::fill(g, g + n, T(0));
       }
+      if (g && (!valid || !finite_targets)) std::fill(g, g + n, T(0));
       if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss + row_z);
+      if (kLse >= 0) *b.row<T>(kLse, r) = static_cast<T>(row_lse);
       *b.row<double>(kSumLoss, r) = row_loss;
       *b.row<double>(kSumWeight, r) = row_weight;
       if (with_z) {
         *b.row<double>(kSumZ, r) = row_z;
         *b.row<double>(kSumRows, r) = row_count;
       }
+      if (kCorrect >= 0) {
+        *b.row<double>(kCorrect, r) = row_correct;
+        *b.row<double>(kCounted, r) = valid ? 1.0 : 0.0;
+      }
     }
   }, policy);
   bad.throw_if_any(classes, ignore);
+  bad_soft.throw_if_any();
   const double total = d.row_value_sum(kSumLoss), z_total = with_z ? d.row_value_sum(kSumZ) : 0.0;
+  if (extras.accuracy) *extras.accuracy = d.row_value_sum(kCorrect) / d.row_value_sum(kCounted);
+  const double z_part = !with_z ? 0.0 : mean ? z_total / d.row_value_sum(kSumRows) : z_total;
+  if (extras.z_loss) *extras.z_loss = z_part;
   if (!mean) return total + z_total;
-  return total / d.row_value_sum(kSumWeight) + (with_z ? z_total / d.row_value_sum(kSumRows) : 0.0);
+  return total / d.row_value_sum(kSumWeight) + z_part;
 }
 
 }  // namespace
@@ -208,13 +283,15 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   template <>                                                                                                  \
   double cross_entropy<T, Index>(InputView<T> logits, ArrayView<const Index> target, const LossOptions& options, \
                                  const CrossEntropyOptions& ce, const LossWeights<T>& weights, ArrayView<T> loss,  \
-                                 const LossGrad<T>& grad) {                                                    \
-    return cross_entropy_impl<T, Index>(logits, target, options, ce, weights, loss, grad);                     \
+                                 const LossGrad<T>& grad, const CrossEntropyExtras<T>& extras) {               \
+    return cross_entropy_impl<T, Index>(logits, target, options, ce, weights, loss, grad, extras);             \
   }
 LOGITKIT_SPECIALIZE(float, int32_t)
 LOGITKIT_SPECIALIZE(float, int64_t)
+LOGITKIT_SPECIALIZE(float, float)
 LOGITKIT_SPECIALIZE(double, int32_t)
 LOGITKIT_SPECIALIZE(double, int64_t)
+LOGITKIT_SPECIALIZE(double, double)
 #undef LOGITKIT_SPECIALIZE
 
 }  // namespace logitkit

@@ -65,4 +65,23 @@ class BadTarget {
   int64_t row_ = kNone, value_ = 0;
 };
 
+// The lowest row whose soft targets are not finite (or whose weighted sum overflows).
+class BadSoftTarget {
+ public:
+  void report(int64_t row) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (row < row_) row_ = row;
+  }
+  void throw_if_any() const {
+    if (row_ == kNone) return;
+    throw Error(Error::Kind::kInvalidArgument, "target",
+                "probabilities must be finite (row " + std::to_string(row_) + " is not, or its weighted sum overflows)");
+  }
+
+ private:
+  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  std::mutex mutex_;
+  int64_t row_ = kNone;
+};
+
 }  // namespace logitkit

@@ -20,7 +20,7 @@
 
 namespace logitkit {
 
-inline constexpr int kMaxOperands = 12;
+inline constexpr int kMaxOperands = 16;
 
 struct RowPlan {
   int64_t n = 0;     // row length (extent of the axis)
