@@ -18,6 +18,7 @@ set(LOGITKIT_FAMILIES
   math
   entropy
   cross_entropy
+  distill
   nll_loss)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$")

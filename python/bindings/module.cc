@@ -20,6 +20,7 @@ void bind_stablemax(py::module_& m);
 void bind_entropy(py::module_& m);
 void bind_nll_loss(py::module_& m);
 void bind_cross_entropy(py::module_& m);
+void bind_distill(py::module_& m);
 void bind_sparsemax(py::module_& m);
 
 namespace {
@@ -142,5 +143,6 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_entropy(m);
   logitkit_py::bind_nll_loss(m);
   logitkit_py::bind_cross_entropy(m);
+  logitkit_py::bind_distill(m);
   logitkit_py::bind_sparsemax(m);
 }

@@ -3,9 +3,9 @@
 What exists: softmax, log_softmax and logsumexp (with masks, temperature, weights), their backward
 passes, StableMax/log-StableMax, sparsemax, 1.5-entmax and alpha-entmax (bisection) with their
 backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, the first
-losses with their gradients (nll_loss, cross_entropy with class indices), plus backend (ISA) and
-thread controls. Planned, not yet here: the other losses on logits (soft targets, z-loss,
-distillation, ...) and MoE routing.
+losses with their gradients (nll_loss; cross_entropy with class indices or probabilities, z-loss,
+softcap and extra outputs; the distillation divergences kl_div, jsd, tvd), plus backend (ISA) and
+thread controls. Planned, not yet here: the seed papers' losses and MoE routing.
 
 Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
 names in ``__all__``; they are re-exported here. See README.md for the table of ops.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from . import _core
 from .cross_entropy import cross_entropy
+from .distill import jsd, kl_div, tvd
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
 from .nll_loss import nll_loss
@@ -45,6 +46,8 @@ __all__ = [
     "entropy",
     "get_num_threads",
     "isa",
+    "jsd",
+    "kl_div",
     "log_softmax",
     "log_softmax_backward",
     "log_stablemax",
@@ -61,5 +64,6 @@ __all__ = [
     "sparsemax_backward",
     "stablemax",
     "stablemax_backward",
+    "tvd",
     "use_isa",
 ]

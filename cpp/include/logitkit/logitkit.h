@@ -1,6 +1,7 @@
 // Umbrella header: everything a C++ service needs to call logitkit.
 #pragma once
 #include "logitkit/cross_entropy.h"
+#include "logitkit/distill.h"
 #include "logitkit/entropy.h"
 #include "logitkit/error.h"
 #include "logitkit/masked_softmax.h"

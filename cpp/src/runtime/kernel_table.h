@@ -1,6 +1,7 @@
 // The dispatch table: one KernelTable per compiled ISA, filled once; kernels() returns the active one.
 #pragma once
 #include "cross_entropy/cross_entropy_kernels.h"
+#include "distill/distill_kernels.h"
 #include "entropy/entropy_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "math/math_kernels.h"
@@ -29,6 +30,7 @@ struct KernelTable {
   PerType<SparsemaxKernels> sparsemax;
   PerType<NllLossKernels> nll_loss;
   PerType<CrossEntropyKernels> cross_entropy;
+  PerType<DistillKernels> distill;
 };
 
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.

@@ -1,0 +1,37 @@
+// The distill family's slot in the dispatch table: the elementwise terms and the gradient rows of
+// the divergences between a student's and a teacher's softmax (kl_div, jsd, tvd). The row maxima
+// and exp values come from the softmax slot. ISA-neutral: included by the driver (distill.cc) and
+// by runtime/kernel_table.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace logitkit {
+
+enum class DivergenceKind : uint8_t { kForwardKL, kReverseKL, kJSD, kTVD };
+
+// One row's constants: p = es * inv_sum_s, log p = c (s - max_s) - log_sum_s, and likewise q, t
+// for the teacher; beta the JSD mixture weight (m = beta q + (1 - beta) p).
+template <class T>
+struct DivergenceRow {
+  T c, max_s, max_t, inv_sum_s, inv_sum_t, log_sum_s, log_sum_t, beta;
+};
+
+struct DivergenceSums {
+  double loss;  // sum_i of the divergence's terms
+  double u;     // sum_i u_i, u_i = d loss / d log p_i before the softmax's projection
+};
+
+template <class T>
+struct DistillKernels {
+  // Function pointers filled per ISA by make_distill_kernels<T>() in distill_kernels-inl.h.
+  // The divergence's terms from the rows' exp values (es, et) and logits (s, t); with u given,
+  // also stores u_i there. Terms with a zero probability where 0 log 0 = 0 add nothing.
+  DivergenceSums (*terms)(DivergenceKind kind, const T* es, const T* et, const T* s, const T* t, T* u, size_t n,
+                          const DivergenceRow<T>& row);
+  // g = k (u - es * v): the gradient with respect to the student's logits (v = inv_sum_s * sum u),
+  // streaming stores with `stream`.
+  void (*project)(const T* u, const T* es, T* g, size_t n, T k, T v, bool stream);
+};
+
+}  // namespace logitkit

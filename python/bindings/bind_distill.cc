@@ -1,0 +1,51 @@
+// Bindings for distill_loss (see python/logitkit/distill.py for the public API: kl_div, jsd, tvd).
+// Arrays arrive validated, converted and allocated by the Python layer; optional ones are None.
+#include <cstdint>
+#include <string>
+
+#include "bind_common.h"
+#include "logitkit/distill.h"
+
+namespace logitkit_py {
+
+namespace {
+logitkit::Divergence parse_divergence(const std::string& name) {
+  if (name == "forward") return logitkit::Divergence::kForwardKL;
+  if (name == "reverse") return logitkit::Divergence::kReverseKL;
+  if (name == "jsd") return logitkit::Divergence::kJSD;
+  if (name == "tvd") return logitkit::Divergence::kTVD;
+  throw py::value_error("divergence: expected 'forward', 'reverse', 'jsd' or 'tvd'; got '" + name + "'");
+}
+}  // namespace
+
+void bind_distill(py::module_& m) {
+  // The loss binding's shared signature (weight and ignore_index unused), then the divergence.
+  m.def(
+      "distill_loss",
+      [](const py::array& student, const py::array& teacher, const py::object& weight, const py::object& sample_weight,
+         const py::object& loss, const py::object& grad, double grad_output, const py::object& grad_output_rows,
+         int axis, int64_t ignore_index, const std::string& reduction, const std::string& divergence,
+         double temperature, bool temperature_squared, double beta) {
+        auto call = [&](auto t) {
+          using T = decltype(t);
+          const LossViews<T> v(weight, sample_weight, loss, grad, grad_output, grad_output_rows, axis, ignore_index,
+                               reduction);
+          logitkit::DistillOptions o;
+          o.divergence = parse_divergence(divergence);
+          o.temperature = temperature;
+          o.temperature_squared = temperature_squared;
+          o.beta = beta;
+          const auto sv = view_of<const T>(student, "student", false);
+          const auto tv = view_of<const T>(teacher, "teacher", false);
+          py::gil_scoped_release release;
+          return logitkit::distill_loss<T>(sv, tv, v.options, o, v.weights.sample_weight, v.loss, v.grad);
+        };
+        return is_f32(student) ? call(float{}) : call(double{});
+      },
+      py::arg("student"), py::arg("teacher"), py::arg("weight"), py::arg("sample_weight"), py::arg("loss"),
+      py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"), py::arg("ignore_index"),
+      py::arg("reduction"), py::arg("divergence"), py::arg("temperature"), py::arg("temperature_squared"),
+      py::arg("beta"));
+}
+
+}  // namespace logitkit_py

@@ -1,0 +1,134 @@
+"""Distillation losses on logits, fused: kl_div, jsd and tvd between softmax(student / T) and
+softmax(teacher / T), with the gradient with respect to the student's logits. NumPy front end of
+cpp/include/logitkit/distill.h."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _arrays, _core, _losses
+from ._arrays import Real, Result
+
+__all__ = ["jsd", "kl_div", "tvd"]
+
+_REDUCTIONS = ("batchmean", "sum", "none", "mean")
+_DIRECTIONS = ("forward", "reverse")
+
+
+def _distill(student, teacher, divergence, *, temperature, temperature_squared, beta, axis, reduction,
+             sample_weight, return_grad, grad_output, out_grad):
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected 'batchmean', 'sum', 'none' or 'mean', got {reduction!r}")
+    t = _arrays.as_array(teacher, "teacher")
+    if t.dtype.kind not in "fc":
+        if t.dtype.kind not in "iub":
+            raise TypeError(f"teacher: expected real logits, got dtype {t.dtype}")
+        t = t.astype(np.float64)
+    if np.shape(student) != t.shape:
+        raise ValueError(f"teacher: shape {t.shape} must equal the student's shape {np.shape(student)}")
+    args = _losses.prepare(
+        student, t, input_name="student", axis=axis, weight=None, sample_weight=sample_weight, ignore_index=-100,
+        reduction="mean" if reduction in ("batchmean", "mean") else reduction, soft_targets=True,
+    )
+    temp = _arrays.check_temperature(temperature)
+    squared = _arrays.check_flag(temperature_squared, "temperature_squared")
+    if reduction == "mean":  # PyTorch's elementwise mean: batchmean / C
+        classes = args.input.shape[args.axis]
+        if return_grad:
+            grad_output = _arrays.real_scalar(grad_output, "grad_output", "a real number") / max(classes, 1)
+        result = _losses.run(_core.distill_loss, args, student, return_grad, grad_output, out_grad, divergence, temp,
+                             squared, beta)
+        if return_grad:
+            return args.result.type(result[0] / classes), result[1]
+        return args.result.type(result / classes)
+    return _losses.run(_core.distill_loss, args, student, return_grad, grad_output, out_grad, divergence, temp,
+                       squared, beta)
+
+
+def kl_div(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: Real = 1.0,
+    direction: str = "forward",
+    temperature_squared: bool = True,
+    axis: int = -1,
+    reduction: str = "batchmean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Knowledge-distillation KL divergence between p = softmax(student_logits / T) and
+    q = softmax(teacher_logits / T) along `axis`, fused (each row read for its max and exp values,
+    no probabilities stored).
+
+    direction="forward": KL(q || p) = sum q log(q / p), Hinton's distillation loss and what
+    torch.nn.functional.kl_div(log_softmax(student / T), log_softmax(teacher / T), log_target=True)
+    computes; "reverse": KL(p || q) (mode-seeking). temperature_squared (on by default): the loss
+    times T^2, so that the gradient's scale does not depend on T (Hinton et al.); switch it off for
+    the plain divergence. Terms with a zero probability add 0 (0 log 0 = 0), also against -inf
+    logits (masked classes).
+
+    reduction: "batchmean" (default; the sum over rows divided by the number of rows, or by the
+    summed sample_weight), "sum", "none" (one loss per row, the batch shape), or "mean" (PyTorch's
+    elementwise mean: batchmean divided by the number of classes). sample_weight (broadcast to the
+    batch shape) scales each row. return_grad=True returns (loss, grad), grad = d loss /
+    d student_logits scaled by grad_output (a scalar, or per row for reduction="none"); out_grad:
+    an array of the student's shape and result dtype to write it into, which may be the student's
+    logits themselves. float16/bfloat16 inputs are computed in float32; results do not depend on
+    the thread count.
+    """
+    if not isinstance(direction, str) or direction not in _DIRECTIONS:
+        raise ValueError(f"direction: expected 'forward' or 'reverse', got {direction!r}")
+    return _distill(student_logits, teacher_logits, direction, temperature=temperature,
+                    temperature_squared=temperature_squared, beta=0.5, axis=axis, reduction=reduction,
+                    sample_weight=sample_weight, return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)
+
+
+def jsd(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    beta: Real = 0.5,
+    temperature: Real = 1.0,
+    temperature_squared: bool = True,
+    axis: int = -1,
+    reduction: str = "batchmean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Generalised Jensen-Shannon divergence beta KL(q || m) + (1 - beta) KL(p || m), m = beta q +
+    (1 - beta) p, between p = softmax(student_logits / T) and q = softmax(teacher_logits / T), as
+    Liger-Kernel's and TRL's generalised JSD (GKD): beta = 0.5 is the symmetric JSD, and beta = 0
+    and beta = 1 are taken as the forward KL(q || p) and the reverse KL(p || q) (the mixture formula
+    itself vanishes there). Other arguments as kl_div (T^2 scaling on by default)."""
+    b = _arrays.real_scalar(beta, "beta", "a number in [0, 1]")
+    if not 0.0 <= b <= 1.0:
+        raise ValueError(f"beta: must be in [0, 1], got {beta!r}")
+    return _distill(student_logits, teacher_logits, "jsd", temperature=temperature,
+                    temperature_squared=temperature_squared, beta=b, axis=axis, reduction=reduction,
+                    sample_weight=sample_weight, return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)
+
+
+def tvd(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: Real = 1.0,
+    temperature_squared: bool = True,
+    axis: int = -1,
+    reduction: str = "batchmean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Total variation distance (1/2) sum |p - q| between p = softmax(student_logits / T) and
+    q = softmax(teacher_logits / T); its gradient takes sign(0) = 0. Other arguments as kl_div."""
+    return _distill(student_logits, teacher_logits, "tvd", temperature=temperature,
+                    temperature_squared=temperature_squared, beta=0.5, axis=axis, reduction=reduction,
+                    sample_weight=sample_weight, return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)

@@ -1,0 +1,205 @@
+"""kl_div, jsd and tvd on logits against torch float64 compositions (log_softmax, F.kl_div with
+log_target, autograd for the gradient with respect to the student), on every ISA: both KL
+directions, the generalised JSD and its beta = 0 / 1 limits, TVD, temperature with and without
+T^2, every reduction, sample_weight, per-row grad_output, layouts, in-place gradients, masked
+(-inf) classes, reduced precision, thread invariance and argument errors."""
+
+from __future__ import annotations
+
+import logitkit
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def torch_div(s, t, kind, temperature=1.0, squared=True, beta=0.5, reduction="batchmean", sw=None, grad_output=1.0):
+    """torch float64 of the divergence per row (class axis last), reduced, with autograd's gradient."""
+    st = torch.tensor(np.asarray(s, np.float64), requires_grad=True)
+    tt = torch.tensor(np.asarray(t, np.float64))
+    lp = F.log_softmax(st / temperature, -1)
+    lq = F.log_softmax(tt / temperature, -1)
+    p, q = lp.exp(), lq.exp()
+    if kind == "forward":
+        rows = F.kl_div(lp, lq, log_target=True, reduction="none").sum(-1)
+    elif kind == "reverse":
+        rows = F.kl_div(lq, lp, log_target=True, reduction="none").sum(-1)
+    elif kind == "jsd":
+        m = beta * q + (1 - beta) * p
+        lm = m.log()
+        rows = beta * torch.xlogy(q, q).sum(-1) - beta * (q * lm).sum(-1) + (1 - beta) * (p * (lp - lm)).sum(-1)
+    else:
+        rows = 0.5 * (p - q).abs().sum(-1)
+    if squared:
+        rows = rows * temperature**2
+    if sw is not None:
+        rows = rows * torch.tensor(sw)
+    n = rows.numel()
+    if reduction == "batchmean":
+        loss = rows.sum() / (n if sw is None else float(np.sum(sw)))
+    elif reduction == "mean":
+        loss = rows.sum() / (n if sw is None else float(np.sum(sw))) / s.shape[-1]
+    elif reduction == "sum":
+        loss = rows.sum()
+    else:
+        loss = rows
+    loss.backward(torch.as_tensor(grad_output, dtype=loss.dtype).expand_as(loss))
+    return loss.detach().numpy(), st.grad.numpy()
+
+
+CASES = [("forward", {}), ("reverse", {}), ("jsd", {"beta": 0.5}), ("jsd", {"beta": 0.2}), ("tvd", {})]
+
+
+def call(kind, s, t, **kw):
+    if kind in ("forward", "reverse"):
+        return logitkit.kl_div(s, t, direction=kind, **kw)
+    if kind == "jsd":
+        return logitkit.jsd(s, t, **kw)
+    return logitkit.tvd(s, t, **kw)
+
+
+@pytest.mark.parametrize("kind,extra", CASES)
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "none", "mean"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matches_torch(isa, kind, extra, reduction, dtype):
+    rng = np.random.default_rng(21)
+    for n, c in [(1, 1), (6, 5), (37, 100), (20, 3001)]:
+        s = (rng.standard_normal((n, c)) * 3).astype(dtype)
+        t = (s + rng.standard_normal((n, c)) * 2).astype(dtype)
+        for temperature, squared in [(1.0, True), (2.5, True), (0.5, False)]:
+            loss, grad = call(kind, s, t, temperature=temperature, temperature_squared=squared, reduction=reduction,
+                              return_grad=True, grad_output=1.3, **extra)
+            ref_loss, ref_grad = torch_div(s, t, kind, temperature, squared, reduction=reduction, grad_output=1.3,
+                                           **extra)
+            assert np.asarray(loss).dtype == dtype and grad.dtype == dtype
+            # float32: the divergence is a difference of terms of size |log p| ~ |x| / T
+            rtol, atol = (1e-11, 1e-13) if dtype == np.float64 else (1e-4, 2e-5)
+            np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=atol * max(1.0, 1 / temperature))
+            np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol * 1e-1)
+            np.testing.assert_array_equal(
+                call(kind, s, t, temperature=temperature, temperature_squared=squared, reduction=reduction, **extra),
+                loss)
+
+
+def test_jsd_limits_and_identities(isa):
+    rng = np.random.default_rng(22)
+    s, t = rng.standard_normal((8, 30)), rng.standard_normal((8, 30)) * 2
+    np.testing.assert_array_equal(logitkit.jsd(s, t, beta=0.0), logitkit.kl_div(s, t))
+    np.testing.assert_array_equal(logitkit.jsd(s, t, beta=1.0), logitkit.kl_div(s, t, direction="reverse"))
+    # beta -> 0: JSD_beta / beta -> KL(q || p) (the limit the convention follows)
+    np.testing.assert_allclose(logitkit.jsd(s, t, beta=1e-6) / 1e-6, logitkit.kl_div(s, t), rtol=1e-4)
+    # the symmetric JSD is symmetric and at most log 2; every divergence of a row with itself is 0
+    np.testing.assert_allclose(logitkit.jsd(s, t), logitkit.jsd(t, s), rtol=1e-13)
+    assert logitkit.jsd(s, t, reduction="none").max() <= np.log(2)
+    for kind, extra in CASES:
+        loss, grad = call(kind, s, s, return_grad=True, reduction="none", **extra)
+        np.testing.assert_allclose(loss, 0, atol=1e-14)
+        np.testing.assert_allclose(grad, 0, atol=1e-15)
+    # shifting either row by a constant changes nothing
+    np.testing.assert_allclose(logitkit.kl_div(s + 100, t - 7), logitkit.kl_div(s, t), rtol=1e-12)
+
+
+def test_masked_classes_and_special_values(isa):
+    s = np.array([[0.0, -np.inf, 1.0, 2.0], [1.0, 2.0, -np.inf, 0.5], [3e38, 3e38, -3e38, 0.0]])
+    t = np.array([[1.0, -np.inf, 0.0, 0.5], [0.0, 1.0, 2.0, 0.0], [3e38, 0.0, -3e38, 0.0]])
+    # both masked: the class adds nothing; only the student's masked (row 1): forward KL infinite,
+    # reverse KL finite
+    fwd = logitkit.kl_div(s, t, reduction="none")
+    rev = logitkit.kl_div(s, t, direction="reverse", reduction="none")
+    # float64 NumPy with 0 log 0 = 0 (torch's kl_div gives NaN where both are -inf)
+    def log_softmax(x):
+        z = x - x.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    lp, lq = log_softmax(s[:2]), log_softmax(t[:2])
+    with np.errstate(invalid="ignore"):
+        ref_f = np.where(lq > -np.inf, np.exp(lq) * (lq - lp), 0.0).sum(-1)
+        ref_r = np.where(lp > -np.inf, np.exp(lp) * (lp - lq), 0.0).sum(-1)
+    assert np.isnan(torch_div(s[:1], t[:1], "forward", reduction="none")[0][0])
+    np.testing.assert_allclose(fwd[0], ref_f[0], rtol=1e-13)
+    assert fwd[1] == np.inf
+    np.testing.assert_allclose(rev[:2], ref_r, rtol=1e-13)
+    assert np.isfinite(fwd[2]) and np.isfinite(rev[2])
+    for kind, extra in CASES:
+        loss, grad = call(kind, s[[0]], t[[0]], reduction="none", return_grad=True, **extra)
+        assert np.isfinite(loss).all() and np.isfinite(grad).all() and grad[0, 1] == 0
+        assert np.isnan(call(kind, np.array([[np.nan, 0.0]]), np.zeros((1, 2)), **extra))
+
+
+def test_sample_weight_grad_output_rows_layouts_and_in_place(isa):
+    rng = np.random.default_rng(23)
+    s = rng.standard_normal((3, 7, 5)) * 2
+    t = rng.standard_normal((3, 7, 5)) * 2
+    sw = rng.random((3, 5)) + 0.1
+    go = rng.standard_normal((3, 5))
+    for kind, extra in CASES:
+        # the class axis in the middle
+        sm, tm = np.moveaxis(s, 1, -1), np.moveaxis(t, 1, -1)
+        loss, grad = call(kind, s, t, axis=1, sample_weight=sw, return_grad=True, temperature=1.7, **extra)
+        ref_loss, ref_grad = torch_div(sm, tm, kind, 1.7, sw=sw, **extra)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+        np.testing.assert_allclose(grad, np.moveaxis(ref_grad, -1, 1), rtol=1e-11, atol=1e-14)
+        loss, grad = call(kind, s, t, axis=1, reduction="none", return_grad=True, grad_output=go, **extra)
+        ref_loss, ref_grad = torch_div(sm, tm, kind, reduction="none", grad_output=go, **extra)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(grad, np.moveaxis(ref_grad, -1, 1), rtol=1e-11, atol=1e-14)
+        # strided student and teacher; the gradient in place over the student
+        ss, ts = s[:, ::2, :], t[:, 1::2, :][:, :3]
+        ref = call(kind, np.ascontiguousarray(ss[:, :3]), np.ascontiguousarray(ts), axis=1, return_grad=True, **extra)
+        x = np.ascontiguousarray(ss[:, :3])
+        loss, grad = call(kind, x, ts, axis=1, return_grad=True, out_grad=x, **extra)
+        assert grad is x and loss == ref[0]
+        np.testing.assert_array_equal(grad, ref[1])
+
+
+def test_long_rows_streamed_and_threads():
+    rng = np.random.default_rng(24)
+    s = rng.standard_normal((100, 1 << 17), dtype=np.float32) * 2
+    t = rng.standard_normal((100, 1 << 17), dtype=np.float32) * 2
+    loss, grad = logitkit.kl_div(s, t, temperature=2.0, return_grad=True)
+    ref_loss, ref_grad = torch_div(s, t, "forward", 2.0)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-4)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-3, atol=1e-10)
+    saved = logitkit.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2, 3):
+            logitkit.set_num_threads(threads)
+            lo, gr = logitkit.jsd(s[:, :5000], t[:, :5000], beta=0.3, return_grad=True)
+            out.append((lo.tobytes(), gr.tobytes()))
+        assert out[0] == out[1] == out[2]
+    finally:
+        logitkit.set_num_threads(saved)
+
+
+def test_reduced_precision(isa):
+    rng = np.random.default_rng(25)
+    s = rng.standard_normal((40, 300)).astype(np.float16)
+    t = rng.standard_normal((40, 300)).astype(np.float16)
+    loss, grad = logitkit.kl_div(s, t, return_grad=True)
+    ref_loss, ref_grad = torch_div(s.astype(np.float64), t.astype(np.float64), "forward")
+    assert loss.dtype == np.float16 and grad.dtype == np.float16
+    np.testing.assert_allclose(float(loss), ref_loss, rtol=2e-3)
+    np.testing.assert_allclose(grad.astype(np.float64), ref_grad, rtol=1e-2, atol=1e-5)
+
+
+def test_errors_name_the_argument():
+    s, t = np.zeros((3, 4)), np.zeros((3, 4))
+    cases = [
+        (lambda: logitkit.kl_div(s, np.zeros((3, 5))), ValueError, "teacher"),
+        (lambda: logitkit.kl_div(s, np.array([["a"] * 4] * 3)), TypeError, "teacher"),
+        (lambda: logitkit.kl_div(s, t, direction="both"), ValueError, "direction"),
+        (lambda: logitkit.kl_div(s, t, reduction="avg"), ValueError, "reduction"),
+        (lambda: logitkit.kl_div(s, t, temperature=0), ValueError, "temperature"),
+        (lambda: logitkit.kl_div(s, t, temperature_squared="yes"), TypeError, "temperature_squared"),
+        (lambda: logitkit.jsd(s, t, beta=1.5), ValueError, "beta"),
+        (lambda: logitkit.tvd(s, t, sample_weight=np.ones(4)), ValueError, "sample_weight"),
+        (lambda: logitkit.tvd(s, t, axis=2), np.exceptions.AxisError, "axis"),
+        (lambda: logitkit.kl_div(s, t, return_grad=True, out_grad=np.zeros((4, 3))), ValueError, "out_grad"),
+        (lambda: logitkit.kl_div(s, t, return_grad=True, grad_output=np.ones(3)), ValueError, "grad_output"),
+        (lambda: logitkit.kl_div(s, t, out_grad=np.zeros((3, 4))), ValueError, "out_grad"),
+    ]
+    for f, exc, name in cases:
+        with pytest.raises(exc, match=name):
+            f()
