@@ -187,8 +187,9 @@ def test_reduced_precision(isa):
 def test_errors_name_the_argument():
     s, t = np.zeros((3, 4)), np.zeros((3, 4))
     cases = [
-        (lambda: logitkit.kl_div(s, np.zeros((3, 5))), ValueError, "teacher"),
-        (lambda: logitkit.kl_div(s, np.array([["a"] * 4] * 3)), TypeError, "teacher"),
+        (lambda: logitkit.kl_div(s, np.zeros((3, 5))), ValueError, "teacher_logits"),
+        (lambda: logitkit.kl_div(s, np.array([["a"] * 4] * 3)), TypeError, "teacher_logits"),
+        (lambda: logitkit.kl_div(np.ones((3, 4), bool), t), TypeError, "student_logits"),
         (lambda: logitkit.kl_div(s, t, direction="both"), ValueError, "direction"),
         (lambda: logitkit.kl_div(s, t, reduction="avg"), ValueError, "reduction"),
         (lambda: logitkit.kl_div(s, t, temperature=0), ValueError, "temperature"),

@@ -158,7 +158,9 @@ def test_every_public_op_is_covered():
     ops = {n for n in PUBLIC if "out" in inspect.signature(getattr(logitkit, n)).parameters}
     assert ops == set(OPS)
     reductions = {"logsumexp", "entropy", "collapse_fraction"}
-    losses = {"nll_loss", "cross_entropy"}  # tests/test_nll_loss.py, tests/test_cross_entropy.py
+    # tests/test_nll_loss.py, test_cross_entropy*.py, test_distill.py, test_class_losses.py
+    losses = {"nll_loss", "cross_entropy", "kl_div", "jsd", "tvd", "focal_loss", "poly1_cross_entropy",
+              "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss"}
     assert reductions | losses | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
 
 
@@ -195,6 +197,20 @@ VALID = {
     "out_grad": None,
     "label_smoothing": 0.0,
     "z_loss": 0.0,
+    "softcap": None,
+    "target_margin": 0.0,
+    "extras": (),
+    "student_logits": X,
+    "teacher_logits": X[::-1].copy(),
+    "direction": "forward",
+    "temperature_squared": True,
+    "beta": 0.5,
+    "gamma": 2.0,
+    "epsilon": 1.0,
+    "tau": 1.0,
+    "q": 0.7,
+    "lam": 1.0,
+    "margin": 1.0,
 }
 BAD = {
     "None": None,

@@ -10,6 +10,17 @@
 
 namespace logitkit_py {
 
+namespace {
+logitkit::CrossEntropyOptions::Form parse_form(const std::string& name) {
+  using Form = logitkit::CrossEntropyOptions::Form;
+  if (name == "cross_entropy") return Form::kCrossEntropy;
+  if (name == "focal") return Form::kFocal;
+  if (name == "poly1") return Form::kPoly1;
+  if (name == "comp_sum") return Form::kCompSum;
+  throw py::value_error("form: unknown loss form '" + name + "'");
+}
+}  // namespace
+
 void bind_cross_entropy(py::module_& m) {
   // Returns (loss, z-loss term, accuracy); the last two NaN unless asked for.
   m.def(
@@ -18,7 +29,7 @@ void bind_cross_entropy(py::module_& m) {
          const py::object& loss, const py::object& grad, double grad_output, const py::object& grad_output_rows,
          int axis, int64_t ignore_index, const std::string& reduction, double label_smoothing, double temperature,
          double z_loss, double softcap, const py::object& lse, const py::object& predicted, bool want_z_loss,
-         bool want_accuracy) {
+         bool want_accuracy, double target_margin, const std::string& form, double form_param) {
         double z_value = std::numeric_limits<double>::quiet_NaN(), accuracy = z_value;
         auto call = [&](auto t, auto i) {
           using T = decltype(t);
@@ -30,6 +41,9 @@ void bind_cross_entropy(py::module_& m) {
           ce.temperature = temperature;
           ce.z_loss = z_loss;
           ce.softcap = softcap;
+          ce.target_margin = target_margin;
+          ce.form = parse_form(form);
+          ce.form_param = form_param;
           logitkit::CrossEntropyExtras<T> extras;
           extras.lse = optional_output<T>(lse, "lse");
           extras.predicted = optional_output<int64_t>(predicted, "predicted");
@@ -51,7 +65,8 @@ void bind_cross_entropy(py::module_& m) {
       py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("sample_weight"), py::arg("loss"),
       py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"), py::arg("ignore_index"),
       py::arg("reduction"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("z_loss"), py::arg("softcap"),
-      py::arg("lse"), py::arg("predicted"), py::arg("want_z_loss"), py::arg("want_accuracy"));
+      py::arg("lse"), py::arg("predicted"), py::arg("want_z_loss"), py::arg("want_accuracy"), py::arg("target_margin"),
+      py::arg("form"), py::arg("form_param"));
 }
 
 }  // namespace logitkit_py

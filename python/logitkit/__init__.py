@@ -14,6 +14,7 @@ names in ``__all__``; they are re-exported here. See README.md for the table of 
 from __future__ import annotations
 
 from . import _core
+from .class_losses import comp_sum_loss, focal_loss, generalized_cross_entropy, ldr_kl_loss, poly1_cross_entropy
 from .cross_entropy import cross_entropy
 from .distill import jsd, kl_div, tvd
 from .entropy import collapse_fraction, entropy
@@ -38,16 +39,20 @@ __all__ = [
     "__version__",
     "available_isas",
     "collapse_fraction",
+    "comp_sum_loss",
     "cross_entropy",
     "entmax15",
     "entmax15_backward",
     "entmax_bisect",
     "entmax_bisect_backward",
     "entropy",
+    "focal_loss",
+    "generalized_cross_entropy",
     "get_num_threads",
     "isa",
     "jsd",
     "kl_div",
+    "ldr_kl_loss",
     "log_softmax",
     "log_softmax_backward",
     "log_stablemax",
@@ -56,6 +61,7 @@ __all__ = [
     "masked_log_softmax",
     "masked_softmax",
     "nll_loss",
+    "poly1_cross_entropy",
     "set_isa",
     "set_num_threads",
     "softmax",

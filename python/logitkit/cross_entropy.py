@@ -26,6 +26,7 @@ def cross_entropy(
     temperature: Real = 1.0,
     z_loss: Real = 0.0,
     softcap: Real | None = None,
+    target_margin: Real = 0.0,
     sample_weight: ArrayLike | None = None,
     return_grad: bool = False,
     grad_output: ArrayLike = 1.0,
@@ -57,6 +58,8 @@ def cross_entropy(
     by the number of rows not ignored (their summed sample weights), as Liger-Kernel does.
     softcap > 0: the logits become softcap * tanh(logits / softcap) inside the kernel before the
     temperature (Gemma 2's logit soft-capping); the gradient includes the tanh derivative.
+    target_margin: subtracted from the target's logit before the temperature (class indices only;
+    AM-softmax / CosFace's additive margin with temperature = 1 / scale); not with softcap.
     float16/bfloat16 logits are computed in float32 (the target's p - 1 is formed there) and the
     results returned in their dtype; integer logits give float64. Row sums are taken in a fixed
     order, so results do not depend on the thread count.
@@ -89,6 +92,19 @@ def cross_entropy(
     z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
     if not (z >= 0.0 and np.isfinite(z)):
         raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
+    return _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, softcap, target_margin,
+                "cross_entropy", 0.0)
+
+
+def _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, softcap, target_margin, form,
+         form_param):
+    """Calls the core with the arguments checked by the caller (ls, t, z) and the rest checked here;
+    form: the loss as a function of log p_t (see cpp/include/logitkit/cross_entropy.h)."""
+    margin = _arrays.real_scalar(target_margin, "target_margin", "a finite number")
+    if not np.isfinite(margin):
+        raise ValueError(f"target_margin: must be finite, got {target_margin!r}")
+    if margin != 0.0 and args.soft:
+        raise ValueError("target_margin: needs class-index targets, not probabilities")
     cap = 0.0
     if softcap is not None:
         cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
@@ -112,7 +128,7 @@ def cross_entropy(
 
     return _losses.run(
         _core.cross_entropy, args, logits, return_grad, grad_output, out_grad, ls, t, z, cap, lse, predicted,
-        "z_loss" in wanted, "accuracy" in wanted, collect=collect if wanted else None,
+        "z_loss" in wanted, "accuracy" in wanted, margin, form, form_param, collect=collect if wanted else None,
     )
 
 

@@ -20,17 +20,21 @@ def _distill(student, teacher, divergence, *, temperature, temperature_squared, 
              sample_weight, return_grad, grad_output, out_grad):
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected 'batchmean', 'sum', 'none' or 'mean', got {reduction!r}")
-    t = _arrays.as_array(teacher, "teacher")
+    student = _arrays.as_array(student, "student_logits")
+    if student.dtype.kind == "b":
+        raise TypeError("student_logits: expected real logits, got dtype bool")
+    t = _arrays.as_array(teacher, "teacher_logits")
     if t.dtype.kind not in "fc":
-        if t.dtype.kind not in "iub":
-            raise TypeError(f"teacher: expected real logits, got dtype {t.dtype}")
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"teacher_logits: expected real logits, got dtype {t.dtype}")
         t = t.astype(np.float64)
-    if np.shape(student) != t.shape:
-        raise ValueError(f"teacher: shape {t.shape} must equal the student's shape {np.shape(student)}")
+    if student.shape != t.shape:
+        raise ValueError(f"teacher_logits: shape {t.shape} must equal student_logits's shape {student.shape}")
     args = _losses.prepare(
-        student, t, input_name="student", axis=axis, weight=None, sample_weight=sample_weight, ignore_index=-100,
+        student, t, input_name="student_logits", axis=axis, weight=None, sample_weight=sample_weight, ignore_index=-100,
         reduction="mean" if reduction in ("batchmean", "mean") else reduction, soft_targets=True,
     )
+    return_grad = _arrays.check_flag(return_grad, "return_grad")
     temp = _arrays.check_temperature(temperature)
     squared = _arrays.check_flag(temperature_squared, "temperature_squared")
     if reduction == "mean":  # PyTorch's elementwise mean: batchmean / C

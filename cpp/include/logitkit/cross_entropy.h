@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <type_traits>
 
+
 #include "logitkit/export.h"
 #include "logitkit/loss.h"
 #include "logitkit/view.h"
@@ -22,6 +23,21 @@ struct CrossEntropyOptions {
   // > 0: the logits become softcap * tanh(logits / softcap) first (Gemma 2's logit soft-capping,
   // inside the kernel; the gradient includes the tanh derivative); 0: off. Finite and >= 0.
   double softcap = 0.0;
+  // Subtracted from the target's logit before the temperature (class-index targets): the additive
+  // margin of AM-softmax / CosFace, and of ldr_kl_loss. Finite; not combined with softcap.
+  double target_margin = 0.0;
+  // The loss as a function h of l = log p_t (class-index targets; not with label smoothing):
+  // cross-entropy h = -l, or one of the seed papers' losses, each with its parameter `form_param`.
+  enum class Form : uint8_t {
+    kCrossEntropy,
+    kFocal,    // -(1 - p_t)^gamma log p_t (Lin et al., softmax focal loss); form_param = gamma >= 0
+    kPoly1,    // -log p_t + epsilon (1 - p_t) (Leng et al., PolyLoss); form_param = epsilon
+    kCompSum,  // (p_t^(tau - 1) - 1) / (1 - tau), -log p_t at tau = 1 (Mao, Mohri & Zhong's comp-sum
+               // losses: tau 0 sum-exponential, 1 cross-entropy, 1 + q generalised CE, 2 MAE);
+               // form_param = tau >= 0
+  };
+  Form form = Form::kCrossEntropy;
+  double form_param = 0.0;
 };
 
 // Extra outputs from the same pass, each computed only when given (nullptr / absent view: not).

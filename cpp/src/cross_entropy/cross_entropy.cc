@@ -74,6 +74,63 @@ Normalisers normalisers(ArrayView<const T> logits, ArrayView<const Index> target
   return {d.row_value_sum(kW), d.row_value_sum(kRows)};
 }
 
+using Form = CrossEntropyOptions::Form;
+
+void check_form(const CrossEntropyOptions& ce, bool soft) {
+  if (!std::isfinite(ce.target_margin))
+    throw Error(Error::Kind::kInvalidArgument, "target_margin", "must be finite, got " + shortest_repr(ce.target_margin));
+  if (ce.target_margin != 0.0 && soft)
+    throw Error(Error::Kind::kInvalidArgument, "target_margin", "needs class-index targets");
+  if (ce.target_margin != 0.0 && ce.softcap > 0.0)
+    throw Error(Error::Kind::kInvalidArgument, "target_margin", "cannot be combined with softcap");
+  const double v = ce.form_param;
+  switch (ce.form) {
+    case Form::kCrossEntropy: return;
+    case Form::kFocal:
+      if (!(v >= 0.0) || !std::isfinite(v))
+        throw Error(Error::Kind::kInvalidArgument, "gamma", "must be a finite number >= 0, got " + shortest_repr(v));
+      break;
+    case Form::kPoly1:
+      if (!std::isfinite(v))
+        throw Error(Error::Kind::kInvalidArgument, "epsilon", "must be finite, got " + shortest_repr(v));
+      break;
+    case Form::kCompSum:
+      if (!(v >= 0.0) || !std::isfinite(v))
+        throw Error(Error::Kind::kInvalidArgument, "tau", "must be a finite number >= 0, got " + shortest_repr(v));
+      break;
+    default:
+      throw Error(Error::Kind::kInvalidArgument, "form", "not a Form value: " + std::to_string(int(ce.form)));
+  }
+  if (soft) throw Error(Error::Kind::kInvalidArgument, "target", "this loss needs class-index targets");
+  if (ce.label_smoothing != 0.0)
+    throw Error(Error::Kind::kInvalidArgument, "label_smoothing", "applies to cross-entropy only");
+}
+
+// h(l) and -h'(l) of a Form at l = log p_t (<= 0). 1 - p_t as -expm1(l), exact for p_t near 1.
+struct FormValue {
+  double loss, slope;
+};
+FormValue form_value(Form form, double v, double l) {
+  l = std::min(l, 0.0);  // rounding can leave log p_t a hair above 0
+  const double p = std::exp(l), q = -std::expm1(l);  // p_t, 1 - p_t
+  switch (form) {
+    case Form::kFocal: {
+      // h = -q^g l, h' = -q^g + g q^(g-1) p l (the second term 0 at g = 0; at q = 0 it is 0 for g >= 1)
+      const double qg = std::pow(q, v);
+      const double second = v == 0.0 || q == 0.0 ? 0.0 : v * std::pow(q, v - 1.0) * p * l;
+      return {-qg * l, qg - second};
+    }
+    case Form::kPoly1:
+      return {-l + v * q, 1.0 + v * p};
+    case Form::kCompSum:
+      if (v == 1.0) return {-l, 1.0};
+      // (p^(tau-1) - 1) / (1 - tau) = expm1((tau - 1) l) / (1 - tau); -h' = p^(tau-1)
+      return {std::expm1((v - 1.0) * l) / (1.0 - v), std::exp((v - 1.0) * l)};
+    default:
+      return {-l, 1.0};
+  }
+}
+
 template <class T>
 T* aligned_in(void* scratch, size_t offset_elements) {
   return reinterpret_cast<T*>(reinterpret_cast<char*>(scratch) + 64) + offset_elements;
@@ -93,10 +150,12 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
                 "must be a finite number > 0 (0: off), got " + shortest_repr(ce.softcap));
   if (kSoft && extras.accuracy)
     throw Error(Error::Kind::kInvalidArgument, "accuracy", "needs class-index targets");
+  check_form(ce, kSoft);
   const bool none = options.reduction == Reduction::kNone, mean = options.reduction == Reduction::kMean;
   const bool class_weighted = given(weights.weight), row_weighted = given(weights.sample_weight);
   const bool with_grad = given(grad.grad);
-  const bool capped = ce.softcap > 0.0;
+  const bool capped = ce.softcap > 0.0, margined = ce.target_margin != 0.0;
+  const Form form = ce.form;
 
   RowDriver d(options.axis);
   const int kX = d.input(logits, "logits");
@@ -155,11 +214,11 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
                       n * sizeof(T) >= 4096;
   // Per-thread scratch, each row in L2: the capped logits, then the exp values of a streamed
   // gradient (the gradient itself holds them otherwise).
-  const size_t capped_at = 0, exps_at = capped ? (n + 15) / 16 * 16 : 0;
+  const size_t capped_at = 0, exps_at = capped || margined ? (n + 15) / 16 * 16 : 0;
   BadTarget bad;
   BadSoftTarget bad_soft;
   RowPolicy policy;
-  if (capped || stream) policy.scratch_bytes = (exps_at + (stream ? n : 0)) * sizeof(T) + 128;
+  if (capped || margined || stream) policy.scratch_bytes = (exps_at + (stream ? n : 0)) * sizeof(T) + 128;
   d.run([&](const RowBatch& b) {
     for (size_t r = 0; r < b.rows; ++r) {
       const T* logits_row = b.row<const T>(kX, r);
@@ -184,6 +243,11 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
           T* xc = aligned_in<T>(b.scratch, capped_at);
           k.softcap(logits_row, xc, n, cap);
           x = xc;
+        } else if (margined) {  // the row with its target logit lowered, in scratch
+          T* xm = aligned_in<T>(b.scratch, capped_at);
+          std::copy(logits_row, logits_row + n, xm);
+          xm[t] = static_cast<T>(static_cast<double>(xm[t]) - ce.target_margin);
+          x = xm;
         }
         // The max, then the exp-sum from a second read (from L2 while a row fits there): measured
         // 3x faster than the one-read online max-and-sum, whose rescaling is on the hot path. The
@@ -195,7 +259,7 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
         const double m = static_cast<double>(ms.max);
         // The target terms, before any write: -sum_c w'_c log p_c = lse A - D with A the summed
         // weights w'_c of the target distribution and D = sum_c w'_c c (x_c - max).
-        double target_weight, target_dot;
+        double target_weight, target_dot, delta_weight = 0.0, z_t = 0.0;
         if constexpr (kSoft) {
           soft = k.soft_dots(x, y, w, n, ms.max);
           finite_targets = std::isfinite(soft.weight);
@@ -203,9 +267,10 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
           target_dot = (1.0 - ls) * static_cast<double>(c) * soft.shifted;
         } else {
           const double w_t = class_weighted ? static_cast<double>(w[t]) : 1.0;
-          target_weight = (1.0 - ls) * w_t;
+          target_weight = delta_weight = (1.0 - ls) * w_t;
           // c (x_t - max) as the kernels round it
-          target_dot = (1.0 - ls) * w_t * scaled_difference_scalar(static_cast<double>(x[t]), m, static_cast<double>(c));
+          z_t = scaled_difference_scalar(static_cast<double>(x[t]), m, static_cast<double>(c));
+          target_dot = (1.0 - ls) * w_t * z_t;
           soft.weight = w_t;
         }
         if (ls > 0.0) {
@@ -220,6 +285,13 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
         const double lse = std::log(static_cast<double>(ms.sum));  // log sum exp(c (x - max))
         const double sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
         row_loss = sw * (lse * target_weight - target_dot);
+        if (!kSoft && form != Form::kCrossEntropy) {
+          // loss w_t h(l), gradient w_t (-h'(l)) c (p - onehot): cross-entropy's with -h'(l)
+          // weighing the row (l = log p_t = c (x_t - max) - lse, the term above)
+          const FormValue f = form_value(form, ce.form_param, z_t - lse);
+          row_loss = sw * soft.weight * f.loss;
+          target_weight = delta_weight = soft.weight * f.slope;
+        }
         row_weight = kSoft ? sw : sw * soft.weight;
         // z-loss (PaLM, ST-MoE): z log^2 Z of the full log-partition c max + lse, per row weighted
         // by sample_weight alone; "mean" divides it by the rows' sample weights (their count).
@@ -245,7 +317,7 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
             gc.delta = T(0);
             gc.index = n;
           } else {
-            gc.delta = static_cast<T>(s * (1.0 - ls) * soft.weight);
+            gc.delta = static_cast<T>(s * delta_weight);
             gc.index = static_cast<size_t>(t);
           }
           k.grad(exps, kSoft ? y : nullptr, w, capped ? aligned_in<T>(b.scratch, capped_at) : nullptr, g, n, gc,
