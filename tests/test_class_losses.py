@@ -176,3 +176,178 @@ def test_errors_name_the_argument():
     for f, exc, name in cases:
         with pytest.raises(exc, match=name):
             f()
+
+
+# --- losses with their own row function: StableMax CE, Fenchel-Young (sparsemax, 1.5-entmax), Z-loss
+
+
+def np_sparsemax(z):
+    zs = -np.sort(-z, -1)
+    cs = np.cumsum(zs, -1)
+    k = np.arange(1, z.shape[-1] + 1)
+    support = 1 + k * zs > cs
+    kk = support.sum(-1, keepdims=True)
+    tau = (np.take_along_axis(cs, kk - 1, -1) - 1) / kk
+    return np.maximum(z - tau, 0.0)
+
+
+def np_entmax15(z):
+    """[z/2 - tau]_+^2 summing to 1, tau by bisection in float64 (to the last bit)."""
+    h = z / 2
+    lo = h.max(-1, keepdims=True) - 1.0
+    hi = h.max(-1, keepdims=True)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        big = (np.maximum(h - mid, 0.0) ** 2).sum(-1, keepdims=True) >= 1
+        lo, hi = np.where(big, mid, lo), np.where(big, hi, mid)
+    p = np.maximum(h - lo, 0.0) ** 2
+    return p / p.sum(-1, keepdims=True)
+
+
+def fy_reference(kind, x, t, temperature=1.0):
+    z = np.asarray(x, np.float64) / temperature
+    p = np_sparsemax(z) if kind == "sparsemax" else np_entmax15(z)
+    onehot = np.eye(z.shape[-1])[t]
+    reg = 0.5 * (1 - (p**2).sum(-1)) if kind == "sparsemax" else (1 - (p**1.5).sum(-1)) / 0.75
+    return ((p - onehot) * z).sum(-1) + reg, (p - onehot) / temperature
+
+
+@pytest.mark.parametrize("kind", ["sparsemax", "entmax15"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fenchel_young_losses(isa, kind, dtype):
+    rng = np.random.default_rng(41)
+    fn = logitkit.sparsemax_loss if kind == "sparsemax" else logitkit.entmax15_loss
+    for n, c in [(1, 1), (7, 3), (40, 100), (8, 3000)]:
+        x = (rng.standard_normal((n, c)) * 2).astype(dtype)
+        t = rng.integers(0, c, n)
+        for temperature in (1.0, 0.5):
+            rows, g_rows = fy_reference(kind, x, t, temperature)
+            loss, grad = fn(x, t, temperature=temperature, reduction="none", return_grad=True)
+            rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
+            np.testing.assert_allclose(loss, rows, rtol=rtol, atol=atol)
+            np.testing.assert_allclose(grad, g_rows, rtol=rtol, atol=atol)
+    # weights, ignored rows and the weighted mean; 0 exactly at a one-hot prediction
+    x = rng.standard_normal((30, 6))
+    t = rng.integers(0, 6, 30)
+    t[:5] = -100
+    w, sw = rng.random(6) + 0.5, rng.random(30) + 0.5
+    rows, g_rows = fy_reference(kind, x, np.where(t < 0, 0, t))
+    wr = np.where(t < 0, 0.0, w[np.where(t < 0, 0, t)] * sw)
+    loss, grad = fn(x, t, w, sample_weight=sw, return_grad=True)
+    np.testing.assert_allclose(loss, (wr * rows).sum() / wr.sum(), rtol=1e-11)
+    np.testing.assert_allclose(grad, wr[:, None] * g_rows / wr.sum(), rtol=1e-10, atol=1e-14)
+    confident = np.array([[10.0, 0.0, -3.0]])
+    assert fn(confident, np.array([0])) == 0.0
+    assert fn(confident, np.array([1])) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stablemax_cross_entropy_matches_torch(isa, dtype):
+    rng = np.random.default_rng(42)
+
+    def ref(x, t, w=None, temperature=1.0, reduction="mean"):
+        xt = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+        z = xt / temperature
+        s = torch.where(z >= 0, z + 1, 1 / (1 - torch.where(z >= 0, torch.zeros_like(z), z)))
+        lp = torch.log(s / s.sum(-1, keepdim=True))
+        loss = F.nll_loss(lp, torch.tensor(t), weight=None if w is None else torch.tensor(w, dtype=torch.float64),
+                          reduction=reduction)
+        loss.backward(torch.ones_like(loss))
+        return loss.detach().numpy(), xt.grad.numpy()
+
+    for n, c in [(1, 1), (9, 5), (50, 300), (6, 5000)]:
+        x = (rng.standard_normal((n, c)) * 5).astype(dtype)
+        t = rng.integers(0, c, n)
+        t[rng.random(n) < 0.2] = -100
+        w = (rng.random(c) + 0.2).astype(dtype)
+        for reduction in ("mean", "sum", "none"):
+            for temperature in (1.0, 0.3):
+                loss, grad = logitkit.stablemax_cross_entropy(x, t, w, temperature=temperature, reduction=reduction,
+                                                              return_grad=True)
+                ref_loss, ref_grad = ref(x, t, w, temperature, reduction)
+                rtol, atol = (1e-11, 1e-13) if dtype == np.float64 else (1e-4, 1e-6)
+                np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=atol)
+                np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol)
+    # a confident row keeps its digits (1 - p_t = rest / S), and overflowing c x uses the exact path
+    x = np.array([[1e12, 0.0, -1.0], [3e38, 1.0, 2.0]])
+    loss = logitkit.stablemax_cross_entropy(x, np.array([0, 0]), reduction="none")
+    np.testing.assert_allclose(loss[0], np.log1p(1.5 / (1e12 + 1)), rtol=1e-12)
+    loss = logitkit.stablemax_cross_entropy(x.astype(np.float32), np.array([0, 0]), temperature=0.25,
+                                            reduction="none")
+    assert np.isfinite(loss).all() and (loss >= 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_spherical_z_loss_matches_torch(isa, dtype):
+    rng = np.random.default_rng(43)
+
+    def ref(x, t, a, b, reduction="mean", sw=None):
+        xt = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+        z = (xt - xt.mean(-1, keepdim=True)) / xt.std(-1, unbiased=False, keepdim=True)
+        keep = torch.tensor(t != -100)
+        zt = z.gather(-1, torch.tensor(np.where(t != -100, t, 0))[:, None])[:, 0]
+        rows = F.softplus(a * (b - zt)) / a
+        wr = torch.where(keep, torch.ones_like(rows) if sw is None else torch.tensor(sw), torch.zeros_like(rows))
+        rows = rows * wr
+        loss = {"mean": lambda: rows.sum() / wr.sum(), "sum": rows.sum, "none": lambda: rows}[reduction]()
+        loss.backward(torch.ones_like(loss))
+        return loss.detach().numpy(), xt.grad.numpy()
+
+    for n, c in [(3, 2), (20, 10), (16, 1000)]:
+        x = (rng.standard_normal((n, c)) * 3 + 1).astype(dtype)
+        t = rng.integers(0, c, n)
+        t[0] = -100
+        sw = (rng.random(n) + 0.5).astype(dtype)
+        for a, b in [(0.1, 10.0), (1.0, 1.0), (3.0, -2.0)]:
+            for reduction in ("mean", "sum", "none"):
+                loss, grad = logitkit.spherical_z_loss(x, t, a, b, reduction=reduction, sample_weight=sw,
+                                                       return_grad=True)
+                ref_loss, ref_grad = ref(x, t, a, b, reduction, sw)
+                rtol, atol = (1e-11, 1e-13) if dtype == np.float64 else (1e-4, 1e-6)
+                np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=atol)
+                np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol)
+    # shift and scale invariance; a constant row has no z-scores
+    x, t = rng.standard_normal((5, 7)), rng.integers(0, 7, 5)
+    np.testing.assert_allclose(logitkit.spherical_z_loss(3 * x + 100, t, reduction="none"),
+                               logitkit.spherical_z_loss(x, t, reduction="none"), rtol=1e-11)
+    assert np.isnan(logitkit.spherical_z_loss(np.ones((1, 4)), np.array([1])))
+
+
+def test_own_driver_losses_layouts_in_place_threads_and_errors(isa):
+    rng = np.random.default_rng(44)
+    x = rng.standard_normal((3, 8, 5)) * 2
+    t = rng.integers(0, 8, (3, 5))
+    fns = [logitkit.stablemax_cross_entropy, logitkit.sparsemax_loss, logitkit.entmax15_loss,
+           logitkit.spherical_z_loss]
+    for fn in fns:
+        loss, grad = fn(x, t, axis=1, reduction="none", return_grad=True)
+        ref_loss, ref_grad = fn(np.moveaxis(x, 1, -1).copy(), t, reduction="none", return_grad=True)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-13)
+        np.testing.assert_allclose(grad, np.moveaxis(ref_grad, -1, 1), rtol=1e-13, atol=1e-16)
+        xin = x.copy()
+        loss2, grad2 = fn(xin, t, axis=1, reduction="sum", return_grad=True, out_grad=xin)
+        assert grad2 is xin
+        np.testing.assert_array_equal(grad2, fn(x, t, axis=1, reduction="sum", return_grad=True)[1])
+        with pytest.raises(ValueError, match="target"):
+            fn(x, np.full((3, 5), 8), axis=1)
+        with pytest.raises(ValueError, match="weight"):
+            fn(x, t, axis=1, weight=np.ones(3))
+    big = rng.standard_normal((3000, 200), dtype=np.float32)
+    tb = rng.integers(0, 200, 3000)
+    saved = logitkit.get_num_threads()
+    try:
+        for fn in fns:
+            out = []
+            for threads in (1, 2, 3):
+                logitkit.set_num_threads(threads)
+                lo, gr = fn(big, tb, return_grad=True)
+                out.append((lo.tobytes(), gr.tobytes()))
+            assert out[0] == out[1] == out[2]
+    finally:
+        logitkit.set_num_threads(saved)
+    with pytest.raises(ValueError, match="a"):
+        logitkit.spherical_z_loss(x, t, a=0.0, axis=1)
+    with pytest.raises(ValueError, match="b"):
+        logitkit.spherical_z_loss(x, t, b=np.inf, axis=1)
+    with pytest.raises(ValueError, match="temperature"):
+        logitkit.sparsemax_loss(x, t, temperature=-1.0, axis=1)

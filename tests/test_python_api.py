@@ -160,7 +160,8 @@ def test_every_public_op_is_covered():
     reductions = {"logsumexp", "entropy", "collapse_fraction"}
     # tests/test_nll_loss.py, test_cross_entropy*.py, test_distill.py, test_class_losses.py
     losses = {"nll_loss", "cross_entropy", "kl_div", "jsd", "tvd", "focal_loss", "poly1_cross_entropy",
-              "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss"}
+              "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss", "stablemax_cross_entropy",
+              "sparsemax_loss", "entmax15_loss", "spherical_z_loss"}
     assert reductions | losses | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
 
 
@@ -211,7 +212,9 @@ VALID = {
     "q": 0.7,
     "lam": 1.0,
     "margin": 1.0,
+    "a": 0.1,
 }
+VALID_FOR = {"spherical_z_loss": {"b": 10.0}}  # a parameter name another op uses for an array
 BAD = {
     "None": None,
     "object": object(),
@@ -237,7 +240,7 @@ def test_bad_argument_is_named(name, bad, threads):
     isa_before = logitkit.isa()
     try:
         for p in params:
-            kwargs = {q: VALID[q] for q in params if q != p}
+            kwargs = {q: VALID_FOR.get(name, {}).get(q, VALID[q]) for q in params if q != p}
             kwargs[p] = BAD[bad]
             try:
                 _call(fn, kwargs)  # accepted (None is a valid axis, out, where, ...)

@@ -21,6 +21,7 @@ void bind_entropy(py::module_& m);
 void bind_nll_loss(py::module_& m);
 void bind_cross_entropy(py::module_& m);
 void bind_distill(py::module_& m);
+void bind_class_losses(py::module_& m);
 void bind_sparsemax(py::module_& m);
 
 namespace {
@@ -144,5 +145,6 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_nll_loss(m);
   logitkit_py::bind_cross_entropy(m);
   logitkit_py::bind_distill(m);
+  logitkit_py::bind_class_losses(m);
   logitkit_py::bind_sparsemax(m);
 }

@@ -14,7 +14,17 @@ names in ``__all__``; they are re-exported here. See README.md for the table of 
 from __future__ import annotations
 
 from . import _core
-from .class_losses import comp_sum_loss, focal_loss, generalized_cross_entropy, ldr_kl_loss, poly1_cross_entropy
+from .class_losses import (
+    comp_sum_loss,
+    entmax15_loss,
+    focal_loss,
+    generalized_cross_entropy,
+    ldr_kl_loss,
+    poly1_cross_entropy,
+    sparsemax_loss,
+    spherical_z_loss,
+    stablemax_cross_entropy,
+)
 from .cross_entropy import cross_entropy
 from .distill import jsd, kl_div, tvd
 from .entropy import collapse_fraction, entropy
@@ -43,6 +53,7 @@ __all__ = [
     "cross_entropy",
     "entmax15",
     "entmax15_backward",
+    "entmax15_loss",
     "entmax_bisect",
     "entmax_bisect_backward",
     "entropy",
@@ -68,8 +79,11 @@ __all__ = [
     "softmax_backward",
     "sparsemax",
     "sparsemax_backward",
+    "sparsemax_loss",
+    "spherical_z_loss",
     "stablemax",
     "stablemax_backward",
+    "stablemax_cross_entropy",
     "tvd",
     "use_isa",
 ]

@@ -1,6 +1,8 @@
-"""The seed papers' losses on logits against class indices that share cross_entropy's fused
-kernels: each is a function h of log p_t (focal, PolyLoss, comp-sum / generalised CE), or
-cross-entropy of shifted logits (LDR-KL). One read of the logits for the row statistics, one more
+"""The seed papers' losses on logits against class indices: those that share cross_entropy's fused
+kernels (a function h of log p_t: focal, PolyLoss, comp-sum / generalised CE; cross-entropy of
+shifted logits: LDR-KL), and those with their own row function over the shared class-index loss
+driver (StableMax cross-entropy, the sparsemax / 1.5-entmax Fenchel-Young losses, the spherical
+Z-loss). One read of the logits for the row statistics, one more
 for the gradient; PyTorch's option names (weight, ignore_index, reduction), sample_weight, the
 class axis anywhere, return_grad / grad_output / out_grad as cross_entropy. Front end of
 cpp/include/logitkit/cross_entropy.h (CrossEntropyOptions::Form, target_margin)."""
@@ -10,11 +12,21 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _arrays, _losses
+from . import _arrays, _core, _losses
 from ._arrays import Real, Result
 from .cross_entropy import _run
 
-__all__ = ["comp_sum_loss", "focal_loss", "generalized_cross_entropy", "ldr_kl_loss", "poly1_cross_entropy"]
+__all__ = [
+    "comp_sum_loss",
+    "entmax15_loss",
+    "focal_loss",
+    "generalized_cross_entropy",
+    "ldr_kl_loss",
+    "poly1_cross_entropy",
+    "sparsemax_loss",
+    "spherical_z_loss",
+    "stablemax_cross_entropy",
+]
 
 
 def _form_loss(logits, target, weight, form, param, *, axis, ignore_index, reduction, sample_weight, temperature,
@@ -228,3 +240,116 @@ def _shifted(loss, lam: float, shift: float, args):
         rows = np.asarray(loss, np.float64) * lam - (w * shift).reshape(args.batch_shape)
         return rows.astype(args.result)
     return args.result.type(float(loss) * lam - shift * float(np.sum(w)))
+
+
+def _own_driver(core, logits, target, weight, p1, p2, *, axis, ignore_index, reduction, sample_weight, return_grad,
+                grad_output, out_grad):
+    args = _losses.prepare(logits, target, input_name="logits", axis=axis, weight=weight,
+                           sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction)
+    return _losses.run(core, args, logits, return_grad, grad_output, out_grad, p1, p2)
+
+
+def stablemax_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    temperature: Real = 1.0,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """StableMax cross-entropy (Prieto et al., "Grokking at the Edge of Numerical Stability"): the
+    negative log-likelihood of log_stablemax(logits / temperature), s(x) = x + 1 for x >= 0 and
+    1 / (1 - x) below, p = s(x) / sum s(x). Fused (one pass for the sums, one for the gradient),
+    with log p_t of a largest target as -log1p(rest / s_top) so that a confident row keeps its
+    digits; weight, ignore_index, reduction, sample_weight and the gradient arguments as
+    cross_entropy."""
+    t = _arrays.check_temperature(temperature)
+    return _own_driver(_core.stablemax_cross_entropy, logits, target, weight, t, 0.0, axis=axis,
+                       ignore_index=ignore_index, reduction=reduction, sample_weight=sample_weight,
+                       return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)
+
+
+def sparsemax_loss(
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    temperature: Real = 1.0,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Sparsemax loss, the Fenchel-Young loss of sparsemax (Martins & Astudillo; Blondel, Martins &
+    Niculae): with z = logits / temperature and p = sparsemax(z), loss_r = <p - e_t, z> +
+    (1 - ||p||^2) / 2 >= 0, zero exactly when p = e_t; gradient (p - e_t) / temperature (as the
+    entmax package's SparsemaxLoss). Other arguments as cross_entropy."""
+    t = _arrays.check_temperature(temperature)
+    return _own_driver(_core.fenchel_young_loss, logits, target, weight, 0.0, t, axis=axis,
+                       ignore_index=ignore_index, reduction=reduction, sample_weight=sample_weight,
+                       return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)
+
+
+def entmax15_loss(
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    temperature: Real = 1.0,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """1.5-entmax loss, the Fenchel-Young loss of 1.5-entmax (Peters, Niculae & Martins): with
+    z = logits / temperature and p = entmax15(z), loss_r = <p - e_t, z> + (1 - sum p^1.5) / 0.75
+    >= 0; gradient (p - e_t) / temperature (as the entmax package's Entmax15Loss). Other arguments
+    as cross_entropy."""
+    t = _arrays.check_temperature(temperature)
+    return _own_driver(_core.fenchel_young_loss, logits, target, weight, 1.0, t, axis=axis,
+                       ignore_index=ignore_index, reduction=reduction, sample_weight=sample_weight,
+                       return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)
+
+
+def spherical_z_loss(
+    logits: ArrayLike,
+    target: ArrayLike,
+    a: Real = 0.1,
+    b: Real = 10.0,
+    *,
+    weight: ArrayLike | None = None,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """The Z-loss of de Brebisson & Vincent ("The Z-loss: a shift and scale invariant classification
+    loss belonging to the Spherical Family"): with z = (x - mean(x)) / std(x) over the class axis
+    (population std), loss_r = (1/a) softplus(a (b - z_t)), a > 0 the sharpness and b the target
+    z-score's location (both tuned per task in the paper). Invariant to shifting and scaling a row;
+    a row of equal logits has no z-scores and gives NaN. Not to be confused with cross_entropy's
+    z_loss (PaLM's log^2 Z penalty). Other arguments as cross_entropy."""
+    av = _parameter(a, "a", 0.0, "a finite number > 0")
+    if av == 0.0:
+        raise ValueError(f"a: must be a finite number > 0, got {a!r}")
+    bv = _arrays.real_scalar(b, "b", "a finite number")
+    if not np.isfinite(bv):
+        raise ValueError(f"b: must be finite, got {b!r}")
+    return _own_driver(_core.spherical_z_loss, logits, target, weight, av, bv, axis=axis, ignore_index=ignore_index,
+                       reduction=reduction, sample_weight=sample_weight, return_grad=return_grad,
+                       grad_output=grad_output, out_grad=out_grad)

@@ -11,6 +11,7 @@
 #include "logitkit/runtime.h"
 #include "logitkit/softmax.h"
 #include "logitkit/softmax_backward.h"
+#include "logitkit/spherical_z_loss.h"
 #include "logitkit/sparsemax.h"
 #include "logitkit/stablemax.h"
 #include "logitkit/version.h"

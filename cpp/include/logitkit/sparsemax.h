@@ -1,8 +1,11 @@
 // sparsemax ops of the C++ API: sparsemax, entmax-1.5, entmax-bisect and their backward passes (VJPs).
 #pragma once
+#include <cstdint>
+#include <type_traits>
 #include <cstddef>
 
 #include "logitkit/export.h"
+#include "logitkit/loss.h"
 #include "logitkit/view.h"
 
 namespace logitkit {
@@ -83,5 +86,34 @@ template <> LOGITKIT_API void entmax_bisect_backward<float>(InputView<float>, In
                                                             int, double, double);
 template <> LOGITKIT_API void entmax_bisect_backward<double>(InputView<double>, InputView<double>, ArrayView<double>,
                                                              int, double, double);
+
+// Fenchel-Young losses of sparsemax and 1.5-entmax (Blondel, Martins & Niculae) against class
+// indices, with z = logits / temperature and p* = sparsemax(z) or entmax15(z):
+//   sparsemax_loss_r = <p* - e_t, z> + (1 - ||p*||^2) / 2,
+//   entmax15_loss_r  = <p* - e_t, z> + (1 - sum p*^1.5) / 0.75,
+// each >= 0 and 0 exactly when p* = e_t; gradient (p* - e_t) / temperature. Class weights,
+// ignore_index, sample_weight and the reductions as cross_entropy (PyTorch's weighted "mean").
+// Defined for T = float, double and Index = int32_t, int64_t.
+enum class FenchelYoung : uint8_t { kSparsemax, kEntmax15 };
+template <class T, class Index>
+double fenchel_young_loss(FenchelYoung /*kind*/, InputView<T> /*logits*/, ArrayView<const Index> /*target*/,
+                          const LossOptions& /*options*/ = {}, const SparsemaxOptions& /*sparsemax*/ = {},
+                          const LossWeights<T>& /*weights*/ = {}, ArrayView<T> /*loss*/ = {},
+                          const LossGrad<T>& /*grad*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::fenchel_young_loss: T must be float or double");
+  static_assert(std::is_same_v<Index, int32_t> || std::is_same_v<Index, int64_t>,
+                "logitkit::fenchel_young_loss: target indices must be int32_t or int64_t");
+  return 0.0;
+}
+#define LOGITKIT_DECLARE_FY(T, Index)                                                                          \
+  template <>                                                                                                  \
+  LOGITKIT_API double fenchel_young_loss<T, Index>(FenchelYoung, InputView<T>, ArrayView<const Index>,        \
+                                                   const LossOptions&, const SparsemaxOptions&,               \
+                                                   const LossWeights<T>&, ArrayView<T>, const LossGrad<T>&);
+LOGITKIT_DECLARE_FY(float, int32_t)
+LOGITKIT_DECLARE_FY(float, int64_t)
+LOGITKIT_DECLARE_FY(double, int32_t)
+LOGITKIT_DECLARE_FY(double, int64_t)
+#undef LOGITKIT_DECLARE_FY
 
 }  // namespace logitkit

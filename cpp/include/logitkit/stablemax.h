@@ -1,7 +1,10 @@
 // stablemax ops of the C++ API: StableMax and log-StableMax ("Grokking at the Edge of Numerical
 // Stability", Prieto et al. 2025) over one axis of an N-D view, and their vector-Jacobian products.
 #pragma once
+#include <cstdint>
+#include <type_traits>
 #include "logitkit/export.h"
+#include "logitkit/loss.h"
 #include "logitkit/view.h"
 
 namespace logitkit {
@@ -62,5 +65,31 @@ template <> LOGITKIT_API void log_stablemax_backward<float>(InputView<float>, In
                                                            const StablemaxOptions&);
 template <> LOGITKIT_API void log_stablemax_backward<double>(InputView<double>, InputView<double>, ArrayView<double>,
                                                              int, const StablemaxOptions&);
+
+// stablemax_cross_entropy: the negative log-likelihood of log-StableMax (the grokking paper's
+// StableMax cross-entropy), loss_r = -log(s(x'_t) / sum_c s(x'_c)) with class weights, ignore_index,
+// sample_weight and the reductions of LossOptions as cross_entropy (PyTorch's weighted "mean").
+// Fused: one pass for the row sums, one for the gradient (d loss / d logits, may be the logits).
+// Defined for T = float, double and Index = int32_t, int64_t.
+template <class T, class Index>
+double stablemax_cross_entropy(InputView<T> /*logits*/, ArrayView<const Index> /*target*/,
+                               const LossOptions& /*options*/ = {}, const StablemaxOptions& /*stablemax*/ = {},
+                               const LossWeights<T>& /*weights*/ = {}, ArrayView<T> /*loss*/ = {},
+                               const LossGrad<T>& /*grad*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::stablemax_cross_entropy: T must be float or double");
+  static_assert(std::is_same_v<Index, int32_t> || std::is_same_v<Index, int64_t>,
+                "logitkit::stablemax_cross_entropy: target indices must be int32_t or int64_t");
+  return 0.0;
+}
+#define LOGITKIT_DECLARE_STABLEMAX_CE(T, Index)                                                              \
+  template <>                                                                                                \
+  LOGITKIT_API double stablemax_cross_entropy<T, Index>(InputView<T>, ArrayView<const Index>, const LossOptions&, \
+                                                        const StablemaxOptions&, const LossWeights<T>&,       \
+                                                        ArrayView<T>, const LossGrad<T>&);
+LOGITKIT_DECLARE_STABLEMAX_CE(float, int32_t)
+LOGITKIT_DECLARE_STABLEMAX_CE(float, int64_t)
+LOGITKIT_DECLARE_STABLEMAX_CE(double, int32_t)
+LOGITKIT_DECLARE_STABLEMAX_CE(double, int64_t)
+#undef LOGITKIT_DECLARE_STABLEMAX_CE
 
 }  // namespace logitkit

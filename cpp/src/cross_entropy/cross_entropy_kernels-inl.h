@@ -199,6 +199,32 @@ size_t find_first(const T* x, size_t n, T v) {
 }
 
 template <class T>
+__attribute__((flatten)) T centered_square_block(const T* x, size_t n, T mu) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V vm = S::set1(mu);
+  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  for_vectors<S>(
+      n,
+      [&](size_t i, int k) {
+        const V d = S::sub(S::load(x + i), vm);
+        acc[k] = S::fma(d, d, acc[k]);
+      },
+      [&](size_t i, size_t r) {
+        const V d = S::sub(S::load_tail(x + i, r, mu), vm);  // lanes past r: d = 0
+        acc[0] = S::fma(d, d, acc[0]);
+      });
+  return S::reduce_add(sum4<T>(acc));
+}
+
+template <class T>
+double centered_square_sum(const T* x, size_t n, T mu) {
+  BlockSum<T> total;
+  for_blocks<T>(n, [&](size_t b, size_t len) { total.add(centered_square_block<T>(x + b, len, mu)); });
+  return total.value();
+}
+
+template <class T>
 CrossEntropyKernels<T> make_cross_entropy_kernels() {
   CrossEntropyKernels<T> k{};
   k.shifted_dot = shifted_dot<T>;
@@ -206,6 +232,7 @@ CrossEntropyKernels<T> make_cross_entropy_kernels() {
   k.grad = grad<T>;
   k.softcap = softcap<T>;
   k.find_first = find_first<T>;
+  k.centered_square_sum = centered_square_sum<T>;
   return k;
 }
 

@@ -37,6 +37,8 @@ struct CrossEntropyKernels {
   // The first index i with x_i == v (v NaN: the first NaN), n when there is none: with v the row
   // max, the argmax with ties to the lowest index (NaN counted largest, as torch.argmax).
   size_t (*find_first)(const T* x, size_t n, T v);
+  // sum_c (x_c - mu)^2 in double (spherical_z_loss's variance, after its mean)
+  double (*centered_square_sum)(const T* x, size_t n, T mu);
 };
 
 }  // namespace logitkit

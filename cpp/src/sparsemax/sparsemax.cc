@@ -10,6 +10,7 @@
 #include "logitkit/softmax.h"
 #include "logitkit/sparsemax.h"
 #include "runtime/kernel_table.h"
+#include "runtime/loss_support.h"
 #include "runtime/overflow.h"
 #include "runtime/row_driver.h"
 #include "sparsemax/sparsemax_kernels.h"
@@ -175,8 +176,70 @@ void entmax_bisect_backward(ArrayView<const T> y, ArrayView<const T> dy, ArrayVi
                    });
 }
 
+// The Fenchel-Young loss through class_index_loss: p* of the row into L2 scratch, then
+// <p*, z> and the regulariser over the support, and the gradient k c (p* - e_t) with
+// cross_entropy's gradient kernel.
+template <class T, class Index>
+double fenchel_young(FenchelYoung kind, ArrayView<const T> x, ArrayView<const Index> target,
+                     const LossOptions& options, const SparsemaxOptions& so, const LossWeights<T>& weights,
+                     ArrayView<T> loss, const LossGrad<T>& grad) {
+  if (kind != FenchelYoung::kSparsemax && kind != FenchelYoung::kEntmax15)
+    throw Error(Error::Kind::kInvalidArgument, "kind", "not a FenchelYoung value: " + std::to_string(int(kind)));
+  const T c = inverse_temperature<T>(so.temperature);
+  const SparsemaxKernels<T>& k = kernels().sparsemax.get<T>();
+  const CrossEntropyKernels<T>& ce = kernels().cross_entropy.get<T>();
+  const int axis = options.axis < 0 ? options.axis + x.ndim : options.axis;
+  const size_t n = axis >= 0 && axis < x.ndim && x.data ? static_cast<size_t>(x.shape[axis]) : 0;
+  const size_t stride = n + kSparsemaxScratchSlack;
+  RowPolicy policy;
+  policy.scratch_bytes = 2 * stride * sizeof(T);
+  const bool sparse = kind == FenchelYoung::kSparsemax;
+  return class_index_loss<T, Index>(
+      x, "logits", target, options, weights, loss, grad, policy,
+      [&](const T* xr, size_t t, T* g, double kk, const RowBatch& b) -> double {
+        T* p = static_cast<T*>(b.scratch);
+        T* buf = p + stride;
+        const auto ld = static_cast<ptrdiff_t>(n);
+        if (sparse) {
+          k.sparsemax_rows(xr, p, 1, n, ld, ld, c, buf);
+        } else {
+          k.entmax15_rows(xr, p, 1, n, ld, ld, c, buf);
+        }
+        double pz = 0.0, reg = 0.0;  // <p, z> and sum p^2 (sum p^1.5) over the support
+        for (size_t i = 0; i < n; ++i) {
+          if (p[i] == T(0)) continue;
+          const double pi = static_cast<double>(p[i]);
+          pz += pi * (static_cast<double>(c) * static_cast<double>(xr[i]));
+          reg += sparse ? pi * pi : pi * std::sqrt(pi);
+        }
+        const double z_t = static_cast<double>(c) * static_cast<double>(xr[t]);
+        const double value = pz - z_t + (sparse ? 0.5 * (1.0 - reg) : (1.0 - reg) / 0.75);
+        if (g) {
+          GradCoeffs<T> gc{};
+          gc.alpha = static_cast<T>(kk * static_cast<double>(c));
+          gc.delta = gc.alpha;
+          gc.index = t;
+          ce.grad(p, nullptr, nullptr, nullptr, g, n, gc, false);
+        }
+        return std::max(value, 0.0);  // >= 0 in exact arithmetic; rounding can leave -eps
+      });
+}
+
 }  // namespace op
 }  // namespace
+
+#define LOGITKIT_SPECIALIZE_FY(T, Index)                                                                       \
+  template <>                                                                                                  \
+  double fenchel_young_loss<T, Index>(FenchelYoung kind, InputView<T> logits, ArrayView<const Index> target,  \
+                                      const LossOptions& options, const SparsemaxOptions& so,                 \
+                                      const LossWeights<T>& weights, ArrayView<T> loss, const LossGrad<T>& grad) { \
+    return op::fenchel_young<T, Index>(kind, logits, target, options, so, weights, loss, grad);               \
+  }
+LOGITKIT_SPECIALIZE_FY(float, int32_t)
+LOGITKIT_SPECIALIZE_FY(float, int64_t)
+LOGITKIT_SPECIALIZE_FY(double, int32_t)
+LOGITKIT_SPECIALIZE_FY(double, int64_t)
+#undef LOGITKIT_SPECIALIZE_FY
 
 // The float and double specializations that the public header declares (its primary templates
 // static_assert for any other element type).

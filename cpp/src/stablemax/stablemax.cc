@@ -9,6 +9,7 @@
 #include "logitkit/error.h"
 #include "logitkit/stablemax.h"
 #include "runtime/kernel_table.h"
+#include "runtime/loss_support.h"
 #include "runtime/overflow.h"
 #include "runtime/row_driver.h"
 #include "stablemax/stablemax_kernels.h"
@@ -191,7 +192,64 @@ void backward(ArrayView<const T> x, ArrayView<const T> dy, ArrayView<T> dx, int 
   });
 }
 
+// StableMax cross-entropy through class_index_loss: per row the scaled sums with the largest
+// entry apart (sum_top), log p_t (-log1p(rest / s_top) for a largest target: no cancellation), and
+// with the gradient log-StableMax's VJP for dy = -k onehot(t): c (k p_i - k [i == t]) / a_i.
+template <class T, class Index>
+double stablemax_ce(ArrayView<const T> x, ArrayView<const Index> target, const LossOptions& options,
+                    const StablemaxOptions& sm, const LossWeights<T>& weights, ArrayView<T> loss,
+                    const LossGrad<T>& grad) {
+  const T c = inverse_temperature<T>(sm.temperature);
+  const StablemaxKernels<T>& k = kernels().stablemax.get<T>();
+  const int axis = options.axis < 0 ? options.axis + x.ndim : options.axis;
+  const size_t n = axis >= 0 && axis < x.ndim && x.data ? static_cast<size_t>(x.shape[axis]) : 0;
+  const std::vector<T> zeros(given(grad.grad) ? n : 0, T(0));  // the VJP's dy row but for its target
+  return class_index_loss<T, Index>(
+      x, "logits", target, options, weights, loss, grad, RowPolicy{},
+      [&](const T* xr, size_t t, T* g, double kk, const RowBatch&) -> double {
+        T sc;
+        const StablemaxSums s = scaled_pass<T>([&](T scale) { return k.sum_top(xr, n, c, scale); }, sc);
+        if (!(s.amax < std::numeric_limits<double>::infinity()) && scaled_row_overflows(xr, n, c)) {
+          const ExactRow<T> e(xr, n, c);
+          if (g)
+            for (size_t i = 0; i < n; ++i) g[i] = static_cast<T>(e.times_c_over_a(i, kk * (e.p(i) - (i == t ? 1.0 : 0.0))));
+          return -e.log_p(t);
+        }
+        const RowScale<T> rs{sc, s.sum};
+        const T top = static_cast<T>(s.top), cx_t = c * xr[t];
+        const double a_t = 1.0 + std::abs(static_cast<double>(cx_t));
+        const bool is_top = cx_t == top;
+        const double s_top = static_cast<double>(scaled_s_scalar(top, sc));
+        double log_p;
+        if (is_top) {
+          log_p = std::isinf(s_top) ? std::numeric_limits<double>::quiet_NaN() : -std::log1p(s.other / s_top);
+        } else {
+          log_p = std::log(static_cast<double>(scaled_s_scalar(cx_t, sc))) - std::log(s.sum);
+        }
+        if (g) {
+          k.log_backward_store(xr, zeros.data(), g, n, c, sc, rs.inv(), rs.w(), static_cast<T>(-kk));
+          // the target's c k (p_t - 1) / a_t, with 1 - p_t = rest / S' for a largest target
+          const double p_minus_1 = is_top ? -s.other / s.sum : std::expm1(log_p);
+          g[t] = static_cast<T>(static_cast<double>(c) * kk * p_minus_1 / a_t);
+        }
+        return -log_p;
+      });
+}
+
 }  // namespace
+
+#define LOGITKIT_SPECIALIZE_CE(T, Index)                                                                          \
+  template <>                                                                                                     \
+  double stablemax_cross_entropy<T, Index>(InputView<T> logits, ArrayView<const Index> target,                    \
+                                           const LossOptions& options, const StablemaxOptions& stablemax,        \
+                                           const LossWeights<T>& weights, ArrayView<T> loss, const LossGrad<T>& grad) { \
+    return stablemax_ce<T, Index>(logits, target, options, stablemax, weights, loss, grad);                      \
+  }
+LOGITKIT_SPECIALIZE_CE(float, int32_t)
+LOGITKIT_SPECIALIZE_CE(float, int64_t)
+LOGITKIT_SPECIALIZE_CE(double, int32_t)
+LOGITKIT_SPECIALIZE_CE(double, int64_t)
+#undef LOGITKIT_SPECIALIZE_CE
 
 // The float and double specializations that the public header declares (its primary templates
 // static_assert for any other element type).
