@@ -204,3 +204,94 @@ def test_errors_name_the_argument():
     for f, exc, name in cases:
         with pytest.raises(exc, match=name):
             f()
+
+
+# --- kl_div_topk: the sparse teacher
+
+
+def topk_reference(s, lq, ids, temperature=1.0, squared=True, reduction="batchmean", sw=None, grad_output=1.0):
+    """torch float64: the dense KL against the teacher scattered to its ids (q = 0 elsewhere)."""
+    st = torch.tensor(np.asarray(s, np.float64), requires_grad=True)
+    lp = F.log_softmax(st / temperature, -1)
+    q_k = torch.softmax(torch.tensor(np.asarray(lq, np.float64)) / temperature, -1)
+    q = torch.zeros_like(lp).scatter(-1, torch.tensor(ids), q_k)
+    rows = (torch.xlogy(q, q) - q * lp).sum(-1) * (temperature**2 if squared else 1.0)
+    if sw is not None:
+        rows = rows * torch.tensor(sw)
+    total = rows.numel() if sw is None else float(np.sum(sw))
+    loss = {"batchmean": lambda: rows.sum() / total, "sum": rows.sum, "none": lambda: rows,
+            "mean": lambda: rows.sum() / total / s.shape[-1]}[reduction]()
+    loss.backward(torch.as_tensor(grad_output, dtype=loss.dtype).expand_as(loss))
+    return loss.detach().numpy(), st.grad.numpy()
+
+
+def sparse_teacher(rng, n, c, k):
+    ids = np.argsort(rng.random((n, c)), -1)[:, :k]
+    t = rng.standard_normal((n, c)) * 2
+    lq = (t - np.log(np.exp(t).sum(-1, keepdims=True)))
+    return np.take_along_axis(lq, ids, -1), ids
+
+
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "none", "mean"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kl_div_topk_matches_dense_torch(isa, reduction, dtype):
+    rng = np.random.default_rng(26)
+    for n, c, k in [(1, 1, 1), (7, 10, 3), (30, 500, 20), (5, 4000, 64)]:
+        s = (rng.standard_normal((n, c)) * 2).astype(dtype)
+        lq, ids = sparse_teacher(rng, n, c, k)
+        lq = lq.astype(dtype)
+        for temperature, squared in [(1.0, True), (2.0, True), (0.5, False)]:
+            loss, grad = logitkit.kl_div_topk(s, lq, ids, temperature=temperature, temperature_squared=squared,
+                                              reduction=reduction, return_grad=True, grad_output=0.9)
+            ref_loss, ref_grad = topk_reference(s, lq, ids, temperature, squared, reduction, grad_output=0.9)
+            rtol, atol = (1e-11, 1e-13) if dtype == np.float64 else (1e-4, 1e-6)
+            np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=atol)
+            np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol)
+
+
+def test_kl_div_topk_equals_dense_kl_when_k_is_c_and_more(isa):
+    rng = np.random.default_rng(27)
+    s, t = rng.standard_normal((6, 9)), rng.standard_normal((6, 9))
+    lq = t - np.log(np.exp(t).sum(-1, keepdims=True))
+    perm = np.argsort(rng.random((6, 9)), -1)
+    a = logitkit.kl_div_topk(s, np.take_along_axis(lq, perm, -1), perm, temperature=1.5, return_grad=True)
+    b = logitkit.kl_div(s, t, temperature=1.5, return_grad=True)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-11, atol=1e-15)
+    # class axis first, int32 ids, sample weights, per-row grad_output, in place, -inf teacher entries
+    lq_k, ids = sparse_teacher(rng, 6, 9, 4)
+    lq_k[0, 1] = -np.inf
+    sw, go = rng.random(6) + 0.5, rng.standard_normal(6)
+    loss, grad = logitkit.kl_div_topk(s.T, lq_k.T, ids.T.astype(np.int32), axis=0, sample_weight=sw,
+                                      reduction="none", return_grad=True, grad_output=go)
+    ref_loss, ref_grad = topk_reference(s, lq_k, ids, reduction="none", sw=sw, grad_output=go)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad.T, rtol=1e-11, atol=1e-15)
+    x = s.copy()
+    ref = logitkit.kl_div_topk(s, lq_k, ids, return_grad=True)
+    out = logitkit.kl_div_topk(x, lq_k, ids, return_grad=True, out_grad=x)
+    assert out[1] is x and out[0] == ref[0]
+    np.testing.assert_array_equal(x, ref[1])
+
+
+def test_kl_div_topk_errors():
+    s = np.zeros((3, 5))
+    lq = np.log(np.full((3, 2), 0.5))
+    ids = np.array([[0, 1], [2, 3], [4, 0]])
+    g = np.full((3, 5), 7.0)
+    for bad, msg in [(np.array([[0, 1], [2, 5], [4, 0]]), "out of range"),
+                     (np.array([[0, 1], [2, 2], [4, 0]]), "twice"),
+                     (np.array([[0, -1], [2, 3], [4, 0]]), "out of range")]:
+        with pytest.raises(ValueError, match="teacher_ids"):
+            logitkit.kl_div_topk(s, lq, bad)
+        with pytest.raises(ValueError, match=msg):
+            logitkit.kl_div_topk(s, lq, bad, return_grad=True, out_grad=g)
+        assert (g == 7.0).all()  # nothing written before the ids are checked
+    with pytest.raises(ValueError, match="teacher_ids"):
+        logitkit.kl_div_topk(s, lq, ids[:, :1])
+    with pytest.raises(ValueError, match="teacher_logprobs"):
+        logitkit.kl_div_topk(s, lq[:2], ids[:2])
+    with pytest.raises(TypeError, match="teacher_ids"):
+        logitkit.kl_div_topk(s, lq, ids.astype(float))
+    with pytest.raises(ValueError, match="teacher_ids"):
+        logitkit.kl_div_topk(s[:, :1], lq, ids)

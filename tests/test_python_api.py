@@ -161,7 +161,7 @@ def test_every_public_op_is_covered():
     # tests/test_nll_loss.py, test_cross_entropy*.py, test_distill.py, test_class_losses.py
     losses = {"nll_loss", "cross_entropy", "kl_div", "jsd", "tvd", "focal_loss", "poly1_cross_entropy",
               "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss", "stablemax_cross_entropy",
-              "sparsemax_loss", "entmax15_loss", "spherical_z_loss"}
+              "sparsemax_loss", "entmax15_loss", "spherical_z_loss", "kl_div_topk"}
     assert reductions | losses | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
 
 
@@ -213,6 +213,8 @@ VALID = {
     "lam": 1.0,
     "margin": 1.0,
     "a": 0.1,
+    "teacher_logprobs": np.log(np.array([[0.7, 0.3], [0.6, 0.4]], np.float32)),
+    "teacher_ids": np.array([[1, 0], [2, 1]]),
 }
 VALID_FOR = {"spherical_z_loss": {"b": 10.0}}  # a parameter name another op uses for an array
 BAD = {

@@ -46,6 +46,31 @@ void bind_distill(py::module_& m) {
       py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"), py::arg("ignore_index"),
       py::arg("reduction"), py::arg("divergence"), py::arg("temperature"), py::arg("temperature_squared"),
       py::arg("beta"));
+  m.def(
+      "distill_topk_loss",
+      [](const py::array& student, const py::array& teacher_logprobs, const py::array& teacher_ids,
+         const py::object& sample_weight, const py::object& loss, const py::object& grad, double grad_output,
+         const py::object& grad_output_rows, int axis, const std::string& reduction, double temperature,
+         bool temperature_squared) {
+        return with_loss_types(student, teacher_ids, [&](auto t, auto i) {
+          using T = decltype(t);
+          using Index = decltype(i);
+          const LossViews<T> v(py::none(), sample_weight, loss, grad, grad_output, grad_output_rows, axis, -100,
+                               reduction);
+          logitkit::DistillOptions o;
+          o.temperature = temperature;
+          o.temperature_squared = temperature_squared;
+          const auto sv = view_of<const T>(student, "student", false);
+          const auto qv = view_of<const T>(teacher_logprobs, "teacher_logprobs", false);
+          const auto iv = view_of<const Index>(teacher_ids, "teacher_ids", false);
+          py::gil_scoped_release release;
+          return logitkit::distill_topk_loss<T, Index>(sv, qv, iv, v.options, o, v.weights.sample_weight, v.loss,
+                                                       v.grad);
+        });
+      },
+      py::arg("student"), py::arg("teacher_logprobs"), py::arg("teacher_ids"), py::arg("sample_weight"),
+      py::arg("loss"), py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"),
+      py::arg("reduction"), py::arg("temperature"), py::arg("temperature_squared"));
 }
 
 }  // namespace logitkit_py

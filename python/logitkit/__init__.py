@@ -26,7 +26,7 @@ from .class_losses import (
     stablemax_cross_entropy,
 )
 from .cross_entropy import cross_entropy
-from .distill import jsd, kl_div, tvd
+from .distill import jsd, kl_div, kl_div_topk, tvd
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
 from .nll_loss import nll_loss
@@ -63,6 +63,7 @@ __all__ = [
     "isa",
     "jsd",
     "kl_div",
+    "kl_div_topk",
     "ldr_kl_loss",
     "log_softmax",
     "log_softmax_backward",

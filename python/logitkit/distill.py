@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from . import _arrays, _core, _losses
 from ._arrays import Real, Result
 
-__all__ = ["jsd", "kl_div", "tvd"]
+__all__ = ["jsd", "kl_div", "kl_div_topk", "tvd"]
 
 _REDUCTIONS = ("batchmean", "sum", "none", "mean")
 _DIRECTIONS = ("forward", "reverse")
@@ -136,3 +136,74 @@ def tvd(
     return _distill(student_logits, teacher_logits, "tvd", temperature=temperature,
                     temperature_squared=temperature_squared, beta=0.5, axis=axis, reduction=reduction,
                     sample_weight=sample_weight, return_grad=return_grad, grad_output=grad_output, out_grad=out_grad)
+
+
+def kl_div_topk(
+    student_logits: ArrayLike,
+    teacher_logprobs: ArrayLike,
+    teacher_ids: ArrayLike,
+    *,
+    temperature: Real = 1.0,
+    temperature_squared: bool = True,
+    axis: int = -1,
+    reduction: str = "batchmean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Forward-KL distillation from a sparse teacher, as a serving engine returns it: its top-k
+    log-probabilities `teacher_logprobs` and their class ids `teacher_ids` (int), both of the
+    student's shape with the class axis's extent k, never densified.
+
+    The teacher's distribution is q = softmax(teacher_logprobs / T) over its k classes (its top-k
+    mass renormalised; -inf entries get q = 0), the student's p = softmax(student_logits / T) over
+    all classes, and the loss per row is (T^2) sum_j q_j log(q_j / p[id_j]); the gradient with
+    respect to the student is (T^2 / T) (p - q scattered to the ids): one read and one write of
+    the student's row, k values of the teacher's. Ids must lie in [0, C) and be distinct within a
+    row (ValueError naming teacher_ids). Other arguments as kl_div."""
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected 'batchmean', 'sum', 'none' or 'mean', got {reduction!r}")
+    student = _arrays.as_array(student_logits, "student_logits")
+    if student.dtype.kind == "b":
+        raise TypeError("student_logits: expected real logits, got dtype bool")
+    if student.ndim == 0:
+        raise ValueError("student_logits: expected at least 1 dimension (the class axis), got a 0-d array")
+    ax = _losses._class_axis(axis, student.ndim)
+    batch_shape = student.shape[:ax] + student.shape[ax + 1 :]
+    args = _losses.prepare(student, np.zeros(batch_shape, np.int32), input_name="student_logits", axis=axis,
+                           weight=None, sample_weight=sample_weight, ignore_index=-100,
+                           reduction="mean" if reduction in ("batchmean", "mean") else reduction)
+    lq = _losses._float_array(teacher_logprobs, "teacher_logprobs", args.compute)
+    ids = _arrays.as_array(teacher_ids, "teacher_ids")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"teacher_ids: expected integer class ids, got dtype {ids.dtype}")
+    if lq.ndim != student.ndim or lq.shape[:ax] + lq.shape[ax + 1 :] != batch_shape:
+        raise ValueError(f"teacher_logprobs: shape {lq.shape} must be student_logits's shape {student.shape} "
+                         f"with the class axis's extent k")
+    if ids.shape != lq.shape:
+        raise ValueError(f"teacher_ids: shape {ids.shape} must equal teacher_logprobs's shape {lq.shape}")
+    if ids.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        if ids.dtype == np.dtype(np.uint64) and ids.size and ids.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"teacher_ids: class id {int(ids.max())} is out of range")
+        ids = ids.astype(np.int64)
+    if args.input.ndim != student.ndim:  # the batch flattened beyond MAX_DIMS, as prepare does
+        k = lq.shape[ax]
+        lq = np.moveaxis(lq, ax, -1).reshape(-1, k)
+        ids = np.moveaxis(ids, ax, -1).reshape(-1, k)
+    return_grad = _arrays.check_flag(return_grad, "return_grad")
+    temp = _arrays.check_temperature(temperature)
+    squared = _arrays.check_flag(temperature_squared, "temperature_squared")
+
+    def core(x, _target, _weight, sw, rows, grad, scale, scale_rows, ax_, _ignore, red):
+        return _core.distill_topk_loss(x, lq, ids, sw, rows, grad, scale, scale_rows, ax_, red, temp, squared)
+
+    classes = max(args.input.shape[args.axis], 1)
+    if reduction == "mean":  # PyTorch's elementwise mean: batchmean / C
+        if return_grad:
+            grad_output = _arrays.real_scalar(grad_output, "grad_output", "a real number") / classes
+        result = _losses.run(core, args, student, return_grad, grad_output, out_grad)
+        if return_grad:
+            return args.result.type(result[0] / classes), result[1]
+        return args.result.type(result / classes)
+    return _losses.run(core, args, student, return_grad, grad_output, out_grad)

@@ -50,4 +50,33 @@ LOGITKIT_API double distill_loss<double>(InputView<double>, InputView<double>, c
                                          const DistillOptions&, ArrayView<const double>, ArrayView<double>,
                                          const LossGrad<double>&);
 
+// Forward KL distillation from a sparse teacher, given as what a serving engine returns: its top-k
+// log-probabilities and their class ids (the student's shape with the class axis's extent k),
+// never densified. The teacher's distribution is q = softmax(teacher_logprobs / T) over its k
+// classes (its top-k mass renormalised; -inf entries have q = 0), the student's p = softmax(
+// student / T) over all C classes, and loss_r = sample_weight[r] (T^2) sum_j q_j log(q_j / p_{id_j}),
+// gradient (T^2 / T) (p - q scattered to the ids). Ids must lie in [0, C) and be distinct within
+// a row (an Error naming "teacher_ids", thrown before any gradient is written). Reductions as
+// distill_loss; distill.divergence must be kForwardKL. T = float or double; Index = int32_t, int64_t.
+template <class T, class Index>
+double distill_topk_loss(InputView<T> /*student*/, InputView<T> /*teacher_logprobs*/,
+                         ArrayView<const Index> /*teacher_ids*/, const LossOptions& /*options*/ = {},
+                         const DistillOptions& /*distill*/ = {}, ArrayView<const T> /*sample_weight*/ = {},
+                         ArrayView<T> /*loss*/ = {}, const LossGrad<T>& /*grad*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::distill_topk_loss: T must be float or double");
+  static_assert(std::is_same_v<Index, int32_t> || std::is_same_v<Index, int64_t>,
+                "logitkit::distill_topk_loss: ids must be int32_t or int64_t");
+  return 0.0;
+}
+#define LOGITKIT_DECLARE_TOPK(T, Index)                                                                     \
+  template <>                                                                                               \
+  LOGITKIT_API double distill_topk_loss<T, Index>(InputView<T>, InputView<T>, ArrayView<const Index>,      \
+                                                  const LossOptions&, const DistillOptions&,               \
+                                                  ArrayView<const T>, ArrayView<T>, const LossGrad<T>&);
+LOGITKIT_DECLARE_TOPK(float, int32_t)
+LOGITKIT_DECLARE_TOPK(float, int64_t)
+LOGITKIT_DECLARE_TOPK(double, int32_t)
+LOGITKIT_DECLARE_TOPK(double, int64_t)
+#undef LOGITKIT_DECLARE_TOPK
+
 }  // namespace logitkit
