@@ -295,3 +295,95 @@ def test_kl_div_topk_errors():
         logitkit.kl_div_topk(s, lq, ids.astype(float))
     with pytest.raises(ValueError, match="teacher_ids"):
         logitkit.kl_div_topk(s[:, :1], lq, ids)
+
+
+# --- dkd_loss and nkd_loss against torch float64 compositions of the authors' formulas
+
+
+def torch_dkd(s, t, target, alpha, beta, temperature):
+    """Per-row DKD as the authors' dkd_loss computes it (TCKD on the binary split, NCKD with the
+    target masked out), before the batch mean."""
+    st = torch.tensor(np.asarray(s, np.float64), requires_grad=True)
+    tt = torch.tensor(np.asarray(t, np.float64))
+    gt = F.one_hot(torch.tensor(target), s.shape[-1]).bool()
+    ps, pt = F.softmax(st / temperature, -1), F.softmax(tt / temperature, -1)
+    bs = torch.stack([(ps * gt).sum(-1), (ps * ~gt).sum(-1)], -1)
+    bt = torch.stack([(pt * gt).sum(-1), (pt * ~gt).sum(-1)], -1)
+    tckd = (torch.xlogy(bt, bt) - bt * torch.log(bs)).sum(-1)
+    big = torch.where(gt, torch.tensor(-torch.inf, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64))
+    lps2 = F.log_softmax(st / temperature + big, -1)
+    lpt2 = F.log_softmax(tt / temperature + big, -1)
+    pt2 = lpt2.exp()
+    nckd = torch.where(gt, torch.zeros_like(pt2), pt2 * (lpt2 - lps2)).sum(-1)
+    return (alpha * tckd + beta * nckd) * temperature**2, st
+
+
+def torch_nkd(s, t, target, gamma, temperature):
+    """Per-row NKD as the authors' NKDLoss computes it, before the batch mean."""
+    st = torch.tensor(np.asarray(s, np.float64), requires_grad=True)
+    tt = torch.tensor(np.asarray(t, np.float64))
+    idx = torch.tensor(target)[:, None]
+    s_t = F.log_softmax(st, -1).gather(-1, idx)[:, 0]
+    t_t = F.softmax(tt, -1).gather(-1, idx)[:, 0]
+    gt = F.one_hot(idx[:, 0], s.shape[-1]).bool()
+    n, c = s.shape
+    s_non = st[~gt].reshape(n, c - 1)
+    t_non = tt[~gt].reshape(n, c - 1)
+    non = (F.softmax(t_non / temperature, -1) * F.log_softmax(s_non / temperature, -1)).sum(-1)
+    return -t_t * s_t - gamma * temperature**2 * non, st
+
+
+@pytest.mark.parametrize("kind", ["dkd", "nkd"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_target_distillation_matches_torch(isa, kind, dtype):
+    rng = np.random.default_rng(28)
+    for n, c in [(1, 2), (8, 5), (40, 300), (6, 3000)]:
+        s = (rng.standard_normal((n, c)) * 3).astype(dtype)
+        t = (s + rng.standard_normal((n, c)) * 2).astype(dtype)
+        target = rng.integers(0, c, n)
+        t[0, target[0]] += 25  # a confident teacher: q_t near 1, NCKD from the rest without cancellation
+        sw = (rng.random(n) + 0.5).astype(dtype)
+        settings = [(1.0, 8.0, 4.0), (0.5, 2.0, 1.0)] if kind == "dkd" else [(1.5, 1.0), (1.0, 3.0)]
+        for params in settings:
+            if kind == "dkd":
+                rows, st = torch_dkd(s, t, target, *params)
+                kw = dict(alpha=params[0], beta=params[1], temperature=params[2])
+                fn = logitkit.dkd_loss
+            else:
+                rows, st = torch_nkd(s, t, target, *params)
+                kw = dict(gamma=params[0], temperature=params[1])
+                fn = logitkit.nkd_loss
+            ref = (rows * torch.tensor(sw)).sum() / float(np.sum(sw))
+            ref.backward()
+            loss, grad = fn(s, t, target, sample_weight=sw, return_grad=True, **kw)
+            rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 1e-5)
+            np.testing.assert_allclose(loss, ref.item(), rtol=rtol, atol=atol)
+            np.testing.assert_allclose(grad, st.grad.numpy(), rtol=rtol, atol=atol)
+            rows_got = fn(s, t, target, reduction="none", **kw)
+            np.testing.assert_allclose(rows_got, rows.detach().numpy(), rtol=rtol, atol=atol)
+
+
+def test_target_distillation_layouts_ignored_rows_and_errors(isa):
+    rng = np.random.default_rng(29)
+    s, t = rng.standard_normal((4, 7, 3)), rng.standard_normal((4, 7, 3))
+    target = rng.integers(0, 7, (4, 3))
+    target[0, 0] = -100
+    for fn in (logitkit.dkd_loss, logitkit.nkd_loss):
+        loss, grad = fn(s, t, target, axis=1, reduction="none", return_grad=True)
+        ref_loss, ref_grad = fn(np.moveaxis(s, 1, -1).copy(), np.moveaxis(t, 1, -1).copy(), target,
+                                reduction="none", return_grad=True)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-13)
+        np.testing.assert_allclose(grad, np.moveaxis(ref_grad, -1, 1), rtol=1e-13, atol=1e-16)
+        assert loss[0, 0] == 0 and (grad[0, :, 0] == 0).all()
+        x = s.copy()
+        out = fn(x, t, target, axis=1, return_grad=True, out_grad=x)
+        assert out[1] is x
+        np.testing.assert_array_equal(x, fn(s, t, target, axis=1, return_grad=True)[1])
+        with pytest.raises(ValueError, match="teacher_logits"):
+            fn(s, t[:2], target, axis=1)
+        with pytest.raises(ValueError, match="target"):
+            fn(s, t, np.full((4, 3), 7), axis=1)
+    with pytest.raises(ValueError, match="beta"):
+        logitkit.dkd_loss(s, t, target, axis=1, beta=np.inf)
+    with pytest.raises(ValueError, match="temperature"):
+        logitkit.nkd_loss(s, t, target, axis=1, temperature=0.0)

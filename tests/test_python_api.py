@@ -161,7 +161,8 @@ def test_every_public_op_is_covered():
     # tests/test_nll_loss.py, test_cross_entropy*.py, test_distill.py, test_class_losses.py
     losses = {"nll_loss", "cross_entropy", "kl_div", "jsd", "tvd", "focal_loss", "poly1_cross_entropy",
               "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss", "stablemax_cross_entropy",
-              "sparsemax_loss", "entmax15_loss", "spherical_z_loss", "kl_div_topk"}
+              "sparsemax_loss", "entmax15_loss", "spherical_z_loss", "kl_div_topk", "dkd_loss",
+              "nkd_loss"}
     assert reductions | losses | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
 
 

@@ -47,6 +47,41 @@ void bind_distill(py::module_& m) {
       py::arg("reduction"), py::arg("divergence"), py::arg("temperature"), py::arg("temperature_squared"),
       py::arg("beta"));
   m.def(
+      "distill_target_loss",
+      [](const py::array& student, const py::array& teacher, const py::array& target, const py::object& sample_weight,
+         const py::object& loss, const py::object& grad, double grad_output, const py::object& grad_output_rows,
+         int axis, int64_t ignore_index, const std::string& reduction, const std::string& kind, double temperature,
+         double alpha, double beta, double gamma) {
+        return with_loss_types(student, target, [&](auto t, auto i) {
+          using T = decltype(t);
+          using Index = decltype(i);
+          const LossViews<T> v(py::none(), sample_weight, loss, grad, grad_output, grad_output_rows, axis,
+                               ignore_index, reduction);
+          logitkit::TargetDistillOptions o;
+          if (kind == "dkd") {
+            o.kind = logitkit::TargetDistill::kDecoupled;
+          } else if (kind == "nkd") {
+            o.kind = logitkit::TargetDistill::kNormalized;
+          } else {
+            throw py::value_error("kind: expected 'dkd' or 'nkd', got '" + kind + "'");
+          }
+          o.temperature = temperature;
+          o.alpha = alpha;
+          o.beta = beta;
+          o.gamma = gamma;
+          const auto sv = view_of<const T>(student, "student", false);
+          const auto tv = view_of<const T>(teacher, "teacher", false);
+          const auto iv = view_of<const Index>(target, "target", false);
+          py::gil_scoped_release release;
+          return logitkit::distill_target_loss<T, Index>(sv, tv, iv, v.options, o, v.weights.sample_weight, v.loss,
+                                                         v.grad);
+        });
+      },
+      py::arg("student"), py::arg("teacher"), py::arg("target"), py::arg("sample_weight"), py::arg("loss"),
+      py::arg("grad"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("axis"), py::arg("ignore_index"),
+      py::arg("reduction"), py::arg("kind"), py::arg("temperature"), py::arg("alpha"), py::arg("beta"),
+      py::arg("gamma"));
+  m.def(
       "distill_topk_loss",
       [](const py::array& student, const py::array& teacher_logprobs, const py::array& teacher_ids,
          const py::object& sample_weight, const py::object& loss, const py::object& grad, double grad_output,

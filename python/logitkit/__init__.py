@@ -26,7 +26,7 @@ from .class_losses import (
     stablemax_cross_entropy,
 )
 from .cross_entropy import cross_entropy
-from .distill import jsd, kl_div, kl_div_topk, tvd
+from .distill import dkd_loss, jsd, kl_div, kl_div_topk, nkd_loss, tvd
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
 from .nll_loss import nll_loss
@@ -51,6 +51,7 @@ __all__ = [
     "collapse_fraction",
     "comp_sum_loss",
     "cross_entropy",
+    "dkd_loss",
     "entmax15",
     "entmax15_backward",
     "entmax15_loss",
@@ -72,6 +73,7 @@ __all__ = [
     "logsumexp",
     "masked_log_softmax",
     "masked_softmax",
+    "nkd_loss",
     "nll_loss",
     "poly1_cross_entropy",
     "set_isa",

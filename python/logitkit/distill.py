@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from . import _arrays, _core, _losses
 from ._arrays import Real, Result
 
-__all__ = ["jsd", "kl_div", "kl_div_topk", "tvd"]
+__all__ = ["dkd_loss", "jsd", "kl_div", "kl_div_topk", "nkd_loss", "tvd"]
 
 _REDUCTIONS = ("batchmean", "sum", "none", "mean")
 _DIRECTIONS = ("forward", "reverse")
@@ -207,3 +207,91 @@ def kl_div_topk(
             return args.result.type(result[0] / classes), result[1]
         return args.result.type(result / classes)
     return _losses.run(core, args, student, return_grad, grad_output, out_grad)
+
+
+def _target_distill(kind, student_logits, teacher_logits, target, *, temperature, alpha, beta, gamma, axis,
+                    ignore_index, reduction, sample_weight, return_grad, grad_output, out_grad):
+    student = _arrays.as_array(student_logits, "student_logits")
+    if student.dtype.kind == "b":
+        raise TypeError("student_logits: expected real logits, got dtype bool")
+    args = _losses.prepare(student, target, input_name="student_logits", axis=axis, weight=None,
+                           sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction)
+    t = _arrays.as_array(teacher_logits, "teacher_logits")
+    if t.dtype.kind not in "iuf":
+        raise TypeError(f"teacher_logits: expected real logits, got dtype {t.dtype}")
+    if t.shape != student.shape:
+        raise ValueError(f"teacher_logits: shape {t.shape} must equal student_logits's shape {student.shape}")
+    t = _arrays.to_compute(t, args.compute)
+    if args.input.ndim != student.ndim:  # the batch flattened beyond MAX_DIMS, as prepare does
+        t = np.moveaxis(t, args.class_axis, -1).reshape(args.input.shape)
+    temp = _arrays.check_temperature(temperature)
+    params = []
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        v = _arrays.real_scalar(value, name, "a finite number")
+        if not np.isfinite(v):
+            raise ValueError(f"{name}: must be finite, got {value!r}")
+        params.append(v)
+
+    def core(x, tgt, _weight, sw, rows, grad, scale, scale_rows, ax, ignore, red):
+        return _core.distill_target_loss(x, t, tgt, sw, rows, grad, scale, scale_rows, ax, ignore, red, kind, temp,
+                                         *params)
+
+    return _losses.run(core, args, student, return_grad, grad_output, out_grad)
+
+
+def dkd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    alpha: Real = 1.0,
+    beta: Real = 8.0,
+    temperature: Real = 4.0,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Decoupled knowledge distillation (Zhao et al., "Decoupled Knowledge Distillation"): per row,
+    T^2 (alpha TCKD + beta NCKD) with p = softmax(student / T), q = softmax(teacher / T), TCKD the
+    KL between the binary target / non-target splits [q_t, 1 - q_t] and [p_t, 1 - p_t], and NCKD
+    the KL between teacher and student over the non-target classes (renormalised without the
+    target). Defaults alpha = 1, beta = 8, T = 4 (the authors' CIFAR-100 setting). The non-target
+    sums leave the target out rather than subtracting it, so a confident teacher (q_t near 1) keeps
+    NCKD's digits. target: class indices (ignore_index rows add nothing); reduction "mean" (the
+    mean over rows not ignored, weighted by sample_weight; the authors' batch mean), "sum" or
+    "none"; gradient arguments as cross_entropy (with respect to the student)."""
+    return _target_distill("dkd", student_logits, teacher_logits, target, temperature=temperature, alpha=alpha,
+                           beta=beta, gamma=0.0, axis=axis, ignore_index=ignore_index, reduction=reduction,
+                           sample_weight=sample_weight, return_grad=return_grad, grad_output=grad_output,
+                           out_grad=out_grad)
+
+
+def nkd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    gamma: Real = 1.5,
+    temperature: Real = 1.0,
+    axis: int = -1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sample_weight: ArrayLike | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grad: np.ndarray | None = None,
+) -> Result | tuple[Result, np.ndarray]:
+    """Normalized knowledge distillation (Yang et al., "From Knowledge Distillation to
+    Self-Knowledge Distillation: A Unified Approach with Normalized Loss and Customized Soft
+    Labels"), as the authors' NKDLoss: per row -q_t log p_t (both softmax at temperature 1) minus
+    gamma T^2 sum_{c != t} q^_c log p^_c, where p^ and q^ are the student's and teacher's
+    softmax(logits / T) over the non-target classes. Defaults gamma = 1.5, T = 1. Other arguments as
+    dkd_loss."""
+    return _target_distill("nkd", student_logits, teacher_logits, target, temperature=temperature, alpha=0.0,
+                           beta=0.0, gamma=gamma, axis=axis, ignore_index=ignore_index, reduction=reduction,
+                           sample_weight=sample_weight, return_grad=return_grad, grad_output=grad_output,
+                           out_grad=out_grad)

@@ -79,4 +79,44 @@ LOGITKIT_DECLARE_TOPK(double, int32_t)
 LOGITKIT_DECLARE_TOPK(double, int64_t)
 #undef LOGITKIT_DECLARE_TOPK
 
+// Distillation losses that also take the class labels, per row with p = softmax(student / T),
+// q = softmax(teacher / T), t the target and p^, q^ the distributions over the other classes
+// (renormalised without t):
+//  - kDecoupled (dkd_loss; Zhao et al., "Decoupled Knowledge Distillation"): T^2 (alpha TCKD +
+//    beta NCKD), TCKD = KL([q_t, 1 - q_t] || [p_t, 1 - p_t]), NCKD = KL(q^ || p^);
+//  - kNormalized (nkd_loss; Yang et al., "From Knowledge Distillation to Self-Knowledge
+//    Distillation"): -q1_t log p1_t - gamma T^2 sum_{c != t} q^_c log p^_c, with p1, q1 the
+//    softmax at temperature 1 (the authors' NKDLoss).
+// The non-target sums leave the target out (not subtracted: no cancellation when p_t is near 1).
+// ignore_index, sample_weight and the reductions as cross_entropy ("mean": over the rows not
+// ignored, weighted by sample_weight); the gradient is with respect to the student.
+enum class TargetDistill : uint8_t { kDecoupled, kNormalized };
+struct TargetDistillOptions {
+  TargetDistill kind = TargetDistill::kDecoupled;
+  double temperature = 4.0;  // DKD's default (NKD's is 1)
+  double alpha = 1.0;        // DKD: the TCKD weight
+  double beta = 8.0;         // DKD: the NCKD weight
+  double gamma = 1.5;        // NKD: the non-target weight
+};
+template <class T, class Index>
+double distill_target_loss(InputView<T> /*student*/, InputView<T> /*teacher*/, ArrayView<const Index> /*target*/,
+                           const LossOptions& /*options*/ = {}, const TargetDistillOptions& /*distill*/ = {},
+                           ArrayView<const T> /*sample_weight*/ = {}, ArrayView<T> /*loss*/ = {},
+                           const LossGrad<T>& /*grad*/ = {}) {
+  static_assert(detail::kIsElement<T>, "logitkit::distill_target_loss: T must be float or double");
+  static_assert(std::is_same_v<Index, int32_t> || std::is_same_v<Index, int64_t>,
+                "logitkit::distill_target_loss: target indices must be int32_t or int64_t");
+  return 0.0;
+}
+#define LOGITKIT_DECLARE_TARGET_DISTILL(T, Index)                                                           \
+  template <>                                                                                               \
+  LOGITKIT_API double distill_target_loss<T, Index>(InputView<T>, InputView<T>, ArrayView<const Index>,    \
+                                                    const LossOptions&, const TargetDistillOptions&,       \
+                                                    ArrayView<const T>, ArrayView<T>, const LossGrad<T>&);
+LOGITKIT_DECLARE_TARGET_DISTILL(float, int32_t)
+LOGITKIT_DECLARE_TARGET_DISTILL(float, int64_t)
+LOGITKIT_DECLARE_TARGET_DISTILL(double, int32_t)
+LOGITKIT_DECLARE_TARGET_DISTILL(double, int64_t)
+#undef LOGITKIT_DECLARE_TARGET_DISTILL
+
 }  // namespace logitkit

@@ -26,7 +26,7 @@ double spherical_z_impl(ArrayView<const T> x, ArrayView<const Index> target, con
   const CrossEntropyKernels<T>& k = kernels().cross_entropy.get<T>();
   return class_index_loss<T, Index>(
       x, "logits", target, options, weights, loss, grad, RowPolicy{},
-      [&](const T* xr, size_t t, T* g, double kk, const RowBatch& b) -> double {
+      [&](const T* xr, const T*, size_t t, T* g, double kk, const RowBatch& b) -> double {
         const size_t n = static_cast<size_t>(b.n);
         const double classes = static_cast<double>(n);
         const double mu = k.shifted_dot(xr, nullptr, n, T(0)) / classes;

@@ -8,6 +8,7 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "logitkit/distill.h"
@@ -271,7 +272,122 @@ double distill_topk_impl(ArrayView<const T> student, ArrayView<const T> teacher,
   return mean ? total / d.row_value_sum(kSumWeight) : total;
 }
 
+// sum_{i != t} exp(c (x_i - m)) into e (two calls around the target, so that nothing is
+// subtracted), with e_t = 0.
+template <class T>
+double exp_store_sum_without(const SoftmaxKernels<T>& sk, const T* x, T* e, size_t n, size_t t, T m, T c) {
+  double sum = static_cast<double>(sk.exp_store_sum(x, e, t, m, c));
+  if (t + 1 < n) sum += static_cast<double>(sk.exp_store_sum(x + t + 1, e + t + 1, n - t - 1, m, c));
+  e[t] = T(0);
+  return sum;
+}
+
+double xlogy_ratio(double q, double log_q, double log_p) { return q > 0.0 ? q * (log_q - log_p) : 0.0; }
+
+// dkd_loss and nkd_loss through class_index_loss, the teacher as its second input. Per row: the
+// maxima, the non-target exp rows of student and teacher at T (L2 scratch), the target's terms in
+// double; NKD adds the student's exp row at temperature 1 when T != 1. Compute-bound by the exps
+// (2 per element pair, 3 for NKD at T != 1) on AVX2, as kl_div.
+template <class T, class Index>
+double distill_target_impl(ArrayView<const T> student, ArrayView<const T> teacher, ArrayView<const Index> target,
+                           const LossOptions& options, const TargetDistillOptions& o,
+                           ArrayView<const T> sample_weight, ArrayView<T> loss, const LossGrad<T>& grad) {
+  const bool dkd = o.kind == TargetDistill::kDecoupled;
+  if (!dkd && o.kind != TargetDistill::kNormalized)
+    throw Error(Error::Kind::kInvalidArgument, "kind", "not a TargetDistill value: " + std::to_string(int(o.kind)));
+  for (const auto& [name, v] : {std::pair<const char*, double>{"alpha", o.alpha}, {"beta", o.beta}, {"gamma", o.gamma}})
+    if (!std::isfinite(v)) throw Error(Error::Kind::kInvalidArgument, name, "must be finite, got " + shortest_repr(v));
+  const T c = inverse_temperature<T>(o.temperature);
+  const double cd = static_cast<double>(c), t2 = o.temperature * o.temperature;
+  const SoftmaxKernels<T>& sk = kernels().softmax.get<T>();
+  const DistillKernels<T>& dk = kernels().distill.get<T>();
+  const CrossEntropyKernels<T>& ce = kernels().cross_entropy.get<T>();
+  const int axis = options.axis < 0 ? options.axis + student.ndim : options.axis;
+  const size_t n = axis >= 0 && axis < student.ndim && student.data ? static_cast<size_t>(student.shape[axis]) : 0;
+  const size_t stride = (n + 15) / 16 * 16;
+  RowPolicy policy;
+  policy.scratch_bytes = 3 * stride * sizeof(T) + 64;
+  LossWeights<T> weights;
+  weights.sample_weight = sample_weight;
+  return class_index_loss<T, Index>(
+      student, "student", target, options, weights, loss, grad, policy,
+      [&](const T* s, const T* tt, size_t t, T* g, double kk, const RowBatch& b) -> double {
+        T* es = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(b.scratch) + 63) / 64 * 64);
+        T* et = es + stride;
+        T* es1 = et + stride;
+        const T ms = sk.max(s, n), mt = sk.max(tt, n);
+        const double zs_t = scaled_difference_scalar(static_cast<double>(s[t]), static_cast<double>(ms), cd);
+        const double zt_t = scaled_difference_scalar(static_cast<double>(tt[t]), static_cast<double>(mt), cd);
+        const double zs1_t = static_cast<double>(s[t]) - static_cast<double>(ms);
+        const double zt1_t = static_cast<double>(tt[t]) - static_cast<double>(mt);
+        // NKD at T != 1: the student's exp row at temperature 1, read before any write to g
+        const bool own_t1 = !dkd && c != T(1);
+        const double sum_s1 = own_t1 ? static_cast<double>(sk.exp_store_sum(s, es1, n, ms, T(1))) : 0.0;
+        const double sum_t1 = own_t1 ? static_cast<double>(sk.exp_sum(tt, n, mt, T(1))) : 0.0;
+        const double rest_s = exp_store_sum_without(sk, s, es, n, t, ms, c);
+        const double rest_t = exp_store_sum_without(sk, tt, et, n, t, mt, c);
+        const double log_rest_s = std::log(rest_s), log_rest_t = std::log(rest_t);
+        const double all_s = rest_s + std::exp(zs_t), all_t = rest_t + std::exp(zt_t);
+        if (dkd) {
+          const double lp_t = zs_t - std::log(all_s), lq_t = zt_t - std::log(all_t);
+          const double lp_o = log_rest_s - std::log(all_s), lq_o = log_rest_t - std::log(all_t);
+          const double p_t = std::exp(lp_t), q_t = std::exp(lq_t);
+          const double tckd = xlogy_ratio(q_t, lq_t, lp_t) + xlogy_ratio(std::exp(lq_o), lq_o, lp_o);
+          double nckd = 0.0;  // no teacher mass off the target: nothing to match
+          if (rest_t > 0.0) {
+            DivergenceRow<T> row{c, ms, mt, static_cast<T>(1.0 / rest_s), static_cast<T>(1.0 / rest_t),
+                                 static_cast<T>(log_rest_s), static_cast<T>(log_rest_t), T(0)};
+            nckd = rest_s > 0.0 ? dk.terms(DivergenceKind::kForwardKL, es, et, s, tt, nullptr, n, row).loss
+                                : std::numeric_limits<double>::infinity();
+          }
+          if (g) {
+            const double k = kk * t2 * cd;
+            const double a = rest_s > 0.0 ? k * (o.alpha * (q_t - p_t) + o.beta) / rest_s : 0.0;
+            const double bb = rest_t > 0.0 ? -k * o.beta / rest_t : 0.0;
+            dk.combine3(es, et, es, g, n, static_cast<T>(a), static_cast<T>(bb), T(0));
+            g[t] = static_cast<T>(k * o.alpha * (p_t - q_t));
+          }
+          return t2 * (o.alpha * tckd + o.beta * nckd);
+        }
+        // NKD: -q1_t log p1_t - gamma T^2 sum_{i != t} q^_i log p^_i
+        const double s1 = own_t1 ? sum_s1 : all_s, st1 = own_t1 ? sum_t1 : all_t;
+        const double lp1_t = zs1_t - std::log(s1), q1_t = std::exp(zt1_t - std::log(st1));
+        double non_target = 0.0;  // -sum q^ log p^ = log rest_s - c sum et (s - max) / rest_t
+        if (rest_t > 0.0) {
+          const SoftDots d = ce.soft_dots(s, et, nullptr, n, ms);
+          non_target = log_rest_s - cd * d.shifted / rest_t;
+        }
+        if (g) {
+          const double k = kk * o.gamma * t2 * cd;
+          const double a1 = kk * q1_t / s1;
+          const double a = rest_s > 0.0 && rest_t > 0.0 ? k / rest_s : 0.0;
+          const double bb = rest_t > 0.0 ? -k / rest_t : 0.0;
+          if (own_t1) {
+            dk.combine3(es1, es, et, g, n, static_cast<T>(a1), static_cast<T>(a), static_cast<T>(bb));
+          } else {  // T = 1: one exp row for both terms
+            dk.combine3(es, et, es, g, n, static_cast<T>(a1 + a), static_cast<T>(bb), T(0));
+          }
+          g[t] = static_cast<T>(kk * q1_t * std::expm1(lp1_t));
+        }
+        return (q1_t > 0.0 ? -q1_t * lp1_t : 0.0) + o.gamma * t2 * non_target;
+      },
+      teacher, "teacher");
+}
+
 }  // namespace
+
+#define LOGITKIT_SPECIALIZE_TARGET(T, Index)                                                                    \
+  template <>                                                                                                   \
+  double distill_target_loss<T, Index>(InputView<T> student, InputView<T> teacher, ArrayView<const Index> target, \
+                                       const LossOptions& options, const TargetDistillOptions& distill,          \
+                                       ArrayView<const T> sample_weight, ArrayView<T> loss, const LossGrad<T>& grad) { \
+    return distill_target_impl<T, Index>(student, teacher, target, options, distill, sample_weight, loss, grad);  \
+  }
+LOGITKIT_SPECIALIZE_TARGET(float, int32_t)
+LOGITKIT_SPECIALIZE_TARGET(float, int64_t)
+LOGITKIT_SPECIALIZE_TARGET(double, int32_t)
+LOGITKIT_SPECIALIZE_TARGET(double, int64_t)
+#undef LOGITKIT_SPECIALIZE_TARGET
 
 #define LOGITKIT_SPECIALIZE_TOPK(T, Index)                                                                     \
   template <>                                                                                                  \

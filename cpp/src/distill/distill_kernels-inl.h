@@ -132,10 +132,25 @@ void project(const T* u, const T* es, T* g, size_t n, T k, T v, bool stream) {
 }
 
 template <class T>
+__attribute__((flatten)) void combine3(const T* x, const T* y, const T* z, T* g, size_t n, T a, T b, T c) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V va = S::set1(a), vb = S::set1(b), vc = S::set1(c);
+  auto value = [&](V xv, V yv, V zv) { return S::fma(vc, zv, S::fma(vb, yv, S::mul(va, xv))); };
+  for_vectors<S>(
+      n, [&](size_t i, int) { S::store(g + i, value(S::load(x + i), S::load(y + i), S::load(z + i))); },
+      [&](size_t i, size_t r) {
+        S::store_tail(g + i, value(S::load_tail(x + i, r, T(0)), S::load_tail(y + i, r, T(0)),
+                                   S::load_tail(z + i, r, T(0))), r);
+      });
+}
+
+template <class T>
 DistillKernels<T> make_distill_kernels() {
   DistillKernels<T> k{};
   k.terms = terms<T>;
   k.project = project<T>;
+  k.combine3 = combine3<T>;
   return k;
 }
 

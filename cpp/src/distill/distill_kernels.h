@@ -32,6 +32,8 @@ struct DistillKernels {
   // g = k (u - es * v): the gradient with respect to the student's logits (v = inv_sum_s * sum u),
   // streaming stores with `stream`.
   void (*project)(const T* u, const T* es, T* g, size_t n, T k, T v, bool stream);
+  // g = a x + b y + c z (nkd_loss's and dkd_loss's gradient rows from three stored exp rows)
+  void (*combine3)(const T* x, const T* y, const T* z, T* g, size_t n, T a, T b, T c);
 };
 
 }  // namespace logitkit

@@ -88,9 +88,10 @@ class BadSoftTarget {
 };
 
 // A loss on logits against class indices, given per row by
-//   double row(const T* x, size_t t, T* g, double k, const RowBatch& b)
+//   double row(const T* x, const T* x2, size_t t, T* g, double k, const RowBatch& b)
 // which returns the row's loss l_r for class t and, when g is not null, writes k d l_r / d x to g
-// (g may be x: read the row before writing). k already holds weight[t] * sample_weight[r] and the
+// (g may be x: read the row before writing). x2: the row of `second` (a second input of x's
+// shape, e.g. a teacher's logits), null when absent. k already holds weight[t] * sample_weight[r] and the
 // upstream gradient over "mean"'s normaliser. Everything else is here: the operands, targets
 // (ignore_index: loss 0, gradient 0; out of range: an Error naming "target", thrown before any
 // gradient is written when there is one), class and per-row weights, the reductions with
@@ -98,7 +99,8 @@ class BadSoftTarget {
 template <class T, class Index, class Row>
 double class_index_loss(ArrayView<const T> input, const char* input_name, ArrayView<const Index> target,
                         const LossOptions& options, const LossWeights<T>& weights, ArrayView<T> loss,
-                        const LossGrad<T>& grad, RowPolicy policy, Row&& row) {
+                        const LossGrad<T>& grad, RowPolicy policy, Row&& row, ArrayView<const T> second = {},
+                        const char* second_name = nullptr) {
   check_loss_outputs(options.reduction, loss, grad);
   const bool none = options.reduction == Reduction::kNone, mean = options.reduction == Reduction::kMean;
   const bool row_weighted = given(weights.sample_weight), with_grad = given(grad.grad);
@@ -111,6 +113,7 @@ double class_index_loss(ArrayView<const T> input, const char* input_name, ArrayV
   RowDriver d(options.axis);
   declare(d, true);
   const int kX = 0, kTarget = 1, kRowWeight = row_weighted ? 2 : -1;
+  const int kSecond = given(second) ? d.input(second, second_name) : -1;
   const bool per_row_scale = none && given(grad.grad_output_rows);
   const int kGradOutput = per_row_scale ? d.input(grad.grad_output_rows, "grad_output", RowExtent::kScalar) : -1;
   const int kLoss = none ? d.output(loss, "loss", RowExtent::kScalar) : -1;
@@ -156,7 +159,8 @@ double class_index_loss(ArrayView<const T> input, const char* input_name, ArrayV
       if (valid) {
         weight = row_weight(b, r, t);
         const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
-        row_loss = weight * row(b.row<const T>(kX, r), static_cast<size_t>(t), g, go * weight, b);
+        const T* x2 = kSecond >= 0 ? b.row<const T>(kSecond, r) : nullptr;
+        row_loss = weight * row(b.row<const T>(kX, r), x2, static_cast<size_t>(t), g, go * weight, b);
       } else if (g) {
         std::fill(g, g + n, T(0));
       }

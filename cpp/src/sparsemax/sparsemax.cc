@@ -196,7 +196,7 @@ double fenchel_young(FenchelYoung kind, ArrayView<const T> x, ArrayView<const In
   const bool sparse = kind == FenchelYoung::kSparsemax;
   return class_index_loss<T, Index>(
       x, "logits", target, options, weights, loss, grad, policy,
-      [&](const T* xr, size_t t, T* g, double kk, const RowBatch& b) -> double {
+      [&](const T* xr, const T*, size_t t, T* g, double kk, const RowBatch& b) -> double {
         T* p = static_cast<T*>(b.scratch);
         T* buf = p + stride;
         const auto ld = static_cast<ptrdiff_t>(n);

@@ -206,7 +206,7 @@ double stablemax_ce(ArrayView<const T> x, ArrayView<const Index> target, const L
   const std::vector<T> zeros(given(grad.grad) ? n : 0, T(0));  // the VJP's dy row but for its target
   return class_index_loss<T, Index>(
       x, "logits", target, options, weights, loss, grad, RowPolicy{},
-      [&](const T* xr, size_t t, T* g, double kk, const RowBatch&) -> double {
+      [&](const T* xr, const T*, size_t t, T* g, double kk, const RowBatch&) -> double {
         T sc;
         const StablemaxSums s = scaled_pass<T>([&](T scale) { return k.sum_top(xr, n, c, scale); }, sc);
         if (!(s.amax < std::numeric_limits<double>::infinity()) && scaled_row_overflows(xr, n, c)) {
