@@ -5,8 +5,9 @@ against the copy bandwidth measured in the same run.
     python bench/bench_cross_entropy.py [--repeat 5] [--shapes 4096x32000,512x128256] [--threads N]
 
 Forward: one read of the logits (4 bytes per float32 element), judged against the read part of a
-copy. With the gradient: one read and one write (8 bytes per element, as the issue counts it),
-judged against `np.copyto` into a preallocated array of the same size. torch: F.cross_entropy,
+copy. With the gradient: one read and one write (8 bytes per element, as the issue counts it;
+12 with soft targets, which are read too), judged against `np.copyto` into a preallocated array
+of the same size. softcap: torch composes 30 tanh(x / 30) before its cross-entropy. torch: F.cross_entropy,
 and F.cross_entropy + .backward() (what a training step pays).
 """
 
@@ -42,11 +43,29 @@ def main():
             np.copyto(scratch, x)  # timed separately below and subtracted
             return logitkit.cross_entropy(scratch, t, return_grad=True, out_grad=scratch)
 
+        y = rng.random((rows, cols), dtype=np.float32)
+        y /= y.sum(-1, keepdims=True)
+        yt = torch.from_numpy(y)
+
+        def torch_softcap():
+            xr = xt.detach().requires_grad_()
+            torch.nn.functional.cross_entropy(30.0 * torch.tanh(xr / 30.0), tt).backward()
+            return xr.grad
+
+        def torch_soft():
+            xr = xt.detach().requires_grad_()
+            torch.nn.functional.cross_entropy(xr, yt).backward()
+            return xr.grad
+
         refill_s = median_time(lambda: np.copyto(scratch, x), args.repeat)
         cases = [
             ("forward", lambda: logitkit.cross_entropy(x, t), lambda: torch.nn.functional.cross_entropy(xt, tt), 1),
             ("forward + grad", lambda: logitkit.cross_entropy(x, t, return_grad=True, out_grad=dst), torch_train, 2),
             ("forward + grad in place", in_place, torch_train, 2),
+            ("softcap 30 + grad", lambda: logitkit.cross_entropy(x, t, softcap=30.0, return_grad=True, out_grad=dst),
+             torch_softcap, 2),
+            ("soft targets + grad", lambda: logitkit.cross_entropy(x, y, return_grad=True, out_grad=dst), torch_soft,
+             3),
         ]
         for name, ours, peer, passes in cases:
             a = median_time(ours, args.repeat)

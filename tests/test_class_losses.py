@@ -351,3 +351,21 @@ def test_own_driver_losses_layouts_in_place_threads_and_errors(isa):
         logitkit.spherical_z_loss(x, t, b=np.inf, axis=1)
     with pytest.raises(ValueError, match="temperature"):
         logitkit.sparsemax_loss(x, t, temperature=-1.0, axis=1)
+
+
+def test_bias_loss_recipe(isa):
+    # README's Bias Loss recipe: cross-entropy scaled per sample by exp(alpha v) - beta, over N
+    rng = np.random.default_rng(45)
+    n, c = 16, 10
+    feats = rng.standard_normal((n, 4, 3, 3)) * rng.random((n, 1, 1, 1))
+    logits, target = rng.standard_normal((n, c)), rng.integers(0, c, n)
+    v = feats.reshape(n, -1).var(axis=1)
+    v = (v - v.min()) / (v.max() - v.min())
+    w = np.exp(0.3 * v) - 0.3
+    loss, grad = logitkit.cross_entropy(logits, target, sample_weight=w, reduction="sum", return_grad=True,
+                                        grad_output=1.0 / n)
+    xt = torch.tensor(logits, requires_grad=True)
+    ref = (torch.tensor(w) * F.cross_entropy(xt, torch.tensor(target), reduction="none")).mean()
+    ref.backward()
+    np.testing.assert_allclose(loss / n, ref.item(), rtol=1e-13)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-16)

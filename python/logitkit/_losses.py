@@ -110,7 +110,7 @@ def prepare(
     target_kind = getattr(target, "dtype", None)
     if target_kind is None:
         target_kind = np.asarray(target).dtype
-    soft = soft_targets and np.dtype(target_kind).kind in "fc"
+    soft = soft_targets and (np.dtype(target_kind).kind in "fc" or _arrays._is_reduced_float(np.dtype(target_kind)))
     t = _soft_target(target, arr.shape, compute, input_name) if soft else _target(target, batch_shape, input_name)
     classes = arr.shape[ax]
     w = None

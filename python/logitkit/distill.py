@@ -24,7 +24,7 @@ def _distill(student, teacher, divergence, *, temperature, temperature_squared, 
     if student.dtype.kind == "b":
         raise TypeError("student_logits: expected real logits, got dtype bool")
     t = _arrays.as_array(teacher, "teacher_logits")
-    if t.dtype.kind not in "fc":
+    if not _arrays._is_supported_float(t.dtype):
         if t.dtype.kind not in "iu":
             raise TypeError(f"teacher_logits: expected real logits, got dtype {t.dtype}")
         t = t.astype(np.float64)
@@ -217,7 +217,7 @@ def _target_distill(kind, student_logits, teacher_logits, target, *, temperature
     args = _losses.prepare(student, target, input_name="student_logits", axis=axis, weight=None,
                            sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction)
     t = _arrays.as_array(teacher_logits, "teacher_logits")
-    if t.dtype.kind not in "iuf":
+    if t.dtype.kind not in "iu" and not _arrays._is_supported_float(t.dtype):
         raise TypeError(f"teacher_logits: expected real logits, got dtype {t.dtype}")
     if t.shape != student.shape:
         raise ValueError(f"teacher_logits: shape {t.shape} must equal student_logits's shape {student.shape}")

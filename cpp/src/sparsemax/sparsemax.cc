@@ -205,15 +205,17 @@ double fenchel_young(FenchelYoung kind, ArrayView<const T> x, ArrayView<const In
         } else {
           k.entmax15_rows(xr, p, 1, n, ld, ld, c, buf);
         }
-        double pz = 0.0, reg = 0.0;  // <p, z> and sum p^2 (sum p^1.5) over the support
+        // <p - e_t, z> as sum_i p_i (z_i - z_t) (sum p = 1): no cancellation of two large terms,
+        // exact for tied maxima; and sum p^2 (sum p^1.5) over the support
+        const double x_t = static_cast<double>(xr[t]);
+        double pz = 0.0, reg = 0.0;
         for (size_t i = 0; i < n; ++i) {
           if (p[i] == T(0)) continue;
           const double pi = static_cast<double>(p[i]);
-          pz += pi * (static_cast<double>(c) * static_cast<double>(xr[i]));
+          pz += pi * (static_cast<double>(c) * (static_cast<double>(xr[i]) - x_t));
           reg += sparse ? pi * pi : pi * std::sqrt(pi);
         }
-        const double z_t = static_cast<double>(c) * static_cast<double>(xr[t]);
-        const double value = pz - z_t + (sparse ? 0.5 * (1.0 - reg) : (1.0 - reg) / 0.75);
+        const double value = pz + (sparse ? 0.5 * (1.0 - reg) : (1.0 - reg) / 0.75);
         if (g) {
           GradCoeffs<T> gc{};
           gc.alpha = static_cast<T>(kk * static_cast<double>(c));
