@@ -58,6 +58,8 @@ def _is_supported_float(dt: np.dtype) -> bool:
 
 def as_array(x, name: str = "x") -> np.ndarray:
     """np.asarray with a TypeError naming the argument for dtypes we cannot compute on."""
+    if type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):  # the common case, cheaply
+        return x
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -337,6 +339,8 @@ def _describe(value) -> str:
 def real_scalar(value, name: str, requirement: str = "a finite number") -> float:
     """A scalar parameter (temperature, alpha) as a Python float, with a TypeError naming it.
     NumPy scalars and 0-d arrays are taken like Python numbers."""
+    if type(value) is float:  # the common case, cheaply (per-call overhead of small losses)
+        return value
     if not _is_real_scalar(value):
         raise TypeError(f"{name}: expected a real number, got {_describe(value)}")
     try:
@@ -347,6 +351,8 @@ def real_scalar(value, name: str, requirement: str = "a finite number") -> float
 
 def int_scalar(value, name: str) -> int:
     """An integer parameter (n_iter) as a Python int: int, NumPy integer or 0-d integer array."""
+    if type(value) is int:
+        return value
     ok = isinstance(value, int | np.integer) or (
         isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
     )
@@ -357,6 +363,8 @@ def int_scalar(value, name: str) -> int:
 
 def check_flag(value, name: str) -> bool:
     """A bool parameter (keepdims, return_sign): bool, NumPy bool or an int, as NumPy takes them."""
+    if type(value) is bool:
+        return value
     if not isinstance(value, bool | int | np.bool_ | np.integer):
         raise TypeError(f"{name}: expected a bool, got {_describe(value)}")
     return bool(value)

@@ -13,6 +13,7 @@ from . import _arrays
 
 REDUCTIONS = ("mean", "sum", "none")
 _INT64 = np.iinfo(np.int64)
+_INT64_MIN, _INT64_MAX = int(_INT64.min), int(_INT64.max)
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _NATIVE_INDICES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -49,6 +50,8 @@ def _reduction(reduction) -> str:
 
 
 def _class_axis(axis, ndim: int) -> int:
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, cheaply
+        return axis % ndim
     if isinstance(axis, bool | np.bool_) or not isinstance(axis, int | np.integer):
         raise TypeError(f"axis: expected an int (the class axis), got {type(axis).__name__}")
     axis = operator.index(axis)
@@ -99,7 +102,7 @@ def prepare(
     ax = _class_axis(axis, arr.ndim)
     reduction = _reduction(reduction)
     ignore_index = _arrays.int_scalar(ignore_index, "ignore_index")
-    if not _INT64.min <= ignore_index <= _INT64.max:
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
         raise ValueError(f"ignore_index: {ignore_index} is outside int64")
     if arr.dtype in _NATIVE_FLOATS:  # the common case, without the general promotion rules
         result = compute = arr.dtype
@@ -107,10 +110,13 @@ def prepare(
         result = _arrays.result_dtype(arr.dtype)
         compute = _arrays.compute_dtype(result)
     batch_shape = arr.shape[:ax] + arr.shape[ax + 1 :]
-    target_kind = getattr(target, "dtype", None)
-    if target_kind is None:
-        target_kind = np.asarray(target).dtype
-    soft = soft_targets and (np.dtype(target_kind).kind in "fc" or _arrays._is_reduced_float(np.dtype(target_kind)))
+    soft = False
+    if soft_targets:
+        target_kind = getattr(target, "dtype", None)
+        if target_kind is None:
+            target_kind = np.asarray(target).dtype
+        target_kind = np.dtype(target_kind)
+        soft = target_kind.kind in "fc" or _arrays._is_reduced_float(target_kind)
     t = _soft_target(target, arr.shape, compute, input_name) if soft else _target(target, batch_shape, input_name)
     classes = arr.shape[ax]
     w = None

@@ -3,6 +3,7 @@ cpp/include/logitkit/cross_entropy.h, with torch.nn.functional.cross_entropy's s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -90,7 +91,7 @@ def cross_entropy(
         raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
     t = _arrays.check_temperature(temperature)
     z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
-    if not (z >= 0.0 and np.isfinite(z)):
+    if not (z >= 0.0 and math.isfinite(z)):
         raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
     return _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, softcap, target_margin,
                 "cross_entropy", 0.0)
@@ -101,14 +102,14 @@ def _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, sof
     """Calls the core with the arguments checked by the caller (ls, t, z) and the rest checked here;
     form: the loss as a function of log p_t (see cpp/include/logitkit/cross_entropy.h)."""
     margin = _arrays.real_scalar(target_margin, "target_margin", "a finite number")
-    if not np.isfinite(margin):
+    if not math.isfinite(margin):
         raise ValueError(f"target_margin: must be finite, got {target_margin!r}")
     if margin != 0.0 and args.soft:
         raise ValueError("target_margin: needs class-index targets, not probabilities")
     cap = 0.0
     if softcap is not None:
         cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
-        if not (cap > 0.0 and np.isfinite(cap)):
+        if not (cap > 0.0 and math.isfinite(cap)):
             raise ValueError(f"softcap: must be a finite number > 0 (or None: off), got {softcap!r}")
     wanted = _extras(extras, args)
     lse = np.empty(args.rows_shape, args.compute) if "lse" in wanted else None
@@ -136,6 +137,8 @@ EXTRAS = ("lse", "z_loss", "accuracy", "predicted")
 
 
 def _extras(extras, args) -> frozenset[str]:
+    if extras == ():
+        return frozenset()
     if isinstance(extras, str):
         extras = (extras,)
     try:

@@ -80,6 +80,7 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
   }
   const SoftmaxKernels<T>& sk = kernels().softmax.get<T>();
   const DistillKernels<T>& k = kernels().distill.get<T>();
+  const CrossEntropyKernels<T>& ce = kernels().cross_entropy.get<T>();
   const size_t n = static_cast<size_t>(d.n()), stride = (n + 15) / 16 * 16;
   const bool stream = with_grad && static_cast<size_t>(d.rows() * d.n()) * sizeof(T) >= last_level_cache_bytes() &&
                       n * sizeof(T) >= 4096;
@@ -97,13 +98,39 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
       row.beta = static_cast<T>(o.beta);
       row.max_s = sk.max(s, n);
       row.max_t = sk.max(t, n);
-      const T sum_s = sk.exp_store_sum(s, es, n, row.max_s, c), sum_t = sk.exp_store_sum(t, et, n, row.max_t, c);
+      // the student's exp values are needed by every gradient and by the terms pass (not by the
+      // forward KL's loss alone)
+      const bool store_s = with_grad || kind != DivergenceKind::kForwardKL;
+      const T sum_s = store_s ? sk.exp_store_sum(s, es, n, row.max_s, c) : sk.exp_sum(s, n, row.max_s, c);
+      const T sum_t = sk.exp_store_sum(t, et, n, row.max_t, c);
       row.inv_sum_s = T(1) / sum_s;
       row.inv_sum_t = T(1) / sum_t;
       row.log_sum_s = static_cast<T>(std::log(static_cast<double>(sum_s)));
       row.log_sum_t = static_cast<T>(std::log(static_cast<double>(sum_t)));
-      const DivergenceSums sums = k.terms(kind, es, et, s, t, u, n, row);
       const double sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
+      if (kind == DivergenceKind::kForwardKL) {
+        // KL(q || p) = c sum q (t - s) + c (max_s - max_t) + log S_s - log S_t, and the gradient
+        // k (p - q) in one pass over the stored exp values
+        const double cd = static_cast<double>(c);
+        const double kl = cd * k.weighted_difference_sum(et, t, s, n) / static_cast<double>(sum_t) +
+                          cd * (static_cast<double>(row.max_s) - static_cast<double>(row.max_t)) +
+                          std::log(static_cast<double>(sum_s)) - std::log(static_cast<double>(sum_t));
+        const double row_loss = sw * t_factor * kl;
+        if (with_grad) {
+          const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
+          const double kg = go * sw * t_factor * cd;
+          GradCoeffs<T> gc{};
+          gc.alpha = static_cast<T>(kg / static_cast<double>(sum_s));
+          gc.beta = static_cast<T>(kg / static_cast<double>(sum_t));
+          gc.index = n;
+          ce.grad(es, et, nullptr, nullptr, b.row<T>(kGrad, r), n, gc, stream && !b.gathered);
+        }
+        if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss);
+        *b.row<double>(kSumLoss, r) = row_loss;
+        *b.row<double>(kSumWeight, r) = sw;
+        continue;
+      }
+      const DivergenceSums sums = k.terms(kind, es, et, s, t, u, n, row);
       const double row_loss = sw * t_factor * sums.loss;
       if (with_grad) {
         const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;

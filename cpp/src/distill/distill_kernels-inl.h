@@ -3,7 +3,8 @@
 // A row of kl_div, jsd or tvd reads the student's and the teacher's logits twice (their max, then
 // the exp values, kept in L2 scratch), and computes the terms from there: two exps per element
 // pair (and one log for jsd's mixture). With the gradient, u (d loss / d log p) goes to scratch
-// and project writes g = k (u - p sum u). Compute-bound by the two exps on AVX2 (12 bytes per
+// and project writes g = k (u - p sum u). The forward KL needs neither: its loss is
+// c sum q (t - s) plus row constants (weighted_difference_sum), its gradient k (p - q). Compute-bound by the two exps on AVX2 (12 bytes per
 // element with the gradient, 8 without), memory-bound with wider vectors.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
@@ -146,11 +147,35 @@ __attribute__((flatten)) void combine3(const T* x, const T* y, const T* z, T* g,
 }
 
 template <class T>
+__attribute__((flatten)) T weighted_difference_block(const T* w, const T* a, const T* b, size_t n) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V zero = S::zero();
+  V acc[4] = {zero, zero, zero, zero};
+  auto term = [&](V wv, V av, V bv) { return S::select(S::eq(wv, zero), zero, S::mul(wv, S::sub(av, bv))); };
+  for_vectors<S>(
+      n, [&](size_t i, int k) { acc[k] = S::add(acc[k], term(S::load(w + i), S::load(a + i), S::load(b + i))); },
+      [&](size_t i, size_t r) {
+        acc[0] = S::add(acc[0], term(S::load_tail(w + i, r, T(0)), S::load_tail(a + i, r, T(0)),
+                                     S::load_tail(b + i, r, T(0))));
+      });
+  return S::reduce_add(sum4<T>(acc));
+}
+
+template <class T>
+double weighted_difference_sum(const T* w, const T* a, const T* b, size_t n) {
+  BlockSum<T> total;
+  for_blocks<T>(n, [&](size_t i, size_t len) { total.add(weighted_difference_block<T>(w + i, a + i, b + i, len)); });
+  return total.value();
+}
+
+template <class T>
 DistillKernels<T> make_distill_kernels() {
   DistillKernels<T> k{};
   k.terms = terms<T>;
   k.project = project<T>;
   k.combine3 = combine3<T>;
+  k.weighted_difference_sum = weighted_difference_sum<T>;
   return k;
 }
 

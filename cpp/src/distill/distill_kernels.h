@@ -32,6 +32,9 @@ struct DistillKernels {
   // g = k (u - es * v): the gradient with respect to the student's logits (v = inv_sum_s * sum u),
   // streaming stores with `stream`.
   void (*project)(const T* u, const T* es, T* g, size_t n, T k, T v, bool stream);
+  // sum_i w_i (a_i - b_i) over w_i != 0, in double (the forward KL's sum of q (t - s), with masked
+  // classes, w = 0, adding nothing even where a or b is -inf)
+  double (*weighted_difference_sum)(const T* w, const T* a, const T* b, size_t n);
   // g = a x + b y + c z (nkd_loss's and dkd_loss's gradient rows from three stored exp rows)
   void (*combine3)(const T* x, const T* y, const T* z, T* g, size_t n, T a, T b, T c);
 };
