@@ -2,10 +2,12 @@
 
 What exists: softmax, log_softmax and logsumexp (with masks, temperature, weights), their backward
 passes, StableMax/log-StableMax, sparsemax, 1.5-entmax and alpha-entmax (bisection) with their
-backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, the first
-losses with their gradients (nll_loss; cross_entropy with class indices or probabilities, z-loss,
-softcap and extra outputs; the distillation divergences kl_div, jsd, tvd), plus backend (ISA) and
-thread controls. Planned, not yet here: the seed papers' losses and MoE routing.
+backward passes, the fused entropy of a softmax and the Softmax Collapse fraction, and the losses
+on logits with their gradients: nll_loss; cross_entropy (class indices or probabilities, label
+smoothing, z-loss, softcap, extra outputs); the distillation losses kl_div, jsd, tvd, kl_div_topk,
+dkd_loss, nkd_loss; the seed papers' losses focal_loss, poly1_cross_entropy, comp_sum_loss,
+generalized_cross_entropy, ldr_kl_loss, stablemax_cross_entropy, sparsemax_loss, entmax15_loss,
+spherical_z_loss; plus backend (ISA) and thread controls. Planned, not yet here: MoE routing.
 
 Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
 names in ``__all__``; they are re-exported here. See README.md for the table of ops.
