@@ -76,7 +76,9 @@ def test_matches_torch(isa, kind, extra, reduction, dtype):
             # float32: the divergence is a difference of terms of size |log p| ~ |x| / T
             rtol, atol = (1e-11, 1e-13) if dtype == np.float64 else (1e-4, 2e-5)
             np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=atol * max(1.0, 1 / temperature))
-            np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol * 1e-1)
+            # float32 gradient: p (log p - log q - KL) with log-ratio terms of size |x| / T ~ 20
+            # each rounded to 2^-24 relative, so near a sign change of the bracket ~1e-5 absolute
+            np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol * (1e-1 if dtype == np.float64 else 0.5))
             np.testing.assert_array_equal(
                 call(kind, s, t, temperature=temperature, temperature_squared=squared, reduction=reduction, **extra),
                 loss)

@@ -101,8 +101,9 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
       // the student's exp values are needed by every gradient and by the terms pass (not by the
       // forward KL's loss alone)
       const bool store_s = with_grad || kind != DivergenceKind::kForwardKL;
+      const bool store_t = kind != DivergenceKind::kReverseKL;  // the reverse KL reads only p's exps
       const T sum_s = store_s ? sk.exp_store_sum(s, es, n, row.max_s, c) : sk.exp_sum(s, n, row.max_s, c);
-      const T sum_t = sk.exp_store_sum(t, et, n, row.max_t, c);
+      const T sum_t = store_t ? sk.exp_store_sum(t, et, n, row.max_t, c) : sk.exp_sum(t, n, row.max_t, c);
       row.inv_sum_s = T(1) / sum_s;
       row.inv_sum_t = T(1) / sum_t;
       row.log_sum_s = static_cast<T>(std::log(static_cast<double>(sum_s)));
@@ -124,6 +125,27 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
           gc.beta = static_cast<T>(kg / static_cast<double>(sum_t));
           gc.index = n;
           ce.grad(es, et, nullptr, nullptr, b.row<T>(kGrad, r), n, gc, stream && !b.gathered);
+        }
+        if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss);
+        *b.row<double>(kSumLoss, r) = row_loss;
+        *b.row<double>(kSumWeight, r) = sw;
+        continue;
+      }
+      if (kind == DivergenceKind::kReverseKL) {
+        // KL(p || q) = c sum p (s - t) + k0, k0 = c (max_t - max_s) + log S_t - log S_s; gradient
+        // k p (log p - log q - KL) = (k / S_s) e_s (c (s - t) + k0 - KL), one pass
+        const double cd = static_cast<double>(c);
+        const double k0 = cd * (static_cast<double>(row.max_t) - static_cast<double>(row.max_s)) +
+                          std::log(static_cast<double>(sum_t)) - std::log(static_cast<double>(sum_s));
+        const double kl = cd * k.weighted_difference_sum(es, s, t, n) / static_cast<double>(sum_s) + k0;
+        const double row_loss = sw * t_factor * kl;
+        if (with_grad) {
+          const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
+          const double kg = go * sw * t_factor * cd;
+          // the bracket's constant without the maxima: log S_t - log S_s - KL (log-sized)
+          const double k1 = k0 - cd * (static_cast<double>(row.max_t) - static_cast<double>(row.max_s));
+          k.reverse_kl_grad(es, s, t, b.row<T>(kGrad, r), n, static_cast<T>(kg / static_cast<double>(sum_s)), c,
+                            static_cast<T>(k1 - kl), row.max_s, row.max_t, stream && !b.gathered);
         }
         if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss);
         *b.row<double>(kSumLoss, r) = row_loss;

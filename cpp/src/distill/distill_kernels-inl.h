@@ -169,6 +169,37 @@ double weighted_difference_sum(const T* w, const T* a, const T* b, size_t n) {
   return total.value();
 }
 
+template <class T, bool kStream>
+__attribute__((flatten)) void reverse_kl_grad_part(const T* e, const T* s, const T* t, T* g, size_t n, T a, T c, T b,
+                                                   T ms, T mt) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V va = S::set1(a), vc = S::set1(c), vb = S::set1(b), vms = S::set1(ms), vmt = S::set1(mt), zero = S::zero();
+  // p = 0 (a masked student class) adds 0, also where s - t is -inf or NaN
+  auto value = [&](V ev, V sv, V tv) {
+    const V d = S::sub(S::sub(sv, vms), S::sub(tv, vmt));
+    return S::select(S::eq(ev, zero), zero, S::mul(S::mul(va, ev), S::fma(vc, d, vb)));
+  };
+  for_vectors<S>(
+      n, [&](size_t i, int) { put<S, kStream>(g + i, value(S::load(e + i), S::load(s + i), S::load(t + i))); },
+      [&](size_t i, size_t r) {
+        S::store_tail(g + i, value(S::load_tail(e + i, r, T(0)), S::load_tail(s + i, r, T(0)),
+                                   S::load_tail(t + i, r, T(0))), r);
+      });
+}
+
+template <class T>
+void reverse_kl_grad(const T* e, const T* s, const T* t, T* g, size_t n, T a, T c, T b, T ms, T mt, bool stream) {
+  if (stream) {
+    split_for_streaming(g, n, [&](size_t i, size_t len, auto streamed) {
+      reverse_kl_grad_part<T, decltype(streamed)::value>(e + i, s + i, t + i, g + i, len, a, c, b, ms, mt);
+    });
+    Simd<T>::stream_fence();
+  } else {
+    reverse_kl_grad_part<T, false>(e, s, t, g, n, a, c, b, ms, mt);
+  }
+}
+
 template <class T>
 DistillKernels<T> make_distill_kernels() {
   DistillKernels<T> k{};
@@ -176,6 +207,7 @@ DistillKernels<T> make_distill_kernels() {
   k.project = project<T>;
   k.combine3 = combine3<T>;
   k.weighted_difference_sum = weighted_difference_sum<T>;
+  k.reverse_kl_grad = reverse_kl_grad<T>;
   return k;
 }
 

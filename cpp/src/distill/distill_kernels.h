@@ -35,6 +35,10 @@ struct DistillKernels {
   // sum_i w_i (a_i - b_i) over w_i != 0, in double (the forward KL's sum of q (t - s), with masked
   // classes, w = 0, adding nothing even where a or b is -inf)
   double (*weighted_difference_sum)(const T* w, const T* a, const T* b, size_t n);
+  // g = a e (c ((s - ms) - (t - mt)) + b): the reverse KL's gradient a p (log p - log q - KL) from
+  // the student's exp row (the maxima keep the bracket's terms small); streaming with `stream`
+  void (*reverse_kl_grad)(const T* e, const T* s, const T* t, T* g, size_t n, T a, T c, T b, T ms, T mt,
+                          bool stream);
   // g = a x + b y + c z (nkd_loss's and dkd_loss's gradient rows from three stored exp rows)
   void (*combine3)(const T* x, const T* y, const T* z, T* g, size_t n, T a, T b, T c);
 };
