@@ -146,3 +146,42 @@ def test_threads_and_out_grad_errors(name):
         fn(x, -1, out_grad=np.zeros((10, C), np.float32))
     with pytest.raises(ValueError, match="reduction"):
         fn(x, -1, reduction="avg")
+
+
+@pytest.mark.parametrize("n,c", [(0, 3), (3, 0), (0, 0), (1, 1), (4, 1), (3, 2)])
+def test_degenerate_shapes(n, c):
+    # empty batches, no classes (every target ignored), one class: results as PyTorch gives them
+    # (an empty or all-ignored "mean" is NaN, "sum" 0), gradients of the input's shape, no exception
+    rng = np.random.default_rng(53)
+    x = rng.standard_normal((n, c))
+    t = np.full(n, -100) if c == 0 else rng.integers(0, c, n)
+    y = np.full((n, c), 1.0 / max(c, 1))
+    k = min(c, 1)
+    calls = {
+        "cross_entropy": lambda **kw: logitkit.cross_entropy(x, t, label_smoothing=0.1, z_loss=0.1, **kw),
+        "cross_entropy_soft": lambda **kw: logitkit.cross_entropy(x, y, softcap=2.0, **kw),
+        "focal_alpha": lambda **kw: logitkit.focal_loss(x, t, alpha=0.5, **kw),
+        "ldr_kl_loss": lambda **kw: logitkit.ldr_kl_loss(x, t, **kw),
+        "stablemax_cross_entropy": lambda **kw: logitkit.stablemax_cross_entropy(x, t, **kw),
+        "sparsemax_loss": lambda **kw: logitkit.sparsemax_loss(x, t, **kw),
+        "entmax15_loss": lambda **kw: logitkit.entmax15_loss(x, t, **kw),
+        "spherical_z_loss": lambda **kw: logitkit.spherical_z_loss(x, t, **kw),
+        "kl_div": lambda **kw: logitkit.kl_div(x, y, **kw),
+        "jsd": lambda **kw: logitkit.jsd(x, y, **kw),
+        "tvd": lambda **kw: logitkit.tvd(x, y, **kw),
+        "kl_div_topk": lambda **kw: logitkit.kl_div_topk(x, np.zeros((n, k)), np.zeros((n, k), np.int64), **kw),
+        "dkd_loss": lambda **kw: logitkit.dkd_loss(x, y, t, **kw),
+        "nkd_loss": lambda **kw: logitkit.nkd_loss(x, y, t, **kw),
+    }
+    for name, fn in calls.items():
+        loss, grad = fn(return_grad=True, reduction="sum")
+        assert grad.shape == x.shape, name
+        if n == 0 or c == 0:
+            assert loss == 0, name
+            divergence = name in ("kl_div", "jsd", "tvd", "kl_div_topk")
+            mean = fn(reduction="batchmean" if divergence else "mean")
+            if n == 0 or not (divergence or name == "cross_entropy_soft"):
+                assert np.isnan(mean), name  # an empty batch, or every class-index target ignored
+            else:
+                assert mean == 0, name  # rows of empty sums, still counted
+        assert fn(reduction="none").shape == (n,), name

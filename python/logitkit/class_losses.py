@@ -97,15 +97,17 @@ def focal_loss(
     if args.reduction == "mean":
         args.reduction = "sum"
     return_grad = _arrays.check_flag(return_grad, "return_grad")
-    if return_grad and core_reduction == "mean":
-        grad_output = _arrays.real_scalar(grad_output, "grad_output", "a real number") / norm
-    t = _arrays.check_temperature(temperature)
-    out = _run(args, logits, return_grad, grad_output, out_grad, (), 0.0, t, 0.0, None, 0.0, "focal", g)
-    if core_reduction != "mean":
-        return out
-    if return_grad:
-        return args.result.type(float(out[0]) / norm), out[1]
-    return args.result.type(float(out) / norm)
+    norm = np.float64(norm)  # 0 (every row ignored, or none): NaN as cross_entropy's mean, no exception
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if return_grad and core_reduction == "mean":
+            grad_output = float(np.float64(_arrays.real_scalar(grad_output, "grad_output", "a real number")) / norm)
+        t = _arrays.check_temperature(temperature)
+        out = _run(args, logits, return_grad, grad_output, out_grad, (), 0.0, t, 0.0, None, 0.0, "focal", g)
+        if core_reduction != "mean":
+            return out
+        if return_grad:
+            return args.result.type(np.float64(out[0]) / norm), out[1]
+        return args.result.type(np.float64(out) / norm)
 
 
 def poly1_cross_entropy(

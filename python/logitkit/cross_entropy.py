@@ -137,7 +137,7 @@ EXTRAS = ("lse", "z_loss", "accuracy", "predicted")
 
 
 def _extras(extras, args) -> frozenset[str]:
-    if extras == ():
+    if type(extras) is tuple and not extras:
         return frozenset()
     if isinstance(extras, str):
         extras = (extras,)

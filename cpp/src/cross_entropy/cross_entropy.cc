@@ -226,7 +226,9 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
       const int64_t t = kSoft ? 0 : static_cast<int64_t>(*b.row<const Index>(kTarget, r));
       T* g = with_grad ? b.row<T>(kGrad, r) : nullptr;
       double row_loss = 0.0, row_weight = 0.0, row_z = 0.0, row_count = 0.0, row_lse = 0.0, row_correct = 0.0;
-      const bool valid = kSoft || (t != ignore && t >= 0 && t < classes);
+      // soft targets over no classes: an empty sum, loss 0, the row still counted by "mean"
+      const bool valid = kSoft ? n > 0 : (t != ignore && t >= 0 && t < classes);
+      if (kSoft && n == 0) row_weight = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
       if (!kSoft && t != ignore && !valid) bad.report(b.first_row + static_cast<int64_t>(r), t);
       if (kPredicted >= 0 || (extras.accuracy && valid)) {  // argmax of the caller's logits
         // torch.argmax: the first NaN, else the first maximum

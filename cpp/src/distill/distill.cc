@@ -93,6 +93,12 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
     for (size_t r = 0; r < b.rows; ++r) {
       const T* s = b.row<const T>(kS, r);
       const T* t = b.row<const T>(kT, r);
+      if (n == 0) {  // no classes: an empty sum, loss 0, the row still counted by "batchmean"
+        if (none) *b.row<T>(kLoss, r) = T(0);
+        *b.row<double>(kSumLoss, r) = 0.0;
+        *b.row<double>(kSumWeight, r) = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
+        continue;
+      }
       DivergenceRow<T> row;
       row.c = c;
       row.beta = static_cast<T>(o.beta);
@@ -278,6 +284,9 @@ double distill_topk_impl(ArrayView<const T> student, ArrayView<const T> teacher,
       const double sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
       if (!check_ids(id, kk, classes, sorted, what)) {
         bad.report(b.first_row + static_cast<int64_t>(r), what);
+        if (g) std::fill(g, g + n, T(0));
+      } else if (kk == 0) {  // no teacher entries (no classes): an empty sum
+        row_loss = 0.0;
         if (g) std::fill(g, g + n, T(0));
       } else {
         // the teacher: q_j = softmax_j(c lq_j) over its k entries, log q_j in double
