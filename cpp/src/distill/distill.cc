@@ -84,87 +84,70 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
   const size_t n = static_cast<size_t>(d.n()), stride = (n + 15) / 16 * 16;
   const bool stream = with_grad && static_cast<size_t>(d.rows() * d.n()) * sizeof(T) >= last_level_cache_bytes() &&
                       n * sizeof(T) >= 4096;
+  // Forward and reverse KL have closed forms over the stored exp rows; JSD and TVD go through the
+  // terms pass, which also stores u (d loss / d log p) for the projection.
+  const bool closed_form = kind == DivergenceKind::kForwardKL || kind == DivergenceKind::kReverseKL;
   RowPolicy policy;
-  policy.scratch_bytes = (with_grad ? 3 : 2) * stride * sizeof(T) + 64;
+  policy.scratch_bytes = (with_grad && !closed_form ? 3 : 2) * stride * sizeof(T) + 64;
+  const double cd = static_cast<double>(c);
   d.run([&](const RowBatch& b) {
     T* es = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(b.scratch) + 63) / 64 * 64);
     T* et = es + stride;
-    T* u = with_grad ? et + stride : nullptr;
+    T* u = with_grad && !closed_form ? et + stride : nullptr;
     for (size_t r = 0; r < b.rows; ++r) {
       const T* s = b.row<const T>(kS, r);
       const T* t = b.row<const T>(kT, r);
-      if (n == 0) {  // no classes: an empty sum, loss 0, the row still counted by "batchmean"
-        if (none) *b.row<T>(kLoss, r) = T(0);
-        *b.row<double>(kSumLoss, r) = 0.0;
-        *b.row<double>(kSumWeight, r) = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
-        continue;
-      }
-      DivergenceRow<T> row;
-      row.c = c;
-      row.beta = static_cast<T>(o.beta);
-      row.max_s = sk.max(s, n);
-      row.max_t = sk.max(t, n);
-      // the student's exp values are needed by every gradient and by the terms pass (not by the
-      // forward KL's loss alone)
-      const bool store_s = with_grad || kind != DivergenceKind::kForwardKL;
-      const bool store_t = kind != DivergenceKind::kReverseKL;  // the reverse KL reads only p's exps
-      const T sum_s = store_s ? sk.exp_store_sum(s, es, n, row.max_s, c) : sk.exp_sum(s, n, row.max_s, c);
-      const T sum_t = store_t ? sk.exp_store_sum(t, et, n, row.max_t, c) : sk.exp_sum(t, n, row.max_t, c);
-      row.inv_sum_s = T(1) / sum_s;
-      row.inv_sum_t = T(1) / sum_t;
-      row.log_sum_s = static_cast<T>(std::log(static_cast<double>(sum_s)));
-      row.log_sum_t = static_cast<T>(std::log(static_cast<double>(sum_t)));
       const double sw = row_weighted ? static_cast<double>(*b.row<const T>(kRowWeight, r)) : 1.0;
-      if (kind == DivergenceKind::kForwardKL) {
-        // KL(q || p) = c sum q (t - s) + c (max_s - max_t) + log S_s - log S_t, and the gradient
-        // k (p - q) in one pass over the stored exp values
-        const double cd = static_cast<double>(c);
-        const double kl = cd * k.weighted_difference_sum(et, t, s, n) / static_cast<double>(sum_t) +
-                          cd * (static_cast<double>(row.max_s) - static_cast<double>(row.max_t)) +
-                          std::log(static_cast<double>(sum_s)) - std::log(static_cast<double>(sum_t));
-        const double row_loss = sw * t_factor * kl;
-        if (with_grad) {
-          const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
-          const double kg = go * sw * t_factor * cd;
-          GradCoeffs<T> gc{};
-          gc.alpha = static_cast<T>(kg / static_cast<double>(sum_s));
-          gc.beta = static_cast<T>(kg / static_cast<double>(sum_t));
-          gc.index = n;
-          ce.grad(es, et, nullptr, nullptr, b.row<T>(kGrad, r), n, gc, stream && !b.gathered);
-        }
-        if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss);
-        *b.row<double>(kSumLoss, r) = row_loss;
-        *b.row<double>(kSumWeight, r) = sw;
-        continue;
-      }
-      if (kind == DivergenceKind::kReverseKL) {
-        // KL(p || q) = c sum p (s - t) + k0, k0 = c (max_t - max_s) + log S_t - log S_s; gradient
-        // k p (log p - log q - KL) = (k / S_s) e_s (c (s - t) + k0 - KL), one pass
-        const double cd = static_cast<double>(c);
-        const double k0 = cd * (static_cast<double>(row.max_t) - static_cast<double>(row.max_s)) +
-                          std::log(static_cast<double>(sum_t)) - std::log(static_cast<double>(sum_s));
-        const double kl = cd * k.weighted_difference_sum(es, s, t, n) / static_cast<double>(sum_s) + k0;
-        const double row_loss = sw * t_factor * kl;
-        if (with_grad) {
-          const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
-          const double kg = go * sw * t_factor * cd;
-          // the bracket's constant without the maxima: log S_t - log S_s - KL (log-sized)
-          const double k1 = k0 - cd * (static_cast<double>(row.max_t) - static_cast<double>(row.max_s));
-          k.reverse_kl_grad(es, s, t, b.row<T>(kGrad, r), n, static_cast<T>(kg / static_cast<double>(sum_s)), c,
-                            static_cast<T>(k1 - kl), row.max_s, row.max_t, stream && !b.gathered);
-        }
-        if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss);
-        *b.row<double>(kSumLoss, r) = row_loss;
-        *b.row<double>(kSumWeight, r) = sw;
-        continue;
-      }
-      const DivergenceSums sums = k.terms(kind, es, et, s, t, u, n, row);
-      const double row_loss = sw * t_factor * sums.loss;
-      if (with_grad) {
+      T* g = with_grad ? b.row<T>(kGrad, r) : nullptr;
+      const bool streamed = stream && !b.gathered;
+      double divergence = 0.0;  // no classes: an empty sum, the row still counted by "batchmean"
+      if (n > 0) {
+        DivergenceRow<T> row;
+        row.c = c;
+        row.beta = static_cast<T>(o.beta);
+        row.max_s = sk.max(s, n);
+        row.max_t = sk.max(t, n);
+        // the exp rows each path reads: the forward KL's loss alone needs only q's, the reverse
+        // KL only p's
+        const bool store_s = with_grad || kind != DivergenceKind::kForwardKL;
+        const bool store_t = kind != DivergenceKind::kReverseKL;
+        const T sum_s = store_s ? sk.exp_store_sum(s, es, n, row.max_s, c) : sk.exp_sum(s, n, row.max_s, c);
+        const T sum_t = store_t ? sk.exp_store_sum(t, et, n, row.max_t, c) : sk.exp_sum(t, n, row.max_t, c);
+        const double log_ratio = std::log(static_cast<double>(sum_t)) - std::log(static_cast<double>(sum_s));
+        const double max_gap = static_cast<double>(row.max_t) - static_cast<double>(row.max_s);
         const double go = per_row_scale ? static_cast<double>(*b.row<const T>(kGradOutput, r)) : scale;
-        k.project(u, es, b.row<T>(kGrad, r), n, static_cast<T>(go * sw * t_factor * static_cast<double>(c)),
-                  static_cast<T>(static_cast<double>(row.inv_sum_s) * sums.u), stream && !b.gathered);
+        const double kg = go * sw * t_factor * cd;  // d (weighted loss) / d (the divergence's log p)
+        if (kind == DivergenceKind::kForwardKL) {
+          // KL(q || p) = c sum q (t - s) - c (max_t - max_s) - log(S_t / S_s); gradient k (p - q)
+          divergence = cd * k.weighted_difference_sum(et, t, s, n) / static_cast<double>(sum_t) - cd * max_gap -
+                       log_ratio;
+          if (g) {
+            GradCoeffs<T> gc{};
+            gc.alpha = static_cast<T>(kg / static_cast<double>(sum_s));
+            gc.beta = static_cast<T>(kg / static_cast<double>(sum_t));
+            gc.index = n;
+            ce.grad(es, et, nullptr, nullptr, g, n, gc, streamed);
+          }
+        } else if (kind == DivergenceKind::kReverseKL) {
+          // KL(p || q) = c sum p (s - t) + c (max_t - max_s) + log(S_t / S_s); gradient
+          // k p (log p - log q - KL) = (k / S_s) e_s (c ((s - max_s) - (t - max_t)) + log(S_t / S_s) - KL)
+          divergence = cd * k.weighted_difference_sum(es, s, t, n) / static_cast<double>(sum_s) + cd * max_gap +
+                       log_ratio;
+          if (g)
+            k.reverse_kl_grad(es, s, t, g, n, static_cast<T>(kg / static_cast<double>(sum_s)), c,
+                              static_cast<T>(log_ratio - divergence), row.max_s, row.max_t, streamed);
+        } else {
+          row.inv_sum_s = T(1) / sum_s;
+          row.inv_sum_t = T(1) / sum_t;
+          row.log_sum_s = static_cast<T>(std::log(static_cast<double>(sum_s)));
+          row.log_sum_t = static_cast<T>(std::log(static_cast<double>(sum_t)));
+          const DivergenceSums sums = k.terms(kind, es, et, s, t, u, n, row);
+          divergence = sums.loss;
+          if (g) k.project(u, es, g, n, static_cast<T>(kg), static_cast<T>(static_cast<double>(row.inv_sum_s) * sums.u),
+                           streamed);
+        }
       }
+      const double row_loss = sw * t_factor * divergence;
       if (none) *b.row<T>(kLoss, r) = static_cast<T>(row_loss);
       *b.row<double>(kSumLoss, r) = row_loss;
       *b.row<double>(kSumWeight, r) = sw;

@@ -3,9 +3,10 @@
 // A row of kl_div, jsd or tvd reads the student's and the teacher's logits twice (their max, then
 // the exp values, kept in L2 scratch), and computes the terms from there: two exps per element
 // pair (and one log for jsd's mixture). With the gradient, u (d loss / d log p) goes to scratch
-// and project writes g = k (u - p sum u). The forward KL needs neither: its loss is
-// c sum q (t - s) plus row constants (weighted_difference_sum), its gradient k (p - q). Compute-bound by the two exps on AVX2 (12 bytes per
-// element with the gradient, 8 without), memory-bound with wider vectors.
+// and project writes g = k (u - p sum u). The KLs need neither: their losses are c sum q (t - s)
+// or c sum p (s - t) plus row constants (weighted_difference_sum), their gradients k (p - q) and
+// reverse_kl_grad. Compute-bound by the two exps on AVX2 (12 bytes per element with the gradient,
+// 8 without), memory-bound with wider vectors.
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
@@ -48,10 +49,6 @@ __attribute__((flatten)) void terms_block(const T* es, const T* et, const T* s, 
       if constexpr (kKind == DivergenceKind::kForwardKL) {
         term = S::select(q_zero, zero, S::mul(q, S::sub(lq, lp)));
         uv = S::sub(zero, q);
-      } else if constexpr (kKind == DivergenceKind::kReverseKL) {
-        const V pl = S::select(p_zero, zero, S::mul(p, S::sub(lp, lq)));
-        term = pl;
-        uv = S::add(pl, p);
       } else {  // JSD: beta KL(q || m) + (1 - beta) KL(p || m), m = beta q + (1 - beta) p
         const V lm = vlog<T>(S::fma(beta, q, S::mul(beta_c, p)));
         const V qt = S::select(q_zero, zero, S::mul(q, S::sub(lq, lm)));
@@ -103,7 +100,6 @@ DivergenceSums terms(DivergenceKind kind, const T* es, const T* et, const T* s, 
                      const DivergenceRow<T>& row) {
   switch (kind) {
     case DivergenceKind::kForwardKL: return terms_of<T, DivergenceKind::kForwardKL>(es, et, s, t, u, n, row);
-    case DivergenceKind::kReverseKL: return terms_of<T, DivergenceKind::kReverseKL>(es, et, s, t, u, n, row);
     case DivergenceKind::kJSD: return terms_of<T, DivergenceKind::kJSD>(es, et, s, t, u, n, row);
     default: return terms_of<T, DivergenceKind::kTVD>(es, et, s, t, u, n, row);
   }

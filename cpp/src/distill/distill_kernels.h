@@ -26,7 +26,8 @@ template <class T>
 struct DistillKernels {
   // Function pointers filled per ISA by make_distill_kernels<T>() in distill_kernels-inl.h.
   // The divergence's terms from the rows' exp values (es, et) and logits (s, t); with u given,
-  // also stores u_i there. Terms with a zero probability where 0 log 0 = 0 add nothing.
+  // also stores u_i there. Terms with a zero probability where 0 log 0 = 0 add nothing. kind:
+  // kForwardKL (dkd_loss's NCKD), kJSD or kTVD (kl_div itself has closed forms in the driver).
   DivergenceSums (*terms)(DivergenceKind kind, const T* es, const T* et, const T* s, const T* t, T* u, size_t n,
                           const DivergenceRow<T>& row);
   // g = k (u - es * v): the gradient with respect to the student's logits (v = inv_sum_s * sum u),
