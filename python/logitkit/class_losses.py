@@ -84,13 +84,7 @@ def focal_loss(
         keep, a.astype(np.float64)[np.clip(args.target, 0, max(classes - 1, 0))], 0.0)
     # alpha_t multiplies each row outside "mean"'s normaliser: the core sums alpha_t-weighted rows,
     # and the mean divides by the summed weight[t] * sample_weight of the rows not ignored
-    norm = 1.0
-    if args.reduction == "mean":
-        w = np.ones(args.target.shape) if args.weight is None else np.asarray(args.weight, np.float64)[
-            np.where(keep, args.target, 0)]
-        if args.sample_weight is not None:
-            w = w * args.sample_weight
-        norm = float(np.sum(np.where(keep, w, 0.0)))
+    norm = float(np.sum(_row_weights(args))) if args.reduction == "mean" else 1.0
     row_weight = alpha_rows if args.sample_weight is None else alpha_rows * args.sample_weight
     args.sample_weight = row_weight.astype(args.compute)
     core_reduction = args.reduction
@@ -228,16 +222,22 @@ def ldr_kl_loss(
     return (loss, grad) if return_grad else loss
 
 
-def _shifted(loss, lam: float, shift: float, args):
-    """lam * CE - w_r shift per row not ignored (w_r = weight[t] * sample_weight), reduced as the loss."""
-    if args.reduction == "mean":  # a weighted mean of a constant is the constant
-        return args.result.type(float(loss) * lam - shift)
+def _row_weights(args) -> np.ndarray:
+    """w_r = weight[t_r] * sample_weight[r] per row, 0 for ignored rows: the rows' weights in the
+    weighted mean (what the core sums as "mean"'s normaliser), in float64."""
     keep = args.target != args.ignore_index
     w = np.ones(args.target.shape) if args.weight is None else np.asarray(args.weight, np.float64)[
         np.where(keep, args.target, 0)]
     if args.sample_weight is not None:
         w = w * args.sample_weight
-    w = np.where(keep, w, 0.0)
+    return np.where(keep, w, 0.0)
+
+
+def _shifted(loss, lam: float, shift: float, args):
+    """lam * CE - w_r shift per row not ignored (w_r = weight[t] * sample_weight), reduced as the loss."""
+    if args.reduction == "mean":  # a weighted mean of a constant is the constant
+        return args.result.type(float(loss) * lam - shift)
+    w = _row_weights(args)
     if args.reduction == "none":
         rows = np.asarray(loss, np.float64) * lam - (w * shift).reshape(args.batch_shape)
         return rows.astype(args.result)

@@ -16,38 +16,55 @@ _REDUCTIONS = ("batchmean", "sum", "none", "mean")
 _DIRECTIONS = ("forward", "reverse")
 
 
-def _distill(student, teacher, divergence, *, temperature, temperature_squared, beta, axis, reduction,
-             sample_weight, return_grad, grad_output, out_grad):
+def _divergence_reduction(reduction) -> str:
+    """The reduction prepare() runs: "batchmean" and PyTorch's elementwise "mean" both run as the
+    mean over rows (the latter divided by C afterwards, in _run_divergence)."""
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected 'batchmean', 'sum', 'none' or 'mean', got {reduction!r}")
-    student = _arrays.as_array(student, "student_logits")
+    return "mean" if reduction in ("batchmean", "mean") else reduction
+
+
+def _student_and_teacher(student_logits, teacher_logits):
+    """The two logit arrays, checked: real dtypes (integer teachers as float64), equal shapes."""
+    student = _arrays.as_array(student_logits, "student_logits")
     if student.dtype.kind == "b":
         raise TypeError("student_logits: expected real logits, got dtype bool")
-    t = _arrays.as_array(teacher, "teacher_logits")
+    t = _arrays.as_array(teacher_logits, "teacher_logits")
     if not _arrays._is_supported_float(t.dtype):
         if t.dtype.kind not in "iu":
             raise TypeError(f"teacher_logits: expected real logits, got dtype {t.dtype}")
         t = t.astype(np.float64)
     if student.shape != t.shape:
         raise ValueError(f"teacher_logits: shape {t.shape} must equal student_logits's shape {student.shape}")
-    args = _losses.prepare(
-        student, t, input_name="student_logits", axis=axis, weight=None, sample_weight=sample_weight, ignore_index=-100,
-        reduction="mean" if reduction in ("batchmean", "mean") else reduction, soft_targets=True,
-    )
+    return student, t
+
+
+def _run_divergence(core, args, student, reduction, return_grad, grad_output, out_grad, *extra):
+    """_losses.run, and for PyTorch's elementwise "mean" the batch mean divided by C (the upstream
+    gradient too)."""
     return_grad = _arrays.check_flag(return_grad, "return_grad")
+    if reduction != "mean":
+        return _losses.run(core, args, student, return_grad, grad_output, out_grad, *extra)
+    classes = max(args.input.shape[args.axis], 1)
+    if return_grad:
+        grad_output = _arrays.real_scalar(grad_output, "grad_output", "a real number") / classes
+    result = _losses.run(core, args, student, return_grad, grad_output, out_grad, *extra)
+    if return_grad:
+        return args.result.type(result[0] / classes), result[1]
+    return args.result.type(result / classes)
+
+
+def _distill(student, teacher, divergence, *, temperature, temperature_squared, beta, axis, reduction,
+             sample_weight, return_grad, grad_output, out_grad):
+    core_reduction = _divergence_reduction(reduction)
+    student, t = _student_and_teacher(student, teacher)
+    args = _losses.prepare(student, t, input_name="student_logits", axis=axis, weight=None,
+                           sample_weight=sample_weight, ignore_index=-100, reduction=core_reduction,
+                           soft_targets=True)
     temp = _arrays.check_temperature(temperature)
     squared = _arrays.check_flag(temperature_squared, "temperature_squared")
-    if reduction == "mean":  # PyTorch's elementwise mean: batchmean / C
-        classes = args.input.shape[args.axis]
-        if return_grad:
-            grad_output = _arrays.real_scalar(grad_output, "grad_output", "a real number") / max(classes, 1)
-        result = _losses.run(_core.distill_loss, args, student, return_grad, grad_output, out_grad, divergence, temp,
-                             squared, beta)
-        if return_grad:
-            return args.result.type(result[0] / classes), result[1]
-        return args.result.type(result / classes)
-    return _losses.run(_core.distill_loss, args, student, return_grad, grad_output, out_grad, divergence, temp,
-                       squared, beta)
+    return _run_divergence(_core.distill_loss, args, student, reduction, return_grad, grad_output, out_grad,
+                           divergence, temp, squared, beta)
 
 
 def kl_div(
@@ -162,8 +179,7 @@ def kl_div_topk(
     respect to the student is (T^2 / T) (p - q scattered to the ids): one read and one write of
     the student's row, k values of the teacher's. Ids must lie in [0, C) and be distinct within a
     row (ValueError naming teacher_ids). Other arguments as kl_div."""
-    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction: expected 'batchmean', 'sum', 'none' or 'mean', got {reduction!r}")
+    core_reduction = _divergence_reduction(reduction)
     student = _arrays.as_array(student_logits, "student_logits")
     if student.dtype.kind == "b":
         raise TypeError("student_logits: expected real logits, got dtype bool")
@@ -172,8 +188,7 @@ def kl_div_topk(
     ax = _losses._class_axis(axis, student.ndim)
     batch_shape = student.shape[:ax] + student.shape[ax + 1 :]
     args = _losses.prepare(student, np.zeros(batch_shape, np.int32), input_name="student_logits", axis=axis,
-                           weight=None, sample_weight=sample_weight, ignore_index=-100,
-                           reduction="mean" if reduction in ("batchmean", "mean") else reduction)
+                           weight=None, sample_weight=sample_weight, ignore_index=-100, reduction=core_reduction)
     lq = _losses._float_array(teacher_logprobs, "teacher_logprobs", args.compute)
     ids = _arrays.as_array(teacher_ids, "teacher_ids")
     if ids.dtype.kind not in "iu":
@@ -191,36 +206,20 @@ def kl_div_topk(
         k = lq.shape[ax]
         lq = np.moveaxis(lq, ax, -1).reshape(-1, k)
         ids = np.moveaxis(ids, ax, -1).reshape(-1, k)
-    return_grad = _arrays.check_flag(return_grad, "return_grad")
     temp = _arrays.check_temperature(temperature)
     squared = _arrays.check_flag(temperature_squared, "temperature_squared")
 
     def core(x, _target, _weight, sw, rows, grad, scale, scale_rows, ax_, _ignore, red):
         return _core.distill_topk_loss(x, lq, ids, sw, rows, grad, scale, scale_rows, ax_, red, temp, squared)
 
-    classes = max(args.input.shape[args.axis], 1)
-    if reduction == "mean":  # PyTorch's elementwise mean: batchmean / C
-        if return_grad:
-            grad_output = _arrays.real_scalar(grad_output, "grad_output", "a real number") / classes
-        result = _losses.run(core, args, student, return_grad, grad_output, out_grad)
-        if return_grad:
-            return args.result.type(result[0] / classes), result[1]
-        return args.result.type(result / classes)
-    return _losses.run(core, args, student, return_grad, grad_output, out_grad)
+    return _run_divergence(core, args, student, reduction, return_grad, grad_output, out_grad)
 
 
 def _target_distill(kind, student_logits, teacher_logits, target, *, temperature, alpha, beta, gamma, axis,
                     ignore_index, reduction, sample_weight, return_grad, grad_output, out_grad):
-    student = _arrays.as_array(student_logits, "student_logits")
-    if student.dtype.kind == "b":
-        raise TypeError("student_logits: expected real logits, got dtype bool")
+    student, t = _student_and_teacher(student_logits, teacher_logits)
     args = _losses.prepare(student, target, input_name="student_logits", axis=axis, weight=None,
                            sample_weight=sample_weight, ignore_index=ignore_index, reduction=reduction)
-    t = _arrays.as_array(teacher_logits, "teacher_logits")
-    if t.dtype.kind not in "iu" and not _arrays._is_supported_float(t.dtype):
-        raise TypeError(f"teacher_logits: expected real logits, got dtype {t.dtype}")
-    if t.shape != student.shape:
-        raise ValueError(f"teacher_logits: shape {t.shape} must equal student_logits's shape {student.shape}")
     t = _arrays.to_compute(t, args.compute)
     if args.input.ndim != student.ndim:  # the batch flattened beyond MAX_DIMS, as prepare does
         t = np.moveaxis(t, args.class_axis, -1).reshape(args.input.shape)
