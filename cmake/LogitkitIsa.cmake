@@ -19,6 +19,7 @@ set(LOGITKIT_FAMILIES
   entropy
   cross_entropy
   distill
+  route
   nll_loss)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$")

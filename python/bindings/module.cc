@@ -23,6 +23,7 @@ void bind_cross_entropy(py::module_& m);
 void bind_distill(py::module_& m);
 void bind_class_losses(py::module_& m);
 void bind_sparsemax(py::module_& m);
+void bind_route(py::module_& m);
 
 namespace {
 
@@ -147,4 +148,5 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_distill(m);
   logitkit_py::bind_class_losses(m);
   logitkit_py::bind_sparsemax(m);
+  logitkit_py::bind_route(m);
 }

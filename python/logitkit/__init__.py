@@ -7,7 +7,8 @@ on logits with their gradients: nll_loss; cross_entropy (class indices or probab
 smoothing, z-loss, softcap, extra outputs); the distillation losses kl_div, jsd, tvd, kl_div_topk,
 dkd_loss, nkd_loss; the seed papers' losses focal_loss, poly1_cross_entropy, comp_sum_loss,
 generalized_cross_entropy, ldr_kl_loss, stablemax_cross_entropy, sparsemax_loss, entmax15_loss,
-spherical_z_loss; plus backend (ISA) and thread controls. Planned, not yet here: MoE routing.
+spherical_z_loss; Mixture-of-Experts routing (route with production presets); plus backend (ISA)
+and thread controls.
 
 Each op family lives in its own module (softmax.py, masked_softmax.py, ...) listing its public
 names in ``__all__``; they are re-exported here. See README.md for the table of ops.
@@ -32,6 +33,7 @@ from .distill import dkd_loss, jsd, kl_div, kl_div_topk, nkd_loss, tvd
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
 from .nll_loss import nll_loss
+from .route import PRESETS, route
 from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
 from .softmax import log_softmax, logsumexp, softmax
 from .softmax_backward import log_softmax_backward, softmax_backward
@@ -48,6 +50,7 @@ from .stablemax import log_stablemax, log_stablemax_backward, stablemax, stablem
 __version__: str = _core.__version__
 
 __all__ = [
+    "PRESETS",
     "__version__",
     "available_isas",
     "collapse_fraction",
@@ -78,6 +81,7 @@ __all__ = [
     "nkd_loss",
     "nll_loss",
     "poly1_cross_entropy",
+    "route",
     "set_isa",
     "set_num_threads",
     "softmax",

@@ -16,6 +16,7 @@
 #include "logitkit/runtime.h"
 #include "cross_entropy/cross_entropy_kernels.h"
 #include "distill/distill_kernels.h"
+#include "runtime/bad_row.h"
 #include "runtime/kernel_table.h"
 #include "runtime/loss_support.h"
 #include "runtime/row_driver.h"
@@ -157,28 +158,6 @@ double distill_impl(ArrayView<const T> student, ArrayView<const T> teacher, cons
   return mean ? total / d.row_value_sum(kSumWeight) : total;
 }
 
-// The lowest row whose ids are out of range or repeated (the error path only: a lock is fine).
-class BadIds {
- public:
-  void report(int64_t row, const std::string& what) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (row < row_) {
-      row_ = row;
-      what_ = what;
-    }
-  }
-  void throw_if_any() const {
-    if (row_ != kNone)
-      throw Error(Error::Kind::kInvalidArgument, "teacher_ids", what_ + " (row " + std::to_string(row_) + ")");
-  }
-
- private:
-  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
-  std::mutex mutex_;
-  int64_t row_ = kNone;
-  std::string what_;
-};
-
 template <class Index>
 bool check_ids(const Index* ids, size_t k, int64_t classes, std::vector<int64_t>& sorted, std::string& what) {
   sorted.assign(ids, ids + k);
@@ -231,7 +210,7 @@ double distill_topk_impl(ArrayView<const T> student, ArrayView<const T> teacher,
   const T c = inverse_temperature<T>(o.temperature);
   const double t_factor = o.temperature_squared ? o.temperature * o.temperature : 1.0;
   double scale = grad.grad_output;
-  BadIds bad;
+  BadRow bad;
   if (with_grad) {  // ids checked and "mean"'s normaliser summed before any gradient is written
     RowDriver pre(options.axis);
     pre.input(student, "student", RowExtent::kRow, 0, RowRead::kStrided);
@@ -247,7 +226,7 @@ double distill_topk_impl(ArrayView<const T> student, ArrayView<const T> teacher,
         *b.row<double>(kSum, r) = row_weighted ? static_cast<double>(*b.row<const T>(kW, r)) : 1.0;
       }
     });
-    bad.throw_if_any();
+    bad.throw_if_any("teacher_ids");
     if (mean) scale /= pre.row_value_sum(kSum);
   }
   const SoftmaxKernels<T>& sk = kernels().softmax.get<T>();
@@ -308,7 +287,7 @@ double distill_topk_impl(ArrayView<const T> student, ArrayView<const T> teacher,
       *b.row<double>(kSumWeight, r) = sw;
     }
   }, policy);
-  bad.throw_if_any();
+  bad.throw_if_any("teacher_ids");
   const double total = d.row_value_sum(kSumLoss);
   return mean ? total / d.row_value_sum(kSumWeight) : total;
 }

@@ -6,6 +6,7 @@
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "math/math_kernels.h"
 #include "nll_loss/nll_loss_kernels.h"
+#include "route/route_kernels.h"
 #include "runtime/per_type.h"
 #include "softmax/softmax_kernels.h"
 #include "softmax_backward/softmax_backward_kernels.h"
@@ -31,6 +32,7 @@ struct KernelTable {
   PerType<NllLossKernels> nll_loss;
   PerType<CrossEntropyKernels> cross_entropy;
   PerType<DistillKernels> distill;
+  PerType<RouteKernels> route;
 };
 
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.
