@@ -164,23 +164,14 @@ void grad(const T* e, const T* y, const T* w, const T* capped, T* g, size_t n, c
   }
 }
 
-// cap tanh(x / cap) = sign(x) cap (1 - 2 / (exp(2 |x| / cap) + 1)): its absolute error is about
-// cap ulp(1), the spacing of the capped values near +-cap.
+// cap tanh(x / cap) (vsoftcap, simd/math-inl.h).
 template <class T>
 __attribute__((flatten)) void softcap(const T* x, T* y, size_t n, T cap) {
   using S = Simd<T>;
-  using V = typename S::V;
-  const V two_over_cap = S::set1(T(2) / cap), vcap = S::set1(cap), one = S::set1(T(1)), two = S::set1(T(2)),
-          zero = S::zero();
-  auto capped = [&](V xv) {
-    const V e = vexp<T>(S::mul(S::abs(xv), two_over_cap));
-    const V magnitude = S::mul(vcap, S::sub(one, S::div(two, S::add(e, one))));
-    const V r = S::select(S::lt(xv, zero), S::sub(zero, magnitude), magnitude);
-    return S::select(S::ne(xv, xv), xv, r);
-  };
+  const typename S::V two_over_cap = S::set1(T(2) / cap), vcap = S::set1(cap);
   for_vectors<S>(
-      n, [&](size_t i, int) { S::store(y + i, capped(S::load(x + i))); },
-      [&](size_t i, size_t r) { S::store_tail(y + i, capped(S::load_tail(x + i, r, T(0))), r); });
+      n, [&](size_t i, int) { S::store(y + i, vsoftcap<T>(S::load(x + i), two_over_cap, vcap)); },
+      [&](size_t i, size_t r) { S::store_tail(y + i, vsoftcap<T>(S::load_tail(x + i, r, T(0)), two_over_cap, vcap), r); });
 }
 
 template <class T>

@@ -72,17 +72,11 @@ void transform(const RouteConfig<T>& c, const T* x, T* y, size_t n) {
   const V temperature = S::set1(c.temperature);
   const bool cap = c.softcap > 0, scale = c.temperature != T(1);
   const RouteActivation act = c.options.activation;
-  // tanh(v) = sign(v) (1 - 2 / (exp(2 |v|) + 1)): absolute error about ulp(1)
-  auto tanh_times = [&](V v, V two_over, V mul) {
-    const V e = vexp<T>(S::mul(S::abs(v), two_over));
-    const V magnitude = S::mul(mul, S::sub(one, S::div(two, S::add(e, one))));
-    return S::select(S::ne(v, v), v, S::select(S::lt(v, zero), S::sub(zero, magnitude), magnitude));
-  };
   auto f = [&](V v) {
-    if (cap) v = tanh_times(v, two_over_cap, vcap);
+    if (cap) v = vsoftcap<T>(v, two_over_cap, vcap);
     switch (act) {
       case RouteActivation::kTanh:
-        v = tanh_times(v, two, one);
+        v = vsoftcap<T>(v, two, one);  // tanh
         break;
       case RouteActivation::kSigmoid:
         v = S::div(one, S::add(one, vexp<T>(S::sub(zero, v))));

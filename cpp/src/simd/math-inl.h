@@ -482,6 +482,20 @@ inline typename Simd<T>::V log_core(typename Simd<T>::V x, typename Simd<T>::V e
   return S::fma(e, S::set1(C::kLn2Hi), S::sub(f, S::sub(hfsq, low)));
 }
 
+// cap tanh(x / cap) = sign(x) cap (1 - 2 / (exp(2 |x| / cap) + 1)), given two_over_cap = 2 / cap:
+// its absolute error is about cap ulp(1), the spacing of the capped values near +-cap (Gemma 2's
+// logit softcap; with cap 1, tanh). -+inf -> -+cap, NaN stays NaN.
+template <class T>
+inline typename Simd<T>::V vsoftcap(typename Simd<T>::V x, typename Simd<T>::V two_over_cap,
+                                    typename Simd<T>::V cap) {
+  using S = Simd<T>;
+  const auto one = S::set1(T(1)), zero = S::zero();
+  const auto e = vexp<T>(S::mul(S::abs(x), two_over_cap));
+  const auto magnitude = S::mul(cap, S::sub(one, S::div(S::set1(T(2)), S::add(e, one))));
+  const auto r = S::select(S::lt(x, zero), S::sub(zero, magnitude), magnitude);
+  return S::select(S::ne(x, x), x, r);
+}
+
 // Natural log: +inf -> +inf, 0 -> -inf, negative -> NaN, NaN propagates.
 template <class T>
 inline typename Simd<T>::V vlog(typename Simd<T>::V x) {
