@@ -24,6 +24,7 @@ void bind_distill(py::module_& m);
 void bind_class_losses(py::module_& m);
 void bind_sparsemax(py::module_& m);
 void bind_route(py::module_& m);
+void bind_moe(py::module_& m);
 
 namespace {
 
@@ -149,4 +150,5 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_class_losses(m);
   logitkit_py::bind_sparsemax(m);
   logitkit_py::bind_route(m);
+  logitkit_py::bind_moe(m);
 }

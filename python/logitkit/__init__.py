@@ -32,6 +32,19 @@ from .cross_entropy import cross_entropy
 from .distill import dkd_loss, jsd, kl_div, kl_div_topk, nkd_loss, tvd
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
+from .moe import (
+    DispatchPlan,
+    contrastive_logits,
+    dispatch,
+    expert_choice,
+    expert_counts,
+    load_balancing_loss,
+    permute,
+    router_z_loss,
+    sequence_balance_loss,
+    unpermute,
+    update_bias,
+)
 from .nll_loss import nll_loss
 from .route import PRESETS, route
 from .runtime import available_isas, get_num_threads, isa, set_isa, set_num_threads, use_isa
@@ -50,12 +63,15 @@ from .stablemax import log_stablemax, log_stablemax_backward, stablemax, stablem
 __version__: str = _core.__version__
 
 __all__ = [
+    "DispatchPlan",
     "PRESETS",
     "__version__",
     "available_isas",
     "collapse_fraction",
     "comp_sum_loss",
+    "contrastive_logits",
     "cross_entropy",
+    "dispatch",
     "dkd_loss",
     "entmax15",
     "entmax15_backward",
@@ -63,6 +79,8 @@ __all__ = [
     "entmax_bisect",
     "entmax_bisect_backward",
     "entropy",
+    "expert_choice",
+    "expert_counts",
     "focal_loss",
     "generalized_cross_entropy",
     "get_num_threads",
@@ -71,6 +89,7 @@ __all__ = [
     "kl_div",
     "kl_div_topk",
     "ldr_kl_loss",
+    "load_balancing_loss",
     "log_softmax",
     "log_softmax_backward",
     "log_stablemax",
@@ -80,8 +99,11 @@ __all__ = [
     "masked_softmax",
     "nkd_loss",
     "nll_loss",
+    "permute",
     "poly1_cross_entropy",
     "route",
+    "router_z_loss",
+    "sequence_balance_loss",
     "set_isa",
     "set_num_threads",
     "softmax",
@@ -94,5 +116,7 @@ __all__ = [
     "stablemax_backward",
     "stablemax_cross_entropy",
     "tvd",
+    "unpermute",
+    "update_bias",
     "use_isa",
 ]

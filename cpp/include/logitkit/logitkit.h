@@ -8,6 +8,7 @@
 #include "logitkit/loss.h"
 #include "logitkit/math.h"
 #include "logitkit/nll_loss.h"
+#include "logitkit/moe.h"
 #include "logitkit/route.h"
 #include "logitkit/runtime.h"
 #include "logitkit/softmax.h"

@@ -97,4 +97,16 @@ LOGITKIT_DECLARE_ROUTE(float)
 LOGITKIT_DECLARE_ROUTE(double)
 #undef LOGITKIT_DECLARE_ROUTE
 
+// Expert choice routing (Zhou et al. 2022): with s = softmax(logits) over the experts (T, E) of
+// each token, every expert takes its `capacity` tokens of largest s (ties: lower token; NaN
+// lowest), so weights and tokens have shape (E, capacity), columns in descending order. The
+// selection is route()'s (scoring kNone) over the transposed scores. capacity in [1, T].
+template <class T>
+void expert_choice(InputView<T> /*logits*/, ArrayView<T> /*weights*/, ArrayView<int32_t> /*tokens*/,
+                   int64_t /*capacity*/) {
+  static_assert(detail::kIsElement<T>, "logitkit::expert_choice: T must be float or double");
+}
+template <> LOGITKIT_API void expert_choice<float>(InputView<float>, ArrayView<float>, ArrayView<int32_t>, int64_t);
+template <> LOGITKIT_API void expert_choice<double>(InputView<double>, ArrayView<double>, ArrayView<int32_t>, int64_t);
+
 }  // namespace logitkit

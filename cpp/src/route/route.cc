@@ -8,6 +8,7 @@
 
 #include "logitkit/error.h"
 #include "logitkit/route.h"
+#include "logitkit/softmax.h"
 #include "route/route_kernels.h"
 #include "runtime/bad_row.h"
 #include "runtime/kernel_table.h"
@@ -161,6 +162,25 @@ void route_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32
       policy);
 }
 
+template <class T>
+void expert_choice_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32_t> tokens, int64_t capacity) {
+  if (logits.ndim != 2) invalid("logits", "must have shape (tokens, experts)");
+  const int64_t T_ = logits.shape[0], E = logits.shape[1];
+  if (capacity < 1 || capacity > T_)
+    invalid("capacity", "must be in [1, " + std::to_string(T_) + "] for " + std::to_string(T_) + " tokens, got " +
+                            std::to_string(capacity));
+  std::vector<T> probs(static_cast<size_t>(T_ * E));
+  softmax<T>(logits, ArrayView<T>::contiguous(probs.data(), {T_, E}), -1);
+  ArrayView<const T> by_expert;  // (E, T) view of the scores
+  by_expert.data = probs.data();
+  by_expert.ndim = 2;
+  by_expert.shape[0] = E, by_expert.shape[1] = T_;
+  by_expert.strides[0] = 1, by_expert.strides[1] = E;
+  RouteOptions o;
+  o.scoring = RouteScoring::kNone;
+  route_impl<T>(by_expert, weights, tokens, capacity, o, {}, {}, {}, {});
+}
+
 }  // namespace
 
 #define LOGITKIT_SPECIALIZE(T)                                                                             \
@@ -169,6 +189,10 @@ void route_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32
                 const RouteOptions& options, ArrayView<const T> bias, ArrayView<const uint8_t> expert_mask, \
                 ArrayView<const uint8_t> force, ArrayView<const T> noise_std) {                            \
     route_impl<T>(logits, weights, ids, k, options, bias, expert_mask, force, noise_std);                  \
+  }                                                                                                        \
+  template <>                                                                                              \
+  void expert_choice<T>(InputView<T> logits, ArrayView<T> weights, ArrayView<int32_t> tokens, int64_t capacity) { \
+    expert_choice_impl<T>(logits, weights, tokens, capacity);                                              \
   }
 LOGITKIT_SPECIALIZE(float)
 LOGITKIT_SPECIALIZE(double)

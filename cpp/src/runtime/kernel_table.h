@@ -5,6 +5,7 @@
 #include "entropy/entropy_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "math/math_kernels.h"
+#include "moe/moe_kernels.h"
 #include "nll_loss/nll_loss_kernels.h"
 #include "route/route_kernels.h"
 #include "runtime/per_type.h"
@@ -33,6 +34,7 @@ struct KernelTable {
   PerType<CrossEntropyKernels> cross_entropy;
   PerType<DistillKernels> distill;
   PerType<RouteKernels> route;
+  PerType<MoeKernels> moe;
 };
 
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.
