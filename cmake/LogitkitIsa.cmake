@@ -20,6 +20,7 @@ set(LOGITKIT_FAMILIES
   cross_entropy
   distill
   route
+  moe
   nll_loss)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$")

@@ -151,7 +151,7 @@ def _inputs(name, dtype):
     return tuple(np.asarray(a, dtype) for a in OPS[name][1](x, dy)), OPS[name][2](x, dy)
 
 
-PUBLIC = [n for n in logitkit.__all__ if callable(getattr(logitkit, n))]
+PUBLIC = [n for n in logitkit.__all__ if callable(getattr(logitkit, n)) and not isinstance(getattr(logitkit, n), type)]
 
 
 def test_every_public_op_is_covered():
@@ -163,7 +163,10 @@ def test_every_public_op_is_covered():
               "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss", "stablemax_cross_entropy",
               "sparsemax_loss", "entmax15_loss", "spherical_z_loss", "kl_div_topk", "dkd_loss",
               "nkd_loss"}
-    assert reductions | losses | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
+    # tests/test_route.py, test_route_presets.py, test_moe.py
+    moe = {"route", "PRESETS", "DispatchPlan", "dispatch", "permute", "unpermute", "expert_choice", "expert_counts",
+           "load_balancing_loss", "router_z_loss", "sequence_balance_loss", "update_bias", "contrastive_logits"}
+    assert reductions | losses | moe | ops | set(logitkit.runtime.__all__) | {"__version__"} == set(logitkit.__all__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,8 +219,45 @@ VALID = {
     "a": 0.1,
     "teacher_logprobs": np.log(np.array([[0.7, 0.3], [0.6, 0.4]], np.float32)),
     "teacher_ids": np.array([[1, 0], [2, 1]]),
+    "k": 2,
+    "preset": None,
+    "scoring": "softmax",
+    "activation": None,
+    "weights_from": "scores",
+    "renormalize": True,
+    "renormalize_eps": 0.0,
+    "scaling_factor": 1.0,
+    "bias": np.zeros(3, np.float32),
+    "n_group": 1,
+    "topk_group": None,
+    "group_score": "max",
+    "expert_mask": None,
+    "force": None,
+    "noise": None,
+    "noise_std": 1.0,
+    "seed": 0,
+    "experts": np.array([[0, 1], [2, 0]]),
+    "num_experts": 3,
+    "weights": np.full((2, 2), 0.5, np.float32),
+    "capacity": 2,
+    "capacity_factor": None,
+    "min_capacity": 4,
+    "drop_policy": "position",
+    "block_size": 1,
+    "hidden": X,
+    "plan": logitkit.dispatch(np.array([[0, 1], [2, 0]]), 3),
+    "expert_out": np.ones((4, 3), np.float32),
+    "normalization": "switch",
+    "seq_len": 1,
+    "counts": np.array([1, 2, 1]),
+    "rate": 0.001,
+    "strong": X,
+    "weak": X[::-1].copy(),
 }
-VALID_FOR = {"spherical_z_loss": {"b": 10.0}}  # a parameter name another op uses for an array
+VALID_FOR = {
+    "spherical_z_loss": {"b": 10.0},  # a parameter name another op uses for an array
+    "contrastive_logits": {"alpha": 0.1},
+}  # a parameter name another op uses for an array
 BAD = {
     "None": None,
     "object": object(),

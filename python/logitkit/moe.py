@@ -126,7 +126,7 @@ def dispatch(
     mc = _arrays.int_scalar(min_capacity, "min_capacity")
     if mc < 0:
         raise ValueError(f"min_capacity: must be >= 0, got {mc}")
-    if drop_policy not in ("position", "probs"):
+    if not isinstance(drop_policy, str) or drop_policy not in ("position", "probs"):
         raise ValueError(f"drop_policy: expected 'position' or 'probs', got {drop_policy!r}")
     bs = _arrays.int_scalar(block_size, "block_size")
     if bs < 1:
@@ -135,9 +135,9 @@ def dispatch(
     if weights is not None:
         w = _arrays.as_array(weights, "weights")
         w = _arrays.to_compute(w, _arrays.compute_dtype(_arrays.result_dtype(w.dtype)))
-        w = w.reshape(ids.shape) if w.size == ids.size else w
-        if w.shape != ids.shape:
-            raise ValueError(f"weights: must have the experts' shape {ids.shape}, got {np.shape(weights)}")
+        if w.shape != np.shape(experts):
+            raise ValueError(f"weights: must have the experts' shape {np.shape(experts)}, got {w.shape}")
+        w = w.reshape(ids.shape)
     elif drop_policy == "probs" and (cap >= 0 or cf > 0):
         raise ValueError("weights: the drop policy 'probs' needs the routing weights")
     t, k = ids.shape
@@ -238,7 +238,7 @@ def _loss_inputs(logits, experts):
     if experts is not None:
         ids = _ids(experts)
         if ids.shape[0] != x.shape[0]:
-            raise ValueError(f"experts: has {ids.shape[0]} tokens for {x.shape[0]} rows of logits")
+            raise ValueError(f"experts: its {ids.shape[0]} tokens do not match logits's {x.shape[0]} rows")
     return arr, x, ids
 
 
@@ -262,7 +262,7 @@ def load_balancing_loss(
     alpha: float = 1.0,
     return_grad: bool = False,
     grad_output: float = 1.0,
-):
+) -> float | tuple[float, FloatArray]:
     """Auxiliary load-balancing loss of router logits (T, E) and the selected experts (T, k),
     with P_e = mean over tokens of softmax(logits)_e and the counts as constants:
 
@@ -272,7 +272,7 @@ def load_balancing_loss(
       k times the Switch value.
 
     With return_grad, also d loss / d logits (grad_output times it)."""
-    if normalization not in ("switch", "deepspeed", "hf_mixtral"):
+    if not isinstance(normalization, str) or normalization not in ("switch", "deepspeed", "hf_mixtral"):
         raise ValueError(f"normalization: expected 'switch', 'deepspeed' or 'hf_mixtral', got {normalization!r}")
     norm = "hf_mixtral" if normalization == "hf_mixtral" else "switch"
     return _run_loss("load_balancing", logits, experts, norm, alpha, 0, return_grad, grad_output)
@@ -286,7 +286,7 @@ def sequence_balance_loss(
     alpha: float = 1.0,
     return_grad: bool = False,
     grad_output: float = 1.0,
-):
+) -> float | tuple[float, FloatArray]:
     """DeepSeek-V3's sequence-wise balance loss: tokens in consecutive sequences of seq_len; per
     sequence P_i = mean_t s'_{t,i} (s' = sigmoid(logits) normalised over the experts), f_i =
     E / (k seq_len) * (times expert i is selected in it), L = alpha sum_i f_i P_i; the mean over
@@ -295,7 +295,9 @@ def sequence_balance_loss(
     return _run_loss("sequence_balance", logits, experts, "switch", alpha, s, return_grad, grad_output)
 
 
-def router_z_loss(logits: ArrayLike, *, return_grad: bool = False, grad_output: float = 1.0):
+def router_z_loss(
+    logits: ArrayLike, *, return_grad: bool = False, grad_output: float = 1.0
+) -> float | tuple[float, FloatArray]:
     """ST-MoE's router z-loss: mean over tokens of logsumexp(logits)^2 (multiply by its
     coefficient, 1e-3 in the paper). With return_grad, also d loss / d logits."""
     return _run_loss("router_z", logits, None, "switch", 1.0, 0, return_grad, grad_output)

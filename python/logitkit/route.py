@@ -282,7 +282,7 @@ def route(
     if bias is not None:
         b = _arrays.to_compute(_arrays.as_array(bias, "bias"), compute)
         if b.shape != (experts,):
-            raise ValueError(f"bias: must have shape ({experts},), one value per expert, got {b.shape}")
+            raise ValueError(f"bias: must have shape ({experts},), one value per expert of logits's last axis, got {b.shape}")
     mask = None if expert_mask is None else _bool_rows(expert_mask, "expert_mask", x.shape)
     forced = None if force is None else _force_rows(force, x.shape)
 
