@@ -36,5 +36,5 @@ def parse_args(doc: str, default_shapes: str) -> argparse.Namespace:
     torch.set_num_threads(args.threads)
     logitkit.set_num_threads(args.threads)
     print(f"isa={logitkit.isa()} threads={args.threads} torch={torch.__version__} float32, median of {args.repeat}")
-    args.shape_list = [tuple(int(v) for v in spec.split("x")) for spec in args.shapes.split(",")]
+    args.shape_list = [tuple(int(v) for v in spec.split("x")) for spec in args.shapes.split(",") if spec]
     return args

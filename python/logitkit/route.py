@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from collections.abc import Mapping
@@ -140,6 +141,62 @@ def _force_rows(force, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(row, shape).view(np.uint8)
 
 
+@functools.lru_cache(maxsize=512)
+def _resolved(experts: int, preset, given: tuple) -> tuple[int, dict[str, Any]]:
+    """k and the options dict of the C++ call for the scalar arguments `given` ((name, type,
+    value) triples; value None: not given), with
+    the preset's and the defaults filled in and every value checked. Cached: a router is called
+    with the same arguments every step, and checking them cost more than routing a decode token."""
+    p = dict(_DEFAULTS)
+    if preset is not None:
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {', '.join(map(repr, PRESETS))} or None, got {preset!r}")
+        p.update(PRESETS[preset])
+    p.update({name: v for name, _, v in given if v is not None})
+    if p["k"] is None:
+        raise TypeError("k: required (the number of experts per token) unless a preset gives it")
+    kk = _arrays.int_scalar(p["k"], "k")
+    if not 1 <= kk <= experts:
+        raise ValueError(f"k: must be in [1, {experts}] for {experts} experts, got {kk}")
+    options = {
+        "scoring": _choice(p["scoring"], "scoring"),
+        "activation": _choice(p["activation"], "activation", allow_none=True),
+        "weights_from": _choice(p["weights_from"], "weights_from"),
+        "group_score": _choice(p["group_score"], "group_score"),
+        "noise": _choice(p["noise"], "noise", allow_none=True),
+        "renormalize": _arrays.check_flag(p["renormalize"], "renormalize"),
+        "temperature": _arrays.check_temperature(p["temperature"]),
+        "renormalize_eps": _arrays.real_scalar(p["renormalize_eps"], "renormalize_eps"),
+        "scaling_factor": _arrays.real_scalar(p["scaling_factor"], "scaling_factor"),
+        "n_group": _arrays.int_scalar(p["n_group"], "n_group"),
+        "seed": _arrays.int_scalar(p["seed"], "seed"),
+    }
+    cap = p["softcap"]
+    options["softcap"] = 0.0 if cap is None else _arrays.real_scalar(cap, "softcap")
+    if cap is not None and not (options["softcap"] > 0.0 and math.isfinite(options["softcap"])):
+        raise ValueError(f"softcap: must be a finite number > 0 or None, got {cap!r}")
+    if not (options["renormalize_eps"] >= 0.0 and math.isfinite(options["renormalize_eps"])):
+        raise ValueError(f"renormalize_eps: must be a finite number >= 0, got {p['renormalize_eps']!r}")
+    if not math.isfinite(options["scaling_factor"]):
+        raise ValueError(f"scaling_factor: must be finite, got {p['scaling_factor']!r}")
+    ng = options["n_group"]
+    if ng < 1 or experts % ng:
+        raise ValueError(f"n_group: must be >= 1 and divide the {experts} experts, got {ng}")
+    tg = p["topk_group"]
+    options["topk_group"] = ng if tg is None else _arrays.int_scalar(tg, "topk_group")
+    if not 1 <= options["topk_group"] <= ng:
+        raise ValueError(f"topk_group: must be in [1, n_group = {ng}], got {tg}")
+    if options["topk_group"] * (experts // ng) < kk:
+        raise ValueError(f"topk_group: {options['topk_group']} groups of {experts // ng} experts hold fewer than k = {kk}")
+    if not 0 <= options["seed"] < 2**64:
+        raise ValueError(f"seed: must be in [0, 2**64), got {options['seed']}")
+    std = p["noise_std"]
+    options["noise_std"] = _arrays.real_scalar(std, "noise_std")
+    if not (options["noise_std"] >= 0.0 and math.isfinite(options["noise_std"])):
+        raise ValueError(f"noise_std: must be a finite number >= 0, got {std!r}")
+    return kk, options
+
+
 def route(
     logits: ArrayLike,
     k: int | None = None,
@@ -199,77 +256,36 @@ def route(
     "deepseek-v2", "deepseek-v3", "kimi-k2", "deepseek-v4", "llama4", "gpt-oss"); explicit
     arguments override the preset's. float16/bfloat16 logits are computed in float32.
     """
-    given = {
-        "k": k,
-        "scoring": scoring,
-        "softcap": softcap,
-        "temperature": temperature,
-        "activation": activation,
-        "weights_from": weights_from,
-        "renormalize": renormalize,
-        "renormalize_eps": renormalize_eps,
-        "scaling_factor": scaling_factor,
-        "n_group": n_group,
-        "topk_group": topk_group,
-        "group_score": group_score,
-        "noise": noise,
-        "noise_std": noise_std,
-        "seed": seed,
-    }
-    p = dict(_DEFAULTS)
-    if preset is not None:
-        if not isinstance(preset, str) or preset not in PRESETS:
-            raise ValueError(f"preset: expected one of {', '.join(map(repr, PRESETS))} or None, got {preset!r}")
-        p.update(PRESETS[preset])
-    p.update({name: v for name, v in given.items() if v is not None})
-
-    arr = _arrays.as_array(logits, "logits")
+    std = noise_std
+    std_is_array = std is not None and not _arrays._is_real_scalar(std)
+    given = (
+        ("k", k), ("scoring", scoring), ("softcap", softcap), ("temperature", temperature),
+        ("activation", activation), ("weights_from", weights_from), ("renormalize", renormalize),
+        ("renormalize_eps", renormalize_eps), ("scaling_factor", scaling_factor), ("n_group", n_group),
+        ("topk_group", topk_group), ("group_score", group_score), ("noise", noise),
+        ("noise_std", None if std_is_array else std), ("seed", seed),
+    )
+    given = tuple((name, type(v), v) for name, v in given)  # 2 and 2.0 are equal keys, not equal arguments
+    arr = logits if type(logits) is np.ndarray else _arrays.as_array(logits, "logits")
     if arr.ndim == 0:
         raise ValueError("logits: needs an experts axis (got a 0-d array)")
-    result = _arrays.result_dtype(arr.dtype)
-    compute = _arrays.compute_dtype(result)
-    x = _arrays.to_compute(arr, compute)
-    experts = x.shape[-1]
-    if p["k"] is None:
-        raise TypeError("k: required (the number of experts per token) unless a preset gives it")
-    kk = _arrays.int_scalar(p["k"], "k")
-    if not 1 <= kk <= experts:
-        raise ValueError(f"k: must be in [1, {experts}] for {experts} experts, got {kk}")
-    options = {
-        "scoring": _choice(p["scoring"], "scoring"),
-        "activation": _choice(p["activation"], "activation", allow_none=True),
-        "weights_from": _choice(p["weights_from"], "weights_from"),
-        "group_score": _choice(p["group_score"], "group_score"),
-        "noise": _choice(p["noise"], "noise", allow_none=True),
-        "renormalize": _arrays.check_flag(p["renormalize"], "renormalize"),
-        "temperature": _arrays.check_temperature(p["temperature"]),
-        "renormalize_eps": _arrays.real_scalar(p["renormalize_eps"], "renormalize_eps"),
-        "scaling_factor": _arrays.real_scalar(p["scaling_factor"], "scaling_factor"),
-        "n_group": _arrays.int_scalar(p["n_group"], "n_group"),
-        "seed": _arrays.int_scalar(p["seed"], "seed"),
-    }
-    cap = p["softcap"]
-    options["softcap"] = 0.0 if cap is None else _arrays.real_scalar(cap, "softcap")
-    if cap is not None and not (options["softcap"] > 0.0 and math.isfinite(options["softcap"])):
-        raise ValueError(f"softcap: must be a finite number > 0 or None, got {cap!r}")
-    ng = options["n_group"]
-    if ng < 1 or experts % ng:
-        raise ValueError(f"n_group: must be >= 1 and divide the {experts} experts, got {ng}")
-    tg = p["topk_group"]
-    options["topk_group"] = ng if tg is None else _arrays.int_scalar(tg, "topk_group")
-    if not 1 <= options["topk_group"] <= ng:
-        raise ValueError(f"topk_group: must be in [1, n_group = {ng}], got {tg}")
-    if not 0 <= options["seed"] < 2**64:
-        raise ValueError(f"seed: must be in [0, 2**64), got {options['seed']}")
-
-    std = p["noise_std"]
-    std_rows = None
-    if _arrays._is_real_scalar(std):
-        options["noise_std"] = _arrays.real_scalar(std, "noise_std")
-        if not (options["noise_std"] >= 0.0 and math.isfinite(options["noise_std"])):
-            raise ValueError(f"noise_std: must be a finite number >= 0, got {std!r}")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8) and arr.dtype.isnative:
+        x = arr if arr.flags.aligned else np.array(arr)
+        compute = x.dtype
     else:
-        options["noise_std"] = 1.0
+        arr = _arrays.as_array(arr, "logits")
+        compute = _arrays.compute_dtype(_arrays.result_dtype(arr.dtype))
+        x = _arrays.to_compute(arr, compute)
+    experts = x.shape[-1]
+    try:
+        kk, options = _resolved(experts, preset, given)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        kk, options = _resolved.__wrapped__(experts, preset, given)  # a 0-d array argument
+    std_rows = None
+    if std_is_array:
+        options = dict(options, noise_std=1.0)
         s = _arrays.to_compute(_arrays.as_array(std, "noise_std"), compute)
         try:
             std_rows = np.broadcast_to(s, x.shape)

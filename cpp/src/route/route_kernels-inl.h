@@ -12,6 +12,7 @@
 #error "include a vec_<isa>-inl.h first"
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -94,30 +95,43 @@ void transform(const RouteConfig<T>& c, const T* x, T* y, size_t n) {
       [&](size_t i, size_t r) { S::store_tail(y + i, f(S::load_tail(x + i, r, T(0))), r); });
 }
 
-// s = score(y) for every entry (softmax: exp(y - m), unnormalised). NaN stays NaN.
-template <class T>
-void score(RouteScoring scoring, const T* y, T* s, size_t n, T m) {
+// s = score(y) for every entry (softmax: exp(y - m), unnormalised). NaN stays NaN. One loop per
+// scoring (the switch outside the loop: a router row is short, so per-vector dispatch showed).
+template <class T, RouteScoring kScoring>
+void score_as(const T* y, T* s, size_t n, T m) {
   using S = Simd<T>;
   using V = typename S::V;
   const V zero = S::zero(), one = S::set1(T(1)), vm = S::set1(m);
-  auto f = [&](V v) {
-    switch (scoring) {
-      case RouteScoring::kSoftmax:
-        return vexp<T>(S::sub(v, vm));
-      case RouteScoring::kSigmoid:
-        return S::div(one, S::add(one, vexp<T>(S::sub(zero, v))));
-      case RouteScoring::kSqrtSoftplus: {  // softplus(v) = max(v, 0) + log1p(exp(-|v|))
-        const V sp = S::add(S::max(v, zero), vlog1p<T>(vexp<T>(S::sub(zero, S::abs(v)))));
-        return S::sqrt(S::select(S::ne(v, v), v, sp));
-      }
-      case RouteScoring::kNone:
-        break;
+  auto f = [&](V v) __attribute__((always_inline)) {
+    if constexpr (kScoring == RouteScoring::kSoftmax) {
+      return vexp<T>(S::sub(v, vm));
+    } else if constexpr (kScoring == RouteScoring::kSigmoid) {
+      return S::div(one, S::add(one, vexp<T>(S::sub(zero, v))));
+    } else if constexpr (kScoring == RouteScoring::kSqrtSoftplus) {  // softplus = max(v, 0) + log1p(exp(-|v|))
+      const V sp = S::add(S::max(v, zero), vlog1p<T>(vexp<T>(S::sub(zero, S::abs(v)))));
+      return S::sqrt(S::select(S::ne(v, v), v, sp));
+    } else {
+      return v;
     }
-    return v;
   };
   for_vectors<S>(
       n, [&](size_t i, int) { S::store(s + i, f(S::load(y + i))); },
       [&](size_t i, size_t r) { S::store_tail(s + i, f(S::load_tail(y + i, r, T(0))), r); });
+}
+
+template <class T>
+void score(RouteScoring scoring, const T* y, T* s, size_t n, T m) {
+  switch (scoring) {
+    case RouteScoring::kSoftmax:
+      return score_as<T, RouteScoring::kSoftmax>(y, s, n, m);
+    case RouteScoring::kSigmoid:
+      return score_as<T, RouteScoring::kSigmoid>(y, s, n, m);
+    case RouteScoring::kSqrtSoftplus:
+      return score_as<T, RouteScoring::kSqrtSoftplus>(y, s, n, m);
+    case RouteScoring::kNone:
+      break;
+  }
+  if (s != y) std::copy(y, y + n, s);
 }
 
 // Rank classes, highest first.
@@ -129,29 +143,11 @@ inline bool better(uint8_t ca, T ka, uint8_t cb, T kb) {
 }
 
 template <class T>
-void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch) {
+void route_token_general(const RouteConfig<T>& c, const RouteToken<T>& t, double* wsel, T* y, T* s, T* key,
+                         T* group_key, uint8_t* cls, uint8_t* group_kept) {
   constexpr T kInf = std::numeric_limits<T>::infinity();
   const size_t n = c.experts, k = c.k;
   const RouteOptions& o = c.options;
-  double* wsel = static_cast<double*>(scratch);
-  T* y = reinterpret_cast<T*>(wsel + k);
-  T* s = y + n;
-  T* key = s + n;
-  T* group_key = key + n;
-  uint8_t* cls = reinterpret_cast<uint8_t*>(group_key + c.n_group);
-  uint8_t* group_kept = cls + n;
-
-  // Transformed logits.
-  const T* x = t.x;
-  if (o.noise != RouteNoise::kNone) {
-    for (size_t e = 0; e < n; ++e) {
-      const double scale = t.noise_std ? static_cast<double>(t.noise_std[e]) : o.noise_std;
-      y[e] = static_cast<T>(noisy_logit(static_cast<double>(x[e]), scale, o.noise, o.seed, t.token, e));
-    }
-    x = y;
-  }
-  transform<T>(c, x, y, n);
-
   // Scores: masked and NaN entries have none (0); a softmax is normalised over the others.
   T m = -kInf;
   if (o.scoring == RouteScoring::kSoftmax)
@@ -264,6 +260,333 @@ void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch)
   const double total = wsum + o.renormalize_eps;
   const bool divide = o.renormalize && total != 0.0;  // a zero sum leaves the weights 0
   for (size_t j = 0; j < k; ++j) t.weights[j] = static_cast<T>((divide ? w[j] / total : w[j]) * o.scaling_factor);
+}
+
+
+// The k best of keys kp[0..n) (every key finite or -inf, at least k finite), ties to the lower
+// id, into ids (descending) and sel (their keys).
+//
+// For k <= 2 S::N, a threshold first: the lane-wise largest and second largest keys are 2N
+// distinct entries (or -inf placeholders), so the k-th largest of them, thr, is a lower bound of
+// the k-th largest key, and only entries >= thr can be selected: about k + 1 of them on random
+// rows (measured: 8.6 for k = 8 of 64 or of 384 experts). Those candidates are compacted in id
+// order and each one's rank counted with vector compares (keys above it, plus equal keys of lower
+// id): no data-dependent branch, ties exact. Rows with many candidates (many tied keys), and
+// larger k, take the insertion path: ids scanned upwards, an entry inserted only past strictly
+// smaller keys (so equal keys stay in id order), behind a vector filter on the current k-th key.
+template <class T>
+void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr size_t N = S::N;
+  constexpr size_t kMaxRanked = 4 * N;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  alignas(64) static constexpr T iota[32] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+  static_assert(2 * N <= 32, "iota covers 2N lanes");
+  if (k <= 2 * N) {
+    T thr = -kInf;  // rows of at most 2N entries: every entry is a candidate
+    if (n > 2 * N) {
+      V first = S::set1(-kInf), second = first;
+      auto top2 = [&](V v) {
+        second = S::max(second, S::min(first, v));
+        first = S::max(first, v);
+      };
+      for_vectors<S>(
+          n, [&](size_t i, int) { top2(S::load(kp + i)); },
+          [&](size_t i, size_t r) { top2(S::load_tail(kp + i, r, -kInf)); });
+      alignas(64) T lanes[2 * N];
+      S::store(lanes, first);
+      S::store(lanes + N, second);
+      // thr = the largest lane value that at least k lane values reach: reach counted per lane by
+      // accumulating compares against each broadcast value (no movemask per pair)
+      const V one = S::set1(T(1)), a0 = first, a1 = second;
+      V reach0 = S::zero(), reach1 = S::zero();
+      for (size_t i = 0; i < 2 * N; ++i) {
+        const V v = S::set1(lanes[i]);
+        reach0 = S::add(reach0, S::select(S::le(a0, v), one, S::zero()));
+        reach1 = S::add(reach1, S::select(S::le(a1, v), one, S::zero()));
+      }
+      const V vk = S::set1(T(k)), none = S::set1(-kInf);
+      thr = S::reduce_max(S::max(S::select(S::le(vk, reach0), a0, none), S::select(S::le(vk, reach1), a1, none)));
+    }
+    // Candidates >= thr, compacted in id order (ids as T: exact below 2^24).
+    alignas(64) T cand[kMaxRanked + N], cand_id[kMaxRanked + N];
+    size_t count = 0;
+    const V vthr = S::set1(thr);
+    size_t i = 0;
+    bool overflow = false;
+    auto take = [&](V v, size_t at, size_t lanes_valid) {
+      auto keep = S::le(vthr, v);
+      if (lanes_valid < N) keep = S::mask_and(keep, S::lt(S::load(iota), S::set1(T(lanes_valid))));
+      if (count + N > kMaxRanked + N) {
+        overflow = true;
+        return;
+      }
+      const size_t got = S::compress_store(cand + count, keep, v);
+      S::compress_store(cand_id + count, keep, S::add(S::load(iota), S::set1(T(at))));
+      count += got;
+      overflow = overflow || count > kMaxRanked;
+    };
+    for (; i + N <= n && !overflow; i += N) take(S::load(kp + i), i, N);
+    if (i < n && !overflow) take(S::load_tail(kp + i, n - i, -kInf), i, n - i);
+    if (!overflow && n < (size_t{1} << 24)) {
+      const size_t padded = (count + N - 1) / N * N;
+      for (size_t j = count; j < padded; ++j) cand[j] = -kInf, cand_id[j] = T(n);  // never before a real one
+      // rank of each candidate (keys above it plus equal keys of lower id), N candidates at a
+      // time, accumulated against each broadcast candidate
+      alignas(64) T rank[kMaxRanked + N];
+      for (size_t c0 = 0; c0 < padded; c0 += N) {
+        const V mine = S::load(cand + c0), at = S::add(S::load(iota), S::set1(T(c0)));
+        V r = S::zero();
+        for (size_t j = 0; j < count; ++j) {
+          const V other = S::set1(cand[j]), pos = S::set1(T(j));
+          const auto ahead = S::mask_or(S::gt(other, mine), S::mask_and(S::eq(other, mine), S::lt(pos, at)));
+          r = S::add(r, S::select(ahead, S::set1(T(1)), S::zero()));
+        }
+        S::store(rank + c0, r);
+      }
+      // scattered by rank without a branch: ranks >= k land in slot k, which is discarded
+      int32_t slot_id[kMaxRanked + 1];
+      T slot_key[kMaxRanked + 1];
+      for (size_t c = 0; c < count; ++c) {
+        const size_t rk = std::min(static_cast<size_t>(rank[c]), k);
+        slot_id[rk] = static_cast<int32_t>(cand_id[c]);
+        slot_key[rk] = cand[c];
+      }
+      std::copy(slot_id, slot_id + k, ids);
+      std::copy(slot_key, slot_key + k, sel);
+      return;
+    }
+  }
+  size_t filled = 0;
+  auto insert = [&](size_t e) {
+    const T ke = kp[e];
+    if (filled == k) {
+      if (!(ke > sel[k - 1])) return;
+      --filled;
+    }
+    size_t j = filled;
+    for (; j > 0 && ke > sel[j - 1]; --j) {
+      sel[j] = sel[j - 1];
+      ids[j] = ids[j - 1];
+    }
+    sel[j] = ke;
+    ids[j] = static_cast<int32_t>(e);
+    ++filled;
+  };
+  auto candidates = [&](V v) { return S::bits(filled < k ? S::le(S::set1(-kInf), v) : S::gt(v, S::set1(sel[k - 1]))); };
+  size_t i = 0;
+  for (; i + N <= n; i += N)
+    for (unsigned b = candidates(S::load(kp + i)); b; b &= b - 1) insert(i + static_cast<size_t>(__builtin_ctz(b)));
+  if (i < n)
+    for (unsigned b = candidates(S::load_tail(kp + i, n - i, -kInf)) & ((1u << (n - i)) - 1); b; b &= b - 1)
+      insert(i + static_cast<size_t>(__builtin_ctz(b)));
+}
+
+// Most experts per token the fast path selects (its buffers live on the stack).
+inline constexpr size_t kFastMaxK = 64;
+
+// The common token: no forced experts, every allowed key finite, at least k allowed (after the
+// group limit). Vector passes for the scores and keys, select_top_k, the k weights from a small
+// vector. Returns false, having written nothing, for any other token (route_token_general).
+// GCC cannot see that score() reads only the k (padded to whole vectors) initialised entries of
+// the stack arrays below.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+template <class T>
+bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* y, T* s, T* key, T* group_key) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const RouteOptions& o = c.options;
+  const size_t n = c.experts, k = c.k;
+  if (t.force || k > kFastMaxK) return false;
+  const bool softmax = o.scoring == RouteScoring::kSoftmax;
+  const bool grouped = c.n_group > 1 && c.topk_group < c.n_group;
+  const bool key_from_scores = c.bias || (c.n_group > 1 && o.group_score == GroupScore::kTop2Sum);
+  // A softmax's normaliser is needed unless renormalising by the selected sum cancels it.
+  const bool need_z = softmax && o.weights_from == RouteWeights::kScores && !(o.renormalize && o.renormalize_eps == 0.0);
+  const bool all_scores = key_from_scores || need_z;
+  const uint8_t* mask = t.mask;
+  const V minus_inf = S::set1(-kInf), inf = S::set1(kInf);
+  auto allowed = [&](size_t i) { return S::load_mask(mask + i); };
+  auto allowed_tail = [&](size_t i, size_t r) { return S::load_mask_tail(mask + i, r); };
+
+  if (all_scores) {
+    T m = T(0);
+    if (softmax) {  // the max over allowed experts
+      V mx = minus_inf;
+      for_vectors<S>(
+          n,
+          [&](size_t i, int) {
+            const V v = S::load(y + i);
+            mx = S::max(mx, mask ? S::select(allowed(i), v, minus_inf) : v);
+          },
+          [&](size_t i, size_t r) {
+            const V v = S::load_tail(y + i, r, -kInf);
+            mx = S::max(mx, mask ? S::select(allowed_tail(i, r), v, minus_inf) : v);
+          });
+      m = S::reduce_max(mx);
+      if (!(m > -kInf && m < kInf)) return false;
+    }
+    score<T>(o.scoring, y, s, n, m);
+    if (softmax) {  // masked entries take no share of the normaliser
+      V acc = S::zero();
+      for_vectors<S>(
+          n,
+          [&](size_t i, int) {
+            const V v = S::load(s + i);
+            acc = S::add(acc, mask ? S::select(allowed(i), v, S::zero()) : v);
+          },
+          [&](size_t i, size_t r) {
+            const V v = S::load_tail(s + i, r, T(0));
+            acc = S::add(acc, mask ? S::select(allowed_tail(i, r), v, S::zero()) : v);
+          });
+      const V inv = S::set1(T(1) / S::reduce_add(acc));
+      for_vectors<S>(
+          n, [&](size_t i, int) { S::store(s + i, S::mul(S::load(s + i), inv)); },
+          [&](size_t i, size_t r) { S::store_tail(s + i, S::mul(S::load_tail(s + i, r, T(0)), inv), r); });
+    }
+  }
+  // Keys (masked: -inf) and the check that every allowed key is finite; count of allowed.
+  const T* src = key_from_scores ? s : y;
+  const bool copy = key_from_scores || mask || grouped;
+  bool finite = true;
+  size_t allowed_count = n;
+  {
+    M bad = S::lt(inf, inf);  // all false
+    size_t masked_out = 0;
+    auto step = [&](V v, M ok, size_t i, size_t r) {
+      if (c.bias) v = S::add(v, r == S::N ? S::load(c.bias + i) : S::load_tail(c.bias + i, r, T(0)));
+      bad = S::mask_or(bad, S::mask_andnot(S::lt(S::abs(v), inf), ok));  // NaN fails lt
+      if (mask) masked_out += static_cast<size_t>(__builtin_popcount(~S::bits(ok) & ((r == S::N ? (1u << S::N) : (1u << r)) - 1u)));
+      v = S::select(ok, v, minus_inf);
+      if (copy) {
+        if (r == S::N) S::store(key + i, v);
+        else S::store_tail(key + i, v, r);
+      }
+    };
+    const M all = S::le(minus_inf, minus_inf);  // all true
+    for_vectors<S>(
+        n, [&](size_t i, int) { step(S::load(src + i), mask ? allowed(i) : all, i, S::N); },
+        [&](size_t i, size_t r) {
+          // lanes past r: allowed and 0, so they neither fail the check nor count as masked
+          step(S::load_tail(src + i, r, T(0)), mask ? S::mask_or(allowed_tail(i, r), S::lt(S::set1(T(r)), S::set1(T(0)))) : all, i, r);
+        });
+    finite = !S::any(bad);
+    allowed_count = n - masked_out;
+  }
+  if (!finite || allowed_count < k) return false;
+  const T* kp = copy ? key : y;  // grouped implies copy: the group limit writes key
+
+  if (grouped) {  // group keys over the allowed experts; losing groups' experts get -inf
+    const size_t size = n / c.n_group;
+    for (size_t g = 0; g < c.n_group; ++g) {
+      // lane-wise largest and second largest, then the group's two largest from those 2N values
+      V first = minus_inf, second = minus_inf;
+      auto top2 = [&](V v) {
+        second = S::max(second, S::min(first, v));
+        first = S::max(first, v);
+      };
+      const T* gp = key + g * size;
+      for_vectors<S>(
+          size, [&](size_t i, int) { top2(S::load(gp + i)); },
+          [&](size_t i, size_t r) { top2(S::load_tail(gp + i, r, -kInf)); });
+      const T best = S::reduce_max(first);
+      T gk = best;
+      if (o.group_score == GroupScore::kTop2Sum && size > 1) {
+        const auto at_best = S::eq(first, S::set1(best));
+        const T runner_up = __builtin_popcount(S::bits(at_best)) >= 2
+                                ? best
+                                : S::reduce_max(S::max(second, S::select(at_best, minus_inf, first)));
+        gk = best + runner_up;
+      }
+      group_key[g] = gk == gk ? gk : -kInf;  // +inf + -inf cannot occur here (keys finite or -inf)
+    }
+    size_t kept_allowed = 0;
+    for (size_t g = 0; g < c.n_group; ++g) {
+      size_t beaten_by = 0;
+      for (size_t h = 0; h < c.n_group; ++h)
+        beaten_by += group_key[h] > group_key[g] || (group_key[h] == group_key[g] && h < g);
+      T* gp = key + g * size;
+      if (beaten_by >= c.topk_group) {
+        std::fill(gp, gp + size, -kInf);
+      } else if (mask) {
+        for (size_t e = 0; e < size; ++e) kept_allowed += gp[e] > -kInf;
+      } else {
+        kept_allowed += size;
+      }
+    }
+    if (kept_allowed < k) return false;
+  }
+
+  T sel_key[kFastMaxK];
+  select_top_k<T>(kp, n, k, t.ids, sel_key);
+
+  // Weights of the k selected, in double for the normalisation.
+  T ysel[kFastMaxK + Simd<T>::N], wsel[kFastMaxK + Simd<T>::N];
+  for (size_t j = 0; j < k; ++j) ysel[j] = y[t.ids[j]];
+  for (size_t j = k; j % Simd<T>::N != 0; ++j) ysel[j] = T(0);  // whole vectors: no uninitialised lanes
+  if (o.weights_from == RouteWeights::kSelected || (softmax && !all_scores)) {
+    T m = -kInf;
+    for (size_t j = 0; j < k; ++j) m = ysel[j] > m ? ysel[j] : m;
+    score<T>(RouteScoring::kSoftmax, ysel, wsel, k, m);  // exp(y - m): normalised below
+  } else if (all_scores) {
+    for (size_t j = 0; j < k; ++j) wsel[j] = s[t.ids[j]];
+  } else {
+    score<T>(o.scoring, ysel, wsel, k, T(0));
+  }
+  // A softmax over the selected (weights_from kSelected, or a renormalised softmax, whose
+  // normaliser cancels) sums to 1 before the renormalisation.
+  const bool exp_of_selected = o.weights_from == RouteWeights::kSelected || (softmax && !all_scores);
+  double wsum = 0.0;
+  for (size_t j = 0; j < k; ++j) wsum += static_cast<double>(wsel[j]);
+  double divisor = 1.0;
+  if (exp_of_selected) {
+    divisor = wsum;
+    wsum = 1.0;
+  }
+  if (o.renormalize && wsum + o.renormalize_eps != 0.0) divisor *= wsum + o.renormalize_eps;
+  for (size_t j = 0; j < k; ++j)
+    t.weights[j] = static_cast<T>(static_cast<double>(wsel[j]) / divisor * o.scaling_factor);
+  return true;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+template <class T>
+void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch) {
+  const size_t n = c.experts;
+  double* wsel = static_cast<double*>(scratch);
+  T* y = reinterpret_cast<T*>(wsel + c.k);
+  T* s = y + n;
+  T* key = s + n;
+  T* group_key = key + n;
+  uint8_t* cls = reinterpret_cast<uint8_t*>(group_key + c.n_group);
+  uint8_t* group_kept = cls + n;
+  // Transformed logits.
+  const T* x = t.x;
+  const RouteOptions& o = c.options;
+  if (o.noise != RouteNoise::kNone) {
+    for (size_t e = 0; e < n; ++e) {
+      const double scale = t.noise_std ? static_cast<double>(t.noise_std[e]) : o.noise_std;
+      y[e] = static_cast<T>(noisy_logit(static_cast<double>(x[e]), scale, o.noise, o.seed, t.token, e));
+    }
+    x = y;
+  }
+  const bool identity = c.softcap == T(0) && o.activation == RouteActivation::kNone && c.temperature == T(1);
+  if (identity && o.noise == RouteNoise::kNone) {
+    // the logits are the transformed logits: no copy on the fast path
+    if (route_token_fast<T>(c, t, x, s, key, group_key)) return;
+  }
+  if (!identity || x != y) transform<T>(c, x, y, n);
+  if (!route_token_fast<T>(c, t, y, s, key, group_key))
+    route_token_general<T>(c, t, wsel, y, s, key, group_key, cls, group_kept);
 }
 
 template <class T>

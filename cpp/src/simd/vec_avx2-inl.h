@@ -93,6 +93,7 @@ struct Simd<float> {
   static M mask_and(M a, M b) { return _mm256_and_ps(a, b); }
   static M mask_andnot(M a, M b) { return _mm256_andnot_ps(a, b); }
   static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
+  static unsigned bits(M m) { return static_cast<unsigned>(_mm256_movemask_ps(m)); }  // lane i -> bit i
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
   static V blend(M m, V a, V b) { return select(m, a, b); }  // see vec_avx512-inl.h
   // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
@@ -221,6 +222,7 @@ struct Simd<double> {
   static M mask_and(M a, M b) { return _mm256_and_pd(a, b); }
   static M mask_andnot(M a, M b) { return _mm256_andnot_pd(a, b); }
   static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
+  static unsigned bits(M m) { return static_cast<unsigned>(_mm256_movemask_pd(m)); }
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
   static V blend(M m, V a, V b) { return select(m, a, b); }
   static M load_mask(const uint8_t* p) {

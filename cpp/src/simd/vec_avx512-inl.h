@@ -76,6 +76,7 @@ struct Simd<float> {
   static M mask_and(M a, M b) { return static_cast<M>(a & b); }
   static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
   static bool any(M m) { return m != 0; }
+  static unsigned bits(M m) { return m; }  // lane i -> bit i
   static V select(M m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
   // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
   // m ? a : b like select, but through a full-width lane mask and a bitwise ternary op. GCC folds
@@ -192,6 +193,7 @@ struct Simd<double> {
   static M mask_and(M a, M b) { return static_cast<M>(a & b); }
   static M mask_andnot(M a, M b) { return static_cast<M>(~a & b); }
   static bool any(M m) { return m != 0; }
+  static unsigned bits(M m) { return m; }  // lane i -> bit i
   static V select(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
   static V blend(M m, V a, V b) {
     return _mm512_castsi512_pd(_mm512_ternarylogic_epi64(_mm512_movm_epi64(m), _mm512_castpd_si512(a),

@@ -66,6 +66,10 @@ struct Simd<float> {
   static M mask_and(M a, M b) { return vandq_u32(a, b); }
   static M mask_andnot(M a, M b) { return vbicq_u32(b, a); }
   static bool any(M m) { return vmaxvq_u32(m) != 0; }
+  static unsigned bits(M m) {  // lane i -> bit i
+    const uint32_t weights[4] = {1, 2, 4, 8};
+    return vaddvq_u32(vandq_u32(m, vld1q_u32(weights)));
+  }
   static V select(M m, V a, V b) { return vbslq_f32(m, a, b); }
   static V blend(M m, V a, V b) { return select(m, a, b); }  // see vec_avx512-inl.h
   // Lane i is true where mask byte p[i] != 0 (a NumPy bool/uint8 mask); tail lanes >= n are false.
@@ -196,6 +200,7 @@ struct Simd<double> {
   static M mask_and(M a, M b) { return vandq_u64(a, b); }
   static M mask_andnot(M a, M b) { return vbicq_u64(b, a); }
   static bool any(M m) { return (vgetq_lane_u64(m, 0) | vgetq_lane_u64(m, 1)) != 0; }
+  static unsigned bits(M m) { return static_cast<unsigned>((vgetq_lane_u64(m, 0) & 1) | (vgetq_lane_u64(m, 1) & 2)); }
   static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
   static V blend(M m, V a, V b) { return select(m, a, b); }
   static M load_mask(const uint8_t* p) {

@@ -81,6 +81,7 @@ struct Simd {
   static M mask_and(M a, M b) { return a && b; }
   static M mask_andnot(M a, M b) { return !a && b; }
   static bool any(M m) { return m; }
+  static unsigned bits(M m) { return m ? 1u : 0u; }
   static V select(M m, V a, V b) { return m ? a : b; }
   static V blend(M m, V a, V b) { return m ? a : b; }  // see vec_avx512-inl.h
   // True where the mask byte is nonzero (a NumPy bool/uint8 mask); the empty tail is false.

@@ -1,0 +1,96 @@
+"""Benchmark: logitkit.route against the torch compositions the serving engines run on CPU (the
+models' published routing code, as in tests/moe_reference.py), and permute + unpermute against
+torch's index_select / weighted-sum composition and the copy bandwidth, in the same run.
+
+    python bench/bench_route.py [--repeat 20] [--threads N]
+
+Routing is compute-bound (a router row is at most a few KB and stays in L1: exps, compares and
+the selection), so it is reported in ns per token and as a ratio to torch. permute/unpermute are
+memory-bound: bytes moved (permute reads and writes every slot's row, unpermute reads every kept
+slot's row and writes every token's) against np.copyto's bandwidth measured in the same run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import logitkit
+from _bench import median_time, parse_args
+
+
+def topk_softmax_renorm(x, k):
+    p = torch.softmax(x, -1)
+    w, i = torch.topk(p, k)
+    return w / w.sum(-1, keepdim=True), i
+
+
+def deepseek_v3(x, bias, k, n_group, topk_group, scale):
+    s = x.sigmoid()
+    sc = s + bias
+    t, e = x.shape
+    if n_group > 1:
+        g = sc.view(t, n_group, -1).topk(2, -1)[0].sum(-1)
+        gi = g.topk(topk_group, -1)[1]
+        m = torch.zeros_like(g).scatter_(1, gi, 1).unsqueeze(-1).expand(t, n_group, e // n_group).reshape(t, e)
+        sc = sc.masked_fill(~m.bool(), float("-inf"))
+    i = sc.topk(k, -1)[1]
+    w = s.gather(1, i)
+    return w / (w.sum(-1, keepdim=True) + 1e-20) * scale, i
+
+
+def main():
+    args = parse_args(__doc__, "")
+    rng = np.random.default_rng(0)
+    print(f"{'case':<34}{'logitkit ms':>12}{'torch ms':>10}{'ratio':>8}{'ns/token':>10}")
+
+    def row(name, tokens, ours, theirs):
+        a = median_time(ours, args.repeat)
+        b = median_time(theirs, args.repeat)
+        print(f"{name:<34}{a * 1e3:>12.3f}{b * 1e3:>10.3f}{b / a:>8.1f}{a / tokens * 1e9:>10.1f}")
+
+    for t, e, k in [(16384, 64, 8), (4096, 8, 2)]:
+        x = rng.standard_normal((t, e), dtype=np.float32)
+        xt = torch.from_numpy(x)
+        row(f"softmax top-{k} renorm {t}x{e}", t, lambda: logitkit.route(x, k, renormalize=True),
+            lambda: topk_softmax_renorm(xt, k))
+    for name, t, e, ng, tg in [("deepseek-v3", 16384, 256, 8, 4), ("kimi-k2", 16384, 384, 1, 1),
+                               ("deepseek-v3 decode", 1, 256, 8, 4)]:
+        x = rng.standard_normal((t, e), dtype=np.float32)
+        b = (rng.standard_normal(e) * 0.01).astype(np.float32)
+        xt, bt = torch.from_numpy(x), torch.from_numpy(b)
+        preset = "kimi-k2" if name == "kimi-k2" else "deepseek-v3"
+        scale = 2.827 if preset == "kimi-k2" else 2.5
+        row(f"{name} {t}x{e}", t, lambda: logitkit.route(x, preset=preset, bias=b),
+            lambda: deepseek_v3(xt, bt, 8, ng, tg, scale))
+
+    # permute + unpermute at H = 4096
+    t, e, k, h = 2048, 8, 2, 4096
+    x = rng.standard_normal((t, e), dtype=np.float32)
+    w, ids = logitkit.route(x, k, renormalize=True)
+    plan = logitkit.dispatch(ids, e)
+    hidden = rng.standard_normal((t, h), dtype=np.float32)
+    expert_out = logitkit.permute(hidden, plan)
+    slot_token = torch.from_numpy(plan.slot_token.astype(np.int64))
+    position = torch.from_numpy(plan.position.astype(np.int64))
+    ht, et, wt = torch.from_numpy(hidden), torch.from_numpy(expert_out), torch.from_numpy(w)
+    dst = np.empty_like(expert_out)
+    copy_s = median_time(lambda: np.copyto(dst, expert_out), args.repeat)
+    copy_gbs = 2 * expert_out.nbytes / 1e9 / copy_s
+    print(f"\ncopy bandwidth (np.copyto of {expert_out.nbytes >> 20} MiB): {copy_gbs:.1f} GB/s")
+    print(f"{'case':<34}{'logitkit ms':>12}{'torch ms':>10}{'ratio':>8}{'GB/s':>8}{'of copy':>9}")
+    p_bytes = 2 * expert_out.nbytes
+    u_bytes = expert_out.nbytes + hidden.nbytes
+    for name, ours, theirs, nbytes in [
+        ("permute 2048x4096 k=2", lambda: logitkit.permute(hidden, plan), lambda: ht.index_select(0, slot_token), p_bytes),
+        ("unpermute 2048x4096 k=2", lambda: logitkit.unpermute(expert_out, plan, w),
+         lambda: (et.index_select(0, position.reshape(-1)).view(t, k, h) * wt.unsqueeze(-1)).sum(1), u_bytes),
+    ]:
+        a = median_time(ours, args.repeat)
+        b = median_time(theirs, args.repeat)
+        gbs = nbytes / 1e9 / a
+        print(f"{name:<34}{a * 1e3:>12.3f}{b * 1e3:>10.3f}{b / a:>8.1f}{gbs:>8.1f}{gbs / copy_gbs:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
