@@ -49,6 +49,7 @@ void route_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32
   RowDriver d(-1);
   const int kX = d.input(logits, "logits");
   if (logits.ndim == 0) invalid("logits", "needs an experts axis (got a 0-d array)");
+  if (k < 1) invalid("k", "must be >= 1, got " + std::to_string(k));
   const int kW = d.output(weights, "weights", RowExtent::kK, k);
   const int kIds = d.output(ids, "ids", RowExtent::kK, k);
   const bool masked = mask.data != nullptr || mask.ndim != 0;
