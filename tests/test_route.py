@@ -336,3 +336,29 @@ def test_presets_resolve_and_override():
     rw, ri = ref_route(x, 3)
     np.testing.assert_array_equal(i, ri)
     np.testing.assert_allclose(w, rw, rtol=2e-6)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(renormalize=True), dict(), dict(scoring="sigmoid"), dict(scoring="sigmoid", bias=True, renormalize=True,
+                                                                   scaling_factor=2.5),
+    dict(scoring="none", weights_from="selected"), dict(scoring="sqrtsoftplus", renormalize=True, renormalize_eps=0.5),
+    dict(temperature=0.5, softcap=4.0, renormalize=True), dict(activation="tanh", weights_from="selected"),
+])
+@pytest.mark.parametrize("e,k", [(8, 2), (6, 1), (16, 4), (3, 3), (64, 8)])
+def test_batched_tokens_equal_tokens_alone(isa, kw, e, k):
+    """Batches of small routers go through the many-tokens-per-vector path, single tokens through
+    the one-token path: the same bits either way (and NaN tokens inside a batch are rerouted)."""
+    x = np.random.default_rng(e * 10 + k).standard_normal((37, e)).astype(np.float32)
+    x[5, 1] = np.nan
+    x[9, 0] = np.inf
+    kw = dict(kw)
+    if kw.pop("bias", False):
+        kw["bias"] = (np.arange(e) % 3 / 10).astype(np.float32)
+    w, i = logitkit.route(x, k, **kw)
+    for t in range(x.shape[0]):
+        w1, i1 = logitkit.route(x[t : t + 1], k, **kw)
+        np.testing.assert_array_equal(i[t], i1[0])
+        np.testing.assert_array_equal(w[t].view(np.uint32), w1[0].view(np.uint32))
+    rw, ri = ref_route(x, k, **kw)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6)

@@ -202,6 +202,8 @@ def unpermute(expert_out: ArrayLike, plan: DispatchPlan, weights: ArrayLike) -> 
     if xc.shape[0] != plan.num_slots:
         raise ValueError(f"expert_out: has {xc.shape[0]} rows for a plan of {plan.num_slots} slots")
     w = _arrays.to_compute(_arrays.as_array(weights, "weights"), compute)
+    if w.ndim > 2 and w.size == plan.position.size and w.shape[-1] == plan.position.shape[1]:
+        w = w.reshape(plan.position.shape)  # route's (..., k) weights of batched tokens
     if w.shape != plan.position.shape:
         raise ValueError(f"weights: must have shape {plan.position.shape}, got {w.shape}")
     out = np.empty((plan.num_tokens, xc.shape[1]), compute)

@@ -148,6 +148,11 @@ void route_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32
   policy.work_per_row = 4 * experts + 8 * k;
   d.run(
       [&](const RowBatch& b) {
+        if (!masked && !forced && !per_expert_std) {
+          kern.route_rows(c, b.data<const T>(kX), b.ld[kX], b.rows, static_cast<uint64_t>(b.first_row),
+                          b.data<T>(kW), b.ld[kW], b.data<int32_t>(kIds), b.ld[kIds], b.scratch);
+          return;
+        }
         for (size_t r = 0; r < b.rows; ++r) {
           RouteToken<T> t;
           t.x = b.row<const T>(kX, r);

@@ -384,6 +384,25 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
       insert(i + static_cast<size_t>(__builtin_ctz(b)));
 }
 
+// The selected weights' normalisation, in T, in one fixed order, shared by the one-token fast path
+// and the many-token one (route_rows), which does the same operations lane-wise: a token gets the
+// same bits on either. exp_of_selected: w holds exp(y - m) of the selected (weights_from
+// kSelected, or a renormalised softmax, whose normaliser cancels), a softmax over them first.
+template <class T>
+void finish_weights(const RouteOptions& o, bool exp_of_selected, T* w, size_t k) {
+  T wsum = T(0);
+  for (size_t j = 0; j < k; ++j) wsum += w[j];
+  T divisor = T(1);
+  if (exp_of_selected) {
+    divisor = wsum;
+    wsum = T(1);
+  }
+  const T total = wsum + static_cast<T>(o.renormalize_eps);
+  if (o.renormalize && total != T(0)) divisor *= total;
+  const T scale = static_cast<T>(o.scaling_factor);
+  for (size_t j = 0; j < k; ++j) w[j] = w[j] / divisor * scale;
+}
+
 // Most experts per token the fast path selects (its buffers live on the stack).
 inline constexpr size_t kFastMaxK = 64;
 
@@ -474,8 +493,9 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
     for_vectors<S>(
         n, [&](size_t i, int) { step(S::load(src + i), mask ? allowed(i) : all, i, S::N); },
         [&](size_t i, size_t r) {
-          // lanes past r: allowed and 0, so they neither fail the check nor count as masked
-          step(S::load_tail(src + i, r, T(0)), mask ? S::mask_or(allowed_tail(i, r), S::lt(S::set1(T(r)), S::set1(T(0)))) : all, i, r);
+          // lanes past r hold 0 (finite) or are not allowed: they never fail the check, and step
+          // counts masked entries among the first r lanes only
+          step(S::load_tail(src + i, r, T(0)), mask ? allowed_tail(i, r) : all, i, r);
         });
     finite = !S::any(bad);
     allowed_count = n - masked_out;
@@ -540,19 +560,8 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
   } else {
     score<T>(o.scoring, ysel, wsel, k, T(0));
   }
-  // A softmax over the selected (weights_from kSelected, or a renormalised softmax, whose
-  // normaliser cancels) sums to 1 before the renormalisation.
-  const bool exp_of_selected = o.weights_from == RouteWeights::kSelected || (softmax && !all_scores);
-  double wsum = 0.0;
-  for (size_t j = 0; j < k; ++j) wsum += static_cast<double>(wsel[j]);
-  double divisor = 1.0;
-  if (exp_of_selected) {
-    divisor = wsum;
-    wsum = 1.0;
-  }
-  if (o.renormalize && wsum + o.renormalize_eps != 0.0) divisor *= wsum + o.renormalize_eps;
-  for (size_t j = 0; j < k; ++j)
-    t.weights[j] = static_cast<T>(static_cast<double>(wsel[j]) / divisor * o.scaling_factor);
+  finish_weights<T>(o, o.weights_from == RouteWeights::kSelected || (softmax && !all_scores), wsel, k);
+  std::copy(wsel, wsel + k, t.weights);
   return true;
 }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -589,10 +598,120 @@ void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch)
     route_token_general<T>(c, t, wsel, y, s, key, group_key, cls, group_kept);
 }
 
+
+// Tokens N at a time, one per lane, for routers with few experts (Mixtral's 8): the N rows are
+// transposed into E vectors (expert e of every token), and a vertical insertion network keeps the
+// k best keys per lane, in (key descending, id ascending) order: experts enter in id order and
+// pass a slot only on a larger key, entries they displace also on an equal one. Cost per token about
+// E (k + 1) / N compare-and-blend groups plus the transposition, against a per-token call's fixed
+// overhead that dominates when E is small. The same scores, keys and weight arithmetic as
+// route_token_fast, lane-wise, so a token gets the same bits on either path. Lanes with a key that
+// is not finite are routed again one token at a time (route_token).
+inline constexpr size_t kColumnMaxExperts = 16;
+inline constexpr size_t kColumnMaxK = 4;
+
+template <class T>
+bool column_route_ok(const RouteConfig<T>& c) {
+  const RouteOptions& o = c.options;
+  const bool key_from_scores = c.bias || (c.n_group > 1 && o.group_score == GroupScore::kTop2Sum);
+  const bool softmax = o.scoring == RouteScoring::kSoftmax;
+  const bool need_z = softmax && o.weights_from == RouteWeights::kScores && !(o.renormalize && o.renormalize_eps == 0.0);
+  return c.experts <= kColumnMaxExperts && c.k <= kColumnMaxK && o.noise == RouteNoise::kNone &&
+         !(c.n_group > 1 && c.topk_group < c.n_group) && !(softmax && (key_from_scores || need_z));
+}
+
+template <class T>
+void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows, uint64_t first_token, T* weights,
+                ptrdiff_t ldw, int32_t* ids, ptrdiff_t ldi, void* scratch) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr size_t N = S::N;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const size_t n = c.experts, k = c.k;
+  auto one_token = [&](size_t r) {
+    route_token<T>(c, RouteToken<T>{x + ptrdiff_t(r) * ldx, nullptr, nullptr, nullptr, first_token + r,
+                                    weights + ptrdiff_t(r) * ldw, ids + ptrdiff_t(r) * ldi},
+                   scratch);
+  };
+  size_t r = 0;
+  if (column_route_ok(c)) {
+    const RouteOptions& o = c.options;
+    const bool softmax = o.scoring == RouteScoring::kSoftmax;
+    const bool key_from_scores = c.bias != nullptr;  // top2_sum groups are excluded above
+    const bool exp_of_selected = o.weights_from == RouteWeights::kSelected || softmax;
+    const bool identity = c.softcap == T(0) && o.activation == RouteActivation::kNone && c.temperature == T(1);
+    alignas(64) T tile[kColumnMaxExperts * N], scores[kColumnMaxExperts * N];
+    alignas(64) T out_w[kColumnMaxK * N], out_id[kColumnMaxK * N];
+    for (; r + N <= rows; r += N) {
+      for (size_t e = 0; e < n; ++e)
+        for (size_t l = 0; l < N; ++l) tile[e * N + l] = x[ptrdiff_t(r + l) * ldx + ptrdiff_t(e)];
+      if (!identity) transform<T>(c, tile, tile, n * N);
+      if (key_from_scores) score<T>(o.scoring, tile, scores, n * N, T(0));  // not softmax (see column_route_ok)
+      V key_best[kColumnMaxK], id_best[kColumnMaxK], y_best[kColumnMaxK];
+      for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = S::zero(), y_best[j] = S::zero();
+      auto bad = S::lt(S::zero(), S::zero());  // all false
+      for (size_t e = 0; e < n; ++e) {
+        V y = S::load(tile + e * N);
+        V key = key_from_scores ? S::add(S::load(scores + e * N), S::set1(c.bias[e])) : y;
+        V id = S::set1(T(e));
+        bad = S::mask_or(bad, S::not_le(S::abs(key), S::set1(std::numeric_limits<T>::max())));  // inf or NaN
+        // The new entry (the highest id so far) passes a slot only on a strictly larger key; an
+        // entry it displaced came from a slot above, so it precedes equal keys below it.
+        auto displaced = S::lt(S::zero(), S::zero());  // all false
+        for (size_t j = 0; j < k; ++j) {
+          const auto gt = S::mask_or(S::gt(key, key_best[j]), S::mask_and(displaced, S::eq(key, key_best[j])));
+          displaced = S::mask_or(displaced, gt);
+          const V kb = key_best[j], ib = id_best[j], yb = y_best[j];
+          key_best[j] = S::select(gt, key, kb);
+          id_best[j] = S::select(gt, id, ib);
+          y_best[j] = S::select(gt, y, yb);
+          key = S::select(gt, kb, key);
+          id = S::select(gt, ib, id);
+          y = S::select(gt, yb, y);
+        }
+      }
+      // the weights, lane-wise as route_token_fast and finish_weights compute them per token
+      V w[kColumnMaxK];
+      if (exp_of_selected) {
+        V m = y_best[0];
+        for (size_t j = 1; j < k; ++j) m = S::max(m, y_best[j]);
+        for (size_t j = 0; j < k; ++j) w[j] = vexp<T>(S::sub(y_best[j], m));
+      } else {
+        alignas(64) T ys[kColumnMaxK * N], ws[kColumnMaxK * N];
+        for (size_t j = 0; j < k; ++j) S::store(ys + j * N, y_best[j]);
+        score<T>(o.scoring, ys, ws, k * N, T(0));
+        for (size_t j = 0; j < k; ++j) w[j] = S::load(ws + j * N);
+      }
+      V wsum = S::zero();
+      for (size_t j = 0; j < k; ++j) wsum = S::add(wsum, w[j]);
+      V divisor = S::set1(T(1));
+      if (exp_of_selected) {
+        divisor = wsum;
+        wsum = S::set1(T(1));
+      }
+      const V total = S::add(wsum, S::set1(static_cast<T>(o.renormalize_eps)));
+      if (o.renormalize) divisor = S::select(S::ne(total, S::zero()), S::mul(divisor, total), divisor);
+      const V scale = S::set1(static_cast<T>(o.scaling_factor));
+      for (size_t j = 0; j < k; ++j) {
+        S::store(out_w + j * N, S::mul(S::div(w[j], divisor), scale));
+        S::store(out_id + j * N, id_best[j]);
+      }
+      for (size_t l = 0; l < N; ++l)
+        for (size_t j = 0; j < k; ++j) {
+          weights[ptrdiff_t(r + l) * ldw + ptrdiff_t(j)] = out_w[j * N + l];
+          ids[ptrdiff_t(r + l) * ldi + ptrdiff_t(j)] = static_cast<int32_t>(out_id[j * N + l]);
+        }
+      for (unsigned b = S::bits(bad); b; b &= b - 1) one_token(r + static_cast<size_t>(__builtin_ctz(b)));
+    }
+  }
+  for (; r < rows; ++r) one_token(r);
+}
+
 template <class T>
 RouteKernels<T> make_route_kernels() {
   RouteKernels<T> k{};
   k.route_token = route_token<T>;
+  k.route_rows = route_rows<T>;
   return k;
 }
 

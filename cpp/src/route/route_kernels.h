@@ -42,6 +42,10 @@ constexpr size_t route_scratch_bytes(size_t experts, size_t k, size_t n_group) {
 template <class T>
 struct RouteKernels {
   void (*route_token)(const RouteConfig<T>& config, const RouteToken<T>& token, void* scratch);
+  // `rows` tokens without mask, forced experts or per-expert noise scales: row r of x at
+  // x + r * ldx, its outputs at weights + r * ldw and ids + r * ldi; tokens first_token + r.
+  void (*route_rows)(const RouteConfig<T>& config, const T* x, ptrdiff_t ldx, size_t rows, uint64_t first_token,
+                     T* weights, ptrdiff_t ldw, int32_t* ids, ptrdiff_t ldi, void* scratch);
 };
 
 }  // namespace logitkit
