@@ -316,9 +316,13 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
     const V vthr = S::set1(thr);
     size_t i = 0;
     bool overflow = false;
+    // On rows of at most 8 vectors about every other vector holds one of the ~k candidates: an
+    // unpredictable branch there costs more than compressing an empty vector.
+    const bool long_row = n > 8 * N;
     auto take = [&](V v, size_t at, size_t lanes_valid) {
       auto keep = S::le(vthr, v);
       if (lanes_valid < N) keep = S::mask_and(keep, S::lt(S::load(iota), S::set1(T(lanes_valid))));
+      if (long_row && !S::any(keep)) return;  // most vectors of a long row hold no candidate
       if (count + N > kMaxRanked + N) {
         overflow = true;
         return;
