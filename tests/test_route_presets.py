@@ -15,8 +15,8 @@ bias for deepseek-v3, kimi-k2, deepseek-v4, and the group scores) closer than NE
 k+1. An exact tie (the same value in float32 and float64) stays in and must go to the lower id. On
 the grid every row stays; on normal logits a few rows of the k = E cases go.
 
-The reference-only tests at the bottom (loss normalisations, gradients, the fill value) run
-without logitkit.route.
+The tests at the bottom check the references themselves (loss normalisations, gradients, the
+fill value); tests/test_moe.py compares logitkit's losses with them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import pytest
 torch = pytest.importorskip("torch")
 import moe_reference as ref  # noqa: E402
 
-needs_route = pytest.mark.skipif(not hasattr(logitkit, "route"), reason="logitkit.route is not implemented yet")
 
 RTOL, ATOL = 2e-6, 1e-7  # against the float64 reference
 RTOL32, ATOL32 = 4e-6, 2e-7  # against the float32 reference (its own rounding on top)
@@ -222,7 +221,6 @@ def _check(name, x, k=None, bias=None, x_ref=None, check32=True, min_clean=0.5, 
 # --------------------------------------------------------------------------------------------
 
 
-@needs_route
 @pytest.mark.parametrize("kind", ["grid", "normal"])
 @pytest.mark.parametrize(("name", "e", "k"), list(_cases()))
 def test_preset_matches_reference(name, e, k, kind):
@@ -236,7 +234,6 @@ def test_preset_matches_reference(name, e, k, kind):
         _check(name, x, k=k, bias=bias)
 
 
-@needs_route
 @pytest.mark.parametrize("kind", ["grid", "normal"])
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_defaults(name, kind):
@@ -248,7 +245,6 @@ def test_preset_defaults(name, kind):
     _check(name, x, bias=bias)
 
 
-@needs_route
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("kind", ["grid", "normal"])
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -264,7 +260,6 @@ def test_preset_half_precision(name, kind, dtype):
     _check(name, x, bias=bias, x_ref=x.astype(np.float32))
 
 
-@needs_route
 @pytest.mark.parametrize(
     ("name", "e", "k", "over"),
     [
@@ -284,7 +279,6 @@ def test_preset_overrides(name, e, k, over):
     _check(name, x, k=k, bias=bias, **over)
 
 
-@needs_route
 def test_deepseek_v3_losing_groups_are_minus_inf():
     """Biases that make every score + bias negative: with the HF fill (0.0) the experts of the
     losing groups outrank the kept ones; DeepSeek's model.py (-inf) keeps the selection inside the
@@ -305,7 +299,6 @@ def test_deepseek_v3_losing_groups_are_minus_inf():
     assert not (ids == i_zero.numpy()).all(axis=1).any()
 
 
-@needs_route
 @pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "deepseek-v2", "deepseek-v3", "llama4", "gpt-oss"])
 def test_all_equal_logits_pick_lowest_ids(name):
     """A row of equal logits: every rule ties everywhere, so the first k expert ids, in order."""

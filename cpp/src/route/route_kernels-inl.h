@@ -1,12 +1,16 @@
-// The per-token MoE router, written once over Simd<T> and compiled per ISA.
+// The MoE router, written once over Simd<T> and compiled per ISA.
 //
-// One token: its E logits are transformed (noise, softcap, activation, temperature) and scored in
-// vector passes over an L1-resident scratch row, then one scalar pass keeps the k best
-// (class, key, id) triples by insertion: scanning ids in ascending order and inserting only on a
-// strictly better key gives ties to the lower id without a sort, and the kept list is already in
-// output order. Cost per token: about E exps (or none for scoring kNone) plus E compares and
-// k log(E/k) expected insertions: compute-bound in L1 (a router row is at most a few KB), so it is
-// judged by instruction count, not the memory roof. No full sort and no E-sized index array.
+// Per token, the E logits are transformed (noise, softcap, activation, temperature) and scored in
+// vector passes over an L1-resident scratch row, then the k best keys are selected without a sort:
+// - route_token_fast, the common token (no forced experts, every allowed key finite): a threshold
+//   from the lane-wise top-2 keys, the few candidates above it compacted and ranked by vector
+//   compares (select_top_k); the weights of the k selected from one small vector pass.
+// - route_rows: routers with few experts (E <= 16, k <= 4) take N tokens per vector and a vertical
+//   insertion network, with the same bits as the one-token path.
+// - route_token_general, any other token (NaN, forced, fewer than k usable): (class, key, id)
+//   kept by insertion in id order, weights in double.
+// Ties go to the lower id on every path. Compute-bound in L1 (a router row is at most a few KB):
+// judged by instruction count, not the memory roof (bench/README.md has the measured bounds).
 #pragma once  // once per translation unit; each TU compiles exactly one ISA
 #ifndef LOGITKIT_TARGET
 #error "include a vec_<isa>-inl.h first"
