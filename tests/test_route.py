@@ -362,3 +362,47 @@ def test_batched_tokens_equal_tokens_alone(isa, kw, e, k):
     rw, ri = ref_route(x, k, **kw)
     np.testing.assert_array_equal(i, ri)
     np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6)
+
+
+def test_random_option_combinations(isa):
+    """Seeded random combinations of every option that changes the path a token takes (fast,
+    many-tokens, general): masks, forced experts, groups, bias, NaN/-inf entries, scorings,
+    weights_from, renormalisation, transforms, against the reference."""
+    rng = np.random.default_rng(2024)
+    for case in range(150):
+        e = int(rng.choice([1, 2, 3, 6, 8, 12, 16, 24, 60, 64, 96]))
+        divisors = [d for d in range(1, e + 1) if e % d == 0]
+        n_group = int(rng.choice(divisors))
+        size = e // n_group
+        topk_group = int(rng.integers(1, n_group + 1))
+        k = int(rng.integers(1, topk_group * size + 1))
+        x = grid((int(rng.integers(1, 30)), e), -8, 8, rng)
+        if rng.random() < 0.3:
+            x[rng.random(x.shape) < 0.1] = np.nan
+        if rng.random() < 0.3:
+            x[rng.random(x.shape) < 0.1] = -np.inf
+        kw = dict(
+            scoring=str(rng.choice(["softmax", "sigmoid", "sqrtsoftplus", "none"])),
+            weights_from=str(rng.choice(["scores", "selected"])),
+            renormalize=bool(rng.random() < 0.5),
+            scaling_factor=float(rng.choice([1.0, 2.5])),
+            n_group=n_group,
+            topk_group=topk_group,
+            group_score=str(rng.choice(["max", "top2_sum"])),
+        )
+        if rng.random() < 0.3:
+            kw["temperature"] = 0.5
+        if rng.random() < 0.4:
+            kw["bias"] = (rng.integers(-4, 4, e) / 8).astype(np.float32)
+        if rng.random() < 0.3:
+            kw["expert_mask"] = rng.random(x.shape) < 0.7
+        if rng.random() < 0.2 and k >= 1:
+            f = np.zeros(e, bool)
+            f[rng.choice(e, size=int(rng.integers(1, k + 1)), replace=False)] = True
+            if "expert_mask" in kw:
+                kw["expert_mask"] = kw["expert_mask"] | f
+            kw["force"] = f
+        w, i = logitkit.route(x, k, **kw)
+        rw, ri = ref_route(x, k, **kw)
+        np.testing.assert_array_equal(i, ri, err_msg=f"case {case}: {kw}")
+        np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6, err_msg=f"case {case}: {kw}")

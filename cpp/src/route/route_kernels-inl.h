@@ -416,7 +416,8 @@ inline constexpr size_t kFastMaxK = 64;
 
 // The common token: no forced experts, every allowed key finite, at least k allowed (after the
 // group limit). Vector passes for the scores and keys, select_top_k, the k weights from a small
-// vector. Returns false, having written nothing, for any other token (route_token_general).
+// vector. Returns false for any other token, which route_token_general then routes (rewriting
+// every output this path may have written).
 // GCC cannot see that score() reads only the k (padded to whole vectors) initialised entries of
 // the stack arrays below.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -555,11 +556,15 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
   T sel_key[kFastMaxK];
   select_top_k<T>(kp, n, k, t.ids, sel_key);
 
-  // Weights of the k selected, in double for the normalisation.
+  // Weights of the k selected.
   T ysel[kFastMaxK + Simd<T>::N], wsel[kFastMaxK + Simd<T>::N];
   for (size_t j = 0; j < k; ++j) ysel[j] = y[t.ids[j]];
   for (size_t j = k; j % Simd<T>::N != 0; ++j) ysel[j] = T(0);  // whole vectors: no uninitialised lanes
-  if (o.weights_from == RouteWeights::kSelected || (softmax && !all_scores)) {
+  const bool exp_of_selected = o.weights_from == RouteWeights::kSelected || (softmax && !all_scores);
+  if (exp_of_selected) {
+    // an infinite logit behind a finite key (a bias on a saturated score): the general path's rules
+    for (size_t j = 0; j < k; ++j)
+      if (!(ysel[j] > -kInf && ysel[j] < kInf)) return false;
     T m = -kInf;
     for (size_t j = 0; j < k; ++j) m = ysel[j] > m ? ysel[j] : m;
     score<T>(RouteScoring::kSoftmax, ysel, wsel, k, m);  // exp(y - m): normalised below
@@ -568,7 +573,7 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
   } else {
     score<T>(o.scoring, ysel, wsel, k, T(0));
   }
-  finish_weights<T>(o, o.weights_from == RouteWeights::kSelected || (softmax && !all_scores), wsel, k);
+  finish_weights<T>(o, exp_of_selected, wsel, k);
   std::copy(wsel, wsel + k, t.weights);
   return true;
 }
@@ -680,7 +685,9 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
       }
       // the weights, lane-wise as route_token_fast and finish_weights compute them per token
       V w[kColumnMaxK];
-      if (exp_of_selected) {
+      if (exp_of_selected) {  // lanes with an infinite selected logit: the general path (see there)
+        for (size_t j = 0; j < k; ++j)
+          bad = S::mask_or(bad, S::not_le(S::abs(y_best[j]), S::set1(std::numeric_limits<T>::max())));
         V m = y_best[0];
         for (size_t j = 1; j < k; ++j) m = S::max(m, y_best[j]);
         for (size_t j = 0; j < k; ++j) w[j] = vexp<T>(S::sub(y_best[j], m));
