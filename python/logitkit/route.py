@@ -252,6 +252,11 @@ def route(
     included) and gets weight 0; masked experts rank below those. When fewer than k experts are
     usable, the remaining slots take the lowest unused ids in that rank order, at weight 0.
 
+    Defaults, where neither the call nor a preset sets them: scoring "softmax", no softcap,
+    temperature 1, no activation, weights_from "scores", renormalize False, renormalize_eps 0,
+    scaling_factor 1, n_group 1, topk_group = n_group, group_score "max", no noise, noise_std 1,
+    seed 0. k is required unless a preset gives it.
+
     preset: one of logitkit.PRESETS ("mixtral", "qwen2-moe", "qwen3-moe", "olmoe",
     "deepseek-v2", "deepseek-v3", "kimi-k2", "deepseek-v4", "llama4", "gpt-oss"); explicit
     arguments override the preset's. float16/bfloat16 logits are computed in float32.
