@@ -242,20 +242,22 @@ def scalar_if_0d(res: np.ndarray):
     return res[()] if res.ndim == 0 else res
 
 
-def as_mask(where, shape: tuple[int, ...], reference: str = "x") -> np.ndarray:
+def as_mask(
+    where, shape: tuple[int, ...], reference: str = "x", name: str = "where", meaning: str = "False = excluded"
+) -> np.ndarray:
     """`where` (bool, broadcastable to `shape`) as a uint8 view of that shape. Broadcast axes keep
-    stride 0 and nothing is copied for a bool ndarray."""
+    stride 0 and nothing is copied for a bool ndarray. Errors name the argument `name`."""
     try:
         m = np.asarray(where)
     except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"where: cannot convert to an array ({exc})") from None
+        raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
     if m.dtype != np.bool_:
-        raise TypeError(f"where: expected a boolean mask (False = excluded), got dtype {m.dtype}")
+        raise TypeError(f"{name}: expected a boolean mask ({meaning}), got dtype {m.dtype}")
     try:
         m = np.broadcast_to(m, shape)
     except ValueError:
         raise ValueError(
-            f"where: shape {m.shape} cannot be broadcast to {reference}'s shape {tuple(shape)}"
+            f"{name}: shape {m.shape} cannot be broadcast to {reference}'s shape {tuple(shape)}"
         ) from None
     return m.view(np.uint8)
 

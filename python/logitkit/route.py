@@ -107,26 +107,11 @@ def _choice(value, name: str, allow_none: bool = False) -> str:
     return value
 
 
-def _bool_rows(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A boolean (E,) or logits-shaped array as uint8 bytes broadcast to the logits' shape."""
-    try:
-        m = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
-    if m.dtype != np.bool_:
-        raise TypeError(f"{name}: expected a boolean array (True = {'allowed' if name == 'expert_mask' else 'forced'}), got dtype {m.dtype}")
-    try:
-        m = np.broadcast_to(m, shape)
-    except ValueError:
-        raise ValueError(f"{name}: shape {m.shape} cannot be broadcast to the logits' shape {shape}") from None
-    return m.view(np.uint8)
-
-
 def _force_rows(force, shape: tuple[int, ...]) -> np.ndarray:
     """force: expert ids (a sequence of ints, the same for every token) or a boolean array."""
     arr = np.asarray(force)
     if arr.dtype == np.bool_:
-        return _bool_rows(arr, "force", shape)
+        return _arrays.as_mask(arr, shape, "logits", "force", "True = forced")
     if arr.dtype.kind not in "iu" or arr.ndim > 1:
         raise TypeError(f"force: expected expert ids (a 1-d sequence of ints) or a boolean array, got {arr.dtype} of shape {arr.shape}")
     experts = shape[-1]
@@ -304,7 +289,7 @@ def route(
         b = _arrays.to_compute(_arrays.as_array(bias, "bias"), compute)
         if b.shape != (experts,):
             raise ValueError(f"bias: must have shape ({experts},), one value per expert of logits's last axis, got {b.shape}")
-    mask = None if expert_mask is None else _bool_rows(expert_mask, "expert_mask", x.shape)
+    mask = None if expert_mask is None else _arrays.as_mask(expert_mask, x.shape, "logits", "expert_mask", "True = allowed")
     forced = None if force is None else _force_rows(force, x.shape)
 
     weights = np.empty(x.shape[:-1] + (kk,), compute)
