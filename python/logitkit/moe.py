@@ -318,7 +318,7 @@ def update_bias(bias: ArrayLike, counts: ArrayLike, rate: float) -> np.ndarray:
     r = _arrays.real_scalar(rate, "rate")
     if out.ndim != 1 or c.shape != out.shape:
         raise ValueError(f"counts: must have the bias's shape {out.shape}, got {c.shape}")
-    _core.update_bias(out, c.astype(np.int64), r)
+    _core.update_bias(out, np.asarray(c, np.int64), r)  # no copy for int64 counts
     return out if b.dtype == compute or b.dtype.kind in "iub" else out.astype(b.dtype)
 
 

@@ -85,8 +85,8 @@ std::vector<int32_t> flat_ids(const ArrayView<const int32_t>& experts, int64_t n
 
 // Stable counting sort of pair indices by expert: order[base[e] .. base[e] + count[e]) holds the
 // pairs routed to e in increasing pair index (token, then slot).
-void sort_pairs(const std::vector<int32_t>& ids, int64_t num_experts, std::vector<int64_t>& counts,
-                std::vector<int32_t>& order, std::vector<int64_t>& base) {
+// Per-chunk histograms of the ids: hist[c * E + e] counts expert e in chunk c.
+std::vector<int64_t> chunk_histograms(const std::vector<int32_t>& ids, int64_t num_experts) {
   const int64_t pairs = static_cast<int64_t>(ids.size());
   const size_t chunks = static_cast<size_t>((pairs + kPairChunk - 1) / kPairChunk), E = static_cast<size_t>(num_experts);
   std::vector<int64_t> hist(chunks * E, 0);
@@ -95,6 +95,14 @@ void sort_pairs(const std::vector<int32_t>& ids, int64_t num_experts, std::vecto
     const int64_t p1 = std::min(pairs, int64_t(c + 1) * kPairChunk);
     for (int64_t p = int64_t(c) * kPairChunk; p < p1; ++p) ++h[ids[static_cast<size_t>(p)]];
   });
+  return hist;
+}
+
+void sort_pairs(const std::vector<int32_t>& ids, int64_t num_experts, std::vector<int64_t>& counts,
+                std::vector<int32_t>& order, std::vector<int64_t>& base) {
+  const int64_t pairs = static_cast<int64_t>(ids.size());
+  const size_t chunks = static_cast<size_t>((pairs + kPairChunk - 1) / kPairChunk), E = static_cast<size_t>(num_experts);
+  std::vector<int64_t> hist = chunk_histograms(ids, num_experts);
   counts.assign(E, 0);
   base.assign(E + 1, 0);
   for (size_t e = 0; e < E; ++e) {
@@ -240,7 +248,8 @@ double load_balancing_impl(ArrayView<const T> logits, ArrayView<const int32_t> e
   if (tokens == 0) return std::numeric_limits<double>::quiet_NaN();
   const std::vector<int32_t> ids = flat_ids(experts, E);
   std::vector<double> f(static_cast<size_t>(E), 0.0);
-  for (int32_t e : ids) f[static_cast<size_t>(e)] += 1.0;
+  const std::vector<int64_t> hist = chunk_histograms(ids, E);
+  for (size_t i = 0; i < hist.size(); ++i) f[i % static_cast<size_t>(E)] += static_cast<double>(hist[i]);
   const double per = norm == BalanceNormalization::kSwitch ? double(tokens) * double(k) : double(tokens);
   for (double& v : f) v /= per;
   const std::vector<T> probs = softmax_rows(logits);
@@ -475,11 +484,9 @@ void expert_counts(ArrayView<const int32_t> experts, int64_t num_experts, ArrayV
     v2.strides[0] = experts.ndim >= 2 ? experts.strides[experts.ndim - 2] : 0;
     v2.strides[1] = experts.strides[experts.ndim - 1];
   }
-  const std::vector<int32_t> ids = flat_ids(v2, num_experts);
-  std::vector<int64_t> c, base;
-  std::vector<int32_t> order;
-  sort_pairs(ids, num_experts, c, order, base);
-  for (int64_t e = 0; e < num_experts; ++e) counts.data[e] = c[static_cast<size_t>(e)];
+  const std::vector<int64_t> hist = chunk_histograms(flat_ids(v2, num_experts), num_experts);  // no sort needed
+  for (int64_t e = 0; e < num_experts; ++e) counts.data[e] = 0;
+  for (size_t i = 0; i < hist.size(); ++i) counts.data[static_cast<int64_t>(i) % num_experts] += hist[i];
 }
 
 void permute(const void* hidden, int64_t tokens, int64_t row_stride_bytes, ArrayView<const int32_t> slot_token,
