@@ -11,6 +11,7 @@ include(CheckCXXCompilerFlag)
 # 20 s each, half of the library's compile time) started last would leave one core idle at the end.
 set(LOGITKIT_FAMILIES
   softmax
+  gemm
   sparsemax
   masked_softmax
   softmax_backward

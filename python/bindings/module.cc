@@ -25,6 +25,7 @@ void bind_class_losses(py::module_& m);
 void bind_sparsemax(py::module_& m);
 void bind_route(py::module_& m);
 void bind_moe(py::module_& m);
+void bind_linear_cross_entropy(py::module_& m);
 
 namespace {
 
@@ -151,4 +152,5 @@ PYBIND11_MODULE(_core, m) {
   logitkit_py::bind_sparsemax(m);
   logitkit_py::bind_route(m);
   logitkit_py::bind_moe(m);
+  logitkit_py::bind_linear_cross_entropy(m);
 }

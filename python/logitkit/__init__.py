@@ -29,6 +29,7 @@ from .class_losses import (
     stablemax_cross_entropy,
 )
 from .cross_entropy import cross_entropy
+from .linear_cross_entropy import linear_cross_entropy
 from .distill import dkd_loss, jsd, kl_div, kl_div_topk, nkd_loss, tvd
 from .entropy import collapse_fraction, entropy
 from .masked_softmax import masked_log_softmax, masked_softmax
@@ -71,6 +72,7 @@ __all__ = [
     "comp_sum_loss",
     "contrastive_logits",
     "cross_entropy",
+    "linear_cross_entropy",
     "dispatch",
     "dkd_loss",
     "entmax15",

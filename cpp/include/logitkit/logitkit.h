@@ -4,6 +4,8 @@
 #include "logitkit/distill.h"
 #include "logitkit/entropy.h"
 #include "logitkit/error.h"
+#include "logitkit/gemm.h"
+#include "logitkit/linear_cross_entropy.h"
 #include "logitkit/masked_softmax.h"
 #include "logitkit/loss.h"
 #include "logitkit/math.h"

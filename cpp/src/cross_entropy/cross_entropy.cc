@@ -15,6 +15,7 @@
 #include "logitkit/cross_entropy.h"
 #include "logitkit/error.h"
 #include "logitkit/runtime.h"
+#include "cross_entropy/cross_entropy_chunk.h"
 #include "cross_entropy/cross_entropy_kernels.h"
 #include "runtime/kernel_table.h"
 #include "runtime/loss_support.h"
@@ -29,14 +30,12 @@ void check_label_smoothing(double ls) {
     throw Error(Error::Kind::kInvalidArgument, "label_smoothing", "must be in [0, 1], got " + shortest_repr(ls));
 }
 
-// The "mean" normalisers: the sum over the rows not ignored of w[t_r] * sample_weight[r] (the
-// loss's) and of sample_weight[r] (the z-loss's). Throws naming "target" for a class index out of
-// range, before any gradient is written. Soft targets: both are the sum of the sample weights.
-struct Normalisers {
-  double weight, rows;
-};
+}  // namespace
+
+// Soft targets: both normalisers are the sum of the sample weights. Run before any gradient is
+// written, so that a bad class index leaves the gradient untouched.
 template <class T, class Index>
-Normalisers normalisers(ArrayView<const T> logits, ArrayView<const Index> target, int axis,
+CrossEntropyNormalisers cross_entropy_normalisers(ArrayView<const T> logits, ArrayView<const Index> target, int axis,
                         const LossWeights<T>& weights, int64_t ignore) {
   constexpr bool kSoft = std::is_same_v<Index, T>;
   RowDriver d(axis);
@@ -73,6 +72,12 @@ Normalisers normalisers(ArrayView<const T> logits, ArrayView<const Index> target
   bad.throw_if_any(classes, ignore);
   return {d.row_value_sum(kW), d.row_value_sum(kRows)};
 }
+template CrossEntropyNormalisers cross_entropy_normalisers<float, int32_t>(ArrayView<const float>, ArrayView<const int32_t>, int, const LossWeights<float>&, int64_t);
+template CrossEntropyNormalisers cross_entropy_normalisers<float, int64_t>(ArrayView<const float>, ArrayView<const int64_t>, int, const LossWeights<float>&, int64_t);
+template CrossEntropyNormalisers cross_entropy_normalisers<double, int32_t>(ArrayView<const double>, ArrayView<const int32_t>, int, const LossWeights<double>&, int64_t);
+template CrossEntropyNormalisers cross_entropy_normalisers<double, int64_t>(ArrayView<const double>, ArrayView<const int64_t>, int, const LossWeights<double>&, int64_t);
+
+namespace {
 
 using Form = CrossEntropyOptions::Form;
 
@@ -139,7 +144,8 @@ T* aligned_in(void* scratch, size_t offset_elements) {
 template <class T, class Index>
 double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> target, const LossOptions& options,
                           const CrossEntropyOptions& ce, const LossWeights<T>& weights, ArrayView<T> loss,
-                          const LossGrad<T>& grad, const CrossEntropyExtras<T>& extras) {
+                          const LossGrad<T>& grad, const CrossEntropyExtras<T>& extras,
+                          CrossEntropyChunk* chunk = nullptr) {
   constexpr bool kSoft = std::is_same_v<Index, T>;
   check_loss_outputs(options.reduction, loss, grad);
   check_label_smoothing(ce.label_smoothing);
@@ -196,8 +202,11 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   const int64_t ignore = options.ignore_index;
   // d loss / d (sum of the row losses), and of the row z-losses (their own normaliser for "mean")
   double scale = grad.grad_output, z_scale = grad.grad_output;
-  if (with_grad) {  // the targets checked before any gradient is written
-    const Normalisers norm = normalisers<T, Index>(logits, target, options.axis, weights, ignore);
+  if (with_grad && chunk) {
+    scale = chunk->scale;
+    z_scale = chunk->z_scale;
+  } else if (with_grad) {  // the targets checked before any gradient is written
+    const CrossEntropyNormalisers norm = cross_entropy_normalisers<T, Index>(logits, target, options.axis, weights, ignore);
     if (mean) {
       scale /= norm.weight;
       z_scale /= norm.rows;
@@ -347,11 +356,33 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   if (extras.accuracy) *extras.accuracy = d.row_value_sum(kCorrect) / d.row_value_sum(kCounted);
   const double z_part = !with_z ? 0.0 : mean ? z_total / d.row_value_sum(kSumRows) : z_total;
   if (extras.z_loss) *extras.z_loss = z_part;
+  if (chunk) {
+    chunk->loss = total;
+    chunk->weight = d.row_value_sum(kSumWeight);
+    chunk->z = z_total;
+    chunk->rows = with_z ? d.row_value_sum(kSumRows) : 0.0;
+  }
   if (!mean) return total + z_total;
   return total / d.row_value_sum(kSumWeight) + z_part;
 }
 
 }  // namespace
+
+template <class T, class Index>
+void cross_entropy_chunk(ArrayView<const T> logits, ArrayView<const Index> target, const LossOptions& options,
+                         const CrossEntropyOptions& ce, const LossWeights<T>& weights, ArrayView<T> loss,
+                         const LossGrad<T>& grad, CrossEntropyChunk& chunk) {
+  cross_entropy_impl<T, Index>(logits, target, options, ce, weights, loss, grad, {}, &chunk);
+}
+#define LOGITKIT_CHUNK(T, Index)                                                                              \
+  template void cross_entropy_chunk<T, Index>(ArrayView<const T>, ArrayView<const Index>, const LossOptions&, \
+                                              const CrossEntropyOptions&, const LossWeights<T>&, ArrayView<T>, \
+                                              const LossGrad<T>&, CrossEntropyChunk&);
+LOGITKIT_CHUNK(float, int32_t)
+LOGITKIT_CHUNK(float, int64_t)
+LOGITKIT_CHUNK(double, int32_t)
+LOGITKIT_CHUNK(double, int64_t)
+#undef LOGITKIT_CHUNK
 
 #define LOGITKIT_SPECIALIZE(T, Index)                                                                          \
   template <>                                                                                                  \

@@ -3,6 +3,7 @@
 #include "cross_entropy/cross_entropy_kernels.h"
 #include "distill/distill_kernels.h"
 #include "entropy/entropy_kernels.h"
+#include "gemm/gemm_kernels.h"
 #include "masked_softmax/masked_softmax_kernels.h"
 #include "math/math_kernels.h"
 #include "moe/moe_kernels.h"
@@ -35,6 +36,7 @@ struct KernelTable {
   PerType<DistillKernels> distill;
   PerType<RouteKernels> route;
   PerType<MoeKernels> moe;
+  PerType<GemmKernels> gemm;
 };
 
 // The active table. Throws logitkit::Error when LOGITKIT_ISA names a backend that cannot run.

@@ -1,0 +1,104 @@
+// gemm: the driver (tiles by size on the thread pool) and the public entry of logitkit/gemm.h.
+#include "logitkit/gemm.h"
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gemm/gemm_run.h"
+#include "logitkit/error.h"
+#include "runtime/kernel_table.h"
+#include "runtime/thread_pool.h"
+
+namespace logitkit {
+
+namespace {
+
+// Per-thread packing buffers, kept across calls (fresh pages cost a fault per 4 KiB).
+template <class T>
+T* packing_scratch(size_t elements) {
+  thread_local std::unique_ptr<char[]> buffer;
+  thread_local size_t capacity = 0;
+  const size_t bytes = elements * sizeof(T) + 64;
+  if (capacity < bytes) {
+    buffer.reset();
+    buffer.reset(new char[bytes]);
+    capacity = bytes;
+  }
+  const auto at = (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t(63);
+  return reinterpret_cast<T*>(at);
+}
+
+}  // namespace
+
+template <class T>
+void run_gemm(const GemmProblem<T>& p) {
+  if (p.m == 0 || p.n == 0) return;
+  const GemmKernels<T>& k = kernels().gemm.get<T>();
+  const size_t tiles_m = (p.m + kGemmTileM - 1) / kGemmTileM, tiles_n = (p.n + kGemmTileN - 1) / kGemmTileN;
+  parallel_for(tiles_m * tiles_n, [&](size_t t) {
+    const size_t i0 = t / tiles_n * kGemmTileM, j0 = t % tiles_n * kGemmTileN;
+    const size_t i1 = std::min(p.m, i0 + kGemmTileM), j1 = std::min(p.n, j0 + kGemmTileN);
+    k.tile(p, i0, i1, j0, j1, packing_scratch<T>(k.scratch_elements(j1 - j0)));
+  });
+}
+template void run_gemm<float>(const GemmProblem<float>&);
+template void run_gemm<double>(const GemmProblem<double>&);
+
+namespace {
+
+template <class U>
+void check_matrix(const ArrayView<U>& v, const char* name) {
+  if (v.ndim != 2)
+    throw Error(Error::Kind::kInvalidArgument, name, "must be 2-D, got " + std::to_string(v.ndim) + " dimensions");
+  if (v.data == nullptr && v.shape[0] * v.shape[1] != 0)
+    throw Error(Error::Kind::kInvalidArgument, name, "is null");
+}
+
+template <class T>
+void gemm_impl(InputView<T> a, InputView<T> b, ArrayView<T> c, const GemmOptions& options) {
+  check_matrix(a, "a");
+  check_matrix(b, "b");
+  check_matrix(c, "c");
+  if (b.shape[0] != a.shape[1])
+    throw Error(Error::Kind::kInvalidArgument, "b",
+                "has " + std::to_string(b.shape[0]) + " rows, but a has " + std::to_string(a.shape[1]) + " columns");
+  if (c.shape[0] != a.shape[0] || c.shape[1] != b.shape[1])
+    throw Error(Error::Kind::kInvalidArgument, "c",
+                "must have shape (" + std::to_string(a.shape[0]) + ", " + std::to_string(b.shape[1]) + "), got (" +
+                    std::to_string(c.shape[0]) + ", " + std::to_string(c.shape[1]) + ")");
+  if (!std::isfinite(options.alpha))
+    throw Error(Error::Kind::kInvalidArgument, "alpha", "must be finite");
+  const auto out = byte_range(c);
+  if (ranges_overlap(out, byte_range(a)) || ranges_overlap(out, byte_range(b)))
+    throw Error(Error::Kind::kInvalidArgument, "c", "must not overlap a or b");
+  if (c.shape[0] > 1 && c.shape[1] > 1 && (c.strides[0] == 0 || c.strides[1] == 0))
+    throw Error(Error::Kind::kInvalidArgument, "c", "must not have a zero (broadcast) stride");
+  kernels();  // the thread environment checked before any work
+  GemmProblem<T> p;
+  p.a = {a.data, a.strides[0], a.strides[1], GemmElement::kNative};
+  p.b = {b.data, b.strides[0], b.strides[1], GemmElement::kNative};
+  p.c = c.data;
+  p.c_rs = c.strides[0];
+  p.c_cs = c.strides[1];
+  p.m = static_cast<size_t>(c.shape[0]);
+  p.n = static_cast<size_t>(c.shape[1]);
+  p.k = static_cast<size_t>(a.shape[1]);
+  p.alpha = static_cast<T>(options.alpha);
+  p.accumulate = options.accumulate;
+  run_gemm(p);
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(InputView<float> a, InputView<float> b, ArrayView<float> c, const GemmOptions& options) {
+  gemm_impl<float>(a, b, c, options);
+}
+template <>
+void gemm<double>(InputView<double> a, InputView<double> b, ArrayView<double> c, const GemmOptions& options) {
+  gemm_impl<double>(a, b, c, options);
+}
+
+}  // namespace logitkit

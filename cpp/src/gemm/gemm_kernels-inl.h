@@ -1,0 +1,240 @@
+// gemm kernels: C = alpha A B (+ C) by a register-blocked micro-kernel over packed panels, written
+// once over Simd<T> and compiled per ISA.
+//
+// Compute-bound: a micro-kernel step loads NV vectors of B and MR broadcasts of A for MR x NV
+// FMAs, so it is judged against the FMA peak (bench/fma_peak.cc), not the memory roof. MR x NV
+// accumulators fill the register file without spilling: AVX2 (16 registers) 6 x 2, AVX-512 and
+// NEON (32) 12 x 2, scalar 4 x 4. Packing copies each A block and B panel once per K block into
+// contiguous, zero-padded panels, so the micro-kernel never sees a stride or a tail; tails of C
+// are written through a small buffer.
+#pragma once  // once per translation unit; each TU compiles exactly one ISA
+#ifndef LOGITKIT_TARGET
+#error "include a vec_<isa>-inl.h first"
+#endif
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "gemm/gemm_kernels.h"
+
+namespace logitkit {
+namespace LOGITKIT_TARGET {
+namespace gemm_impl {
+
+#if defined(__AVX512F__) || defined(__aarch64__)
+inline constexpr int kVectorRegisters = 32;
+#else
+inline constexpr int kVectorRegisters = 16;
+#endif
+
+template <class T>
+struct MicroShape {
+  static constexpr size_t N = Simd<T>::N;
+  static constexpr int NV = N == 1 ? 4 : 2;                            // vectors of B per row
+  static constexpr int MR = N == 1 ? 4 : kVectorRegisters == 32 ? 12 : 6;  // rows of A
+  static constexpr size_t NR = N * NV;
+  static_assert(kGemmMc % MR == 0, "kGemmMc must be a multiple of MR");
+};
+
+inline float widen_bf16(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+template <class T, class E>
+inline T element(const E* p) {
+  if constexpr (std::is_same_v<E, uint16_t>) {
+    return static_cast<T>(widen_bf16(*p));
+  } else {
+    return *p;
+  }
+}
+
+// MR-row panels of A[i:i+mc, p:p+kc], k-major: dst[(panel * kc + k) * MR + r]; rows past mc are 0.
+template <class T, class E, int MR>
+void pack_a_typed(const E* a, ptrdiff_t rs, ptrdiff_t cs, size_t mc, size_t kc, T* dst) {
+  for (size_t i = 0; i < mc; i += MR) {
+    const size_t rows = std::min<size_t>(MR, mc - i);
+    T* panel = dst + i * kc;
+    if (cs == 1 || rs != 1) {  // rows contiguous (or neither): one row at a time
+      for (size_t r = 0; r < rows; ++r) {
+        const E* src = a + static_cast<ptrdiff_t>(i + r) * rs;
+        for (size_t k = 0; k < kc; ++k) panel[k * MR + r] = element<T>(src + static_cast<ptrdiff_t>(k) * cs);
+      }
+    } else {  // columns contiguous (a transposed operand): MR consecutive elements per k
+      for (size_t k = 0; k < kc; ++k) {
+        const E* src = a + static_cast<ptrdiff_t>(k) * cs + static_cast<ptrdiff_t>(i);
+        for (size_t r = 0; r < rows; ++r) panel[k * MR + r] = element<T>(src + r);
+      }
+    }
+    if (rows < size_t(MR))
+      for (size_t k = 0; k < kc; ++k)
+        for (size_t r = rows; r < size_t(MR); ++r) panel[k * MR + r] = T(0);
+  }
+}
+
+// NR-column panels of B[p:p+kc, j:j+nc], k-major: dst[(panel * kc + k) * NR + c]; columns past nc are 0.
+template <class T, class E, size_t NR>
+void pack_b_typed(const E* b, ptrdiff_t rs, ptrdiff_t cs, size_t kc, size_t nc, T* dst) {
+  for (size_t j = 0; j < nc; j += NR) {
+    const size_t cols = std::min(NR, nc - j);
+    T* panel = dst + j * kc;
+    if (cs == 1) {  // rows of B contiguous: NR consecutive elements per k
+      for (size_t k = 0; k < kc; ++k) {
+        const E* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(j);
+        T* out = panel + k * NR;
+        for (size_t c = 0; c < cols; ++c) out[c] = element<T>(src + c);
+        for (size_t c = cols; c < NR; ++c) out[c] = T(0);
+      }
+    } else {  // columns contiguous (a transposed operand, such as linear_weight^T): one column at a time
+      for (size_t c = 0; c < cols; ++c) {
+        const E* src = b + static_cast<ptrdiff_t>(j + c) * cs;
+        for (size_t k = 0; k < kc; ++k) panel[k * NR + c] = element<T>(src + static_cast<ptrdiff_t>(k) * rs);
+      }
+      for (size_t k = 0; k < kc; ++k)
+        for (size_t c = cols; c < NR; ++c) panel[k * NR + c] = T(0);
+    }
+  }
+}
+
+template <class T, int MR>
+void pack_a(const GemmOperand& a, size_t i, size_t mc, size_t p, size_t kc, T* dst) {
+  const ptrdiff_t off = static_cast<ptrdiff_t>(i) * a.rs + static_cast<ptrdiff_t>(p) * a.cs;
+  if (a.type == GemmElement::kBFloat16)
+    pack_a_typed<T, uint16_t, MR>(static_cast<const uint16_t*>(a.data) + off, a.rs, a.cs, mc, kc, dst);
+  else
+    pack_a_typed<T, T, MR>(static_cast<const T*>(a.data) + off, a.rs, a.cs, mc, kc, dst);
+}
+
+template <class T, size_t NR>
+void pack_b(const GemmOperand& b, size_t p, size_t kc, size_t j, size_t nc, T* dst) {
+  const ptrdiff_t off = static_cast<ptrdiff_t>(p) * b.rs + static_cast<ptrdiff_t>(j) * b.cs;
+  if (b.type == GemmElement::kBFloat16)
+    pack_b_typed<T, uint16_t, NR>(static_cast<const uint16_t*>(b.data) + off, b.rs, b.cs, kc, nc, dst);
+  else
+    pack_b_typed<T, T, NR>(static_cast<const T*>(b.data) + off, b.rs, b.cs, kc, nc, dst);
+}
+
+// C[0:mr_used, 0:nr_used] = alpha * (packed A panel x packed B panel) (+ C when `add`).
+template <class T>
+void micro_kernel(size_t kc, const T* __restrict pa, const T* __restrict pb, T* c, ptrdiff_t c_rs, ptrdiff_t c_cs,
+                  size_t mr_used, size_t nr_used, T alpha, bool add) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using Shape = MicroShape<T>;
+  constexpr int MR = Shape::MR, NV = Shape::NV;
+  constexpr size_t N = S::N, NR = Shape::NR;
+  V acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+  for (size_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = S::load(pb + v * N);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const V a = S::set1(pa[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (N == 1) {
+          acc[r][v] = acc[r][v] + a * b[v];  // the baseline has no FMA instruction: fmaf would be a libm call
+        } else {
+          acc[r][v] = S::fma(a, b[v], acc[r][v]);
+        }
+      }
+    }
+    pa += MR;
+    pb += NR;
+  }
+  const V va = S::set1(alpha);
+  if (mr_used == size_t(MR) && nr_used == NR && c_cs == 1) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      T* row = c + r * c_rs;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        T* p = row + v * N;
+        S::store(p, add ? S::fma(acc[r][v], va, S::load(p)) : S::mul(acc[r][v], va));
+      }
+    }
+    return;
+  }
+  alignas(64) T buf[MR * NR];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) S::store(buf + r * NR + v * N, S::mul(acc[r][v], va));
+  for (size_t r = 0; r < mr_used; ++r)
+    for (size_t j = 0; j < nr_used; ++j) {
+      T* p = c + static_cast<ptrdiff_t>(r) * c_rs + static_cast<ptrdiff_t>(j) * c_cs;
+      *p = add ? *p + buf[r * NR + j] : buf[r * NR + j];
+    }
+}
+
+inline bool rows_skipped(const uint8_t* skip, size_t first, size_t rows) {
+  for (size_t b = first / kGemmKc; b <= (first + rows - 1) / kGemmKc; ++b)
+    if (!skip[b]) return false;
+  return true;
+}
+
+template <class T>
+void zero_c(const GemmProblem<T>& p, size_t i, size_t rows, size_t j, size_t cols) {
+  for (size_t r = i; r < i + rows; ++r)
+    for (size_t c = j; c < j + cols; ++c)
+      p.c[static_cast<ptrdiff_t>(r) * p.c_rs + static_cast<ptrdiff_t>(c) * p.c_cs] = T(0);
+}
+
+template <class T>
+void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T* scratch) {
+  using Shape = MicroShape<T>;
+  constexpr int MR = Shape::MR;
+  constexpr size_t NR = Shape::NR;
+  const size_t nc = j1 - j0, padded_n = (nc + NR - 1) / NR * NR;
+  T* packed_b = scratch;
+  T* packed_a = scratch + kGemmKc * padded_n;
+  bool first = true;  // the first K block summed overwrites C unless the problem accumulates
+  for (size_t pc = 0; pc < p.k; pc += kGemmKc) {
+    if (p.skip_k && p.skip_k[pc / kGemmKc]) continue;
+    const size_t kc = std::min(kGemmKc, p.k - pc);
+    const bool add = p.accumulate || !first;
+    first = false;
+    pack_b<T, NR>(p.b, pc, kc, j0, nc, packed_b);
+    for (size_t ic = i0; ic < i1; ic += kGemmMc) {
+      const size_t mc = std::min(kGemmMc, i1 - ic);
+      pack_a<T, MR>(p.a, ic, mc, pc, kc, packed_a);
+      for (size_t jr = 0; jr < nc; jr += NR) {
+        const T* pb = packed_b + jr * kc;
+        for (size_t ir = 0; ir < mc; ir += MR) {
+          if (p.skip_m && rows_skipped(p.skip_m, ic + ir, std::min<size_t>(MR, mc - ir))) {
+            if (!add) zero_c(p, ic + ir, std::min<size_t>(MR, mc - ir), j0 + jr, std::min(NR, nc - jr));
+            continue;
+          }
+          micro_kernel<T>(kc, packed_a + ir * kc, pb,
+                          p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs,
+                          p.c_rs, p.c_cs, std::min<size_t>(MR, mc - ir), std::min(NR, nc - jr), p.alpha, add);
+        }
+      }
+    }
+  }
+  if (first && !p.accumulate) zero_c(p, i0, i1 - i0, j0, j1 - j0);  // no K block summed (k = 0, or all skipped)
+}
+
+template <class T>
+GemmKernels<T> make_gemm_kernels() {
+  GemmKernels<T> k;
+  k.tile = &tile<T>;
+  k.mr = static_cast<size_t>(MicroShape<T>::MR);
+  k.nr = MicroShape<T>::NR;
+  return k;
+}
+
+}  // namespace gemm_impl
+}  // namespace LOGITKIT_TARGET
+}  // namespace logitkit

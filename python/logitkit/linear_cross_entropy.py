@@ -1,0 +1,206 @@
+"""Cross-entropy of a linear head's logits without forming them (Cut Cross-Entropy on CPU): NumPy
+front end of cpp/include/logitkit/linear_cross_entropy.h, with torch.nn.functional.
+linear_cross_entropy's argument names and cross_entropy's semantics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _arrays, _core, _losses
+from ._arrays import Real, Result
+
+__all__ = ["linear_cross_entropy"]
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def linear_cross_entropy(
+    input: ArrayLike,  # noqa: A002 (torch's name)
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: Real = 0.0,
+    z_loss: Real = 0.0,
+    softcap: Real | None = None,
+    filter_eps: Real | None = None,
+    return_grad: bool = False,
+    grad_output: ArrayLike = 1.0,
+    out_grads: tuple | None = None,
+    accumulate: bool = False,
+    return_stats: bool = False,
+):
+    """cross_entropy(input @ linear_weight.T + linear_bias, target, ...) and its gradients with
+    respect to input, linear_weight and linear_bias, without the (N, V) logits: they are formed a
+    chunk of about N / 64 rows at a time by logitkit's GEMM, turned into their loss and gradient in
+    place, and multiplied back (three GEMMs, the minimum). Peak extra memory is that chunk, about
+    1.6% of N * V elements (at least 32 rows' worth).
+
+    input (..., D), linear_weight (V, D), target (...) integer class indices in [0, V) or
+    ignore_index. linear_bias (V,), weight (V,) class weights, sample_weight (broadcast to the
+    batch shape), ignore_index, reduction, label_smoothing, z_loss and softcap mean exactly what
+    they mean for logitkit.cross_entropy (PyTorch's semantics; z_loss and softcap as Liger-Kernel
+    and Gemma 2). float32 and float64 compute in their dtype; bfloat16 (ml_dtypes) input and
+    linear_weight are widened to float32 inside the GEMM's packing (no float32 copy), with
+    float32 accumulation and float32 gradients; other dtypes are converted to float32 (integers to
+    float64). Any strides are read in place.
+
+    filter_eps > 0: Cut Cross-Entropy's gradient filter: blocks of 256 vocabulary entries of a row
+    chunk whose gradient entries are all below filter_eps (in softmax-probability units) are left
+    out of the gradient products. None or 0: exact.
+
+    return_grad=True returns (loss, d_input, d_linear_weight), plus d_linear_bias when linear_bias
+    is given; grad_output scales them (a scalar, or per row for reduction="none"). out_grads: a
+    tuple of arrays of those shapes (compute dtype, writable) to write them into; accumulate=True
+    adds to them instead (frameworks accumulate weight gradients across micro-batches).
+    return_stats=True appends a dict {"blocks", "skipped"}: gradient blocks formed and skipped by
+    filter_eps. Results do not depend on the thread count.
+    """
+    x = _arrays.as_array(input, "input")
+    w = _arrays.as_array(linear_weight, "linear_weight")
+    if x.ndim < 1:
+        raise ValueError("input: expected at least 1 dimension (..., D), got a 0-d array")
+    if w.ndim != 2:
+        raise ValueError(f"linear_weight: expected a 2-D array (V, D), got {w.ndim} dimensions")
+    if w.shape[1] != x.shape[-1]:
+        raise ValueError(f"linear_weight: has {w.shape[1]} columns, but input's last axis has {x.shape[-1]}")
+    if w.shape[0] == 0:
+        raise ValueError("linear_weight: has no rows; the loss needs at least one class")
+    reduction = _losses._reduction(reduction)
+    ignore_index = _arrays.int_scalar(ignore_index, "ignore_index")
+    if not -(2**63) <= ignore_index < 2**63:
+        raise ValueError(f"ignore_index: {ignore_index} is outside int64")
+    return_grad = _arrays.check_flag(return_grad, "return_grad")
+    accumulate = _arrays.check_flag(accumulate, "accumulate")
+    return_stats = _arrays.check_flag(return_stats, "return_stats")
+
+    bf16 = _arrays.bfloat16_dtype()
+    if bf16 is not None and x.dtype == bf16 and w.dtype == bf16:
+        compute, bits = _F32, True
+    else:
+        compute = _arrays.compute_dtype(_arrays.result_dtype(x.dtype, w.dtype))
+        bits = False
+    batch_shape = x.shape[:-1]
+    vocab, dim = w.shape
+    xs = x.reshape(-1, dim) if x.ndim != 2 else x
+    if bits:
+        xs, w = _bits(xs), _bits(w)
+    else:
+        xs, w = _arrays.to_compute(xs, compute), _arrays.to_compute(w, compute)
+    t = _losses._target(target, batch_shape, "input").reshape(-1)
+    b = _vector(linear_bias, "linear_bias", compute, vocab)
+    cw = _vector(weight, "weight", compute, vocab)
+    sw = None
+    if sample_weight is not None:
+        sw = _losses._float_array(sample_weight, "sample_weight", compute)
+        try:
+            sw = np.broadcast_to(sw, batch_shape).reshape(-1)
+        except ValueError:
+            raise ValueError(
+                f"sample_weight: shape {sw.shape} cannot be broadcast to the batch shape {batch_shape}"
+            ) from None
+    ls = _arrays.real_scalar(label_smoothing, "label_smoothing", "a number in [0, 1]")
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
+    z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
+    if not (z >= 0.0 and math.isfinite(z)):
+        raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
+    cap = 0.0
+    if softcap is not None:
+        cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
+        if not (cap > 0.0 and math.isfinite(cap)):
+            raise ValueError(f"softcap: must be a finite number > 0 (or None: off), got {softcap!r}")
+    eps = 0.0
+    if filter_eps is not None:
+        eps = _arrays.real_scalar(filter_eps, "filter_eps", "a finite number >= 0, or None")
+        if not (eps >= 0.0 and math.isfinite(eps)):
+            raise ValueError(f"filter_eps: must be a finite number >= 0 (or None: exact), got {filter_eps!r}")
+
+    rows = np.empty(t.shape, compute) if reduction == "none" else None
+    grads = (None, None, None)
+    scale, scale_rows = 1.0, None
+    if return_grad:
+        scale, scale_rows = _grad_output(grad_output, reduction, compute, batch_shape)
+        grads = _grad_outputs(out_grads, accumulate, x.shape, (vocab, dim), b is not None, compute)
+    elif out_grads is not None:
+        raise ValueError("out_grads: given without return_grad=True")
+    elif accumulate:
+        raise ValueError("accumulate: needs return_grad=True")
+    d_x = None if grads[0] is None else (grads[0].reshape(-1, dim) if grads[0].ndim != 2 else grads[0])
+    value, blocks, skipped = _core.linear_cross_entropy(
+        xs, w, t, b, cw, sw, rows, d_x, grads[1], grads[2], scale, scale_rows, ignore_index, reduction, ls, z, cap,
+        eps, accumulate,
+    )
+    loss = rows.reshape(batch_shape) if reduction == "none" else compute.type(value)
+    out = (loss,)
+    if return_grad:
+        out += tuple(g for g in grads if g is not None)
+    if return_stats:
+        out += ({"blocks": int(blocks), "skipped": int(skipped)},)
+    return out if len(out) > 1 else loss
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """A bfloat16 array's uint16 bits, item-aligned."""
+    if not a.flags.aligned:
+        a = a.copy()
+    return a.view(np.uint16)
+
+
+def _vector(value, name: str, compute: np.dtype, length: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    v = _losses._float_array(value, name, compute)
+    if v.shape != (length,):
+        raise ValueError(f"{name}: shape {v.shape} must be ({length},), one value per class")
+    return v
+
+
+def _grad_output(grad_output, reduction: str, compute: np.dtype, batch_shape):
+    if _arrays._is_real_scalar(grad_output):
+        go = _arrays.real_scalar(grad_output, "grad_output", "a real number")
+        if not math.isfinite(go):
+            raise ValueError(f"grad_output: must be finite, got {grad_output!r}")
+        return go, None
+    if reduction != "none":
+        raise ValueError(f"grad_output: a reduced loss (reduction={reduction!r}) takes a scalar upstream gradient")
+    rows = _losses._float_array(grad_output, "grad_output", compute)
+    try:
+        rows = np.broadcast_to(rows, batch_shape).reshape(-1)
+    except ValueError:
+        raise ValueError(
+            f"grad_output: shape {rows.shape} cannot be broadcast to the loss shape {batch_shape}"
+        ) from None
+    return 1.0, rows
+
+
+def _grad_outputs(out_grads, accumulate: bool, input_shape, weight_shape, with_bias: bool, compute: np.dtype):
+    shapes = [input_shape, weight_shape] + ([(weight_shape[0],)] if with_bias else [])
+    names = ["d_input", "d_linear_weight", "d_linear_bias"][: len(shapes)]
+    if out_grads is None:
+        if accumulate:
+            raise ValueError("accumulate: needs out_grads, the arrays to add the gradients to")
+        arrays = [np.empty(s, compute) for s in shapes]
+    else:
+        if not isinstance(out_grads, tuple | list) or len(out_grads) != len(shapes):
+            raise ValueError(f"out_grads: expected a tuple of {len(shapes)} arrays ({', '.join(names)})")
+        arrays = list(out_grads)
+        for a, s, name in zip(arrays, shapes, names, strict=True):
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"out_grads: {name} must be a NumPy array, got {type(a).__name__}")
+            if a.shape != tuple(s):
+                raise ValueError(f"out_grads: {name} must have shape {tuple(s)}, got {a.shape}")
+            if a.dtype != compute:
+                raise TypeError(f"out_grads: {name} must have dtype {compute}, got {a.dtype}")
+            if not a.flags.writeable or not a.flags.aligned:
+                raise ValueError(f"out_grads: {name} must be writable and aligned")
+        if arrays[0].ndim != 2 and arrays[0].reshape(-1, shapes[1][1]).base is None:
+            raise ValueError("out_grads: d_input must be reshapeable to (N, D) without a copy")
+    return tuple(arrays) + (None,) * (3 - len(arrays))
