@@ -36,6 +36,7 @@ def linear_cross_entropy(
     out_grads: tuple | None = None,
     accumulate: bool = False,
     return_stats: bool = False,
+    chunk_rows: int | None = None,
 ):
     """cross_entropy(input @ linear_weight.T + linear_bias, target, ...) and its gradients with
     respect to input, linear_weight and linear_bias, without the (N, V) logits: they are formed a
@@ -61,7 +62,9 @@ def linear_cross_entropy(
     tuple of arrays of those shapes (compute dtype, writable) to write them into; accumulate=True
     adds to them instead (frameworks accumulate weight gradients across micro-batches).
     return_stats=True appends a dict {"blocks", "skipped"}: gradient blocks formed and skipped by
-    filter_eps. Results do not depend on the thread count.
+    filter_eps. chunk_rows: rows whose logits are held at once (None: about N / 64, 32 to 512);
+    more rows trade memory for speed. Results do not depend on the thread count (d_linear_weight's
+    bits depend on chunk_rows, which sets the order of its sum).
     """
     x = _arrays.as_array(input, "input")
     w = _arrays.as_array(linear_weight, "linear_weight")
@@ -123,6 +126,11 @@ def linear_cross_entropy(
         if not (eps >= 0.0 and math.isfinite(eps)):
             raise ValueError(f"filter_eps: must be a finite number >= 0 (or None: exact), got {filter_eps!r}")
 
+    chunk = 0
+    if chunk_rows is not None:
+        chunk = _arrays.int_scalar(chunk_rows, "chunk_rows")
+        if not 1 <= chunk < 2**62:
+            raise ValueError(f"chunk_rows: must be a positive int (or None: automatic), got {chunk_rows!r}")
     rows = np.empty(t.shape, compute) if reduction == "none" else None
     grads = (None, None, None)
     scale, scale_rows = 1.0, None
@@ -136,7 +144,7 @@ def linear_cross_entropy(
     d_x = None if grads[0] is None else (grads[0].reshape(-1, dim) if grads[0].ndim != 2 else grads[0])
     value, blocks, skipped = _core.linear_cross_entropy(
         xs, w, t, b, cw, sw, rows, d_x, grads[1], grads[2], scale, scale_rows, ignore_index, reduction, ls, z, cap,
-        eps, accumulate,
+        eps, accumulate, chunk,
     )
     loss = rows.reshape(batch_shape) if reduction == "none" else compute.type(value)
     out = (loss,)

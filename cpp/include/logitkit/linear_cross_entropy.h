@@ -24,6 +24,12 @@ struct LinearCrossEntropyOptions {
   // Gradients added to the caller's buffers (frameworks accumulate d_linear_weight across
   // micro-batches) instead of overwriting them.
   bool accumulate = false;
+  // Rows whose logits are held at once (the only buffer: chunk_rows x V elements). 0: about N / 64
+  // (32 to 512), which keeps it near 1.6% of the N x V logits. More rows trade memory for speed
+  // (each chunk reads linear_weight twice and d_linear_weight once: measured 1.4x faster at 128
+  // rows than at 32 on Zen 3). d_linear_weight sums its chunks in order, so its bits depend on
+  // chunk_rows (never on the thread count).
+  int64_t chunk_rows = 0;
 };
 
 // Each gradient is computed when its view is given (data != nullptr), scaled like LossGrad.

@@ -36,10 +36,15 @@ template <class T>
 void run_gemm(const GemmProblem<T>& p) {
   if (p.m == 0 || p.n == 0) return;
   const GemmKernels<T>& k = kernels().gemm.get<T>();
-  const size_t tiles_m = (p.m + kGemmTileM - 1) / kGemmTileM, tiles_n = (p.n + kGemmTileN - 1) / kGemmTileN;
+  // How C is tiled never changes a result (each element's K sum is the same sequence in any tile),
+  // so small problems take smaller tiles, enough to keep every thread busy.
+  const size_t tiles_n = (p.n + kGemmTileN - 1) / kGemmTileN;
+  size_t tile_m = kGemmTileM;
+  if ((p.m + tile_m - 1) / tile_m * tiles_n < 16) tile_m = kGemmMc;
+  const size_t tiles_m = (p.m + tile_m - 1) / tile_m;
   parallel_for(tiles_m * tiles_n, [&](size_t t) {
-    const size_t i0 = t / tiles_n * kGemmTileM, j0 = t % tiles_n * kGemmTileN;
-    const size_t i1 = std::min(p.m, i0 + kGemmTileM), j1 = std::min(p.n, j0 + kGemmTileN);
+    const size_t i0 = t / tiles_n * tile_m, j0 = t % tiles_n * kGemmTileN;
+    const size_t i1 = std::min(p.m, i0 + tile_m), j1 = std::min(p.n, j0 + kGemmTileN);
     k.tile(p, i0, i1, j0, j1, packing_scratch<T>(k.scratch_elements(j1 - j0)));
   });
 }

@@ -84,7 +84,13 @@ void pack_b_typed(const E* b, ptrdiff_t rs, ptrdiff_t cs, size_t kc, size_t nc, 
   for (size_t j = 0; j < nc; j += NR) {
     const size_t cols = std::min(NR, nc - j);
     T* panel = dst + j * kc;
-    if (cs == 1) {  // rows of B contiguous: NR consecutive elements per k
+    if (cs == 1 && cols == NR && std::is_same_v<E, T>) {  // a whole panel of contiguous rows: vector copies
+      using S = Simd<T>;
+      for (size_t k = 0; k < kc; ++k) {
+        const T* src = reinterpret_cast<const T*>(b) + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(j);
+        for (size_t c = 0; c < NR; c += S::N) S::store(panel + k * NR + c, S::load(src + c));
+      }
+    } else if (cs == 1) {  // rows of B contiguous: NR consecutive elements per k
       for (size_t k = 0; k < kc; ++k) {
         const E* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(j);
         T* out = panel + k * NR;
@@ -120,10 +126,16 @@ void pack_b(const GemmOperand& b, size_t p, size_t kc, size_t j, size_t nc, T* d
     pack_b_typed<T, T, NR>(static_cast<const T*>(b.data) + off, b.rs, b.cs, kc, nc, dst);
 }
 
-// C[0:mr_used, 0:nr_used] = alpha * (packed A panel x packed B panel) (+ C when `add`).
-template <class T>
-void micro_kernel(size_t kc, const T* __restrict pa, const T* __restrict pb, T* c, ptrdiff_t c_rs, ptrdiff_t c_cs,
-                  size_t mr_used, size_t nr_used, T alpha, bool add) {
+// How the micro-kernel reads its MR rows of A: element (r, k) at a[k * a_stride + r] (a packed
+// panel, a_stride = MR, or a transposed operand read in place) or at a[r * a_stride + k] (rows
+// read in place). A is read in place whenever it is stored as T with a unit stride: packing it
+// would cost a pass over it per K block for nothing (measured: 13% of a square GEMM's time).
+enum class ARead { kColumns, kRows };
+
+// C[0:mr_used, 0:nr_used] = alpha * (A panel x packed B panel) (+ C when `add`).
+template <class T, ARead kRead>
+void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T* __restrict pb, T* c, ptrdiff_t c_rs,
+                  ptrdiff_t c_cs, size_t mr_used, size_t nr_used, T alpha, bool add) {
   using S = Simd<T>;
   using V = typename S::V;
   using Shape = MicroShape<T>;
@@ -134,13 +146,16 @@ void micro_kernel(size_t kc, const T* __restrict pa, const T* __restrict pb, T* 
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+  const T* row[MR];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) row[r] = pa + r * a_stride;
   for (size_t k = 0; k < kc; ++k) {
     V b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = S::load(pb + v * N);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const V a = S::set1(pa[r]);
+      const V a = S::set1(kRead == ARead::kColumns ? pa[r] : row[r][k]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         if constexpr (N == 1) {
@@ -150,7 +165,7 @@ void micro_kernel(size_t kc, const T* __restrict pa, const T* __restrict pb, T* 
         }
       }
     }
-    pa += MR;
+    if (kRead == ARead::kColumns) pa += a_stride;
     pb += NR;
   }
   const V va = S::set1(alpha);
@@ -171,6 +186,13 @@ void micro_kernel(size_t kc, const T* __restrict pa, const T* __restrict pb, T* 
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) S::store(buf + r * NR + v * N, S::mul(acc[r][v], va));
+  if (c_rs == 1) {  // a transposed C (linear_cross_entropy's logits): its columns are contiguous
+    for (size_t j = 0; j < nr_used; ++j) {
+      T* col = c + static_cast<ptrdiff_t>(j) * c_cs;
+      for (size_t r = 0; r < mr_used; ++r) col[r] = add ? col[r] + buf[r * NR + j] : buf[r * NR + j];
+    }
+    return;
+  }
   for (size_t r = 0; r < mr_used; ++r)
     for (size_t j = 0; j < nr_used; ++j) {
       T* p = c + static_cast<ptrdiff_t>(r) * c_rs + static_cast<ptrdiff_t>(j) * c_cs;
@@ -199,6 +221,9 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
   const size_t nc = j1 - j0, padded_n = (nc + NR - 1) / NR * NR;
   T* packed_b = scratch;
   T* packed_a = scratch + kGemmKc * padded_n;
+  // A read in place (see ARead) in whole MR-row panels; a partial last panel is packed.
+  const bool direct_a = p.a.type == GemmElement::kNative && (p.a.cs == 1 || p.a.rs == 1);
+  const T* a_data = static_cast<const T*>(p.a.data);
   bool first = true;  // the first K block summed overwrites C unless the problem accumulates
   for (size_t pc = 0; pc < p.k; pc += kGemmKc) {
     if (p.skip_k && p.skip_k[pc / kGemmKc]) continue;
@@ -208,17 +233,26 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
     pack_b<T, NR>(p.b, pc, kc, j0, nc, packed_b);
     for (size_t ic = i0; ic < i1; ic += kGemmMc) {
       const size_t mc = std::min(kGemmMc, i1 - ic);
-      pack_a<T, MR>(p.a, ic, mc, pc, kc, packed_a);
+      const size_t whole = direct_a ? mc / MR * MR : 0;  // rows read in place
+      if (whole < mc) pack_a<T, MR>(p.a, ic + whole, mc - whole, pc, kc, packed_a + whole * kc);
       for (size_t jr = 0; jr < nc; jr += NR) {
         const T* pb = packed_b + jr * kc;
         for (size_t ir = 0; ir < mc; ir += MR) {
-          if (p.skip_m && rows_skipped(p.skip_m, ic + ir, std::min<size_t>(MR, mc - ir))) {
-            if (!add) zero_c(p, ic + ir, std::min<size_t>(MR, mc - ir), j0 + jr, std::min(NR, nc - jr));
+          const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
+          if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
+            if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
             continue;
           }
-          micro_kernel<T>(kc, packed_a + ir * kc, pb,
-                          p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs,
-                          p.c_rs, p.c_cs, std::min<size_t>(MR, mc - ir), std::min(NR, nc - jr), p.alpha, add);
+          T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
+          if (ir >= whole) {
+            micro_kernel<T, ARead::kColumns>(kc, packed_a + ir * kc, MR, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+          } else {
+            const T* a = a_data + static_cast<ptrdiff_t>(ic + ir) * p.a.rs + static_cast<ptrdiff_t>(pc) * p.a.cs;
+            if (p.a.cs == 1)
+              micro_kernel<T, ARead::kRows>(kc, a, p.a.rs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+            else
+              micro_kernel<T, ARead::kColumns>(kc, a, p.a.cs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+          }
         }
       }
     }

@@ -43,8 +43,8 @@ struct GemmProblem {
 // from L2; the KC x tile_n block of B sits in L2/L3. kGemmMc is a multiple of every ISA's MR.
 inline constexpr size_t kGemmKc = 256;
 inline constexpr size_t kGemmMc = 96;
-// Task tiles of C: at most kGemmTileM x kGemmTileN, fixed sizes (never the thread count).
-inline constexpr size_t kGemmTileM = 192;
+// Task tiles of C: at most kGemmTileM x kGemmTileN (kGemmMc rows when that gives few tiles).
+inline constexpr size_t kGemmTileM = 384;
 inline constexpr size_t kGemmTileN = 256;
 
 template <class T>

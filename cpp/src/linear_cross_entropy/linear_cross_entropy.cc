@@ -1,7 +1,8 @@
 // linear_cross_entropy: Cut Cross-Entropy on CPU, composed of the gemm family and cross_entropy's
 // row loop; it has no kernels of its own.
 //
-// Rows are taken a chunk at a time (chunk_rows: about N / 64 rows, 32 to 512): the chunk's logits
+// Rows are taken a chunk at a time (chunk_rows: about N / 64 rows, 32 to 512, unless the caller
+// sets it): the chunk's logits
 // (rows x V) are formed by one GEMM, cross_entropy's row loop turns them into the loss and, in
 // place, into their gradient G, and two more GEMMs add G^T X_chunk to d_linear_weight and write
 // G W to the chunk's d_input rows. Three GEMMs of 2 N V D flops, the minimum for the loss and both
@@ -152,7 +153,9 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
   }
 
   const size_t n = static_cast<size_t>(N), v = static_cast<size_t>(V), d = static_cast<size_t>(D);
-  const size_t chunk = std::min(chunk_rows(n), std::max<size_t>(n, 1));
+  if (lce.chunk_rows < 0) invalid("chunk_rows", "must be >= 0 (0: automatic), got " + std::to_string(lce.chunk_rows));
+  const size_t chunk = std::min(lce.chunk_rows ? static_cast<size_t>(lce.chunk_rows) : chunk_rows(n),
+                                std::max<size_t>(n, 1));
   std::unique_ptr<T[]> logits(new T[chunk * v]);  // the only buffer of the loss: chunk x V
   const size_t blocks = (v + kFilterBlock - 1) / kFilterBlock;
   std::vector<uint8_t> skip(lce.filter_eps > 0.0 ? blocks : 0);
@@ -163,14 +166,19 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
   for (size_t r0 = 0; r0 < n; r0 += chunk) {
     const size_t rows = std::min(chunk, n - r0);
     const int64_t r0i = static_cast<int64_t>(r0), rowsi = static_cast<int64_t>(rows);
-    // logits = input[r0:r0+rows] @ linear_weight^T (+ bias: the rows start as the bias)
+    // logits^T = linear_weight @ input[r0:r0+rows]^T (+ bias: the rows start as the bias), written
+    // transposed into the chunk's rows: linear_weight is then the operand read in place and the
+    // small chunk of input the one packed (packing linear_weight's columns for every chunk cost
+    // more than the products it feeds at 32 rows).
+    const GemmOperand chunk_input = {input.data + r0i * input.strides[0], input.strides[0], input.strides[1], kElement};
     GemmProblem<T> p;
-    p.a = {input.data + r0i * input.strides[0], input.strides[0], input.strides[1], kElement};
-    p.b = {linear_weight.data, linear_weight.strides[1], linear_weight.strides[0], kElement};
+    p.a = {linear_weight.data, linear_weight.strides[0], linear_weight.strides[1], kElement};
+    p.b = {chunk_input.data, input.strides[1], input.strides[0], kElement};
     p.c = logits.get();
-    p.c_rs = V;
-    p.m = rows;
-    p.n = v;
+    p.c_rs = 1;
+    p.c_cs = V;
+    p.m = v;
+    p.n = rows;
     p.k = d;
     if (given(bias)) {
       for (size_t c = 0; c < v; ++c) logits[c] = bias.data[static_cast<int64_t>(c) * bias.strides[0]];
@@ -229,7 +237,7 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
     if (d_weight) {  // d_linear_weight (+)= G^T input[r0:r0+rows]
       GemmProblem<T> q;
       q.a = {logits.get(), 1, V, GemmElement::kNative};
-      q.b = p.a;
+      q.b = chunk_input;
       q.c = grads.linear_weight.data;
       q.c_rs = grads.linear_weight.strides[0];
       q.c_cs = grads.linear_weight.strides[1];
