@@ -162,7 +162,7 @@ def test_every_public_op_is_covered():
     losses = {"nll_loss", "cross_entropy", "kl_div", "jsd", "tvd", "focal_loss", "poly1_cross_entropy",
               "comp_sum_loss", "generalized_cross_entropy", "ldr_kl_loss", "stablemax_cross_entropy",
               "sparsemax_loss", "entmax15_loss", "spherical_z_loss", "kl_div_topk", "dkd_loss",
-              "nkd_loss"}
+              "nkd_loss", "linear_cross_entropy"}
     # tests/test_route.py, test_route_presets.py, test_moe.py
     moe = {"route", "PRESETS", "DispatchPlan", "dispatch", "permute", "unpermute", "expert_choice", "expert_counts",
            "load_balancing_loss", "router_z_loss", "sequence_balance_loss", "update_bias", "contrastive_logits"}
@@ -253,6 +253,14 @@ VALID = {
     "rate": 0.001,
     "strong": X,
     "weak": X[::-1].copy(),
+    "input": X,
+    "linear_weight": np.ones((4, 3), np.float32),
+    "linear_bias": None,
+    "filter_eps": None,
+    "out_grads": None,
+    "accumulate": False,
+    "return_stats": False,
+    "chunk_rows": None,
 }
 VALID_FOR = {
     "spherical_z_loss": {"b": 10.0},  # a parameter name another op uses for an array

@@ -37,7 +37,7 @@ def linear_cross_entropy(
     accumulate: bool = False,
     return_stats: bool = False,
     chunk_rows: int | None = None,
-):
+) -> Result | tuple:
     """cross_entropy(input @ linear_weight.T + linear_bias, target, ...) and its gradients with
     respect to input, linear_weight and linear_bias, without the (N, V) logits: they are formed a
     chunk of about N / 64 rows at a time by logitkit's GEMM, turned into their loss and gradient in
