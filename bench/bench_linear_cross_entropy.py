@@ -5,6 +5,7 @@ measured in a fresh process as peak RSS minus the RSS of its inputs and gradient
 
   python bench/bench_linear_cross_entropy.py --shapes 2048x1024x32000 --repeat 3
   python bench/bench_linear_cross_entropy.py --memory-only --shapes 1024x512x256000   (CCE's table)
+  python bench/bench_linear_cross_entropy.py --impls logitkit,logitkit:128,torch_reference   (chunk_rows)
 
 Shapes are N x D x V. GFLOP/s counts the three products (6 N D V flops); compare with the FMA peak
 of bench/fma_peak.cc on the same machine.
@@ -49,14 +50,15 @@ def _inputs(n: int, d: int, v: int):
 
 def _runner(impl: str, x, w, t, threads: int):
     """A function computing loss, d_input, d_linear_weight into buffers allocated (and touched) here."""
-    if impl == "logitkit":
+    if impl.startswith("logitkit"):  # "logitkit" or "logitkit:ROWS" (chunk_rows)
         import logitkit  # noqa: PLC0415
 
         logitkit.set_num_threads(threads)
         grads = (np.zeros_like(x), np.zeros_like(w))
+        chunk = int(impl.split(":")[1]) if ":" in impl else None
 
         def run():
-            return logitkit.linear_cross_entropy(x, w, t, return_grad=True, out_grads=grads)
+            return logitkit.linear_cross_entropy(x, w, t, return_grad=True, out_grads=grads, chunk_rows=chunk)
 
         return run
     import torch  # noqa: PLC0415
@@ -141,7 +143,7 @@ def main() -> None:
             sec = times.get(impl)
             extra = mem[impl]["extra_bytes"]
             rate = 6 * n * d * v / sec / 1e9 if sec else float("nan")
-            ratio = best_torch / sec if sec and impl == "logitkit" else float("nan")
+            ratio = best_torch / sec if sec and impl.startswith("logitkit") else float("nan")
             sec_s = f"{sec:9.3f}" if sec else f"{'-':>9}"
             print(f"{impl:>16} {sec_s} {rate:8.1f} {ratio:14.2f} {extra / 2**20:10.1f} {extra / (n * v * 4):9.2%}")
 

@@ -38,13 +38,17 @@ void run_gemm(const GemmProblem<T>& p) {
   const GemmKernels<T>& k = kernels().gemm.get<T>();
   // How C is tiled never changes a result (each element's K sum is the same sequence in any tile),
   // so small problems take smaller tiles, enough to keep every thread busy.
-  const size_t tiles_n = (p.n + kGemmTileN - 1) / kGemmTileN;
-  size_t tile_m = kGemmTileM;
+  // A short K (d_linear_weight's update by a chunk of rows) is bound by C's traffic: whole rows of
+  // C per task, so that C is read and written in long sequential runs.
+  const bool short_k = p.k < kGemmKc / 4;
+  const size_t tile_n = short_k ? std::min<size_t>(p.n, 8192) : kGemmTileN;
+  const size_t tiles_n = (p.n + tile_n - 1) / tile_n;
+  size_t tile_m = short_k ? kGemmMc : kGemmTileM;
   if ((p.m + tile_m - 1) / tile_m * tiles_n < 16) tile_m = kGemmMc;
   const size_t tiles_m = (p.m + tile_m - 1) / tile_m;
   parallel_for(tiles_m * tiles_n, [&](size_t t) {
-    const size_t i0 = t / tiles_n * tile_m, j0 = t % tiles_n * kGemmTileN;
-    const size_t i1 = std::min(p.m, i0 + tile_m), j1 = std::min(p.n, j0 + kGemmTileN);
+    const size_t i0 = t / tiles_n * tile_m, j0 = t % tiles_n * tile_n;
+    const size_t i1 = std::min(p.m, i0 + tile_m), j1 = std::min(p.n, j0 + tile_n);
     k.tile(p, i0, i1, j0, j1, packing_scratch<T>(k.scratch_elements(j1 - j0)));
   });
 }

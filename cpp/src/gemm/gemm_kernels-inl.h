@@ -134,8 +134,7 @@ enum class ARead { kColumns, kRows };
 
 // C[0:mr_used, 0:nr_used] = alpha * (A panel x packed B panel) (+ C when `add`).
 template <class T, ARead kRead>
-void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T* __restrict pb, T* c, ptrdiff_t c_rs,
-                  ptrdiff_t c_cs, size_t mr_used, size_t nr_used, T alpha, bool add) {
+void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T* __restrict pb, T* c, ptrdiff_t c_rs, ptrdiff_t c_cs, size_t mr_used, size_t nr_used, T alpha, bool add) {
   using S = Simd<T>;
   using V = typename S::V;
   using Shape = MicroShape<T>;
@@ -235,25 +234,30 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
       const size_t mc = std::min(kGemmMc, i1 - ic);
       const size_t whole = direct_a ? mc / MR * MR : 0;  // rows read in place
       if (whole < mc) pack_a<T, MR>(p.a, ic + whole, mc - whole, pc, kc, packed_a + whole * kc);
-      for (size_t jr = 0; jr < nc; jr += NR) {
+      auto micro = [&](size_t ir, size_t jr) {
         const T* pb = packed_b + jr * kc;
-        for (size_t ir = 0; ir < mc; ir += MR) {
-          const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
-          if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
-            if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
-            continue;
-          }
-          T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
-          if (ir >= whole) {
-            micro_kernel<T, ARead::kColumns>(kc, packed_a + ir * kc, MR, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
-          } else {
-            const T* a = a_data + static_cast<ptrdiff_t>(ic + ir) * p.a.rs + static_cast<ptrdiff_t>(pc) * p.a.cs;
-            if (p.a.cs == 1)
-              micro_kernel<T, ARead::kRows>(kc, a, p.a.rs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
-            else
-              micro_kernel<T, ARead::kColumns>(kc, a, p.a.cs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
-          }
+        const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
+        if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
+          if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
+          return;
         }
+        T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
+        if (ir >= whole) {
+          micro_kernel<T, ARead::kColumns>(kc, packed_a + ir * kc, MR, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+        } else {
+          const T* a = a_data + static_cast<ptrdiff_t>(ic + ir) * p.a.rs + static_cast<ptrdiff_t>(pc) * p.a.cs;
+          if (p.a.cs == 1)
+            micro_kernel<T, ARead::kRows>(kc, a, p.a.rs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+          else
+            micro_kernel<T, ARead::kColumns>(kc, a, p.a.cs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+        }
+      };
+      if (kc >= kGemmKc / 4) {  // B's KC x NR panel stays in L1 while the A panels pass
+        for (size_t jr = 0; jr < nc; jr += NR)
+          for (size_t ir = 0; ir < mc; ir += MR) micro(ir, jr);
+      } else {  // a short K: C's traffic dominates, so walk each C row block along its rows
+        for (size_t ir = 0; ir < mc; ir += MR)
+          for (size_t jr = 0; jr < nc; jr += NR) micro(ir, jr);
       }
     }
   }
