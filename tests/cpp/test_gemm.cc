@@ -1,12 +1,15 @@
 // The gemm micro-kernel family through logitkit::gemm on every ISA, against a float64 reference:
 // every tail of the register tile (m, n around MR, NR and their multiples), K across the K-block
-// boundary, transposed and strided operands, alpha, accumulate, thread invariance, and errors.
+// boundary, transposed and strided operands, alpha, accumulate, thread invariance, and errors;
+// and linear_cross_entropy, the gemm family's client, through the C++ API (its full option matrix
+// is tested from Python against torch: tests/test_linear_cross_entropy.py).
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
 
 #include "logitkit/gemm.h"
+#include "logitkit/linear_cross_entropy.h"
 #include "test_util.h"
 
 namespace {
@@ -162,5 +165,109 @@ TEST_P(Gemm, ErrorsNameTheArgument) {
 }
 
 LKTEST_FOR_EACH_ISA(Gemm);
+
+class LinearCrossEntropy : public lktest::IsaTest {};
+
+// Loss and gradients of mean cross-entropy of x w^T + b in double, from the definition.
+struct LceReference {
+  double loss = 0;
+  std::vector<double> dx, dw, db;
+};
+LceReference lce_reference(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                           const std::vector<int64_t>& t, int64_t n, int64_t d, int64_t v) {
+  LceReference r;
+  r.dx.assign(size_t(n * d), 0.0);
+  r.dw.assign(size_t(v * d), 0.0);
+  r.db.assign(size_t(v), 0.0);
+  int64_t counted = 0;
+  for (int64_t i = 0; i < n; ++i) counted += t[size_t(i)] >= 0;
+  std::vector<double> z(static_cast<size_t>(v));
+  for (int64_t i = 0; i < n; ++i) {
+    if (t[size_t(i)] < 0) continue;
+    double m = -INFINITY;
+    for (int64_t c = 0; c < v; ++c) {
+      double s = b[size_t(c)];
+      for (int64_t k = 0; k < d; ++k) s += double(x[size_t(i * d + k)]) * double(w[size_t(c * d + k)]);
+      z[size_t(c)] = s;
+      m = std::max(m, s);
+    }
+    double sum = 0;
+    for (int64_t c = 0; c < v; ++c) sum += std::exp(z[size_t(c)] - m);
+    const double lse = m + std::log(sum);
+    r.loss += (lse - z[size_t(t[size_t(i)])]) / double(counted);
+    for (int64_t c = 0; c < v; ++c) {
+      const double g = (std::exp(z[size_t(c)] - lse) - (c == t[size_t(i)] ? 1.0 : 0.0)) / double(counted);
+      r.db[size_t(c)] += g;
+      for (int64_t k = 0; k < d; ++k) {
+        r.dx[size_t(i * d + k)] += g * double(w[size_t(c * d + k)]);
+        r.dw[size_t(c * d + k)] += g * double(x[size_t(i * d + k)]);
+      }
+    }
+  }
+  return r;
+}
+
+TEST_P(LinearCrossEntropy, LossAndGradientsOnCallerBuffers) {
+  const int64_t n = 45, d = 13, v = 300;  // several chunks of 8 rows, V past a 256-entry block
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g(0, 1);
+  std::vector<float> x(static_cast<size_t>(n * d)), w(static_cast<size_t>(v * d)), b(static_cast<size_t>(v));
+  for (float& e : x) e = g(rng);
+  for (float& e : w) e = 0.3f * g(rng);
+  for (float& e : b) e = g(rng);
+  std::vector<int64_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[size_t(i)] = i % 7 == 3 ? -100 : int64_t(rng() % uint32_t(v));
+  const LceReference want = lce_reference(x, w, b, t, n, d, v);
+  // gradients start as garbage (overwritten), then as the first result (accumulated)
+  std::vector<float> dx(size_t(n * d), 9.0f), dw(size_t(v * d), 9.0f), db(size_t(v), 9.0f);
+  logitkit::LinearCrossEntropyGrads<float> grads;
+  grads.input = lktest::contiguous<float>(dx.data(), {n, d});
+  grads.linear_weight = lktest::contiguous<float>(dw.data(), {v, d});
+  grads.linear_bias = lktest::contiguous<float>(db.data(), {v});
+  logitkit::LinearCrossEntropyOptions o;
+  o.chunk_rows = 8;
+  auto call = [&] {
+    return logitkit::linear_cross_entropy<float, int64_t>(
+        lktest::contiguous<const float>(x.data(), {n, d}), lktest::contiguous<const float>(w.data(), {v, d}),
+        lktest::contiguous<const int64_t>(t.data(), {n}), lktest::contiguous<const float>(b.data(), {v}), {}, o, {}, {},
+        grads);
+  };
+  const double loss = call();
+  EXPECT_NEAR(loss, want.loss, 1e-5 * std::fabs(want.loss));
+  for (size_t i = 0; i < dx.size(); ++i) ASSERT_NEAR(dx[i], want.dx[i], 2e-6) << "d_input " << i;
+  for (size_t i = 0; i < dw.size(); ++i) ASSERT_NEAR(dw[i], want.dw[i], 2e-6) << "d_linear_weight " << i;
+  for (size_t i = 0; i < db.size(); ++i) ASSERT_NEAR(db[i], want.db[i], 2e-6) << "d_linear_bias " << i;
+  o.accumulate = true;
+  call();
+  for (size_t i = 0; i < dw.size(); ++i) ASSERT_NEAR(dw[i], 2 * want.dw[i], 4e-6) << "accumulated " << i;
+}
+
+TEST_P(LinearCrossEntropy, ErrorsNameTheArgument) {
+  std::vector<float> x(12), w(12), dx(12);
+  std::vector<int64_t> t = {0, 1, 5};
+  auto expect_error = [](auto&& call, const std::string& argument) {
+    try {
+      call();
+      ADD_FAILURE() << "no error for " << argument;
+    } catch (const logitkit::Error& e) {
+      EXPECT_EQ(e.argument(), argument) << e.what();
+    }
+  };
+  auto lce = [&](int64_t w_cols, const logitkit::LinearCrossEntropyGrads<float>& g) {
+    return logitkit::linear_cross_entropy<float, int64_t>(
+        lktest::contiguous<const float>(x.data(), {3, 4}), lktest::contiguous<const float>(w.data(), {12 / w_cols, w_cols}),
+        lktest::contiguous<const int64_t>(t.data(), {3}), {}, {}, {}, {}, {}, g);
+  };
+  expect_error([&] { lce(3, {}); }, "linear_weight");
+  expect_error([&] { lce(4, {}); }, "target");  // class 5 of 3
+  t[2] = 2;
+  logitkit::LinearCrossEntropyGrads<float> g;
+  g.input = lktest::contiguous<float>(x.data(), {3, 4});  // the input itself
+  expect_error([&] { lce(4, g); }, "d_input");
+  g.input = lktest::contiguous<float>(dx.data(), {4, 3});
+  expect_error([&] { lce(4, g); }, "d_input");
+}
+
+LKTEST_FOR_EACH_ISA(LinearCrossEntropy);
 
 }  // namespace
