@@ -167,6 +167,13 @@ def test_batch_dims_and_strided_operands():
     np.testing.assert_array_equal(batched[0].ravel(), flat[0])
     np.testing.assert_array_equal(batched[1].reshape(24, 10), flat[1])
     np.testing.assert_array_equal(batched[2], flat[2])
+    # int32 targets, and float16 input computed in float32
+    as_i32 = logitkit.linear_cross_entropy(x, w, t.astype(np.int32), reduction="none")
+    np.testing.assert_array_equal(as_i32, flat[0])
+    half = logitkit.linear_cross_entropy(x.astype(np.float16), w.astype(np.float16), t)
+    assert half.dtype == np.float32
+    want = reference(x.astype(np.float16), w.astype(np.float16), t)[0]
+    np.testing.assert_allclose(half, want, rtol=1e-5)
     # a transposed (Fortran-order) weight and a strided input are read in place: same values
     wf = np.asfortranarray(w)
     xs = np.repeat(x, 2, axis=1)[:, ::2]

@@ -1,6 +1,7 @@
 // gemm: the driver (tiles by size on the thread pool) and the public entry of logitkit/gemm.h.
 #include "logitkit/gemm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -46,10 +47,20 @@ void run_gemm(const GemmProblem<T>& p) {
   size_t tile_m = short_k ? kGemmMc : kGemmTileM;
   if ((p.m + tile_m - 1) / tile_m * tiles_n < 16) tile_m = kGemmMc;
   const size_t tiles_m = (p.m + tile_m - 1) / tile_m;
+  // A read in place by rows (linear_weight in the logits product) streams from memory in runs of
+  // kc elements per row: runs of the whole row, up to what keeps B's kc x tile_n block within
+  // 256 KiB of L2, let the hardware prefetcher follow (256-element runs defeat it).
+  GemmProblem<T> q = p;
+  q.kc = kGemmKc;
+  if (!p.skip_k && p.a.type == GemmElement::kNative && p.a.cs == 1) {
+    const size_t padded_n = (tile_n + k.nr - 1) / k.nr * k.nr;
+    const size_t fits = (size_t{256} << 10) / (padded_n * sizeof(T)) / 64 * 64;
+    q.kc = std::clamp<size_t>(std::min(fits, (p.k + 63) / 64 * 64), kGemmKc, 4096);
+  }
   parallel_for(tiles_m * tiles_n, [&](size_t t) {
     const size_t i0 = t / tiles_n * tile_m, j0 = t % tiles_n * tile_n;
     const size_t i1 = std::min(p.m, i0 + tile_m), j1 = std::min(p.n, j0 + tile_n);
-    k.tile(p, i0, i1, j0, j1, packing_scratch<T>(k.scratch_elements(j1 - j0)));
+    k.tile(q, i0, i1, j0, j1, packing_scratch<T>(k.scratch_elements(j1 - j0, q.kc)));
   });
 }
 template void run_gemm<float>(const GemmProblem<float>&);

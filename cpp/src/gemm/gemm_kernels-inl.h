@@ -81,16 +81,23 @@ void pack_a_typed(const E* a, ptrdiff_t rs, ptrdiff_t cs, size_t mc, size_t kc, 
 // NR-column panels of B[p:p+kc, j:j+nc], k-major: dst[(panel * kc + k) * NR + c]; columns past nc are 0.
 template <class T, class E, size_t NR>
 void pack_b_typed(const E* b, ptrdiff_t rs, ptrdiff_t cs, size_t kc, size_t nc, T* dst) {
-  for (size_t j = 0; j < nc; j += NR) {
+  size_t first = 0;  // the panels before it are packed
+  if (cs == 1 && std::is_same_v<E, T>) {
+    // Whole panels of contiguous rows: each row's run read once, in order, and spread over the
+    // panels (a panel at a time would read NR elements per row, rows apart, which the hardware
+    // prefetcher does not follow: 43% of d_input's product by a 32-row chunk went to that).
+    using S = Simd<T>;
+    first = nc / NR * NR;
+    for (size_t k = 0; k < kc; ++k) {
+      const T* src = reinterpret_cast<const T*>(b) + static_cast<ptrdiff_t>(k) * rs;
+      for (size_t j = 0; j < first; j += NR)
+        for (size_t c = 0; c < NR; c += S::N) S::store(dst + j * kc + k * NR + c, S::load(src + j + c));
+    }
+  }
+  for (size_t j = first; j < nc; j += NR) {
     const size_t cols = std::min(NR, nc - j);
     T* panel = dst + j * kc;
-    if (cs == 1 && cols == NR && std::is_same_v<E, T>) {  // a whole panel of contiguous rows: vector copies
-      using S = Simd<T>;
-      for (size_t k = 0; k < kc; ++k) {
-        const T* src = reinterpret_cast<const T*>(b) + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(j);
-        for (size_t c = 0; c < NR; c += S::N) S::store(panel + k * NR + c, S::load(src + c));
-      }
-    } else if (cs == 1) {  // rows of B contiguous: NR consecutive elements per k
+    if (cs == 1) {  // rows of B contiguous: NR consecutive elements per k
       for (size_t k = 0; k < kc; ++k) {
         const E* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(j);
         T* out = panel + k * NR;
@@ -219,14 +226,14 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
   constexpr size_t NR = Shape::NR;
   const size_t nc = j1 - j0, padded_n = (nc + NR - 1) / NR * NR;
   T* packed_b = scratch;
-  T* packed_a = scratch + kGemmKc * padded_n;
+  T* packed_a = scratch + p.kc * padded_n;
   // A read in place (see ARead) in whole MR-row panels; a partial last panel is packed.
   const bool direct_a = p.a.type == GemmElement::kNative && (p.a.cs == 1 || p.a.rs == 1);
   const T* a_data = static_cast<const T*>(p.a.data);
   bool first = true;  // the first K block summed overwrites C unless the problem accumulates
-  for (size_t pc = 0; pc < p.k; pc += kGemmKc) {
-    if (p.skip_k && p.skip_k[pc / kGemmKc]) continue;
-    const size_t kc = std::min(kGemmKc, p.k - pc);
+  for (size_t pc = 0; pc < p.k; pc += p.kc) {
+    if (p.skip_k && p.skip_k[pc / p.kc]) continue;
+    const size_t kc = std::min(p.kc, p.k - pc);
     const bool add = p.accumulate || !first;
     first = false;
     pack_b<T, NR>(p.b, pc, kc, j0, nc, packed_b);
@@ -252,7 +259,7 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
             micro_kernel<T, ARead::kColumns>(kc, a, p.a.cs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
         }
       };
-      if (kc >= kGemmKc / 4) {  // B's KC x NR panel stays in L1 while the A panels pass
+      if (kc >= 64) {  // B's KC x NR panel stays in L1 (or L2) while the A panels pass
         for (size_t jr = 0; jr < nc; jr += NR)
           for (size_t ir = 0; ir < mc; ir += MR) micro(ir, jr);
       } else {  // a short K: C's traffic dominates, so walk each C row block along its rows

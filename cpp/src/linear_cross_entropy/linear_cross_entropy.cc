@@ -25,6 +25,7 @@
 #include "gemm/gemm_run.h"
 #include "logitkit/cross_entropy.h"
 #include "logitkit/error.h"
+#include "runtime/invalid.h"
 #include "runtime/kernel_table.h"
 #include "runtime/loss_support.h"
 #include "runtime/thread_pool.h"
@@ -40,10 +41,6 @@ constexpr size_t kFilterBlock = kGemmKc;  // vocabulary entries per gradient-fil
 size_t chunk_rows(size_t n) {
   const size_t rows = ((n + 63) / 64 + 7) / 8 * 8;
   return std::clamp<size_t>(rows, 32, 512);
-}
-
-[[noreturn]] void invalid(const char* argument, const std::string& message) {
-  throw Error(Error::Kind::kInvalidArgument, argument, message);
 }
 
 std::string shape_str(std::initializer_list<int64_t> dims) {

@@ -15,16 +15,13 @@
 #include "logitkit/softmax.h"
 #include "moe/moe_kernels.h"
 #include "runtime/bad_row.h"
+#include "runtime/invalid.h"
 #include "runtime/kernel_table.h"
 #include "runtime/row_driver.h"
 #include "runtime/thread_pool.h"
 
 namespace logitkit {
 namespace {
-
-[[noreturn]] void invalid(const char* argument, const std::string& what) {
-  throw Error(Error::Kind::kInvalidArgument, argument, what);
-}
 
 std::string shape_of(int ndim, const int64_t* shape) {
   std::string s = "(";

@@ -11,15 +11,12 @@
 #include "logitkit/softmax.h"
 #include "route/route_kernels.h"
 #include "runtime/bad_row.h"
+#include "runtime/invalid.h"
 #include "runtime/kernel_table.h"
 #include "runtime/row_driver.h"
 
 namespace logitkit {
 namespace {
-
-[[noreturn]] void invalid(const char* argument, const std::string& what) {
-  throw Error(Error::Kind::kInvalidArgument, argument, what);
-}
 
 // An optional per-expert view as a row operand: (E,) broadcast over the tokens (stride 0), or
 // the logits' own shape. Returns an empty view for an empty one.
