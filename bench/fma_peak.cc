@@ -4,6 +4,7 @@
 // widest ISA the CPU has; the count is 2 flops per lane per FMA.
 //   g++ -O2 -std=c++17 -pthread -Icpp/include bench/fma_peak.cc build/release/liblogitkit.a -o /tmp/fma_peak
 //   /tmp/fma_peak [m n k]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
   for (float& v : a) v = u(rng);
   for (float& v : b) v = u(rng);
   for (int threads = 1; threads <= max_threads; threads *= 2) {
-    const double peak = fma_peak(threads, avx512);
+    double peak = 0;  // the best of three: a shared machine only ever slows a run down
+    for (int rep = 0; rep < 3; ++rep) peak = std::max(peak, fma_peak(threads, avx512));
     logitkit::set_num_threads(threads);
     double best = 1e30;
     for (int rep = 0; rep < 5; ++rep) {
