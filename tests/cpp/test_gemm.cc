@@ -266,6 +266,17 @@ TEST_P(LinearCrossEntropy, ErrorsNameTheArgument) {
   expect_error([&] { lce(4, g); }, "d_input");
   g.input = lktest::contiguous<float>(dx.data(), {4, 3});
   expect_error([&] { lce(4, g); }, "d_input");
+  g.input = lktest::make_view<float>(dx.data(), {3, 4}, {0, 1});  // a broadcast output
+  expect_error([&] { lce(4, g); }, "d_input");
+  g.input = {};
+  std::vector<float> class_weight(2, 1.0f);  // 2 weights for 3 classes
+  logitkit::LossWeights<float> weights;
+  weights.weight = lktest::contiguous<const float>(class_weight.data(), {2});
+  expect_error([&] {
+    logitkit::linear_cross_entropy<float, int64_t>(
+        lktest::contiguous<const float>(x.data(), {3, 4}), lktest::contiguous<const float>(w.data(), {3, 4}),
+        lktest::contiguous<const int64_t>(t.data(), {3}), {}, {}, {}, weights);
+  }, "weight");
 }
 
 LKTEST_FOR_EACH_ISA(LinearCrossEntropy);

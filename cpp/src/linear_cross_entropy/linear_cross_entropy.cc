@@ -95,6 +95,7 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
   check_shape(linear_weight, {V, D}, "linear_weight");
   check_shape(target, {N}, "target");
   if (given(bias)) check_shape(bias, {V}, "linear_bias");
+  if (given(weights.weight)) check_shape(weights.weight, {V}, "weight");  // read by the normalisers below
   if (given(weights.sample_weight)) check_shape(weights.sample_weight, {N}, "sample_weight");
   if (options.reduction == Reduction::kNone) check_shape(loss, {N}, "loss");
   if (!(lce.filter_eps >= 0.0) || !std::isfinite(lce.filter_eps))
@@ -104,6 +105,11 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
   if (d_input) check_shape(grads.input, {N, D}, "d_input");
   if (d_weight) check_shape(grads.linear_weight, {V, D}, "d_linear_weight");
   if (d_bias) check_shape(grads.linear_bias, {V}, "d_linear_bias");
+  for (const auto& [view, name] : {std::pair{grads.input, "d_input"}, std::pair{grads.linear_weight, "d_linear_weight"},
+                                   std::pair{grads.linear_bias, "d_linear_bias"}, std::pair{loss, "loss"}})
+    if (byte_range(view).first != byte_range(view).second)  // not empty
+      for (int dim = 0; dim < view.ndim; ++dim)
+        if (view.shape[dim] > 1 && view.strides[dim] == 0) invalid(name, "must not broadcast (a zero stride)");
   const bool per_row_scale = options.reduction == Reduction::kNone && given(grads.grad_output_rows);
   if (per_row_scale) check_shape(grads.grad_output_rows, {N}, "grad_output");
   if (!std::isfinite(grads.grad_output)) invalid("grad_output", "must be finite");
