@@ -55,82 +55,56 @@ inline T element(const E* p) {
   }
 }
 
-// MR-row panels of A[i:i+mc, p:p+kc], k-major: dst[(panel * kc + k) * MR + r]; rows past mc are 0.
-template <class T, class E, int MR>
-void pack_a_typed(const E* a, ptrdiff_t rs, ptrdiff_t cs, size_t mc, size_t kc, T* dst) {
-  for (size_t i = 0; i < mc; i += MR) {
-    const size_t rows = std::min<size_t>(MR, mc - i);
-    T* panel = dst + i * kc;
-    if (cs == 1 || rs != 1) {  // rows contiguous (or neither): one row at a time
-      for (size_t r = 0; r < rows; ++r) {
-        const E* src = a + static_cast<ptrdiff_t>(i + r) * rs;
-        for (size_t k = 0; k < kc; ++k) panel[k * MR + r] = element<T>(src + static_cast<ptrdiff_t>(k) * cs);
-      }
-    } else {  // columns contiguous (a transposed operand): MR consecutive elements per k
-      for (size_t k = 0; k < kc; ++k) {
-        const E* src = a + static_cast<ptrdiff_t>(k) * cs + static_cast<ptrdiff_t>(i);
-        for (size_t r = 0; r < rows; ++r) panel[k * MR + r] = element<T>(src + r);
-      }
-    }
-    if (rows < size_t(MR))
-      for (size_t k = 0; k < kc; ++k)
-        for (size_t r = rows; r < size_t(MR); ++r) panel[k * MR + r] = T(0);
-  }
-}
-
-// NR-column panels of B[p:p+kc, j:j+nc], k-major: dst[(panel * kc + k) * NR + c]; columns past nc are 0.
-template <class T, class E, size_t NR>
-void pack_b_typed(const E* b, ptrdiff_t rs, ptrdiff_t cs, size_t kc, size_t nc, T* dst) {
+// Panels of W lines of an operand, k-major: dst[(l / W * kc + k) * W + l % W] = element (l, k),
+// which lives at src[l * ls + k * ks]; lines past `lines` are 0. A's panels are MR of its rows
+// (ls, ks = its row and column strides), B's are NR of its columns (ls, ks = its column and row
+// strides), so one routine packs both, whatever their layout.
+template <class T, class E, size_t W>
+void pack_panels_typed(const E* src, ptrdiff_t ls, ptrdiff_t ks, size_t lines, size_t kc, T* dst) {
+  using S = Simd<T>;
   size_t first = 0;  // the panels before it are packed
-  if (cs == 1 && std::is_same_v<E, T>) {
-    // Whole panels of contiguous rows: each row's run read once, in order, and spread over the
-    // panels (a panel at a time would read NR elements per row, rows apart, which the hardware
-    // prefetcher does not follow: 43% of d_input's product by a 32-row chunk went to that).
-    using S = Simd<T>;
-    first = nc / NR * NR;
-    for (size_t k = 0; k < kc; ++k) {
-      const T* src = reinterpret_cast<const T*>(b) + static_cast<ptrdiff_t>(k) * rs;
-      for (size_t j = 0; j < first; j += NR)
-        for (size_t c = 0; c < NR; c += S::N) S::store(dst + j * kc + k * NR + c, S::load(src + j + c));
-    }
-  }
-  for (size_t j = first; j < nc; j += NR) {
-    const size_t cols = std::min(NR, nc - j);
-    T* panel = dst + j * kc;
-    if (cs == 1) {  // rows of B contiguous: NR consecutive elements per k
+  if constexpr (std::is_same_v<E, T> && W % S::N == 0) {
+    if (ls == 1) {
+      // Whole panels of a contiguous run per k: each run read once, in order, and spread over the
+      // panels (a panel at a time would read W elements per k, runs apart, which the hardware
+      // prefetcher does not follow: 43% of d_input's product by a 32-row chunk went to that).
+      first = lines / W * W;
       for (size_t k = 0; k < kc; ++k) {
-        const E* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(j);
-        T* out = panel + k * NR;
-        for (size_t c = 0; c < cols; ++c) out[c] = element<T>(src + c);
-        for (size_t c = cols; c < NR; ++c) out[c] = T(0);
+        const T* run = src + static_cast<ptrdiff_t>(k) * ks;
+        for (size_t l = 0; l < first; l += W)
+          for (size_t w = 0; w < W; w += S::N) S::store(dst + l * kc + k * W + w, S::load(run + l + w));
       }
-    } else {  // columns contiguous (a transposed operand, such as linear_weight^T): one column at a time
-      for (size_t c = 0; c < cols; ++c) {
-        const E* src = b + static_cast<ptrdiff_t>(j + c) * cs;
-        for (size_t k = 0; k < kc; ++k) panel[k * NR + c] = element<T>(src + static_cast<ptrdiff_t>(k) * rs);
-      }
-      for (size_t k = 0; k < kc; ++k)
-        for (size_t c = cols; c < NR; ++c) panel[k * NR + c] = T(0);
     }
+  }
+  for (size_t l = first; l < lines; l += W) {
+    const size_t count = std::min(W, lines - l);
+    T* panel = dst + l * kc;
+    if (ls == 1) {  // W consecutive elements per k
+      for (size_t k = 0; k < kc; ++k) {
+        const E* run = src + static_cast<ptrdiff_t>(k) * ks + static_cast<ptrdiff_t>(l);
+        for (size_t w = 0; w < count; ++w) panel[k * W + w] = element<T>(run + w);
+      }
+    } else {  // one line at a time
+      for (size_t w = 0; w < count; ++w) {
+        const E* line = src + static_cast<ptrdiff_t>(l + w) * ls;
+        for (size_t k = 0; k < kc; ++k) panel[k * W + w] = element<T>(line + static_cast<ptrdiff_t>(k) * ks);
+      }
+    }
+    if (count < W)
+      for (size_t k = 0; k < kc; ++k)
+        for (size_t w = count; w < W; ++w) panel[k * W + w] = T(0);
   }
 }
 
-template <class T, int MR>
-void pack_a(const GemmOperand& a, size_t i, size_t mc, size_t p, size_t kc, T* dst) {
-  const ptrdiff_t off = static_cast<ptrdiff_t>(i) * a.rs + static_cast<ptrdiff_t>(p) * a.cs;
-  if (a.type == GemmElement::kBFloat16)
-    pack_a_typed<T, uint16_t, MR>(static_cast<const uint16_t*>(a.data) + off, a.rs, a.cs, mc, kc, dst);
+// Lines [l0, l0 + lines) x K [k0, k0 + kc) of operand o (its storage type read once here).
+template <class T, size_t W>
+void pack_panels(const GemmOperand& o, ptrdiff_t ls, ptrdiff_t ks, size_t l0, size_t lines, size_t k0, size_t kc,
+                 T* dst) {
+  const ptrdiff_t off = static_cast<ptrdiff_t>(l0) * ls + static_cast<ptrdiff_t>(k0) * ks;
+  if (o.type == GemmElement::kBFloat16)
+    pack_panels_typed<T, uint16_t, W>(static_cast<const uint16_t*>(o.data) + off, ls, ks, lines, kc, dst);
   else
-    pack_a_typed<T, T, MR>(static_cast<const T*>(a.data) + off, a.rs, a.cs, mc, kc, dst);
-}
-
-template <class T, size_t NR>
-void pack_b(const GemmOperand& b, size_t p, size_t kc, size_t j, size_t nc, T* dst) {
-  const ptrdiff_t off = static_cast<ptrdiff_t>(p) * b.rs + static_cast<ptrdiff_t>(j) * b.cs;
-  if (b.type == GemmElement::kBFloat16)
-    pack_b_typed<T, uint16_t, NR>(static_cast<const uint16_t*>(b.data) + off, b.rs, b.cs, kc, nc, dst);
-  else
-    pack_b_typed<T, T, NR>(static_cast<const T*>(b.data) + off, b.rs, b.cs, kc, nc, dst);
+    pack_panels_typed<T, T, W>(static_cast<const T*>(o.data) + off, ls, ks, lines, kc, dst);
 }
 
 // How the micro-kernel reads its MR rows of A: element (r, k) at a[k * a_stride + r] (a packed
@@ -141,7 +115,8 @@ enum class ARead { kColumns, kRows };
 
 // C[0:mr_used, 0:nr_used] = alpha * (A panel x packed B panel) (+ C when `add`).
 template <class T, ARead kRead>
-void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T* __restrict pb, T* c, ptrdiff_t c_rs, ptrdiff_t c_cs, size_t mr_used, size_t nr_used, T alpha, bool add) {
+void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T* __restrict pb, T* c, ptrdiff_t c_rs,
+                  ptrdiff_t c_cs, size_t mr_used, size_t nr_used, T alpha, bool add) {
   using S = Simd<T>;
   using V = typename S::V;
   using Shape = MicroShape<T>;
@@ -236,11 +211,12 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
     const size_t kc = std::min(p.kc, p.k - pc);
     const bool add = p.accumulate || !first;
     first = false;
-    pack_b<T, NR>(p.b, pc, kc, j0, nc, packed_b);
+    pack_panels<T, NR>(p.b, p.b.cs, p.b.rs, j0, nc, pc, kc, packed_b);
     for (size_t ic = i0; ic < i1; ic += kGemmMc) {
       const size_t mc = std::min(kGemmMc, i1 - ic);
       const size_t whole = direct_a ? mc / MR * MR : 0;  // rows read in place
-      if (whole < mc) pack_a<T, MR>(p.a, ic + whole, mc - whole, pc, kc, packed_a + whole * kc);
+      if (whole < mc)
+        pack_panels<T, MR>(p.a, p.a.rs, p.a.cs, ic + whole, mc - whole, pc, kc, packed_a + whole * kc);
       auto micro = [&](size_t ir, size_t jr) {
         const T* pb = packed_b + jr * kc;
         const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
