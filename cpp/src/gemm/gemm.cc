@@ -4,32 +4,21 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <string>
 
 #include "gemm/gemm_run.h"
 #include "logitkit/error.h"
 #include "runtime/kernel_table.h"
+#include "runtime/rows.h"
 #include "runtime/thread_pool.h"
 
 namespace logitkit {
 
 namespace {
 
-// Per-thread packing buffers, kept across calls (fresh pages cost a fault per 4 KiB).
-template <class T>
-T* packing_scratch(size_t elements) {
-  thread_local std::unique_ptr<char[]> buffer;
-  thread_local size_t capacity = 0;
-  const size_t bytes = elements * sizeof(T) + 64;
-  if (capacity < bytes) {
-    buffer.reset();
-    buffer.reset(new char[bytes]);
-    capacity = bytes;
-  }
-  const auto at = (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t(63);
-  return reinterpret_cast<T*>(at);
-}
+// The packing buffers: runtime/rows.h's per-thread scratch, in a slot of their own (softmax's long
+// rows use 0 to 2, and never run inside a GEMM).
+constexpr int kPackingSlot = kMaxOperands - 1;
 
 }  // namespace
 
@@ -57,10 +46,11 @@ void run_gemm(const GemmProblem<T>& p) {
     const size_t fits = (size_t{256} << 10) / (padded_n * sizeof(T)) / 64 * 64;
     q.kc = std::clamp<size_t>(std::min(fits, (p.k + 63) / 64 * 64), kGemmKc, 4096);
   }
+  q.kc = std::max<size_t>(1, std::min(q.kc, p.k));  // one block either way: the same sums, less scratch
   parallel_for(tiles_m * tiles_n, [&](size_t t) {
     const size_t i0 = t / tiles_n * tile_m, j0 = t % tiles_n * tile_n;
     const size_t i1 = std::min(p.m, i0 + tile_m), j1 = std::min(p.n, j0 + tile_n);
-    k.tile(q, i0, i1, j0, j1, packing_scratch<T>(k.scratch_elements(j1 - j0, q.kc)));
+    k.tile(q, i0, i1, j0, j1, thread_scratch<T>(k.scratch_elements(j1 - j0, q.kc), kPackingSlot));
   });
 }
 template void run_gemm<float>(const GemmProblem<float>&);

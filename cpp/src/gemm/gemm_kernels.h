@@ -54,7 +54,7 @@ struct GemmProblem {
 template <class T>
 struct GemmKernels {
   // Function pointers filled per ISA by make_gemm_kernels<T>() in gemm_kernels-inl.h.
-  // C[i0:i1, j0:j1] of p, every K block in order. scratch: scratch_elements(j1 - j0, p.kc) T's, 64-byte aligned.
+  // C[i0:i1, j0:j1] of p, every K block in order. scratch: scratch_elements(j1 - j0, p.kc) T's.
   void (*tile)(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T* scratch);
   size_t mr, nr;  // the micro-kernel's register tile
   size_t scratch_elements(size_t tile_n, size_t kc) const { return kc * ((tile_n + nr - 1) / nr * nr) + kGemmMc * kc; }
