@@ -4,6 +4,7 @@ and semantics; every bad argument gets an error naming it."""
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
@@ -47,6 +48,43 @@ def _reduction(reduction) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
     return reduction
+
+
+def label_smoothing_value(label_smoothing) -> float:
+    ls = _arrays.real_scalar(label_smoothing, "label_smoothing", "a number in [0, 1]")
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
+    return ls
+
+
+def z_loss_value(z_loss) -> float:
+    z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
+    if not (z >= 0.0 and math.isfinite(z)):
+        raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
+    return z
+
+
+def softcap_value(softcap) -> float:
+    """The cap, 0.0 for None (off)."""
+    if softcap is None:
+        return 0.0
+    cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
+    if not (cap > 0.0 and math.isfinite(cap)):
+        raise ValueError(f"softcap: must be a finite number > 0 (or None: off), got {softcap!r}")
+    return cap
+
+
+def sample_weights(sample_weight, batch_shape: tuple[int, ...], compute: np.dtype) -> np.ndarray | None:
+    """Per-row weights broadcast to the batch shape, or None."""
+    if sample_weight is None:
+        return None
+    sw = _float_array(sample_weight, "sample_weight", compute)
+    try:
+        return np.broadcast_to(sw, batch_shape)
+    except ValueError:
+        raise ValueError(
+            f"sample_weight: shape {sw.shape} cannot be broadcast to the batch shape {batch_shape}"
+        ) from None
 
 
 def _class_axis(axis, ndim: int) -> int:
@@ -124,15 +162,7 @@ def prepare(
         w = _float_array(weight, "weight", compute)
         if w.shape != (classes,):
             raise ValueError(f"weight: shape {w.shape} must be ({classes},), one weight per class")
-    sw = None
-    if sample_weight is not None:
-        sw = _float_array(sample_weight, "sample_weight", compute)
-        try:
-            sw = np.broadcast_to(sw, batch_shape)
-        except ValueError:
-            raise ValueError(
-                f"sample_weight: shape {sw.shape} cannot be broadcast to the batch shape {batch_shape}"
-            ) from None
+    sw = sample_weights(sample_weight, batch_shape, compute)
     x = arr if arr.dtype == compute and arr.flags.aligned else _arrays.to_compute(arr, compute)
     class_axis = ax
     if x.ndim > _arrays.MAX_DIMS:  # the batch axes flattened (a copy where they are not mergeable)
@@ -143,25 +173,28 @@ def prepare(
     return LossArgs(x, t, w, sw, ax, class_axis, ignore_index, reduction, result, compute, batch_shape, soft)
 
 
-def grad_output_args(grad_output, args: LossArgs) -> tuple[float, np.ndarray | None]:
-    """(scalar upstream gradient, per-row upstream gradients or None). Per-row values only go with
-    reduction="none"; a scalar works with every reduction."""
+def upstream_gradient(grad_output, reduction: str, compute: np.dtype, batch_shape: tuple[int, ...]):
+    """(scalar upstream gradient, per-row upstream gradients of the batch shape or None). Per-row
+    values only go with reduction="none"; a scalar works with every reduction."""
     if _arrays._is_real_scalar(grad_output):
         return _arrays.real_scalar(grad_output, "grad_output", "a real number"), None
-    if args.reduction != "none":
-        raise ValueError(
-            f"grad_output: a reduced loss (reduction={args.reduction!r}) takes a scalar upstream gradient"
-        )
-    rows = _float_array(grad_output, "grad_output", args.compute)
+    if reduction != "none":
+        raise ValueError(f"grad_output: a reduced loss (reduction={reduction!r}) takes a scalar upstream gradient")
+    rows = _float_array(grad_output, "grad_output", compute)
     try:
-        rows = np.broadcast_to(rows, args.batch_shape)
+        return 1.0, np.broadcast_to(rows, batch_shape)
     except ValueError:
         raise ValueError(
-            f"grad_output: shape {rows.shape} cannot be broadcast to the loss shape {args.batch_shape}"
+            f"grad_output: shape {rows.shape} cannot be broadcast to the loss shape {batch_shape}"
         ) from None
-    if args.rows_shape != args.batch_shape:  # flattened batch (more than MAX_DIMS dimensions)
+
+
+def grad_output_args(grad_output, args: LossArgs) -> tuple[float, np.ndarray | None]:
+    """upstream_gradient for a prepared loss call."""
+    scale, rows = upstream_gradient(grad_output, args.reduction, args.compute, args.batch_shape)
+    if rows is not None and args.rows_shape != args.batch_shape:  # flattened batch (beyond MAX_DIMS)
         rows = rows.reshape(-1)
-    return 1.0, rows
+    return scale, rows
 
 
 def grad_target(out_grad, input_shape: tuple[int, ...], args: LossArgs) -> tuple[np.ndarray, np.ndarray | None]:

@@ -86,13 +86,9 @@ def cross_entropy(
         reduction=reduction,
         soft_targets=True,
     )
-    ls = _arrays.real_scalar(label_smoothing, "label_smoothing", "a number in [0, 1]")
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
+    ls = _losses.label_smoothing_value(label_smoothing)
     t = _arrays.check_temperature(temperature)
-    z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
-    if not (z >= 0.0 and math.isfinite(z)):
-        raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
+    z = _losses.z_loss_value(z_loss)
     return _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, softcap, target_margin,
                 "cross_entropy", 0.0)
 
@@ -106,11 +102,7 @@ def _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, sof
         raise ValueError(f"target_margin: must be finite, got {target_margin!r}")
     if margin != 0.0 and args.soft:
         raise ValueError("target_margin: needs class-index targets, not probabilities")
-    cap = 0.0
-    if softcap is not None:
-        cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
-        if not (cap > 0.0 and math.isfinite(cap)):
-            raise ValueError(f"softcap: must be a finite number > 0 (or None: off), got {softcap!r}")
+    cap = _losses.softcap_value(softcap)
     wanted = _extras(extras, args)
     lse = np.empty(args.rows_shape, args.compute) if "lse" in wanted else None
     predicted = np.empty(args.rows_shape, np.int64) if "predicted" in wanted else None

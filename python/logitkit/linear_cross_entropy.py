@@ -100,26 +100,12 @@ def linear_cross_entropy(
     t = _losses._target(target, batch_shape, "input").reshape(-1)
     b = _vector(linear_bias, "linear_bias", compute, vocab)
     cw = _vector(weight, "weight", compute, vocab)
-    sw = None
-    if sample_weight is not None:
-        sw = _losses._float_array(sample_weight, "sample_weight", compute)
-        try:
-            sw = np.broadcast_to(sw, batch_shape).reshape(-1)
-        except ValueError:
-            raise ValueError(
-                f"sample_weight: shape {sw.shape} cannot be broadcast to the batch shape {batch_shape}"
-            ) from None
-    ls = _arrays.real_scalar(label_smoothing, "label_smoothing", "a number in [0, 1]")
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
-    z = _arrays.real_scalar(z_loss, "z_loss", "a finite number >= 0")
-    if not (z >= 0.0 and math.isfinite(z)):
-        raise ValueError(f"z_loss: must be a finite number >= 0, got {z_loss!r}")
-    cap = 0.0
-    if softcap is not None:
-        cap = _arrays.real_scalar(softcap, "softcap", "a finite number > 0, or None")
-        if not (cap > 0.0 and math.isfinite(cap)):
-            raise ValueError(f"softcap: must be a finite number > 0 (or None: off), got {softcap!r}")
+    sw = _losses.sample_weights(sample_weight, batch_shape, compute)
+    if sw is not None:
+        sw = sw.reshape(-1)
+    ls = _losses.label_smoothing_value(label_smoothing)
+    z = _losses.z_loss_value(z_loss)
+    cap = _losses.softcap_value(softcap)
     eps = 0.0
     if filter_eps is not None:
         eps = _arrays.real_scalar(filter_eps, "filter_eps", "a finite number >= 0, or None")
@@ -135,7 +121,9 @@ def linear_cross_entropy(
     grads = (None, None, None)
     scale, scale_rows = 1.0, None
     if return_grad:
-        scale, scale_rows = _grad_output(grad_output, reduction, compute, batch_shape)
+        scale, scale_rows = _losses.upstream_gradient(grad_output, reduction, compute, batch_shape)
+        if scale_rows is not None:
+            scale_rows = scale_rows.reshape(-1)
         grads = _grad_outputs(out_grads, accumulate, x.shape, (vocab, dim), b is not None, compute)
     elif out_grads is not None:
         raise ValueError("out_grads: given without return_grad=True")
@@ -169,24 +157,6 @@ def _vector(value, name: str, compute: np.dtype, length: int) -> np.ndarray | No
     if v.shape != (length,):
         raise ValueError(f"{name}: shape {v.shape} must be ({length},), one value per class")
     return v
-
-
-def _grad_output(grad_output, reduction: str, compute: np.dtype, batch_shape):
-    if _arrays._is_real_scalar(grad_output):
-        go = _arrays.real_scalar(grad_output, "grad_output", "a real number")
-        if not math.isfinite(go):
-            raise ValueError(f"grad_output: must be finite, got {grad_output!r}")
-        return go, None
-    if reduction != "none":
-        raise ValueError(f"grad_output: a reduced loss (reduction={reduction!r}) takes a scalar upstream gradient")
-    rows = _losses._float_array(grad_output, "grad_output", compute)
-    try:
-        rows = np.broadcast_to(rows, batch_shape).reshape(-1)
-    except ValueError:
-        raise ValueError(
-            f"grad_output: shape {rows.shape} cannot be broadcast to the loss shape {batch_shape}"
-        ) from None
-    return 1.0, rows
 
 
 def _grad_outputs(out_grads, accumulate: bool, input_shape, weight_shape, with_bias: bool, compute: np.dtype):
