@@ -174,28 +174,20 @@ TEST_P(Route, ForcedExpertsComeFirstAndErrorsNameArguments) {
   EXPECT_EQ(ids[2], 15);
   EXPECT_EQ(ids[3], 14);
   EXPECT_NEAR(w[1], 1 / (1 + std::exp(-2.0)), 1e-6);
-  auto expect_error = [&](const char* argument, auto&& call) {
-    try {
-      call();
-      ADD_FAILURE() << "no error for " << argument;
-    } catch (const logitkit::Error& e) {
-      EXPECT_EQ(e.argument(), argument) << e.what();
-    }
-  };
   auto run = [&](int64_t kk, RouteOptions opt) {
     logitkit::route<float>(contiguous<const float>(x.data(), {2, n}), contiguous<float>(w.data(), {2, 1}),
                            contiguous<int32_t>(ids.data(), {2, 1}), kk, opt);
   };
-  expect_error("k", [&] { run(0, o); });
-  expect_error("weights", [&] { run(2, o); });
+  lktest::expect_argument_error("k", [&] { run(0, o); });
+  lktest::expect_argument_error("weights", [&] { run(2, o); });
   RouteOptions bad = o;
   bad.n_group = 3;
-  expect_error("n_group", [&] { run(1, bad); });
+  lktest::expect_argument_error("n_group", [&] { run(1, bad); });
   bad = o;
   bad.temperature = -1;
-  expect_error("temperature", [&] { run(1, bad); });
+  lktest::expect_argument_error("temperature", [&] { run(1, bad); });
   std::vector<uint8_t> too_many(n, 1);
-  expect_error("force", [&] {
+  lktest::expect_argument_error("force", [&] {
     logitkit::route<float>(contiguous<const float>(x.data(), {2, n}), contiguous<float>(w.data(), {2, k}),
                            contiguous<int32_t>(ids.data(), {2, k}), k, o, {}, {},
                            contiguous<const uint8_t>(too_many.data(), {n}));

@@ -195,4 +195,15 @@ class FamilyF32 : public FamilyTest<float> {};
 class FamilyF64 : public FamilyTest<double> {};
 
 }  // namespace family
+// Expects call() to throw a logitkit::Error naming `argument`.
+template <class F>
+void expect_argument_error(const std::string& argument, F&& call) {
+  try {
+    call();
+    ADD_FAILURE() << "no error for " << argument;
+  } catch (const logitkit::Error& e) {
+    EXPECT_EQ(e.argument(), argument) << e.what();
+  }
+}
+
 }  // namespace lktest
