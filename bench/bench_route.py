@@ -17,26 +17,15 @@ import torch
 
 import logitkit
 from _bench import median_time, parse_args
+from logitkit.bench import torch_deepseek_v3, torch_topk_softmax
 
 
 def topk_softmax_renorm(x, k):
-    p = torch.softmax(x, -1)
-    w, i = torch.topk(p, k)
-    return w / w.sum(-1, keepdim=True), i
+    return torch_topk_softmax(torch, x, k)
 
 
 def deepseek_v3(x, bias, k, n_group, topk_group, scale):
-    s = x.sigmoid()
-    sc = s + bias
-    t, e = x.shape
-    if n_group > 1:
-        g = sc.view(t, n_group, -1).topk(2, -1)[0].sum(-1)
-        gi = g.topk(topk_group, -1)[1]
-        m = torch.zeros_like(g).scatter_(1, gi, 1).unsqueeze(-1).expand(t, n_group, e // n_group).reshape(t, e)
-        sc = sc.masked_fill(~m.bool(), float("-inf"))
-    i = sc.topk(k, -1)[1]
-    w = s.gather(1, i)
-    return w / (w.sum(-1, keepdim=True) + 1e-20) * scale, i
+    return torch_deepseek_v3(torch, x, bias, k, n_group, topk_group, scale)
 
 
 def main():

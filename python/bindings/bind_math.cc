@@ -37,6 +37,21 @@ void bind_math(py::module_& m) {
         },
         py::arg("x"), py::arg("out"));
   }
+  // The roofs `python -m logitkit bench` reports fractions of.
+  m.def(
+      "_measure_fma_peak",
+      [](double seconds) {
+        py::gil_scoped_release release;
+        return logitkit::measure_fma_peak(seconds);
+      },
+      py::arg("seconds") = 0.1);
+  m.def(
+      "_measure_copy_bandwidth",
+      [](size_t bytes, int repeats) {
+        py::gil_scoped_release release;
+        return logitkit::measure_copy_bandwidth(bytes, repeats);
+      },
+      py::arg("bytes") = size_t{256} << 20, py::arg("repeats") = 5);
 }
 
 }  // namespace logitkit_py

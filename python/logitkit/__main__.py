@@ -1,5 +1,7 @@
 """`python -m logitkit info` prints the build and CPU facts; `python -m logitkit demo` runs softmax
-on a vocabulary-sized batch and checks it against a float64 reference."""
+on a vocabulary-sized batch and checks it against a float64 reference; `python -m logitkit bench
+[--quick] [--ops ...] [--threads N] [--json F] [--plot F]` times every op family against the peers
+installed here (logitkit/bench.py)."""
 
 from __future__ import annotations
 
@@ -45,8 +47,16 @@ def demo(rows: int = 256, vocab: int = 32000) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from logitkit import bench
+
+        try:
+            sys.exit(bench.main(argv[1:]))
+        except ValueError as exc:  # an invalid LOGITKIT_ISA or LOGITKIT_NUM_THREADS
+            sys.exit(f"logitkit: {exc}")
     parser = argparse.ArgumentParser(prog="python -m logitkit", description=__doc__)
-    parser.add_argument("command", choices=["info", "demo"], nargs="?", default="info")
+    parser.add_argument("command", choices=["info", "demo", "bench"], nargs="?", default="info")
     args = parser.parse_args(argv)
     try:
         info()

@@ -26,3 +26,20 @@ LOGITKIT_API void vlog1p(const float* x, float* y, size_t n);
 LOGITKIT_API void vlog1p(const double* x, double* y, size_t n);
 
 }  // namespace logitkit
+
+namespace logitkit {
+
+// Probes of this machine's two roofs, measured with the active backend on the thread pool's
+// threads: what `python -m logitkit bench` and bench/ judge kernels against. Compute-bound kernels
+// (gemm, linear_cross_entropy) against the FMA peak; memory-bound ones (softmax beyond the caches)
+// against the copy bandwidth.
+//
+// float32 FLOP/s of get_num_threads() tasks each running independent chains of the backend's
+// widest FMA for about `seconds` (2 flops per lane per FMA). The scalar backend has no vector FMA:
+// its figure is the baseline's, not the chip's.
+LOGITKIT_API double measure_fma_peak(double seconds = 0.1);
+// Bytes per second, counting each byte read and each byte written, of the fastest of `repeats`
+// copies of a `bytes`-byte float32 buffer with streaming stores, split by size over the pool.
+LOGITKIT_API double measure_copy_bandwidth(size_t bytes = size_t{256} << 20, int repeats = 5);
+
+}  // namespace logitkit

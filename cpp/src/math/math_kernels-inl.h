@@ -41,12 +41,42 @@ void log_array(const T* x, T* y, size_t n) {
       [&](size_t i, size_t r) { S::store_tail(y + i, f(S::load_tail(x + i, r, T(1))), r); });
 }
 
+// Compute-bound by construction: no loads or stores in the loop, kFmaChains independent FMAs per step.
+template <class T>
+T fma_chains(size_t steps) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V acc[kFmaChains];
+  for (int c = 0; c < kFmaChains; ++c) acc[c] = S::set1(T(c));
+  const V a = S::set1(T(0.999999)), b = S::set1(T(1e-7));
+  for (size_t s = 0; s < steps; ++s) {
+#pragma GCC unroll 16  // every chain in its own register
+    for (int c = 0; c < kFmaChains; ++c) acc[c] = S::fma(acc[c], a, b);
+  }
+  V sum = acc[0];
+  for (int c = 1; c < kFmaChains; ++c) sum = S::add(sum, acc[c]);
+  return S::reduce_add(sum);
+}
+
+// Memory-bound: one read and one non-temporal write per element, no read-for-ownership of y.
+template <class T>
+void stream_copy(const T* x, T* y, size_t n) {
+  using S = Simd<T>;
+  size_t i = 0;
+  for (; i + S::N <= n; i += S::N) S::stream(y + i, S::load(x + i));
+  for (; i < n; ++i) y[i] = x[i];
+  S::stream_fence();
+}
+
 template <class T>
 MathKernels<T> make_math_kernels() {
   MathKernels<T> k{};
   k.exp = exp_array<T>;
   k.log = log_array<T, false>;
   k.log1p = log_array<T, true>;
+  k.fma_chains = fma_chains<T>;
+  k.stream_copy = stream_copy<T>;
+  k.lanes = Simd<T>::N;
   return k;
 }
 

@@ -13,6 +13,17 @@ struct MathKernels {
   void (*exp)(const T* x, T* y, size_t n);
   void (*log)(const T* x, T* y, size_t n);
   void (*log1p)(const T* x, T* y, size_t n);
+  // Machine probes behind measure_fma_peak / measure_copy_bandwidth (logitkit/math.h):
+  // kFmaChains independent chains of full-vector FMAs, `steps` each (2 * kFmaChains * lanes *
+  // steps flops); the returned sum keeps the loop alive.
+  T (*fma_chains)(size_t steps);
+  size_t lanes;  // of the backend's vector
+  // y = x with streaming stores (y aligned to 64 bytes): a read-once, write-once kernel's roof.
+  void (*stream_copy)(const T* x, T* y, size_t n);
 };
+
+// Enough independent chains to cover FMA latency x issue width on current cores (4 cycles x 2
+// pipes on Zen and Intel, 4 x 4 on Neoverse V-class needs 16: 12 is within 10% there).
+constexpr int kFmaChains = 12;
 
 }  // namespace logitkit
