@@ -38,17 +38,36 @@ set(LOGITKIT_ISA_FLAGS_neon "")  # ASIMD is part of the AArch64 baseline
 
 set(LOGITKIT_ISA_TEMPLATE_DIR ${CMAKE_CURRENT_LIST_DIR})
 
+# Which SIMD backends to compile besides scalar (always there): "all" of the target architecture
+# (avx2;avx512 on x86-64, neon on AArch64), or a list of them, or "none" for a scalar-only build
+# (the baseline path alone, e.g. for a sanitizer or portability check; the dispatch table then
+# offers scalar only).
+set(LOGITKIT_SIMD_BACKENDS all CACHE STRING "SIMD backends to compile besides scalar: all, none, or a list (avx2;avx512 / neon)")
+
 # Adds the scalar kernels plus every SIMD backend of the target architecture to `target`: for each
 # ISA, <build>/isa/<family>_<isa>.cc per family (ISA flags) and <build>/isa/kernel_table_<isa>.cc,
 # whose fill_kernel_table calls the families' fillers (no ISA flags: it only makes calls). Call it
 # before adding the target's other sources, so that the long kernel TUs start first.
 function(logitkit_add_isa_kernels target)
-  set(isas scalar)
+  set(arch_isas "")
   if(LOGITKIT_ARCH STREQUAL "x86_64")
-    list(APPEND isas avx2 avx512)
+    set(arch_isas avx2 avx512)
   elseif(LOGITKIT_ARCH STREQUAL "aarch64")
-    list(APPEND isas neon)
+    set(arch_isas neon)
   endif()
+  set(isas scalar)
+  if(LOGITKIT_SIMD_BACKENDS STREQUAL "all")
+    list(APPEND isas ${arch_isas})
+  elseif(NOT LOGITKIT_SIMD_BACKENDS STREQUAL "none")
+    foreach(isa IN LISTS LOGITKIT_SIMD_BACKENDS)
+      if(NOT isa IN_LIST arch_isas)
+        message(FATAL_ERROR "LOGITKIT_SIMD_BACKENDS: '${isa}' is not a SIMD backend of ${LOGITKIT_ARCH} "
+                            "(choose from: ${arch_isas}; or all, none)")
+      endif()
+      list(APPEND isas ${isa})
+    endforeach()
+  endif()
+  message(STATUS "logitkit backends: ${isas}")
   set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/isa)
   set(LOGITKIT_FILL_DECLARATIONS "")
   set(LOGITKIT_FILL_CALLS "")

@@ -2,26 +2,22 @@
 # Cross-compiles logitkit and its GoogleTest suite for AArch64 and runs them under qemu-aarch64,
 # so the NEON backend (cpp/src/simd/vec_neon-inl.h) is built and tested on an x86 machine.
 # Needs: g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libgtest-dev (for /usr/src/googletest).
-# Usage: tests/cpp/run_neon_qemu.sh [build-dir]   (default build/neon)
+# Usage: tests/cpp/run_neon_qemu.sh [build-dir]   (default build/aarch64)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build/neon}
+build=${1:-build/aarch64}
 jobs=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 
-for tool in aarch64-linux-gnu-g++ qemu-aarch64; do
+for tool in aarch64-linux-gnu-g++ qemu-aarch64 ninja; do
   command -v "$tool" >/dev/null || { echo "run_neon_qemu.sh: $tool not found" >&2; exit 1; }
 done
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
 
 # Emulation is ~10-50x slower than native: the exp sweep checks every 1999th float32 pattern
 # (2.1M inputs, plus every 285th near the range boundaries) and 2^16 float64 samples (the long
 # double reference is software quad precision on AArch64).
-cmake -S . -B "$build" "${generator[@]}" -Wno-deprecated \
-  -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/toolchains/aarch64-linux-gnu.cmake" \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DLOGITKIT_BUILD_TESTS=ON -DLOGITKIT_INSTALL=OFF -DLOGITKIT_BUILD_PYTHON=OFF \
-  -DLOGITKIT_EXP_STRIDE=1999 -DLOGITKIT_EXP_F64_SAMPLES=65536
+# The `aarch64` preset of CMakePresets.json (toolchain file, qemu as CMAKE_CROSSCOMPILING_EMULATOR,
+# the reduced sweep sizes).
+cmake --preset aarch64 -B "$build" -Wno-deprecated
 cmake --build "$build" -j "$jobs"
 
 # The binaries must really be AArch64 and run through qemu (CMAKE_CROSSCOMPILING_EMULATOR).
