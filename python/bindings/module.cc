@@ -107,8 +107,17 @@ py::object fast_target(py::handle x, py::handle axis, py::handle out, bool reduc
   if (reduce || !plain_array_of(out, dt)) return py::none();
   const auto oa = py::reinterpret_borrow<py::array>(out);
   if (!same_shape(oa) || !oa.writeable()) return py::none();
-  for (py::ssize_t d = 0; d < oa.ndim(); ++d)  // a broadcast out: the general path names it
-    if (oa.strides(d) == 0 && oa.shape(d) > 1) return py::none();
+  // A broadcast out, or one whose rows overlap each other (as_strided): the general path names it.
+  std::pair<py::ssize_t, py::ssize_t> dims[logitkit::kMaxDims];  // (|stride| in bytes, extent)
+  int n = 0;
+  for (py::ssize_t d = 0; d < oa.ndim(); ++d)
+    if (oa.shape(d) > 1) dims[n++] = {oa.strides(d) < 0 ? -oa.strides(d) : oa.strides(d), oa.shape(d)};
+  std::sort(dims, dims + n);
+  py::ssize_t inner = oa.itemsize();  // bytes spanned by the dimensions already visited
+  for (int i = 0; i < n; ++i) {
+    if (dims[i].first < inner) return py::none();
+    inner += dims[i].first * (dims[i].second - 1);
+  }
   return py::reinterpret_borrow<py::object>(out);
 }
 

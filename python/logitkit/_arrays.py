@@ -189,6 +189,19 @@ def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") 
                 f"{name}: stride 0 in dimension {d} of extent {n}: an output cannot broadcast "
                 "(distinct results would be written to one element)"
             )
+    check_no_self_overlap(out, name)
+
+
+def check_no_self_overlap(out: np.ndarray, name: str, what: str = "its rows") -> None:
+    """Rows of an output overlapping each other (as_strided) would write two results to one
+    element: the same sufficient test as C++'s check_view (dimensions ordered by |stride|, each
+    stride clears the span of those inside it)."""
+    inner = 1
+    for stride, n in sorted((abs(s) // out.itemsize, n) for n, s in zip(out.shape, out.strides) if n > 1):
+        if stride < inner:
+            raise ValueError(f"{name}: {what} overlap in memory (strides {out.strides}): an output needs a "
+                             "distinct element per result")
+        inner += stride * (n - 1)
 
 
 def writable_target(out, compute: np.dtype):
@@ -361,6 +374,18 @@ def int_scalar(value, name: str) -> int:
     if not ok or isinstance(value, bool | np.bool_):
         raise TypeError(f"{name}: expected an int, got {_describe(value)}")
     return operator.index(value)
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def int64_scalar(value, name: str) -> int:
+    """int_scalar for parameters the C++ core takes as int64: out-of-range values get an error
+    naming the argument instead of pybind11's "incompatible function arguments"."""
+    v = int_scalar(value, name)
+    if not _INT64[0] <= v <= _INT64[1]:
+        raise ValueError(f"{name}: {v} is out of the int64 range")
+    return v
 
 
 def check_flag(value, name: str) -> bool:

@@ -130,10 +130,15 @@ def linear_cross_entropy(
     elif accumulate:
         raise ValueError("accumulate: needs return_grad=True")
     d_x = None if grads[0] is None else (grads[0].reshape(-1, dim) if grads[0].ndim != 2 else grads[0])
-    value, blocks, skipped = _core.linear_cross_entropy(
-        xs, w, t, b, cw, sw, rows, d_x, grads[1], grads[2], scale, scale_rows, ignore_index, reduction, ls, z, cap,
-        eps, accumulate, chunk,
-    )
+    try:
+        value, blocks, skipped = _core.linear_cross_entropy(
+            xs, w, t, b, cw, sw, rows, d_x, grads[1], grads[2], scale, scale_rows, ignore_index, reduction, ls, z,
+            cap, eps, accumulate, chunk,
+        )
+    except ValueError as exc:  # the core names the gradient; the caller passed it as out_grads
+        if out_grads is not None and str(exc).startswith(("d_input:", "d_linear_weight:", "d_linear_bias:")):
+            raise ValueError(f"out_grads: {exc}") from None
+        raise
     loss = rows.reshape(batch_shape) if reduction == "none" else compute.type(value)
     out = (loss,)
     if return_grad:
@@ -179,6 +184,7 @@ def _grad_outputs(out_grads, accumulate: bool, input_shape, weight_shape, with_b
                 raise TypeError(f"out_grads: {name} must have dtype {compute}, got {a.dtype}")
             if not a.flags.writeable or not a.flags.aligned:
                 raise ValueError(f"out_grads: {name} must be writable and aligned")
+            _arrays.check_no_self_overlap(a, "out_grads", f"the rows of {name}")
         if arrays[0].ndim != 2 and arrays[0].reshape(-1, shapes[1][1]).base is None:
             raise ValueError("out_grads: d_input must be reshapeable to (N, D) without a copy")
     return tuple(arrays) + (None,) * (3 - len(arrays))

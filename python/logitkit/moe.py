@@ -44,7 +44,7 @@ def _ids(experts, name: str = "experts") -> np.ndarray:
 
 
 def _num_experts(num_experts) -> int:
-    e = _arrays.int_scalar(num_experts, "num_experts")
+    e = _arrays.int64_scalar(num_experts, "num_experts")
     if e < 1:
         raise ValueError(f"num_experts: must be >= 1, got {e}")
     return e
@@ -117,18 +117,18 @@ def dispatch(
     block_size (padding slots have token -1). Expert ids outside [0, num_experts) raise."""
     ids = _ids(experts)
     e = _num_experts(num_experts)
-    cap = -1 if capacity is None else _arrays.int_scalar(capacity, "capacity")
+    cap = -1 if capacity is None else _arrays.int64_scalar(capacity, "capacity")
     if capacity is not None and cap < 0:
         raise ValueError(f"capacity: must be >= 0 or None, got {cap}")
     cf = 0.0 if capacity_factor is None else _arrays.real_scalar(capacity_factor, "capacity_factor")
     if capacity_factor is not None and not (cf > 0 and math.isfinite(cf)):
         raise ValueError(f"capacity_factor: must be a finite number > 0 or None, got {capacity_factor!r}")
-    mc = _arrays.int_scalar(min_capacity, "min_capacity")
+    mc = _arrays.int64_scalar(min_capacity, "min_capacity")
     if mc < 0:
         raise ValueError(f"min_capacity: must be >= 0, got {mc}")
     if not isinstance(drop_policy, str) or drop_policy not in ("position", "probs"):
         raise ValueError(f"drop_policy: expected 'position' or 'probs', got {drop_policy!r}")
-    bs = _arrays.int_scalar(block_size, "block_size")
+    bs = _arrays.int64_scalar(block_size, "block_size")
     if bs < 1:
         raise ValueError(f"block_size: must be >= 1, got {bs}")
     w = None
@@ -221,7 +221,7 @@ def expert_choice(logits: ArrayLike, capacity: int) -> tuple[FloatArray, np.ndar
         raise ValueError(f"logits: expected shape (tokens, experts), got {arr.shape}")
     compute = _arrays.compute_dtype(_arrays.result_dtype(arr.dtype))
     x = _arrays.to_compute(arr, compute)
-    c = _arrays.int_scalar(capacity, "capacity")
+    c = _arrays.int64_scalar(capacity, "capacity")
     if not 1 <= c <= x.shape[0]:
         raise ValueError(f"capacity: must be in [1, {x.shape[0]}] for {x.shape[0]} tokens, got {c}")
     weights = np.empty((x.shape[1], c), compute)
@@ -293,7 +293,7 @@ def sequence_balance_loss(
     sequence P_i = mean_t s'_{t,i} (s' = sigmoid(logits) normalised over the experts), f_i =
     E / (k seq_len) * (times expert i is selected in it), L = alpha sum_i f_i P_i; the mean over
     sequences. With return_grad, also d loss / d logits."""
-    s = _arrays.int_scalar(seq_len, "seq_len")
+    s = _arrays.int64_scalar(seq_len, "seq_len")
     return _run_loss("sequence_balance", logits, experts, "switch", alpha, s, return_grad, grad_output)
 
 
@@ -316,7 +316,9 @@ def update_bias(bias: ArrayLike, counts: ArrayLike, rate: float) -> np.ndarray:
     if c.dtype.kind not in "iu":
         raise TypeError(f"counts: expected integer counts, got dtype {c.dtype}")
     r = _arrays.real_scalar(rate, "rate")
-    if out.ndim != 1 or c.shape != out.shape:
+    if out.ndim != 1:
+        raise ValueError(f"bias: expected one value per expert, shape (E,), got shape {out.shape}")
+    if c.shape != out.shape:
         raise ValueError(f"counts: must have the bias's shape {out.shape}, got {c.shape}")
     _core.update_bias(out, np.asarray(c, np.int64), r)  # no copy for int64 counts
     return out if b.dtype == compute or b.dtype.kind in "iub" else out.astype(b.dtype)

@@ -191,6 +191,26 @@ void check_view(const V& view, const char* argument) {
         throw Error(Error::Kind::kInvalidArgument, argument,
                     "stride 0 in dimension " + std::to_string(d) + " of extent " + std::to_string(view.shape[d]) +
                         ": an output cannot broadcast");
+    // Rows that overlap each other (an as_strided view) would also write two results to one
+    // element. Sufficient test: with the dimensions ordered by |stride|, each stride clears the
+    // whole span of the dimensions inside it. Every layout NumPy, torch or a C++ caller makes by
+    // slicing, transposing or reversing passes; only hand-made interleavings are refused.
+    int order[kMaxDims];
+    int n = 0;
+    for (int d = 0; d < view.ndim; ++d)
+      if (view.shape[d] > 1) order[n++] = d;
+    std::sort(order, order + n, [&](int a, int b) {
+      return std::abs(view.strides[a]) < std::abs(view.strides[b]);
+    });
+    int64_t inner_span = 1;  // elements covered by the dimensions already visited
+    for (int i = 0; i < n; ++i) {
+      const int64_t stride = std::abs(view.strides[order[i]]);
+      if (stride < inner_span)
+        throw Error(Error::Kind::kInvalidArgument, argument,
+                    "dimension " + std::to_string(order[i]) + " (stride " + std::to_string(view.strides[order[i]]) +
+                        ") overlaps the dimensions inside it: an output needs a distinct element per result");
+      inner_span = stride * (view.shape[order[i]] - 1) + inner_span;
+    }
   }
 }
 
