@@ -50,4 +50,25 @@ TEST_P(FamilyF64, PartialOverlap) { check_partial_overlap(*this); }
 LKTEST_FOR_EACH_ISA(FamilyF32);
 LKTEST_FOR_EACH_ISA(FamilyF64);
 
+// An output whose rows overlap each other (strides that revisit elements) would get two results
+// in one element: refused, naming the output. Transposed and reversed outputs stay accepted.
+TEST(OutputViews, SelfOverlappingOutputIsRefused) {
+  std::vector<float> x(20, 1.0f), y(40, 0.0f);
+  const auto xv = logitkit::ArrayView<const float>::contiguous(x.data(), {4, 5});
+  auto strided = [&](int64_t s0, int64_t s1, float* base) {
+    logitkit::ArrayView<float> v;
+    v.data = base;
+    v.ndim = 2;
+    v.shape[0] = 4, v.shape[1] = 5;
+    v.strides[0] = s0, v.strides[1] = s1;
+    return v;
+  };
+  for (auto [s0, s1] : {std::pair<int64_t, int64_t>{1, 1}, {4, 1}, {2, 1}, {1, 3}})
+    lktest::expect_argument_error("y", [&] { logitkit::softmax(xv, strided(s0, s1, y.data()), -1); });
+  logitkit::softmax(xv, strided(1, 4, y.data()), -1);           // transposed: one element per result
+  logitkit::softmax(xv, strided(-5, 1, y.data() + 15), -1);     // rows reversed
+  logitkit::softmax(xv, strided(8, 1, y.data()), -1);           // padded rows
+  EXPECT_FLOAT_EQ(y[0], 0.2f);
+}
+
 }  // namespace
