@@ -20,8 +20,8 @@ def stub_signatures() -> dict[str, list[str]]:
 def runtime_signatures() -> dict[str, list[str]]:
     out = {}
     for name in dir(_core):
-        if name.startswith("__") or not callable(getattr(_core, name)):
-            continue
+        if name.startswith("__") or not callable(getattr(_core, name)) or isinstance(getattr(_core, name), type):
+            continue  # classes (opaque handles such as RouteOptions) are listed as stub classes
         first = getattr(_core, name).__doc__.strip().splitlines()[0]  # pybind11: "f(a: T, b: U) -> R"
         params = re.match(r"\w+\((.*)\) ->", first).group(1)
         out[name] = [p.split(":")[0].strip() for p in params.split(",") if p.strip()]
@@ -30,6 +30,12 @@ def runtime_signatures() -> dict[str, list[str]]:
 
 def test_stub_matches_extension():
     assert stub_signatures() == runtime_signatures()
+
+
+def test_stub_lists_the_extension_classes():
+    tree = ast.parse(STUB.read_text())
+    stub = {c.name for c in tree.body if isinstance(c, ast.ClassDef)}
+    assert stub == {n for n in dir(_core) if isinstance(getattr(_core, n), type)}
 
 
 def test_stub_lists_the_extension_constants():

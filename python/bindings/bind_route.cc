@@ -82,11 +82,15 @@ void route_impl(const py::array& logits, const py::array& weights, const py::arr
 }  // namespace
 
 void bind_route(py::module_& m) {
+  // The options dict parsed once into C++'s struct (route.py caches it per set of arguments):
+  // parsing it on every call cost more than routing a decode token.
+  py::class_<logitkit::RouteOptions>(m, "RouteOptions");
+  m.def("route_options", &parse_options, py::arg("options"));
   m.def(
       "route",
-      [](const py::array& logits, const py::array& weights, const py::array& ids, int64_t k, const py::dict& options,
-         const py::object& bias, const py::object& mask, const py::object& force, const py::object& noise_std) {
-        const auto o = parse_options(options);
+      [](const py::array& logits, const py::array& weights, const py::array& ids, int64_t k,
+         const logitkit::RouteOptions& o, const py::object& bias, const py::object& mask, const py::object& force,
+         const py::object& noise_std) {
         if (is_f32(logits)) {
           route_impl<float>(logits, weights, ids, k, o, bias, mask, force, noise_std);
         } else {

@@ -126,10 +126,17 @@ def _force_rows(force, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(row, shape).view(np.uint8)
 
 
+# The scalar arguments of route(), in the order route() passes their values to _resolved.
+_SCALAR_NAMES = ("k", "scoring", "softcap", "temperature", "activation", "weights_from", "renormalize",
+                 "renormalize_eps", "scaling_factor", "n_group", "topk_group", "group_score", "noise",
+                 "noise_std", "seed")
+
+
 @functools.lru_cache(maxsize=512)
-def _resolved(experts: int, preset, given: tuple) -> tuple[int, dict[str, Any]]:
-    """k and the options dict of the C++ call for the scalar arguments `given` ((name, type,
-    value) triples; value None: not given), with
+def _resolved(experts: int, preset, values: tuple, types: tuple) -> tuple[int, dict[str, Any], Any]:
+    """k and the options dict of the C++ call for the scalar arguments `values` (in
+    _SCALAR_NAMES order; None: not given; `types` their types, so that 2 and 2.0 are different
+    cache keys though equal), with
     the preset's and the defaults filled in and every value checked. Cached: a router is called
     with the same arguments every step, and checking them cost more than routing a decode token."""
     p = dict(_DEFAULTS)
@@ -137,7 +144,7 @@ def _resolved(experts: int, preset, given: tuple) -> tuple[int, dict[str, Any]]:
         if not isinstance(preset, str) or preset not in PRESETS:
             raise ValueError(f"preset: expected one of {', '.join(map(repr, PRESETS))} or None, got {preset!r}")
         p.update(PRESETS[preset])
-    p.update({name: v for name, _, v in given if v is not None})
+    p.update({name: v for name, v in zip(_SCALAR_NAMES, values) if v is not None})
     if p["k"] is None:
         raise TypeError("k: required (the number of experts per token) unless a preset gives it")
     kk = _arrays.int_scalar(p["k"], "k")
@@ -179,7 +186,7 @@ def _resolved(experts: int, preset, given: tuple) -> tuple[int, dict[str, Any]]:
     options["noise_std"] = _arrays.real_scalar(std, "noise_std")
     if not (options["noise_std"] >= 0.0 and math.isfinite(options["noise_std"])):
         raise ValueError(f"noise_std: must be a finite number >= 0, got {std!r}")
-    return kk, options
+    return kk, options, _core.route_options(options)  # parsed into C++'s struct once per cache entry
 
 
 def route(
@@ -248,14 +255,9 @@ def route(
     """
     std = noise_std
     std_is_array = std is not None and not _arrays._is_real_scalar(std)
-    given = (
-        ("k", k), ("scoring", scoring), ("softcap", softcap), ("temperature", temperature),
-        ("activation", activation), ("weights_from", weights_from), ("renormalize", renormalize),
-        ("renormalize_eps", renormalize_eps), ("scaling_factor", scaling_factor), ("n_group", n_group),
-        ("topk_group", topk_group), ("group_score", group_score), ("noise", noise),
-        ("noise_std", None if std_is_array else std), ("seed", seed),
-    )
-    given = tuple((name, type(v), v) for name, v in given)  # 2 and 2.0 are equal keys, not equal arguments
+    values = (k, scoring, softcap, temperature, activation, weights_from, renormalize, renormalize_eps,
+              scaling_factor, n_group, topk_group, group_score, noise, None if std_is_array else std, seed)
+    types = tuple(map(type, values))  # 2 and 2.0 are equal keys, not equal arguments
     arr = logits if type(logits) is np.ndarray else _arrays.as_array(logits, "logits")
     if arr.ndim == 0:
         raise ValueError("logits: needs an experts axis (got a 0-d array)")
@@ -268,14 +270,14 @@ def route(
         x = _arrays.to_compute(arr, compute)
     experts = x.shape[-1]
     try:
-        kk, options = _resolved(experts, preset, given)
+        kk, options, parsed = _resolved(experts, preset, values, types)
     except TypeError as exc:
         if "unhashable" not in str(exc):
             raise
-        kk, options = _resolved.__wrapped__(experts, preset, given)  # a 0-d array argument
+        kk, options, parsed = _resolved.__wrapped__(experts, preset, values, types)  # a 0-d array argument
     std_rows = None
     if std_is_array:
-        options = dict(options, noise_std=1.0)
+        parsed = _core.route_options(dict(options, noise_std=1.0))
         s = _arrays.to_compute(_arrays.as_array(std, "noise_std"), compute)
         try:
             std_rows = np.broadcast_to(s, x.shape)
@@ -294,5 +296,5 @@ def route(
 
     weights = np.empty(x.shape[:-1] + (kk,), compute)
     ids = np.empty(x.shape[:-1] + (kk,), np.int32)
-    _core.route(x, weights, ids, kk, options, b, mask, forced, std_rows)
+    _core.route(x, weights, ids, kk, parsed, b, mask, forced, std_rows)
     return weights, ids
