@@ -108,6 +108,7 @@ py::object fast_target(py::handle x, py::handle axis, py::handle out, bool reduc
   const auto oa = py::reinterpret_borrow<py::array>(out);
   if (!same_shape(oa) || !oa.writeable()) return py::none();
   // A broadcast out, or one whose rows overlap each other (as_strided): the general path names it.
+  if (oa.size() == 0) return py::reinterpret_borrow<py::object>(out);  // nothing written (NumPy 2: zero strides)
   std::pair<py::ssize_t, py::ssize_t> dims[logitkit::kMaxDims];  // (|stride| in bytes, extent)
   int n = 0;
   for (py::ssize_t d = 0; d < oa.ndim(); ++d)

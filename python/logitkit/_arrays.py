@@ -56,6 +56,15 @@ def _is_supported_float(dt: np.dtype) -> bool:
     return dt in (_F32, _F64) or _is_reduced_float(dt)
 
 
+def asarray_named(x, name: str, dtype=None) -> np.ndarray:
+    """np.asarray for integer/bool arguments (ids, targets, masks, counts): a ragged list gets the
+    same TypeError naming the argument as as_array gives."""
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
+
+
 def as_array(x, name: str = "x") -> np.ndarray:
     """np.asarray with a TypeError naming the argument for dtypes we cannot compute on."""
     if type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):  # the common case, cheaply
@@ -183,6 +192,8 @@ def check_out(out, shape: tuple[int, ...], result: np.dtype, name: str = "out") 
         raise TypeError(f"{name}: dtype {out.dtype} does not match the result dtype {result}")
     if not out.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
+    if out.size == 0:  # nothing is written; NumPy 2 gives empty arrays zero strides
+        return
     for d, (n, stride) in enumerate(zip(out.shape, out.strides)):
         if stride == 0 and n > 1:  # C++ refuses it too, but under its own name for the output
             raise ValueError(
@@ -196,6 +207,8 @@ def check_no_self_overlap(out: np.ndarray, name: str, what: str = "its rows") ->
     """Rows of an output overlapping each other (as_strided) would write two results to one
     element: the same sufficient test as C++'s check_view (dimensions ordered by |stride|, each
     stride clears the span of those inside it)."""
+    if out.size == 0:
+        return
     inner = 1
     for stride, n in sorted((abs(s) // out.itemsize, n) for n, s in zip(out.shape, out.strides) if n > 1):
         if stride < inner:
@@ -261,7 +274,7 @@ def as_mask(
     """`where` (bool, broadcastable to `shape`) as a uint8 view of that shape. Broadcast axes keep
     stride 0 and nothing is copied for a bool ndarray. Errors name the argument `name`."""
     try:
-        m = np.asarray(where)
+        m = asarray_named(where, "where")
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
     if m.dtype != np.bool_:

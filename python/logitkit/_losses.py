@@ -100,7 +100,7 @@ def _class_axis(axis, ndim: int) -> int:
 
 def _target(target, batch_shape: tuple[int, ...], input_name: str) -> np.ndarray:
     try:
-        t = np.asarray(target)
+        t = _arrays.asarray_named(target, "target")
     except Exception as exc:
         raise TypeError(f"target: cannot convert to an array ({exc})") from None
     if t.dtype.kind not in "iu":
@@ -152,7 +152,7 @@ def prepare(
     if soft_targets:
         target_kind = getattr(target, "dtype", None)
         if target_kind is None:
-            target_kind = np.asarray(target).dtype
+            target_kind = _arrays.asarray_named(target, "target").dtype
         target_kind = np.dtype(target_kind)
         soft = target_kind.kind in "fc" or _arrays._is_reduced_float(target_kind)
     t = _soft_target(target, arr.shape, compute, input_name) if soft else _target(target, batch_shape, input_name)

@@ -30,7 +30,7 @@ __all__ = [
 
 def _ids(experts, name: str = "experts") -> np.ndarray:
     """Expert ids as int32 (T, k): any integer array (..., k), leading axes flattened."""
-    arr = np.asarray(experts)
+    arr = _arrays.asarray_named(experts, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array of expert ids, got dtype {arr.dtype}")
     if arr.ndim == 0:
@@ -158,7 +158,7 @@ def dispatch(
 
 def expert_counts(experts: ArrayLike, num_experts: int) -> np.ndarray:
     """How many times each expert id in [0, num_experts) occurs in `experts` (any shape), int64."""
-    arr = np.asarray(experts)
+    arr = _arrays.asarray_named(experts, "experts")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"experts: expected an integer array of expert ids, got dtype {arr.dtype}")
     e = _num_experts(num_experts)
@@ -171,7 +171,7 @@ def expert_counts(experts: ArrayLike, num_experts: int) -> np.ndarray:
 def _rows(x: np.ndarray, name: str) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-d array (rows, hidden), got shape {x.shape}")
-    if x.shape[1] > 1 and x.strides[1] != x.itemsize:
+    if x.size and x.shape[1] > 1 and x.strides[1] != x.itemsize:
         x = np.ascontiguousarray(x)
     return x
 
@@ -181,7 +181,7 @@ def permute(hidden: ArrayLike, plan: DispatchPlan) -> np.ndarray:
     dtype: a row copy), padding slots zero."""
     if not isinstance(plan, DispatchPlan):
         raise TypeError(f"plan: expected a DispatchPlan, got {type(plan).__name__}")
-    h = _rows(np.asarray(hidden), "hidden")
+    h = _rows(_arrays.asarray_named(hidden, "hidden"), "hidden")
     if h.shape[0] != plan.num_tokens:
         raise ValueError(f"hidden: has {h.shape[0]} rows for a plan of {plan.num_tokens} tokens")
     out = np.empty((plan.num_slots, h.shape[1]), h.dtype)
@@ -312,7 +312,7 @@ def update_bias(bias: ArrayLike, counts: ArrayLike, rate: float) -> np.ndarray:
     b = _arrays.as_array(bias, "bias")
     compute = _arrays.compute_dtype(_arrays.result_dtype(b.dtype))
     out = np.array(b, dtype=compute)
-    c = np.asarray(counts)
+    c = _arrays.asarray_named(counts, "counts")
     if c.dtype.kind not in "iu":
         raise TypeError(f"counts: expected integer counts, got dtype {c.dtype}")
     r = _arrays.real_scalar(rate, "rate")

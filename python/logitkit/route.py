@@ -109,7 +109,7 @@ def _choice(value, name: str, allow_none: bool = False) -> str:
 
 def _force_rows(force, shape: tuple[int, ...]) -> np.ndarray:
     """force: expert ids (a sequence of ints, the same for every token) or a boolean array."""
-    arr = np.asarray(force)
+    arr = _arrays.asarray_named(force, "force")
     if arr.dtype == np.bool_:
         return _arrays.as_mask(arr, shape, "logits", "force", "True = forced")
     if arr.dtype.kind not in "iu" or arr.ndim > 1:

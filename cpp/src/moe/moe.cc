@@ -364,14 +364,16 @@ void contrastive_impl(ArrayView<const T> strong, ArrayView<const T> weak, ArrayV
 template <class T>
 void unpermute_impl(ArrayView<const T> expert_out, ArrayView<const int32_t> position, ArrayView<const T> weights,
                     ArrayView<T> out) {
-  if (expert_out.ndim != 2 || (expert_out.shape[1] > 1 && expert_out.strides[1] != 1))
+  // An empty expert_out (no slot, e.g. every pair dropped) has any strides (NumPy 2: zero).
+  if (expert_out.ndim != 2 ||
+      (expert_out.shape[0] > 0 && expert_out.shape[1] > 1 && expert_out.strides[1] != 1))
     invalid("expert_out", "must be 2-d (slots, hidden) with contiguous rows, got shape " +
                               shape_of(expert_out.ndim, expert_out.shape));
   if (position.ndim != 2) invalid("position", "must have shape (tokens, k), got " + shape_of(position.ndim, position.shape));
   const int64_t tokens = position.shape[0], k = position.shape[1], slots = expert_out.shape[0], H = expert_out.shape[1];
   require_shape(weights, {tokens, k}, "weights");
   require_shape(out, {tokens, H}, "out");
-  if (H > 1 && out.strides[1] != 1) invalid("out", "must have contiguous rows");
+  if (tokens > 0 && H > 1 && out.strides[1] != 1) invalid("out", "must have contiguous rows");
   BadRow bad;
   parallel_for(static_cast<size_t>((tokens + 4095) / 4096), [&](size_t c) {
     for (int64_t t = int64_t(c) * 4096; t < std::min(tokens, int64_t(c + 1) * 4096); ++t)
