@@ -63,8 +63,8 @@ TEST(OutputViews, SelfOverlappingOutputIsRefused) {
     v.strides[0] = s0, v.strides[1] = s1;
     return v;
   };
-  for (auto [s0, s1] : {std::pair<int64_t, int64_t>{1, 1}, {4, 1}, {2, 1}, {1, 3}})
-    lktest::expect_argument_error("y", [&] { logitkit::softmax(xv, strided(s0, s1, y.data()), -1); });
+  for (const auto& s : {std::pair<int64_t, int64_t>{1, 1}, {4, 1}, {2, 1}, {1, 3}})
+    lktest::expect_argument_error("y", [&] { logitkit::softmax(xv, strided(s.first, s.second, y.data()), -1); });
   logitkit::softmax(xv, strided(1, 4, y.data()), -1);           // transposed: one element per result
   logitkit::softmax(xv, strided(-5, 1, y.data() + 15), -1);     // rows reversed
   logitkit::softmax(xv, strided(8, 1, y.data()), -1);           // padded rows
