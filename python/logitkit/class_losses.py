@@ -80,8 +80,12 @@ def focal_loss(
     if a.ndim and a.shape != (classes,):
         raise ValueError(f"alpha: shape {a.shape} must be () or ({classes},), one value per class")
     keep = args.target != args.ignore_index
-    alpha_rows = np.full(args.target.shape, float(a)) if a.ndim == 0 else np.where(
-        keep, a.astype(np.float64)[np.clip(args.target, 0, max(classes - 1, 0))], 0.0)
+    if a.ndim == 0:
+        alpha_rows = np.full(args.target.shape, float(a))
+    elif classes == 0:  # every row is ignored (a class index would be out of range): no alpha_t
+        alpha_rows = np.zeros(args.target.shape)
+    else:
+        alpha_rows = np.where(keep, a.astype(np.float64)[np.clip(args.target, 0, classes - 1)], 0.0)
     # alpha_t multiplies each row outside "mean"'s normaliser: the core sums alpha_t-weighted rows,
     # and the mean divides by the summed weight[t] * sample_weight of the rows not ignored
     norm = float(np.sum(_row_weights(args))) if args.reduction == "mean" else 1.0
@@ -226,8 +230,11 @@ def _row_weights(args) -> np.ndarray:
     """w_r = weight[t_r] * sample_weight[r] per row, 0 for ignored rows: the rows' weights in the
     weighted mean (what the core sums as "mean"'s normaliser), in float64."""
     keep = args.target != args.ignore_index
-    w = np.ones(args.target.shape) if args.weight is None else np.asarray(args.weight, np.float64)[
-        np.where(keep, args.target, 0)]
+    if args.weight is None:
+        w = np.ones(args.target.shape)
+    else:  # ignored rows look up class 0 (any class would do): with zero classes, nothing to look up
+        table = np.asarray(args.weight, np.float64)
+        w = table[np.where(keep, args.target, 0)] if table.size else np.zeros(args.target.shape)
     if args.sample_weight is not None:
         w = w * args.sample_weight
     return np.where(keep, w, 0.0)

@@ -3,6 +3,7 @@
 // lazily after fork().
 #include "runtime/thread_pool.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -274,6 +275,15 @@ std::mutex g_pool_mutex;
 ThreadPool* g_pool = nullptr;  // intentionally leaked: workers must not be joined at exit
 pid_t g_pool_pid = 0;
 int g_requested_threads = 0;
+
+// fork() while another thread holds g_pool_mutex would leave the child's copy locked for good, and
+// the child's first multi-threaded call would hang on it (seen from Python: a fork while other
+// threads were inside logitkit calls, tests/test_concurrency.py). The forking thread takes the
+// mutex across fork(), so no other thread holds it then; parent and child release it after.
+void lock_pool_for_fork() { g_pool_mutex.lock(); }
+void unlock_pool_after_fork() { g_pool_mutex.unlock(); }
+[[maybe_unused]] const int g_fork_handlers = pthread_atfork(lock_pool_for_fork, unlock_pool_after_fork,
+                                                            unlock_pool_after_fork);
 
 ThreadPool& pool() {
   std::lock_guard<std::mutex> lock(g_pool_mutex);
