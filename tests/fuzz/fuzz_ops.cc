@@ -1941,7 +1941,9 @@ void build_moe(Ctx& c, Op& op) {
       d.capacity_factor = in.param(1.25);
       d.min_capacity = in.iparam(4, -1, 10);
       d.block_size = in.iparam(1, 0, 64);
-      const int64_t pairs = in.iparam(tokens * k, 0, 1000);
+      int64_t tk = 0;
+      if (__builtin_mul_overflow(tokens, k, &tk)) tk = INT64_MAX;
+      const int64_t pairs = in.iparam(tk, 0, 1000);
       op.call = [=] {
         const int64_t cap = lk::dispatch_capacity(tokens, k, E, d);
         FZ_CHECK(cap >= -1, "capacity " + std::to_string(cap));

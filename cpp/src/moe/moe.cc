@@ -430,7 +430,11 @@ void update_bias_impl(ArrayView<T> bias, ArrayView<const int64_t> counts, double
 
 int64_t dispatch_slot_bound(int64_t pairs, int64_t experts, int64_t block_size) {
   if (block_size < 1) invalid("block_size", "must be >= 1, got " + std::to_string(block_size));
-  return pairs + experts * (block_size - 1);
+  int64_t padding, bound;
+  if (__builtin_mul_overflow(experts, block_size - 1, &padding) || __builtin_add_overflow(pairs, padding, &bound))
+    invalid("block_size", "the padded slot count overflows int64 (" + std::to_string(experts) + " experts, block size " +
+                              std::to_string(block_size) + ")");
+  return bound;
 }
 
 int64_t dispatch_capacity(int64_t tokens, int64_t k, int64_t experts, const DispatchOptions& o) {
@@ -459,9 +463,15 @@ void expert_counts(ArrayView<const int32_t> experts, int64_t num_experts, ArrayV
   } else {
     int64_t rows = 1;
     for (int d = 0; d + 1 < experts.ndim; ++d) rows *= experts.shape[d];
+    // The leading dimensions merge into one row axis when those of extent > 1 nest exactly; unit
+    // dimensions are skipped (their stride is arbitrary and must not become the row stride).
+    int lead[kMaxDims];
+    int n_lead = 0;
+    for (int d = 0; d + 1 < experts.ndim; ++d)
+      if (experts.shape[d] > 1) lead[n_lead++] = d;
     const bool mergeable = [&] {
-      for (int d = 0; d + 2 < experts.ndim; ++d)
-        if (experts.shape[d + 1] > 1 && experts.strides[d] != experts.strides[d + 1] * experts.shape[d + 1]) return false;
+      for (int i = 0; i + 1 < n_lead; ++i)
+        if (experts.strides[lead[i]] != experts.strides[lead[i + 1]] * experts.shape[lead[i + 1]]) return false;
       return true;
     }();
     if (!mergeable) {  // copy through an index walk: rare layouts
@@ -480,7 +490,7 @@ void expert_counts(ArrayView<const int32_t> experts, int64_t num_experts, ArrayV
     }
     v2.shape[0] = rows;
     v2.shape[1] = experts.shape[experts.ndim - 1];
-    v2.strides[0] = experts.ndim >= 2 ? experts.strides[experts.ndim - 2] : 0;
+    v2.strides[0] = n_lead > 0 ? experts.strides[lead[n_lead - 1]] : 0;
     v2.strides[1] = experts.strides[experts.ndim - 1];
   }
   const std::vector<int64_t> hist = chunk_histograms(flat_ids(v2, num_experts), num_experts);  // no sort needed
