@@ -21,6 +21,14 @@
 // and gaps are never written), a result that depends on the thread count, or a violated
 // invariant (probabilities in [0, 1] summing to 1, excluded or ignored entries exactly 0, route ids
 // distinct and in range, dispatch plans consistent, gemm against a float64 reference, ...).
+//
+// Running: build with -DLOGITKIT_BUILD_FUZZERS=ON (tests/fuzz/CMakeLists.txt), then
+//   build/tests/fuzz/fuzz_ops FILE...                 run inputs (a finding exits non-zero)
+//   tests/fuzz/run_fuzzers.sh BUILD_DIR SECONDS        bounded fuzzing from a copy of the corpus
+// Environment: LOGITKIT_FUZZ_VERBOSE=1 prints the decoded call (options, each view's shape, strides
+// and placement, the input values) before making it; LOGITKIT_FUZZ_FAMILY=<name> and
+// LOGITKIT_FUZZ_ISA=<name,...> skip every other input, so a per-family or per-ISA run saves inputs
+// that reproduce without the variables.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
@@ -170,7 +178,12 @@ class Input {
   int64_t iparam(int64_t dflt, int64_t lo, int64_t hi) {
     const uint8_t b = u8();
     if (b < 96) return dflt;
-    if (b < 232) return hi > lo ? lo + int64_t(raw<uint16_t>() % uint64_t(hi - lo + 1)) : lo;
+    if (b < 232) {  // in [lo, hi] (unsigned arithmetic: hi - lo may not fit int64)
+      if (hi <= lo) return lo;
+      const uint64_t range = uint64_t(hi) - uint64_t(lo) + 1;  // 0: the whole uint64 range
+      const uint64_t r = raw<uint16_t>();
+      return int64_t(uint64_t(lo) + (range ? r % range : r));
+    }
     return kInts[b % kNumInts];
   }
 
@@ -444,7 +457,7 @@ struct IntFill {  // ints in [lo, hi], rarely extremes
     for (size_t i = 0; i < n; ++i) {
       const uint8_t b = in->u8();
       if (b < 236)
-        p[i] = I(hi > lo ? lo + int64_t(b) % (hi - lo + 1) : lo);
+        p[i] = I(hi > lo ? int64_t(uint64_t(lo) + uint64_t(b) % (uint64_t(hi) - uint64_t(lo) + 1)) : lo);
       else
         p[i] = I(kInts[b % kNumInts]);
     }
@@ -1689,9 +1702,10 @@ struct PlanViews {
 };
 
 template <class T>
-void check_plan(const PlanViews& p, const ArrayView<const int32_t>& experts, int64_t E, int64_t k, int64_t capacity,
-                int64_t block, int64_t bound, int64_t P) {
-  const int64_t tokens = experts.shape[0];
+void check_plan(const PlanViews& p, const ArrayView<const int32_t>& experts, int64_t E, int64_t capacity, int64_t block,
+                int64_t bound, int64_t P) {
+  if (experts.ndim != 2) return;
+  const int64_t tokens = experts.shape[0], k = experts.shape[1];  // as accepted
   FZ_CHECK(P >= 0 && P <= bound, "P " + std::to_string(P) + " bound " + std::to_string(bound));
   FZ_CHECK(elem(p.offsets.v, 0) == 0 && elem(p.offsets.v, E) == P, "offsets ends");
   std::vector<int64_t> hist(static_cast<size_t>(E)), kept_seen(static_cast<size_t>(E));
@@ -1702,7 +1716,7 @@ void check_plan(const PlanViews& p, const ArrayView<const int32_t>& experts, int
     const std::string where = "expert " + std::to_string(e);
     FZ_CHECK(n == hist[size_t(e)], where + " count " + std::to_string(n) + " != " + std::to_string(hist[size_t(e)]));
     FZ_CHECK(kept == (capacity < 0 ? n : std::min(n, capacity)), where + " kept " + std::to_string(kept));
-    FZ_CHECK(hi - lo == (kept + block - 1) / block * block, where + " segment [" + std::to_string(lo) + ", " + std::to_string(hi) + ")");
+    FZ_CHECK(__int128(hi) - lo == (__int128(kept) + block - 1) / block * block, where + " segment [" + std::to_string(lo) + ", " + std::to_string(hi) + ")");
     for (int64_t s = lo + kept; s < hi; ++s)
       FZ_CHECK(elem(p.slot_token.v, s) == -1 && elem(p.slot_pair.v, s) == -1, where + " padding slot " + std::to_string(s));
     for (int64_t s = lo; s < hi; s += block) FZ_CHECK(elem(p.block_expert.v, s / block) == e, where + " block");
@@ -1729,7 +1743,7 @@ void build_moe(Ctx& c, Op& op) {
       g_op = which == 0 ? "dispatch" : "dispatch+permute+unpermute";
       const int64_t tokens = in.small_extent(90), k = in.small_extent(5), E = in.iparam(4, 0, 17);
       const int64_t hidden = in.small_extent(40);
-      auto experts = c.input<int32_t>(in.perturb({tokens, k}), IntFill<int32_t>{&in, 0, std::max<int64_t>(E - 1, 0)}, true);
+      auto experts = c.input<int32_t>(in.perturb({tokens, k}), IntFill<int32_t>{&in, 0, (E > 0 ? E - 1 : 0)}, true);
       lk::DispatchOptions d;
       d.capacity = in.iparam(-1, -2, 24);
       d.capacity_factor = in.param(0.0);
@@ -1761,7 +1775,7 @@ void build_moe(Ctx& c, Op& op) {
         op.call = [=] { return double(lk::dispatch<T>(experts.v, E, d, p.view(), wv)); };
         op.check = [=](double P) {
           const int64_t cap = lk::dispatch_capacity(tokens, k, E, d);
-          check_plan<T>(p, experts.v, E, k, cap, std::max<int64_t>(d.block_size, 1), bound, int64_t(P));
+          check_plan<T>(p, experts.v, E, cap, std::max<int64_t>(d.block_size, 1), bound, int64_t(P));
         };
         return;
       }
@@ -1808,7 +1822,7 @@ void build_moe(Ctx& c, Op& op) {
     case 2: {
       g_op = "expert_counts";
       const int64_t E = in.iparam(4, 0, 17);
-      auto experts = c.input<int32_t>(in.shape(1, 3), IntFill<int32_t>{&in, 0, std::max<int64_t>(E - 1, 0)}, true);
+      auto experts = c.input<int32_t>(in.shape(1, 3), IntFill<int32_t>{&in, 0, (E > 0 ? E - 1 : 0)}, true);
       auto counts = c.output<int64_t>(in.perturb({std::clamp<int64_t>(E, 0, 1 << 16)}));
       op.call = [=] {
         lk::expert_counts(experts.v, E, counts.v);
@@ -1862,6 +1876,8 @@ void build_moe(Ctx& c, Op& op) {
         return 0.0;
       };
       op.check = [=](double) {
+        if (out.v.ndim != 2 || pos.v.ndim != 2) return;
+        const int64_t tokens = out.v.shape[0], hidden = out.v.shape[1], k = pos.v.shape[1];  // as accepted
         for (int64_t t = 0; t < tokens; ++t)
           for (int64_t i = 0; i < hidden; ++i) {
             double ref = 0, mag = 0;
@@ -1887,7 +1903,7 @@ void build_moe(Ctx& c, Op& op) {
       const Shape s = in.shape(2, 2);
       const int64_t tokens = s[0], E = s[1], k = in.small_extent(4);
       auto x = c.input<T>(s, c.values<T>(), true, true);
-      auto ids = c.input<int32_t>(in.perturb({tokens, k}), IntFill<int32_t>{&in, 0, std::max<int64_t>(E - 1, 0)}, true);
+      auto ids = c.input<int32_t>(in.perturb({tokens, k}), IntFill<int32_t>{&in, 0, (E > 0 ? E - 1 : 0)}, true);
       Placed<T> grad;
       if (in.flag()) grad = c.output_like(x, in.perturb(s));
       const ArrayView<T> gv = grad.given() ? grad.v : ArrayView<T>{};
@@ -1994,6 +2010,8 @@ void build_gemm(Ctx& c, Op& op) {
   op.check = [=, &c](double) {
     FZ_CHECK(!views_overlap(a, cc) && !views_overlap(b, cc), "gemm accepted a c that overlaps a or b");
     const auto av = c.pre(a), bv = c.pre(b), c0 = c.pre(cc);
+    if (av.ndim != 2 || cc.v.ndim != 2) return;
+    const int64_t M = cc.v.shape[0], N = cc.v.shape[1], K = av.shape[1];  // the accepted shapes
     if (!std::isfinite(g.alpha)) return;
     const double eps = std::numeric_limits<T>::epsilon();
     for (int64_t i = 0; i < M; ++i)
@@ -2105,6 +2123,7 @@ void build_lce_t(Ctx& c, Op& op) {
     }
     double sum = 0, abs_sum = 0;
     bool finite = true;
+    const int64_t N = count_of(target.v), D = x.v.ndim == 2 ? x.v.shape[1] : 0;  // as accepted
     for (int64_t r = 0; r < N; ++r) {
       const bool ignored = int64_t(elem(target.v, r)) == o.ignore_index;
       if (loss.given() && o.reduction == lk::Reduction::kNone) {

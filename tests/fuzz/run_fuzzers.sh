@@ -9,12 +9,15 @@
 # checked-in corpus. Prints each target's executions, exec/s and coverage (libFuzzer's cov: edges
 # and ft: features). Exits non-zero when a target crashed (a sanitizer report, an invariant
 # failure, an exception other than logitkit::Error, a timeout or out-of-memory): the input is
-# saved under FUZZ_WORK_DIR/artifacts, and its path and the command that reproduces it are printed.
+# saved under FUZZ_WORK_DIR/<target>/artifacts, and its path and the command that reproduces it are
+# printed (add LOGITKIT_FUZZ_VERBOSE=1 to that command to see the decoded call and its inputs).
 # Minimize it (fuzz_ops -minimize_crash=1 -runs=10000 FILE), add it to tests/fuzz/corpus as a
-# regression test (ctest's fuzz_corpus_replay runs every file there), and fix the bug.
+# regression test named regress-<family>-<what> (ctest runs every file there as fuzz_corpus/<file>),
+# and fix the bug.
 #
 # Environment: FUZZ_JOBS, FUZZ_WORK_DIR, FUZZ_TARGETS (names, default every fuzz_* in the build),
-# LOGITKIT_FUZZ_FAMILY (pin fuzz_ops to one family, e.g. route), FUZZ_ARGS (extra libFuzzer flags).
+# LOGITKIT_FUZZ_FAMILY (only inputs of one family, e.g. route), LOGITKIT_FUZZ_ISA (only inputs that
+# draw these ISAs, e.g. scalar,avx2), FUZZ_ARGS (extra libFuzzer flags, e.g. -use_value_profile=1).
 set -euo pipefail
 
 if [[ $# -ne 2 || ! $2 =~ ^[0-9]+$ ]]; then
