@@ -6,6 +6,12 @@ measured in a fresh process as peak RSS minus the RSS of its inputs and gradient
   python bench/bench_linear_cross_entropy.py --shapes 2048x1024x32000 --repeat 3
   python bench/bench_linear_cross_entropy.py --memory-only --shapes 1024x512x256000   (CCE's table)
   python bench/bench_linear_cross_entropy.py --impls logitkit,logitkit:128,torch_reference   (chunk_rows)
+  python bench/bench_linear_cross_entropy.py --impls logitkit_bf16,logitkit_bf16@avx512,torch_reference_bf16
+
+An implementation name ending in _bf16 takes bfloat16 input and linear_weight (ml_dtypes for
+logitkit, torch.bfloat16 for torch; the gradients are float32 for logitkit, bfloat16 for torch);
+logitkit...@ISA runs on that backend (e.g. @avx512 to compare the widened float32 kernel with
+avx512bf16's vdpbf16ps on the same CPU).
 
 Shapes are N x D x V. GFLOP/s counts the three products (6 N D V flops); compare with the FMA peak
 of bench/fma_peak.cc on the same machine.
@@ -50,14 +56,22 @@ def _inputs(n: int, d: int, v: int):
 
 def _runner(impl: str, x, w, t, threads: int):
     """A function computing loss, d_input, d_linear_weight into buffers allocated (and touched) here."""
-    if impl.startswith("logitkit"):  # "logitkit" or "logitkit:ROWS" (chunk_rows)
+    bf16 = impl.endswith("_bf16") or "_bf16@" in impl
+    if impl.startswith("logitkit"):  # "logitkit[_bf16][:ROWS][@ISA]"
         import logitkit  # noqa: PLC0415
 
         logitkit.set_num_threads(threads)
         grads = (np.zeros_like(x), np.zeros_like(w))
-        chunk = int(impl.split(":")[1]) if ":" in impl else None
+        name, _, isa = impl.partition("@")
+        chunk = int(name.split(":")[1]) if ":" in name else None
+        isa = isa or logitkit.isa()  # set per call: the runs are interleaved
+        if bf16:
+            import ml_dtypes  # noqa: PLC0415
+
+            x, w = x.astype(ml_dtypes.bfloat16), w.astype(ml_dtypes.bfloat16)
 
         def run():
+            logitkit.set_isa(isa)
             return logitkit.linear_cross_entropy(x, w, t, return_grad=True, out_grads=grads, chunk_rows=chunk)
 
         return run
@@ -65,9 +79,12 @@ def _runner(impl: str, x, w, t, threads: int):
     import torch.nn.functional as F  # noqa: PLC0415, N812
 
     torch.set_num_threads(threads)
-    xt, wt, tt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_(), torch.from_numpy(t)
+    xt, wt, tt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(t)
+    if bf16:
+        xt, wt = xt.to(torch.bfloat16), wt.to(torch.bfloat16)
+    xt, wt = xt.requires_grad_(), wt.requires_grad_()
     xt.grad, wt.grad = torch.zeros_like(xt), torch.zeros_like(wt)
-    options = torch.nn.LinearCrossEntropyOptions() if impl == "torch_chunked" else None
+    options = torch.nn.LinearCrossEntropyOptions() if impl.startswith("torch_chunked") else None
 
     def run():
         xt.grad.zero_()

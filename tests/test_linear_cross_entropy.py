@@ -210,18 +210,50 @@ def test_same_bits_for_any_thread_count(threads):
             np.testing.assert_array_equal(a, b)
 
 
-def test_bfloat16_is_the_float32_problem_of_its_values():
+@pytest.mark.parametrize("n,d,v,options", [
+    (65, 40, 300, {}),
+    (7, 1, 5, {}),                                   # K = 1: one pair, half of it padding
+    (33, 257, 1000, {"label_smoothing": 0.1, "softcap": 20.0}),  # odd K across a K block
+    (129, 64, 700, {"ignore_index": 3, "reduction": "sum", "chunk_rows": 16}),
+])
+def test_bfloat16_against_float64_every_isa(isa, n, d, v, options):
+    """bfloat16 operands: float32 accumulation of exact products, so within float32 rounding of the
+    float64 result of the same values on every ISA; without a bfloat16 dot product (all but
+    avx512bf16) the values are widened in the packing and the result is the float32 problem's, bit
+    for bit. avx512bf16 sums the pairs in its own order: close, not equal."""
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    x, w, t = problem(65, 40, 300, np.float32, seed=6)
+    x, w, t = problem(n, d, v, np.float32, seed=6 + d)
+    if "ignore_index" in options:
+        t[::9] = options["ignore_index"]
+    bias = np.random.default_rng(d).standard_normal(v).astype(np.float32)
     xb, wb = x.astype(ml_dtypes.bfloat16), w.astype(ml_dtypes.bfloat16)
-    got = logitkit.linear_cross_entropy(xb, wb, t, return_grad=True)
+    got = logitkit.linear_cross_entropy(xb, wb, t, linear_bias=bias, return_grad=True, **options)
     assert all(a.dtype == np.float32 for a in got[1:])
-    same = logitkit.linear_cross_entropy(xb.astype(np.float32), wb.astype(np.float32), t, return_grad=True)
-    for a, b in zip(got, same, strict=True):
-        np.testing.assert_array_equal(a, b)  # widened in the packing: the same products in the same order
-    want = reference(xb.astype(np.float64), wb.astype(np.float64), t)
-    assert_close(got[0], want[0], np.float32, "bf16 loss")
-    assert_close(got[2], want[2], np.float32, "bf16 d_linear_weight")
+    ref_options = {k: o for k, o in options.items() if k != "chunk_rows"}
+    want = reference(xb.astype(np.float64), wb.astype(np.float64), t, bias=bias, **ref_options)
+    for g, w_, what in zip(got, want, ("loss", "d_input", "d_linear_weight", "d_linear_bias"), strict=True):
+        assert_close(g, w_, np.float32, f"bf16 {what} on {isa}")
+    if isa != "avx512bf16":
+        same = logitkit.linear_cross_entropy(xb.astype(np.float32), wb.astype(np.float32), t, linear_bias=bias,
+                                             return_grad=True, **options)
+        for a, b in zip(got, same, strict=True):
+            np.testing.assert_array_equal(a, b)  # widened in the packing: the same products in the same order
+
+
+def test_bfloat16_dot_product_is_used_where_available():
+    """On avx512bf16 the logits come from vdpbf16ps: the result differs from the widened float32
+    path in the last bits somewhere in a long row (if it never did, the kernel would not be in use)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    if "avx512bf16" not in logitkit.available_isas():
+        pytest.skip("no bfloat16 dot product on this CPU")
+    x, w, t = problem(64, 1024, 4096, np.float32, seed=11)
+    xb, wb = x.astype(ml_dtypes.bfloat16), w.astype(ml_dtypes.bfloat16)
+    with logitkit.use_isa("avx512bf16"):
+        dot = logitkit.linear_cross_entropy(xb, wb, t, reduction="none")
+    with logitkit.use_isa("avx512"):
+        widened = logitkit.linear_cross_entropy(xb, wb, t, reduction="none")
+    assert not np.array_equal(dot, widened)
+    np.testing.assert_allclose(dot, widened, rtol=1e-5)
 
 
 def test_gradient_filter_skips_blocks_and_stays_close():

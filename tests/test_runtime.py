@@ -13,7 +13,7 @@ import logitkit
 import numpy as np
 import pytest
 
-KNOWN = {"scalar", "avx2", "avx512", "neon"}
+KNOWN = {"scalar", "avx2", "avx512", "avx512bf16", "neon"}
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:

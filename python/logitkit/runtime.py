@@ -14,7 +14,11 @@ __all__ = ["available_isas", "get_num_threads", "isa", "set_isa", "set_num_threa
 
 
 def isa() -> str:
-    """The active SIMD backend: "scalar", "avx2", "avx512" or "neon".
+    """The active SIMD backend: "scalar", "avx2", "avx512", "avx512bf16" or "neon".
+
+    "avx512bf16" is avx512 plus the CPU's bfloat16 dot product (Zen 4, Cooper Lake, Sapphire
+    Rapids and later), which bfloat16 linear_cross_entropy uses for its logits; every other op
+    runs avx512's kernels there.
 
     Raises ValueError if the environment variable LOGITKIT_ISA names a backend that is unknown
     or cannot run on this CPU (until set_isa() picks a valid one)."""

@@ -62,9 +62,12 @@ TEST(Dispatch, AvailableIsasIncludeScalarAndActive) {
   EXPECT_EQ(isas.front(), "scalar");
   EXPECT_TRUE(contains(isas, logitkit::isa())) << logitkit::isa();
   for (const auto& name : isas)
-    EXPECT_TRUE(name == "scalar" || name == "avx2" || name == "avx512" || name == "neon") << name;
+    EXPECT_TRUE(name == "scalar" || name == "avx2" || name == "avx512" || name == "avx512bf16" || name == "neon") << name;
 #if defined(__x86_64__)
   EXPECT_FALSE(contains(isas, "neon"));
+  // each level includes the one below it
+  if (contains(isas, "avx512bf16")) EXPECT_TRUE(contains(isas, "avx512"));
+  if (contains(isas, "avx512")) EXPECT_TRUE(contains(isas, "avx2"));
 #elif defined(__aarch64__)
   EXPECT_TRUE(contains(isas, "neon"));  // ASIMD is part of the AArch64 baseline
   EXPECT_FALSE(contains(isas, "avx2"));
@@ -106,7 +109,7 @@ TEST(Dispatch, UnknownIsaThrows) {
 TEST(Dispatch, UnsupportedIsaThrows) {
   // Backends of the other architecture are never available here; on x86 also any the CPU lacks.
   int tried = 0;
-  for (const char* name : {"avx2", "avx512", "neon"}) {
+  for (const char* name : {"avx2", "avx512", "avx512bf16", "neon"}) {
     if (contains(logitkit::available_isas(), name)) continue;
     expect_unsupported(name);
     ++tried;

@@ -4,6 +4,8 @@
 // and linear_cross_entropy, the gemm family's client, through the C++ API (its full option matrix
 // is tested from Python against torch: tests/test_linear_cross_entropy.py).
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -151,6 +153,95 @@ TEST_P(Gemm, ErrorsNameTheArgument) {
   logitkit::GemmOptions nan_alpha;
   nan_alpha.alpha = NAN;
   lktest::expect_argument_error("alpha", gemm({3, 4}, {4, 3}, c.data(), {3, 3}, nan_alpha));
+}
+
+// bfloat16 operands (gemm_bf16): on the bfloat16 dot product where the ISA has one, widened to the
+// float kernel elsewhere. The products of two bfloat16 values are exact in float, so both paths
+// are checked against the double sum of the same values; the widened path must equal gemm<float>
+// of the widened values bit for bit.
+uint16_t to_bf16(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+void check_bf16_shape(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b, double alpha, bool accumulate,
+                      std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<uint16_t> a(size_t(m * k)), b(size_t(k * n));
+  for (uint16_t& v : a) v = to_bf16(u(rng));
+  for (uint16_t& v : b) v = to_bf16(u(rng));
+  std::vector<float> c(size_t(m * n)), af(a.size()), bf(b.size());
+  for (float& v : c) v = u(rng);
+  for (size_t i = 0; i < a.size(); ++i) af[i] = from_bf16(a[i]);
+  for (size_t i = 0; i < b.size(); ++i) bf[i] = from_bf16(b[i]);
+  std::vector<float> widened = c;
+  const std::vector<float> c0 = c;
+  const int64_t ars = trans_a ? 1 : k, acs = trans_a ? m : 1;
+  const int64_t brs = trans_b ? 1 : n, bcs = trans_b ? k : 1;
+  logitkit::GemmOptions o;
+  o.alpha = alpha;
+  o.accumulate = accumulate;
+  logitkit::gemm_bf16(make_view<const uint16_t>(a.data(), {m, k}, {ars, acs}),
+                      make_view<const uint16_t>(b.data(), {k, n}, {brs, bcs}), make_view<float>(c.data(), {m, n}, {n, 1}),
+                      o);
+  const std::vector<double> want = reference(af, ars, acs, bf, brs, bcs, c0, m, n, k, alpha, accumulate);
+  const double tol = 2e-6 * double(k + 2) * (std::fabs(alpha) + 1);
+  for (int64_t i = 0; i < m * n; ++i)
+    ASSERT_NEAR(double(c[size_t(i)]), want[size_t(i)], tol)
+        << "m=" << m << " n=" << n << " k=" << k << " ta=" << trans_a << " tb=" << trans_b << " at " << i;
+  if (std::string(logitkit::isa()) != "avx512bf16") {  // no bfloat16 dot product: the float kernel, widened
+    logitkit::gemm<float>(make_view<const float>(af.data(), {m, k}, {ars, acs}),
+                          make_view<const float>(bf.data(), {k, n}, {brs, bcs}),
+                          make_view<float>(widened.data(), {m, n}, {n, 1}), o);
+    ASSERT_EQ(c, widened) << "m=" << m << " n=" << n << " k=" << k;
+  }
+}
+
+TEST_P(Gemm, Bf16EveryTailAndBlock) {
+  std::mt19937 rng(5);
+  for (int64_t m : {1, 5, 12, 13, 25})
+    for (int64_t n : {1, 7, 16, 31, 32, 33, 65})
+      for (int64_t k : {1, 2, 3, 8}) check_bf16_shape(m, n, k, (m + n) % 2 == 1, k % 2 == 1, 1.0, false, rng);
+  // odd and even K across the K block, partial row panels after whole ones, both layouts of each
+  const int64_t shapes[][3] = {{97, 40, 255}, {97, 40, 257}, {30, 70, 600}, {193, 33, 513}, {13, 300, 1023}};
+  for (const auto& [m, n, k] : shapes)
+    for (int layout = 0; layout < 4; ++layout)
+      check_bf16_shape(m, n, k, layout & 1, layout & 2, layout == 3 ? -0.5 : 1.0, layout >= 2, rng);
+}
+
+TEST_P(Gemm, Bf16SameBitsForAnyThreadCountAndErrors) {
+  const int64_t m = 150, n = 300, k = 401;
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<uint16_t> a(size_t(m * k)), b(size_t(k * n));
+  for (uint16_t& v : a) v = to_bf16(u(rng));
+  for (uint16_t& v : b) v = to_bf16(u(rng));
+  std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+  const int before = logitkit::get_num_threads();
+  logitkit::set_num_threads(1);
+  logitkit::gemm_bf16(lktest::contiguous<const uint16_t>(a.data(), {m, k}),
+                      lktest::contiguous<const uint16_t>(b.data(), {k, n}), lktest::contiguous<float>(c1.data(), {m, n}));
+  logitkit::set_num_threads(3);
+  logitkit::gemm_bf16(lktest::contiguous<const uint16_t>(a.data(), {m, k}),
+                      lktest::contiguous<const uint16_t>(b.data(), {k, n}), lktest::contiguous<float>(c2.data(), {m, n}));
+  logitkit::set_num_threads(before);
+  EXPECT_EQ(c1, c2);
+  lktest::expect_argument_error("b", [&] {
+    logitkit::gemm_bf16(lktest::contiguous<const uint16_t>(a.data(), {m, k}),
+                        lktest::contiguous<const uint16_t>(b.data(), {k + 1, 1}), lktest::contiguous<float>(c1.data(), {m, 1}));
+  });
+  lktest::expect_argument_error("c", [&] {
+    logitkit::gemm_bf16(lktest::contiguous<const uint16_t>(a.data(), {m, k}),
+                        lktest::contiguous<const uint16_t>(b.data(), {k, n}), lktest::contiguous<float>(c1.data(), {m, n + 1}));
+  });
 }
 
 LKTEST_FOR_EACH_ISA(Gemm);

@@ -26,4 +26,12 @@ LOGITKIT_API void gemm<float>(InputView<float>, InputView<float>, ArrayView<floa
 template <>
 LOGITKIT_API void gemm<double>(InputView<double>, InputView<double>, ArrayView<double>, const GemmOptions&);
 
+// bfloat16 a and b (their bits, as uint16_t), float32 c and accumulation: on the CPU's bfloat16
+// dot product where the active ISA has one (avx512bf16: vdpbf16ps, products exact, bfloat16
+// subnormals read as 0), elsewhere on the float32 kernel with the values widened while packing
+// (exactly gemm<float> of the widened values). The two differ by float32 rounding only: they sum
+// the products in a different order. Same rules for shapes, strides and overlap as gemm.
+LOGITKIT_API void gemm_bf16(ArrayView<const uint16_t> a, ArrayView<const uint16_t> b, ArrayView<float> c,
+                            const GemmOptions& options = {});
+
 }  // namespace logitkit

@@ -81,8 +81,11 @@ LOGITKIT_DECLARE_LINEAR_CROSS_ENTROPY(double, int64_t)
 
 // The same with bfloat16 input and linear_weight (their bits, as uint16_t; float32 accumulation):
 // the loss and float gradients of the float32 problem whose operands are the bfloat16 values.
-// The bfloat16 values are widened to float while the GEMM panels are packed: no float32 copy of
-// input or linear_weight is made.
+// No float32 copy of input or linear_weight is made. The logits product (both operands bfloat16)
+// runs on the CPU's bfloat16 dot product where the active ISA has one (avx512bf16: vdpbf16ps,
+// which reads bfloat16 subnormals as 0), otherwise on the float32 kernel with the values widened
+// while packing; the gradient products (a float32 gradient times a bfloat16 operand) always widen.
+// Results therefore agree across ISAs to float32 rounding; select "avx512" for the widened path.
 template <class Index>
 LOGITKIT_API double linear_cross_entropy_bf16(ArrayView<const uint16_t> input, ArrayView<const uint16_t> linear_weight,
                                               ArrayView<const Index> target, InputView<float> linear_bias = {},

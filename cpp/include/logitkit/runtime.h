@@ -8,7 +8,8 @@
 
 namespace logitkit {
 
-// Name of the active backend: "scalar", "avx2", "avx512" or "neon".
+// Name of the active backend: "scalar", "avx2", "avx512", "avx512bf16" (avx512 plus the bfloat16
+// dot product, used by gemm_bf16 and bfloat16 linear_cross_entropy) or "neon".
 LOGITKIT_API const char* isa();
 
 // Backends compiled into this build that the running CPU supports, best last.

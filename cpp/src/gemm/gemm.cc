@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "gemm/gemm_run.h"
 #include "logitkit/error.h"
@@ -66,8 +67,9 @@ void check_matrix(const ArrayView<U>& v, const char* name) {
     throw Error(Error::Kind::kInvalidArgument, name, "is null");
 }
 
-template <class T>
-void gemm_impl(InputView<T> a, InputView<T> b, ArrayView<T> c, const GemmOptions& options) {
+// E: how a and b are stored (T, or uint16_t bfloat16 bits).
+template <class T, class E>
+void gemm_impl(ArrayView<const E> a, ArrayView<const E> b, ArrayView<T> c, const GemmOptions& options) {
   check_matrix(a, "a");
   check_matrix(b, "b");
   check_matrix(c, "c");
@@ -87,8 +89,9 @@ void gemm_impl(InputView<T> a, InputView<T> b, ArrayView<T> c, const GemmOptions
     throw Error(Error::Kind::kInvalidArgument, "c", "must not have a zero (broadcast) stride");
   kernels();  // the thread environment checked before any work
   GemmProblem<T> p;
-  p.a = {a.data, a.strides[0], a.strides[1], GemmElement::kNative};
-  p.b = {b.data, b.strides[0], b.strides[1], GemmElement::kNative};
+  constexpr GemmElement kElement = std::is_same_v<E, uint16_t> ? GemmElement::kBFloat16 : GemmElement::kNative;
+  p.a = {a.data, a.strides[0], a.strides[1], kElement};
+  p.b = {b.data, b.strides[0], b.strides[1], kElement};
   p.c = c.data;
   p.c_rs = c.strides[0];
   p.c_cs = c.strides[1];
@@ -104,11 +107,15 @@ void gemm_impl(InputView<T> a, InputView<T> b, ArrayView<T> c, const GemmOptions
 
 template <>
 void gemm<float>(InputView<float> a, InputView<float> b, ArrayView<float> c, const GemmOptions& options) {
-  gemm_impl<float>(a, b, c, options);
+  gemm_impl<float, float>(a, b, c, options);
+}
+void gemm_bf16(ArrayView<const uint16_t> a, ArrayView<const uint16_t> b, ArrayView<float> c,
+               const GemmOptions& options) {
+  gemm_impl<float, uint16_t>(a, b, c, options);
 }
 template <>
 void gemm<double>(InputView<double> a, InputView<double> b, ArrayView<double> c, const GemmOptions& options) {
-  gemm_impl<double>(a, b, c, options);
+  gemm_impl<double, double>(a, b, c, options);
 }
 
 }  // namespace logitkit

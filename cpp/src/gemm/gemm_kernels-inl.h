@@ -113,6 +113,47 @@ void pack_panels(const GemmOperand& o, ptrdiff_t ls, ptrdiff_t ks, size_t l0, si
 // would cost a pass over it per K block for nothing (measured: 13% of a square GEMM's time).
 enum class ARead { kColumns, kRows };
 
+// C[0:mr_used, 0:nr_used] = alpha * acc (+ C when `add`): whole tiles of a row-major C stored
+// directly, the rest through a buffer.
+template <class T>
+void store_accumulators(const typename Simd<T>::V (&acc)[MicroShape<T>::MR][MicroShape<T>::NV], T* c, ptrdiff_t c_rs,
+                        ptrdiff_t c_cs, size_t mr_used, size_t nr_used, T alpha, bool add) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int MR = MicroShape<T>::MR, NV = MicroShape<T>::NV;
+  constexpr size_t N = S::N, NR = MicroShape<T>::NR;
+  const V va = S::set1(alpha);
+  if (mr_used == size_t(MR) && nr_used == NR && c_cs == 1) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      T* row = c + r * c_rs;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        T* p = row + v * N;
+        S::store(p, add ? S::fma(acc[r][v], va, S::load(p)) : S::mul(acc[r][v], va));
+      }
+    }
+    return;
+  }
+  alignas(64) T buf[MR * NR];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) S::store(buf + r * NR + v * N, S::mul(acc[r][v], va));
+  if (c_rs == 1) {  // a transposed C (linear_cross_entropy's logits): its columns are contiguous
+    for (size_t j = 0; j < nr_used; ++j) {
+      T* col = c + static_cast<ptrdiff_t>(j) * c_cs;
+      for (size_t r = 0; r < mr_used; ++r) col[r] = add ? col[r] + buf[r * NR + j] : buf[r * NR + j];
+    }
+    return;
+  }
+  for (size_t r = 0; r < mr_used; ++r)
+    for (size_t j = 0; j < nr_used; ++j) {
+      T* p = c + static_cast<ptrdiff_t>(r) * c_rs + static_cast<ptrdiff_t>(j) * c_cs;
+      *p = add ? *p + buf[r * NR + j] : buf[r * NR + j];
+    }
+}
+
 // C[0:mr_used, 0:nr_used] = alpha * (A panel x packed B panel) (+ C when `add`).
 template <class T, ARead kRead>
 void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T* __restrict pb, T* c, ptrdiff_t c_rs,
@@ -149,36 +190,7 @@ void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T
     if (kRead == ARead::kColumns) pa += a_stride;
     pb += NR;
   }
-  const V va = S::set1(alpha);
-  if (mr_used == size_t(MR) && nr_used == NR && c_cs == 1) {
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
-      T* row = c + r * c_rs;
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        T* p = row + v * N;
-        S::store(p, add ? S::fma(acc[r][v], va, S::load(p)) : S::mul(acc[r][v], va));
-      }
-    }
-    return;
-  }
-  alignas(64) T buf[MR * NR];
-#pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) S::store(buf + r * NR + v * N, S::mul(acc[r][v], va));
-  if (c_rs == 1) {  // a transposed C (linear_cross_entropy's logits): its columns are contiguous
-    for (size_t j = 0; j < nr_used; ++j) {
-      T* col = c + static_cast<ptrdiff_t>(j) * c_cs;
-      for (size_t r = 0; r < mr_used; ++r) col[r] = add ? col[r] + buf[r * NR + j] : buf[r * NR + j];
-    }
-    return;
-  }
-  for (size_t r = 0; r < mr_used; ++r)
-    for (size_t j = 0; j < nr_used; ++j) {
-      T* p = c + static_cast<ptrdiff_t>(r) * c_rs + static_cast<ptrdiff_t>(j) * c_cs;
-      *p = add ? *p + buf[r * NR + j] : buf[r * NR + j];
-    }
+  store_accumulators<T>(acc, c, c_rs, c_cs, mr_used, nr_used, alpha, add);
 }
 
 inline bool rows_skipped(const uint8_t* skip, size_t first, size_t rows) {
@@ -194,12 +206,142 @@ void zero_c(const GemmProblem<T>& p, size_t i, size_t rows, size_t j, size_t col
       p.c[static_cast<ptrdiff_t>(r) * p.c_rs + static_cast<ptrdiff_t>(c) * p.c_cs] = T(0);
 }
 
+// ---- bfloat16 x bfloat16 on a pair dot-product instruction (Simd<float>::dot_bf16, where the vector
+// layer has one: AVX512-BF16's vdpbf16ps; the other backends widen while packing, above).
+// Twice the multiply-adds per instruction of float32 FMA, float32 accumulation, products exact; the
+// pairs are summed in a different order from the widened kernel's, so results agree with it to
+// float32 rounding, not bitwise. K is taken a pair at a time: B is packed as NR columns of pairs per
+// k pair, A is read a pair (one 32-bit broadcast) per row and k pair.
+template <class S, class = void>
+struct HasBf16Dot : std::false_type {};
+template <class S>
+struct HasBf16Dot<S, std::void_t<decltype(S::kBf16Dot)>> : std::bool_constant<S::kBf16Dot> {};
+
+template <class T>
+inline constexpr bool kBf16DotKernel = std::is_same_v<T, float> && HasBf16Dot<Simd<float>>::value;
+
+inline uint32_t pair_at(const uint16_t* p) {  // two consecutive bfloat16 (any alignment)
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Panels of W lines, k pairs major: dst[((l / W) * kp + k / 2) * 2W + (l % W) * 2 + k % 2] =
+// element (l, k) at src[l * ls + k * ks] (kp = ceil(kc / 2) pairs; the odd k's partner and lines
+// past `lines` are 0).
+template <size_t W>
+void pack_bf16_pairs(const uint16_t* src, ptrdiff_t ls, ptrdiff_t ks, size_t lines, size_t kc, uint16_t* dst) {
+  const size_t kp = (kc + 1) / 2;
+  for (size_t l = 0; l < lines; l += W) {
+    const size_t count = std::min(W, lines - l);
+    uint16_t* panel = dst + l * kp * 2;
+    for (size_t k = 0; k < kc; ++k) {
+      uint16_t* out = panel + (k / 2) * 2 * W + k % 2;
+      const uint16_t* in = src + static_cast<ptrdiff_t>(k) * ks + static_cast<ptrdiff_t>(l) * ls;
+      if (ls == 1) {
+        for (size_t w = 0; w < count; ++w) out[2 * w] = in[w];
+      } else {
+        for (size_t w = 0; w < count; ++w) out[2 * w] = in[static_cast<ptrdiff_t>(w) * ls];
+      }
+      for (size_t w = count; w < W; ++w) out[2 * w] = 0;
+    }
+    if (kc % 2)
+      for (size_t w = 0; w < W; ++w) panel[(kp - 1) * 2 * W + 2 * w + 1] = 0;
+  }
+}
+
+// C[0:mr_used, 0:nr_used] = alpha * sum over kp pairs (+ C when `add`). The pair (r, p) is at
+// a[r * a_rs + p * a_ps] in 16-bit elements: a packed panel (a_rs = 2, a_ps = 2 MR) or rows of a
+// row-major operand read in place (a_rs = its row stride, a_ps = 2).
+template <class T>
+void micro_kernel_bf16(size_t kp, const uint16_t* __restrict a, ptrdiff_t a_rs, ptrdiff_t a_ps,
+                       const uint16_t* __restrict pb, T* c, ptrdiff_t c_rs, ptrdiff_t c_cs, size_t mr_used,
+                       size_t nr_used, T alpha, bool add) {
+  using S = Simd<T>;  // T = float
+  using V = typename S::V;
+  using Shape = MicroShape<T>;
+  constexpr int MR = Shape::MR, NV = Shape::NV;
+  constexpr size_t N = S::N, NR = Shape::NR;
+  V acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+  for (size_t p = 0; p < kp; ++p) {
+    typename S::Pairs b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = S::load_pairs(pb + v * 2 * N);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const typename S::Pairs pair = S::set1_pair(pair_at(a + r * a_rs));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = S::dot_bf16(acc[r][v], pair, b[v]);
+    }
+    a += a_ps;
+    pb += 2 * NR;
+  }
+  store_accumulators<T>(acc, c, c_rs, c_cs, mr_used, nr_used, alpha, add);
+}
+
+// tile() for two bfloat16 operands on the pair kernel: the same blocking and the same task split.
+// A is read in place when its rows are contiguous and the K block has whole pairs.
+template <class T>
+void tile_bf16(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T* scratch) {
+  using Shape = MicroShape<T>;
+  constexpr int MR = Shape::MR;
+  constexpr size_t NR = Shape::NR;
+  const size_t nc = j1 - j0, padded_n = (nc + NR - 1) / NR * NR;
+  const size_t kp_max = (p.kc + 1) / 2;
+  uint16_t* packed_b = reinterpret_cast<uint16_t*>(scratch);
+  uint16_t* packed_a = packed_b + 2 * kp_max * padded_n;
+  const auto* a_data = static_cast<const uint16_t*>(p.a.data);
+  const auto* b_data = static_cast<const uint16_t*>(p.b.data);
+  bool first = true;
+  for (size_t pc = 0; pc < p.k; pc += p.kc) {
+    if (p.skip_k && p.skip_k[pc / p.kc]) continue;
+    const size_t kc = std::min(p.kc, p.k - pc), kp = (kc + 1) / 2;
+    const bool add = p.accumulate || !first;
+    first = false;
+    pack_bf16_pairs<NR>(b_data + static_cast<ptrdiff_t>(j0) * p.b.cs + static_cast<ptrdiff_t>(pc) * p.b.rs, p.b.cs,
+                        p.b.rs, nc, kc, packed_b);
+    const bool direct_a = p.a.cs == 1 && kc % 2 == 0;
+    for (size_t ic = i0; ic < i1; ic += kGemmMc) {
+      const size_t mc = std::min(kGemmMc, i1 - ic);
+      const size_t whole = direct_a ? mc / MR * MR : 0;  // rows read in place; a partial panel is packed
+      if (whole < mc)
+        pack_bf16_pairs<MR>(a_data + static_cast<ptrdiff_t>(ic + whole) * p.a.rs + static_cast<ptrdiff_t>(pc) * p.a.cs,
+                            p.a.rs, p.a.cs, mc - whole, kc, packed_a);
+      for (size_t jr = 0; jr < nc; jr += NR)
+        for (size_t ir = 0; ir < mc; ir += MR) {
+          const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
+          if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
+            if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
+            continue;
+          }
+          T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
+          const uint16_t* pb = packed_b + 2 * jr * kp;
+          if (ir < whole)
+            micro_kernel_bf16<T>(kp, a_data + static_cast<ptrdiff_t>(ic + ir) * p.a.rs + static_cast<ptrdiff_t>(pc),
+                                 p.a.rs, 2, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+          else
+            micro_kernel_bf16<T>(kp, packed_a + 2 * (ir - whole) * kp, 2, 2 * MR, pb, c, p.c_rs, p.c_cs, rows, cols,
+                                 p.alpha, add);
+        }
+    }
+  }
+  if (first && !p.accumulate) zero_c(p, i0, i1 - i0, j0, j1 - j0);
+}
+
 template <class T>
 void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T* scratch) {
   using Shape = MicroShape<T>;
   constexpr int MR = Shape::MR;
   constexpr size_t NR = Shape::NR;
   const size_t nc = j1 - j0, padded_n = (nc + NR - 1) / NR * NR;
+  if constexpr (kBf16DotKernel<T>) {
+    if (p.a.type == GemmElement::kBFloat16 && p.b.type == GemmElement::kBFloat16)
+      return tile_bf16(p, i0, i1, j0, j1, scratch);
+  }
   T* packed_b = scratch;
   T* packed_a = scratch + p.kc * padded_n;
   // A read in place (see ARead) in whole MR-row panels; a partial last panel is packed.

@@ -23,8 +23,9 @@
 namespace logitkit {
 namespace {
 
-constexpr int kNumIsas = 4;
-constexpr const char* kIsaNames[kNumIsas] = {"scalar", "avx2", "avx512", "neon"};
+// Indexed by Isa; the best usable one (the last, scalar aside) is the default.
+constexpr int kNumIsas = 5;
+constexpr const char* kIsaNames[kNumIsas] = {"scalar", "avx2", "avx512", "neon", "avx512bf16"};
 
 #if defined(__x86_64__) || defined(__i386__)
 uint64_t read_xcr0() {
@@ -41,7 +42,8 @@ bool cpu_supports(Isa isa) {
       return true;
 #if defined(__x86_64__) || defined(__i386__)
     case Isa::kAvx2:
-    case Isa::kAvx512: {
+    case Isa::kAvx512:
+    case Isa::kAvx512Bf16: {
       unsigned a, b, c, d;
       if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
       const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12),
@@ -53,7 +55,9 @@ bool cpu_supports(Isa isa) {
       const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
       if (isa == Isa::kAvx2) return avx2 && bmi2;
       const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
-      return avx2 && bmi2 && f && dq && bw && vl && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM state
+      const bool avx512 = avx2 && bmi2 && f && dq && bw && vl && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM state
+      if (isa == Isa::kAvx512 || !avx512) return avx512;
+      return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));  // AVX512_BF16
     }
 #endif
 #if defined(__aarch64__)
@@ -81,6 +85,9 @@ bool compiled(Isa isa) {
 #ifdef LOGITKIT_HAVE_NEON
     case Isa::kNeon: return true;
 #endif
+#ifdef LOGITKIT_HAVE_AVX512BF16
+    case Isa::kAvx512Bf16: return true;
+#endif
     default: return false;
   }
 }
@@ -97,6 +104,9 @@ void fill(Isa isa, KernelTable& table) {
 #endif
 #ifdef LOGITKIT_HAVE_NEON
     case Isa::kNeon: neon::fill_kernel_table(table); break;
+#endif
+#ifdef LOGITKIT_HAVE_AVX512BF16
+    case Isa::kAvx512Bf16: avx512bf16::fill_kernel_table(table); break;
 #endif
     default: scalar::fill_kernel_table(table); break;
   }
@@ -142,7 +152,7 @@ struct Registry {
                "; available: " + available();
       return nullptr;
     }
-    *error = "unknown ISA '" + name + "'; expected one of scalar, avx2, avx512, neon (available: " +
+    *error = "unknown ISA '" + name + "'; expected one of scalar, avx2, avx512, avx512bf16, neon (available: " +
              available() + ")";
     return nullptr;
   }

@@ -17,7 +17,8 @@
 
 namespace logitkit {
 
-enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
+// kAvx512Bf16: avx512 plus the bfloat16 dot product (only its gemm kernels differ from avx512's).
+enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAvx512Bf16 };
 
 // Every op family has one slot (declared in cpp/src/<family>/<family>_kernels.h), filled for each
 // ISA by its own generated translation unit from the same templates (cmake/LogitkitIsa.cmake).
@@ -46,6 +47,7 @@ const KernelTable& kernels();
 namespace scalar { void fill_kernel_table(KernelTable& table); }
 namespace avx2 { void fill_kernel_table(KernelTable& table); }
 namespace avx512 { void fill_kernel_table(KernelTable& table); }
+namespace avx512bf16 { void fill_kernel_table(KernelTable& table); }
 namespace neon { void fill_kernel_table(KernelTable& table); }
 
 }  // namespace logitkit

@@ -1,5 +1,6 @@
 // AVX-512 (F, DQ, BW, VL) vector layer. Included only by the avx512 translation units
-// (<build>/isa/*_avx512.cc).
+// (<build>/isa/*_avx512.cc), and by the avx512bf16 ones (the same plus -mavx512bf16, for the
+// families with a bfloat16 dot-product kernel: gemm), which get a namespace of their own.
 #pragma once
 // GCC 12's AVX-512 intrinsics use _mm512_undefined_* internally and trip these false positives.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -11,10 +12,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#if defined(__AVX512BF16__)
+#define LOGITKIT_TARGET avx512bf16
+#else
 #define LOGITKIT_TARGET avx512
+#endif
 
 namespace logitkit {
-namespace avx512 {
+namespace LOGITKIT_TARGET {
 
 template <class T>
 struct Simd;
@@ -35,6 +40,17 @@ struct Simd<float> {
   static constexpr size_t N = 16;
   static constexpr bool kNativeScalef = true;
   static constexpr bool kLookup16 = true;  // one vpermps: the table exp (math-inl.h) pays off
+#if defined(__AVX512BF16__)
+  // bfloat16 pair dot product (vdpbf16ps): lane i of acc += a[2i] b[2i] + a[2i+1] b[2i+1], the
+  // products exact, bfloat16 subnormals read as 0 (gemm's bf16 kernel, gemm_kernels-inl.h).
+  static constexpr bool kBf16Dot = true;
+  using Pairs = __m512i;  // N pairs of bfloat16, a pair per 32-bit lane
+  static Pairs load_pairs(const uint16_t* p) { return _mm512_loadu_si512(p); }
+  static Pairs set1_pair(uint32_t pair) { return _mm512_set1_epi32(static_cast<int>(pair)); }
+  static V dot_bf16(V acc, Pairs a, Pairs b) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b); }
+#else
+  static constexpr bool kBf16Dot = false;
+#endif
 
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T a) { return _mm512_set1_ps(a); }
@@ -240,5 +256,5 @@ struct Simd<double> {
   static T reduce_min(V v) { return reduce(v, Min{}); }
 };
 
-}  // namespace avx512
+}  // namespace LOGITKIT_TARGET
 }  // namespace logitkit
