@@ -32,8 +32,9 @@ else()
   set(LOGITKIT_ARCH generic)
 endif()
 
-set(LOGITKIT_ISA_FLAGS_avx2 -mavx2 -mfma -mf16c -mbmi2)
-set(LOGITKIT_ISA_FLAGS_avx512 -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma -mf16c -mbmi2)
+# POPCNT predates AVX2 on every x86 CPU (Nehalem, Barcelona): lane-mask counts are one instruction.
+set(LOGITKIT_ISA_FLAGS_avx2 -mavx2 -mfma -mf16c -mbmi2 -mpopcnt)
+set(LOGITKIT_ISA_FLAGS_avx512 -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma -mf16c -mbmi2 -mpopcnt)
 set(LOGITKIT_ISA_FLAGS_neon "")  # ASIMD is part of the AArch64 baseline
 # avx512bf16: AVX-512 plus the bfloat16 dot product (Zen 4, Cooper Lake, Sapphire Rapids). A level
 # above avx512 that recompiles only the families with a kernel of their own for it (the others are

@@ -344,10 +344,11 @@ def test_presets_resolve_and_override():
     dict(scoring="none", weights_from="selected"), dict(scoring="sqrtsoftplus", renormalize=True, renormalize_eps=0.5),
     dict(temperature=0.5, softcap=4.0, renormalize=True), dict(activation="tanh", weights_from="selected"),
 ])
-@pytest.mark.parametrize("e,k", [(8, 2), (6, 1), (16, 4), (3, 3), (64, 8)])
+@pytest.mark.parametrize("e,k", [(8, 2), (6, 1), (16, 4), (3, 3), (64, 8), (130, 7), (256, 3)])
 def test_batched_tokens_equal_tokens_alone(isa, kw, e, k):
-    """Batches of small routers go through the many-tokens-per-vector path, single tokens through
-    the one-token path: the same bits either way (and NaN tokens inside a batch are rerouted)."""
+    """Batches of routers with up to 256 experts and k <= 8 go through the many-tokens-per-vector
+    path (37 rows: whole vectors of tokens, then a padded partial one), single tokens through the
+    one-token path: the same bits either way (and NaN tokens inside a batch are rerouted)."""
     x = np.random.default_rng(e * 10 + k).standard_normal((37, e)).astype(np.float32)
     x[5, 1] = np.nan
     x[9, 0] = np.inf

@@ -66,8 +66,12 @@ TEST(Dispatch, AvailableIsasIncludeScalarAndActive) {
 #if defined(__x86_64__)
   EXPECT_FALSE(contains(isas, "neon"));
   // each level includes the one below it
-  if (contains(isas, "avx512bf16")) EXPECT_TRUE(contains(isas, "avx512"));
-  if (contains(isas, "avx512")) EXPECT_TRUE(contains(isas, "avx2"));
+  if (contains(isas, "avx512bf16")) {
+    EXPECT_TRUE(contains(isas, "avx512"));
+  }
+  if (contains(isas, "avx512")) {
+    EXPECT_TRUE(contains(isas, "avx2"));
+  }
 #elif defined(__aarch64__)
   EXPECT_TRUE(contains(isas, "neon"));  // ASIMD is part of the AArch64 baseline
   EXPECT_FALSE(contains(isas, "avx2"));

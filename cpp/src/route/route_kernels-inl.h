@@ -5,8 +5,10 @@
 // - route_token_fast, the common token (no forced experts, every allowed key finite): a threshold
 //   from the lane-wise top-2 keys, the few candidates above it compacted and ranked by vector
 //   compares (select_top_k); the weights of the k selected from one small vector pass.
-// - route_rows: routers with few experts (E <= 16, k <= 4) take N tokens per vector and a vertical
-//   insertion network, with the same bits as the one-token path.
+// - route_rows: batches of routers with E <= 256 and k <= 8 whose keys are the logits or
+//   bias-shifted non-softmax scores (Mixtral, Qwen, OLMoE, gpt-oss, Llama 4, ungrouped sigmoid
+//   routers) take N tokens per vector and a vertical insertion network, with the same bits as the
+//   one-token path.
 // - route_token_general, any other token (NaN, forced, fewer than k usable): (class, key, id)
 //   kept by insertion in id order, weights in double.
 // Ties go to the lower id on every path. Compute-bound in L1 (a router row is at most a few KB):
@@ -21,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "route/route_kernels.h"
 #include "simd/loops-inl.h"
@@ -299,20 +302,29 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
       for_vectors<S>(
           n, [&](size_t i, int) { top2(S::load(kp + i)); },
           [&](size_t i, size_t r) { top2(S::load_tail(kp + i, r, -kInf)); });
-      alignas(64) T lanes[2 * N];
+      alignas(64) T lanes[2 * N < 4 ? 4 : 2 * N] = {-kInf, -kInf, -kInf, -kInf};  // -inf past 2N: reaches nothing finite
       S::store(lanes, first);
       S::store(lanes + N, second);
       // thr = the largest lane value that at least k lane values reach: reach counted per lane by
-      // accumulating compares against each broadcast value (no movemask per pair)
+      // accumulating compares against each broadcast value (no movemask per pair), in four
+      // independent sums per vector (one chain of 2N dependent adds was the loop's bound).
+      // For k <= N/2 the lane maxima alone (N distinct entries) give the bound: half the
+      // compares, about two more candidates on random rows.
       const V one = S::set1(T(1)), a0 = first, a1 = second;
-      V reach0 = S::zero(), reach1 = S::zero();
-      for (size_t i = 0; i < 2 * N; ++i) {
-        const V v = S::set1(lanes[i]);
-        reach0 = S::add(reach0, S::select(S::le(a0, v), one, S::zero()));
-        reach1 = S::add(reach1, S::select(S::le(a1, v), one, S::zero()));
-      }
+      const bool maxima_only = k <= N / 2;
+      const size_t values = maxima_only ? N : 2 * N;
+      V reach0[4] = {S::zero(), S::zero(), S::zero(), S::zero()}, reach1[4] = {reach0[0], reach0[0], reach0[0], reach0[0]};
+      for (size_t i = 0; i < values; i += 4)  // values is N, 2N or, for N <= 2, padded to 4
+#pragma GCC unroll 4
+        for (size_t u = 0; u < 4; ++u) {
+          const V v = S::set1(lanes[i + u]);
+          reach0[u] = S::add(reach0[u], S::select(S::le(a0, v), one, S::zero()));
+          if (!maxima_only) reach1[u] = S::add(reach1[u], S::select(S::le(a1, v), one, S::zero()));
+        }
+      const V r0 = S::add(S::add(reach0[0], reach0[1]), S::add(reach0[2], reach0[3]));
+      const V r1 = S::add(S::add(reach1[0], reach1[1]), S::add(reach1[2], reach1[3]));
       const V vk = S::set1(T(k)), none = S::set1(-kInf);
-      thr = S::reduce_max(S::max(S::select(S::le(vk, reach0), a0, none), S::select(S::le(vk, reach1), a1, none)));
+      thr = S::reduce_max(S::max(S::select(S::le(vk, r0), a0, none), S::select(S::le(vk, r1), a1, none)));
     }
     // Candidates >= thr, compacted in id order (ids as T: exact below 2^24).
     alignas(64) T cand[kMaxRanked + N], cand_id[kMaxRanked + N];
@@ -358,9 +370,12 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
       int32_t slot_id[kMaxRanked + 1];
       T slot_key[kMaxRanked + 1];
       for (size_t c = 0; c < count; ++c) {
-        const size_t rk = std::min(static_cast<size_t>(rank[c]), k);
+        const size_t rk = std::min(static_cast<size_t>(static_cast<int32_t>(rank[c])), k);
         slot_id[rk] = static_cast<int32_t>(cand_id[c]);
         slot_key[rk] = cand[c];
+        // ~k iterations: kept scalar (GCC would vectorise this into a gather/scatter, microcoded
+        // and slower than the loop on current x86 cores)
+        __asm__ volatile("" ::: "memory");
       }
       std::copy(slot_id, slot_id + k, ids);
       std::copy(slot_key, slot_key + k, sel);
@@ -612,16 +627,18 @@ void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch)
 }
 
 
-// Tokens N at a time, one per lane, for routers with few experts (Mixtral's 8): the N rows are
-// transposed into E vectors (expert e of every token), and a vertical insertion network keeps the
+// Tokens N at a time, one per lane: the N rows are transposed into E vectors (expert e of every
+// token; whole N x N blocks by the layer's transpose), and a vertical insertion network keeps the
 // k best keys per lane, in (key descending, id ascending) order: experts enter in id order and
-// pass a slot only on a larger key, entries they displace also on an equal one. Cost per token about
-// E (k + 1) / N compare-and-blend groups plus the transposition, against a per-token call's fixed
-// overhead that dominates when E is small. The same scores, keys and weight arithmetic as
-// route_token_fast, lane-wise, so a token gets the same bits on either path. Lanes with a key that
-// is not finite are routed again one token at a time (route_token).
-inline constexpr size_t kColumnMaxExperts = 16;
-inline constexpr size_t kColumnMaxK = 4;
+// land below every kept key >= their own. Per token about E k / N (compare + 4 blends), branch-free,
+// with k a compile-time constant so the k slots stay in registers: at E = 64, k = 8 (AVX-512) 48 ns
+// a token on one Zen 4 core against 160-180 ns for the one-token path, whose threshold, compaction
+// and ranking cost a fixed ~400 cycles a token; the crossover is past E = 256 (measured: 245 against
+// 297 ns at k = 8). The same scores, keys and weight arithmetic as route_token_fast, lane-wise, so a
+// token gets the same bits on either path. Lanes with a key that is not finite are routed again one
+// token at a time (route_token), as are batches' last rows when fewer than N/4 remain.
+inline constexpr size_t kColumnMaxExperts = 256;
+inline constexpr size_t kColumnMaxK = 8;
 
 template <class T>
 bool column_route_ok(const RouteConfig<T>& c) {
@@ -640,7 +657,7 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
   using V = typename S::V;
   constexpr size_t N = S::N;
   constexpr T kInf = std::numeric_limits<T>::infinity();
-  const size_t n = c.experts, k = c.k;
+  const size_t n = c.experts;
   auto one_token = [&](size_t r) {
     route_token<T>(c, RouteToken<T>{x + ptrdiff_t(r) * ldx, nullptr, nullptr, nullptr, first_token + r,
                                     weights + ptrdiff_t(r) * ldw, ids + ptrdiff_t(r) * ldi},
@@ -654,35 +671,62 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
     const bool exp_of_selected = o.weights_from == RouteWeights::kSelected || softmax;
     const bool identity = c.softcap == T(0) && o.activation == RouteActivation::kNone && c.temperature == T(1);
     alignas(64) T tile[kColumnMaxExperts * N], scores[kColumnMaxExperts * N];
-    alignas(64) T out_w[kColumnMaxK * N], out_id[kColumnMaxK * N];
-    for (; r + N <= rows; r += N) {
-      for (size_t e = 0; e < n; ++e)
-        for (size_t l = 0; l < N; ++l) tile[e * N + l] = x[ptrdiff_t(r + l) * ldx + ptrdiff_t(e)];
+    alignas(64) T out_w[kColumnMaxK * N], out_id[kColumnMaxK * N], pad[kColumnMaxExperts * N];
+    // k as a constant: the k slots of each array stay in registers, the slot loops unrolled
+    auto columns = [&](auto k_constant) {
+    constexpr size_t k = decltype(k_constant)::value;
+    // N tokens from `src` (row stride ld), of which the first `lanes` are rows r.. of the output
+    auto block = [&](const T* src, ptrdiff_t ld, size_t lanes) {
+      transpose_rows<T>(src, ld, n, tile);
       if (!identity) transform<T>(c, tile, tile, n * N);
       if (key_from_scores) score<T>(o.scoring, tile, scores, n * N, T(0));  // not softmax (see column_route_ok)
       V key_best[kColumnMaxK], id_best[kColumnMaxK], y_best[kColumnMaxK];
       for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = S::zero(), y_best[j] = S::zero();
       auto bad = S::lt(S::zero(), S::zero());  // all false
-      for (size_t e = 0; e < n; ++e) {
-        V y = S::load(tile + e * N);
-        V key = key_from_scores ? S::add(S::load(scores + e * N), S::set1(c.bias[e])) : y;
-        V id = S::set1(T(e));
-        bad = S::mask_or(bad, S::not_le(S::abs(key), S::set1(std::numeric_limits<T>::max())));  // inf or NaN
-        // The new entry (the highest id so far) passes a slot only on a strictly larger key; an
-        // entry it displaced came from a slot above, so it precedes equal keys below it.
-        auto displaced = S::lt(S::zero(), S::zero());  // all false
-        for (size_t j = 0; j < k; ++j) {
-          const auto gt = S::mask_or(S::gt(key, key_best[j]), S::mask_and(displaced, S::eq(key, key_best[j])));
-          displaced = S::mask_or(displaced, gt);
-          const V kb = key_best[j], ib = id_best[j], yb = y_best[j];
-          key_best[j] = S::select(gt, key, kb);
-          id_best[j] = S::select(gt, id, ib);
-          y_best[j] = S::select(gt, y, yb);
-          key = S::select(gt, kb, key);
-          id = S::select(gt, ib, id);
-          y = S::select(gt, yb, y);
+      // Experts enter in id order. The new entry's slot is below every kept key >= its own (equal
+      // keys have lower ids, so they stay first): stay[j] = key_best[j] >= key holds for a prefix of
+      // the slots (they are sorted), the entry lands in the first slot where it fails and the slots
+      // below shift down by one. Two selects per slot and array; no chain through the slots.
+      auto insert = [&](V key, V id, V y, bool track_y) __attribute__((always_inline)) {
+        // from the bottom slot up, so that slot j - 1 still holds its old entry
+        auto stay = S::le(key, key_best[k - 1]);
+#pragma GCC unroll 8
+        for (size_t j = k - 1; j >= 1; --j) {
+          const auto stay_above = S::le(key, key_best[j - 1]);
+          key_best[j] = S::select(stay, key_best[j], S::select(stay_above, key, key_best[j - 1]));
+          id_best[j] = S::select(stay, id_best[j], S::select(stay_above, id, id_best[j - 1]));
+          if (track_y) y_best[j] = S::select(stay, y_best[j], S::select(stay_above, y, y_best[j - 1]));
+          stay = stay_above;
         }
+        key_best[0] = S::select(stay, key_best[0], key);
+        id_best[0] = S::select(stay, id_best[0], id);
+        if (track_y) y_best[0] = S::select(stay, y_best[0], y);
+      };
+      const V one = S::set1(T(1)), zero = S::zero();
+      V id = zero;  // expert e's id in every lane (exact: E < 2^24)
+      V poison = zero;  // + key * 0: stays 0 while every key is finite, NaN after an inf or a NaN
+      auto mul_add = [](V a, V b, V c) __attribute__((always_inline)) {
+        if constexpr (S::N == 1) {
+          return a * b + c;  // the baseline has no FMA instruction
+        } else {
+          return S::fma(a, b, c);
+        }
+      };
+      if (key_from_scores) {
+        for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
+          const V y = S::load(tile + e * N), key = S::add(S::load(scores + e * N), S::set1(c.bias[e]));
+          poison = mul_add(key, zero, poison);
+          insert(key, id, y, true);
+        }
+      } else {  // the key is the logit: y_best is key_best
+        for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
+          const V key = S::load(tile + e * N);
+          poison = mul_add(key, zero, poison);
+          insert(key, id, key, false);
+        }
+        for (size_t j = 0; j < k; ++j) y_best[j] = key_best[j];
       }
+      bad = S::ne(poison, poison);
       // the weights, lane-wise as route_token_fast and finish_weights compute them per token
       V w[kColumnMaxK];
       if (exp_of_selected) {  // lanes with an infinite selected logit: the general path (see there)
@@ -711,12 +755,34 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
         S::store(out_w + j * N, S::mul(S::div(w[j], divisor), scale));
         S::store(out_id + j * N, id_best[j]);
       }
-      for (size_t l = 0; l < N; ++l)
+      for (size_t l = 0; l < lanes; ++l)
         for (size_t j = 0; j < k; ++j) {
           weights[ptrdiff_t(r + l) * ldw + ptrdiff_t(j)] = out_w[j * N + l];
           ids[ptrdiff_t(r + l) * ldi + ptrdiff_t(j)] = static_cast<int32_t>(out_id[j * N + l]);
         }
-      for (unsigned b = S::bits(bad); b; b &= b - 1) one_token(r + static_cast<size_t>(__builtin_ctz(b)));
+      const unsigned in_use = lanes == N ? ~0u : (1u << lanes) - 1u;
+      for (unsigned b = S::bits(bad) & in_use; b; b &= b - 1) one_token(r + static_cast<size_t>(__builtin_ctz(b)));
+    };
+    for (; r + N <= rows; r += N) block(x + ptrdiff_t(r) * ldx, ldx, N);
+    if (rows - r >= (N + 3) / 4) {  // the last rows, padded with copies of the last one (their lanes are
+                                    // not written); fewer go one at a time (a decode step's token)
+      for (size_t l = 0; l < N; ++l) {
+        const T* row = x + ptrdiff_t(std::min(r + l, rows - 1)) * ldx;
+        std::copy(row, row + n, pad + l * n);
+      }
+      block(pad, ptrdiff_t(n), rows - r);
+      r = rows;
+    }
+    };
+    switch (c.k) {
+      case 1: columns(std::integral_constant<size_t, 1>{}); break;
+      case 2: columns(std::integral_constant<size_t, 2>{}); break;
+      case 3: columns(std::integral_constant<size_t, 3>{}); break;
+      case 4: columns(std::integral_constant<size_t, 4>{}); break;
+      case 5: columns(std::integral_constant<size_t, 5>{}); break;
+      case 6: columns(std::integral_constant<size_t, 6>{}); break;
+      case 7: columns(std::integral_constant<size_t, 7>{}); break;
+      default: columns(std::integral_constant<size_t, kColumnMaxK>{}); break;
     }
   }
   for (; r < rows; ++r) one_token(r);

@@ -47,8 +47,8 @@ bool cpu_supports(Isa isa) {
       unsigned a, b, c, d;
       if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
       const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12),
-                 f16c = c & (1u << 29);
-      if (!(osxsave && avx && fma && f16c)) return false;
+                 f16c = c & (1u << 29), popcnt = c & (1u << 23);
+      if (!(osxsave && avx && fma && f16c && popcnt)) return false;
       const uint64_t xcr0 = read_xcr0();
       if ((xcr0 & 0x6) != 0x6) return false;  // XMM and YMM state
       if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;

@@ -109,3 +109,28 @@ void split_for_streaming(const T* y, size_t n, F&& f) {
 
 }  // namespace LOGITKIT_TARGET
 }  // namespace logitkit
+
+namespace logitkit {
+namespace LOGITKIT_TARGET {
+
+template <class S, class = void>
+struct HasTranspose : std::false_type {};
+template <class S>
+struct HasTranspose<S, std::void_t<decltype(S::kTranspose)>> : std::bool_constant<S::kTranspose> {};
+
+// dst[e * N + l] = src[l * ld + e] for e < cols, l < N: N rows of a matrix turned into `cols`
+// vectors of N lanes (column e of the N rows). Whole N x N blocks by the layer's transpose where it
+// has one, the rest element by element.
+template <class T>
+inline void transpose_rows(const T* src, ptrdiff_t ld, size_t cols, T* dst) {
+  using S = Simd<T>;
+  constexpr size_t N = S::N;
+  size_t e = 0;
+  if constexpr (HasTranspose<S>::value)
+    for (; e + N <= cols; e += N) S::transpose(src + e, ld, dst + e * N);
+  for (; e < cols; ++e)
+    for (size_t l = 0; l < N; ++l) dst[e * N + l] = src[static_cast<ptrdiff_t>(l) * ld + static_cast<ptrdiff_t>(e)];
+}
+
+}  // namespace LOGITKIT_TARGET
+}  // namespace logitkit

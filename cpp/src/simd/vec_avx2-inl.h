@@ -119,6 +119,27 @@ struct Simd<float> {
     return kCompressFloat.count[bits];
   }
 
+  // dst[e * N + l] = src[l * ld + e] for e, l < N: an 8 x 8 block transposed (24 shuffles).
+  static constexpr bool kTranspose = true;
+  static void transpose(const T* src, ptrdiff_t ld, T* dst) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+    for (int p = 0; p < 4; ++p) {
+      t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+      t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    for (int q = 0; q < 2; ++q) {  // r[4q + j], 128-bit lane L: column 4L + j of rows 4q..4q+3
+      r[4 * q + 0] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+      r[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0xee);
+      r[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+      r[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xee);
+    }
+    for (int j = 0; j < 4; ++j) {
+      _mm256_storeu_ps(dst + j * 8, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
+      _mm256_storeu_ps(dst + (4 + j) * 8, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
+    }
+  }
+
   static V pow2i(V n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));

@@ -24,13 +24,8 @@ namespace LOGITKIT_TARGET {
 template <class T>
 struct Simd;
 
-// Bits set in a lane mask (no -mpopcnt in this TU's flags, so no builtin).
-inline size_t mask_popcount(unsigned m) {
-  m = m - ((m >> 1) & 0x5555u);
-  m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
-  m = (m + (m >> 4)) & 0x0f0fu;
-  return (m + (m >> 8)) & 0x1fu;
-}
+// Bits set in a lane mask (POPCNT is in this backend's flags).
+inline size_t mask_popcount(unsigned m) { return static_cast<size_t>(__builtin_popcount(m)); }
 
 template <>
 struct Simd<float> {
@@ -119,6 +114,33 @@ struct Simd<float> {
   static size_t compress_store(T* p, M m, V v) {
     _mm512_storeu_ps(p, _mm512_maskz_compress_ps(m, v));
     return mask_popcount(m);
+  }
+
+  // dst[e * N + l] = src[l * ld + e] for e, l < N: an N x N block transposed (64 shuffles: pairs
+  // of rows within 128-bit lanes, then quads, then the 128-bit lanes across vectors).
+  static constexpr bool kTranspose = true;
+  static void transpose(const T* src, ptrdiff_t ld, T* dst) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
+    for (int p = 0; p < 8; ++p) {
+      t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+      t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    for (int q = 0; q < 4; ++q) {  // r[4q + j], 128-bit lane L: column 4L + j of rows 4q..4q+3
+      r[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+      r[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0xee);
+      r[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+      r[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xee);
+    }
+    for (int j = 0; j < 4; ++j) {
+      const __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xee);
+      const __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
+                   v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xee);
+      _mm512_storeu_ps(dst + (0 + j) * 16, _mm512_shuffle_f32x4(v0, v2, 0x88));
+      _mm512_storeu_ps(dst + (4 + j) * 16, _mm512_shuffle_f32x4(v0, v2, 0xdd));
+      _mm512_storeu_ps(dst + (8 + j) * 16, _mm512_shuffle_f32x4(v1, v3, 0x88));
+      _mm512_storeu_ps(dst + (12 + j) * 16, _mm512_shuffle_f32x4(v1, v3, 0xdd));
+    }
   }
 
   // 2^n for integral n in [-127, 127]; n == -127 gives +0.
