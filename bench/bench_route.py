@@ -64,6 +64,7 @@ def main():
     position = torch.from_numpy(plan.position.astype(np.int64))
     ht, et, wt = torch.from_numpy(hidden), torch.from_numpy(expert_out), torch.from_numpy(w)
     dst = np.empty_like(expert_out)
+    p_dst, u_dst = np.empty_like(expert_out), np.empty_like(hidden)  # reused buffers, as np.copyto's
     copy_s = median_time(lambda: np.copyto(dst, expert_out), args.repeat)
     copy_gbs = 2 * expert_out.nbytes / 1e9 / copy_s
     print(f"\ncopy bandwidth (np.copyto of {expert_out.nbytes >> 20} MiB): {copy_gbs:.1f} GB/s")
@@ -72,7 +73,10 @@ def main():
     u_bytes = expert_out.nbytes + hidden.nbytes
     for name, ours, theirs, nbytes in [
         ("permute 2048x4096 k=2", lambda: logitkit.permute(hidden, plan), lambda: ht.index_select(0, slot_token), p_bytes),
+        ("permute, out=", lambda: logitkit.permute(hidden, plan, out=p_dst), lambda: ht.index_select(0, slot_token), p_bytes),
         ("unpermute 2048x4096 k=2", lambda: logitkit.unpermute(expert_out, plan, w),
+         lambda: (et.index_select(0, position.reshape(-1)).view(t, k, h) * wt.unsqueeze(-1)).sum(1), u_bytes),
+        ("unpermute, out=", lambda: logitkit.unpermute(expert_out, plan, w, out=u_dst),
          lambda: (et.index_select(0, position.reshape(-1)).view(t, k, h) * wt.unsqueeze(-1)).sum(1), u_bytes),
     ]:
         a = median_time(ours, args.repeat)

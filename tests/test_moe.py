@@ -129,6 +129,13 @@ def test_permute_unpermute(isa, dtype, threads):
                 ref[tok] += float(w[tok, j]) * expert_out[s].astype(np.float64)
     tol = {"float64": 1e-14, "float32": 1e-6, "float16": 2e-3, "bfloat16": 1e-2}[dtype]
     np.testing.assert_allclose(out.astype(np.float64), ref, rtol=tol, atol=tol)
+    # out=: the same bits written into caller buffers (a strided one for unpermute)
+    p_out = np.full_like(p, 7)
+    assert logitkit.permute(hidden, plan, out=p_out) is p_out
+    np.testing.assert_array_equal(p_out.view(np.uint8), p.view(np.uint8))
+    u_out = np.zeros((h, t), dt).T
+    assert logitkit.unpermute(expert_out, plan, w, out=u_out) is u_out
+    np.testing.assert_array_equal(np.ascontiguousarray(u_out).view(np.uint8), out.view(np.uint8))
     # identity experts and renormalised weights without drops: the round trip gives hidden back
     # (the float32 weights sum to 1 within float32 rounding)
     full = logitkit.dispatch(ids, e)
@@ -140,6 +147,32 @@ def test_permute_unpermute(isa, dtype, threads):
         logitkit.set_num_threads(n)
         res.append(logitkit.unpermute(expert_out, plan, w))
     np.testing.assert_array_equal(res[0].view(np.uint8), res[1].view(np.uint8))
+
+
+def test_permute_unpermute_out_errors():
+    _, w, ids = routed(40, 8, 2)
+    hidden = RNG.standard_normal((40, 16)).astype(np.float32)
+    plan = logitkit.dispatch(ids, 8)
+    with pytest.raises(ValueError, match="^out: shape"):
+        logitkit.permute(hidden, plan, out=np.empty((plan.num_slots + 1, 16), np.float32))
+    with pytest.raises(TypeError, match="^out: dtype"):
+        logitkit.permute(hidden, plan, out=np.empty((plan.num_slots, 16), np.float64))
+    with pytest.raises(ValueError, match="^out: rows must be contiguous"):
+        logitkit.permute(hidden, plan, out=np.empty((plan.num_slots, 32), np.float32)[:, ::2])
+    shared = np.zeros((40 + plan.num_slots, 16), np.float32)
+    with pytest.raises(ValueError, match="^out: must not overlap hidden"):
+        logitkit.permute(shared[:40], plan, out=shared[20 : 20 + plan.num_slots])
+    with pytest.raises(ValueError, match="^out: array is read-only"):
+        ro = np.empty((plan.num_slots, 16), np.float32)
+        ro.flags.writeable = False
+        logitkit.permute(hidden, plan, out=ro)
+    expert_out = logitkit.permute(hidden, plan)
+    with pytest.raises(ValueError, match="^out: shape"):
+        logitkit.unpermute(expert_out, plan, w, out=np.empty((41, 16), np.float32))
+    with pytest.raises(TypeError, match="^out: dtype"):
+        logitkit.unpermute(expert_out, plan, w, out=np.empty((40, 16), np.float64))
+    with pytest.raises(ValueError, match="^out: must not overlap expert_out"):
+        logitkit.unpermute(expert_out, plan, w, out=expert_out[:40])
 
 
 def test_expert_choice(isa):
