@@ -8,8 +8,9 @@ measured in a fresh process as peak RSS minus the RSS of its inputs and gradient
   python bench/bench_linear_cross_entropy.py --impls logitkit,logitkit:128,torch_reference   (chunk_rows)
   python bench/bench_linear_cross_entropy.py --impls logitkit_bf16,logitkit_bf16@avx512,torch_reference_bf16
 
-An implementation name ending in _bf16 takes bfloat16 input and linear_weight (ml_dtypes for
-logitkit, torch.bfloat16 for torch; the gradients are float32 for logitkit, bfloat16 for torch);
+An implementation name with _bf16 takes bfloat16 input and linear_weight (ml_dtypes for
+logitkit, torch.bfloat16 for torch; the gradients are float32 for logitkit, bfloat16 for torch),
+logitkit_bf16g also bfloat16_gradient=True;
 logitkit...@ISA runs on that backend (e.g. @avx512 to compare the widened float32 kernel with
 avx512bf16's vdpbf16ps on the same CPU).
 
@@ -56,7 +57,8 @@ def _inputs(n: int, d: int, v: int):
 
 def _runner(impl: str, x, w, t, threads: int):
     """A function computing loss, d_input, d_linear_weight into buffers allocated (and touched) here."""
-    bf16 = impl.endswith("_bf16") or "_bf16@" in impl
+    bf16 = "_bf16" in impl
+    bf16_gradient = "_bf16g" in impl  # logitkit: bfloat16_gradient=True
     if impl.startswith("logitkit"):  # "logitkit[_bf16][:ROWS][@ISA]"
         import logitkit  # noqa: PLC0415
 
@@ -72,7 +74,8 @@ def _runner(impl: str, x, w, t, threads: int):
 
         def run():
             logitkit.set_isa(isa)
-            return logitkit.linear_cross_entropy(x, w, t, return_grad=True, out_grads=grads, chunk_rows=chunk)
+            return logitkit.linear_cross_entropy(x, w, t, return_grad=True, out_grads=grads, chunk_rows=chunk,
+                                                 bfloat16_gradient=bf16_gradient)
 
         return run
     import torch  # noqa: PLC0415

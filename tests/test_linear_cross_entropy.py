@@ -240,6 +240,38 @@ def test_bfloat16_against_float64_every_isa(isa, n, d, v, options):
             np.testing.assert_array_equal(a, b)  # widened in the packing: the same products in the same order
 
 
+@pytest.mark.parametrize("n,d,v", [(40, 64, 1000), (7, 33, 129)])
+def test_bfloat16_gradient_every_isa(isa, threads, n, d, v):
+    """bfloat16_gradient=True rounds each chunk's logit gradient to bfloat16 before the d_input and
+    d_linear_weight products: the loss and d_linear_bias are those of the default path, the two
+    gradients within the rounding's bound of the exact float64 ones (a relative 2^-9 per term),
+    and the result still does not depend on the thread count."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x, w, t = problem(n, d, v, np.float32, seed=21 + n)
+    bias = np.random.default_rng(v).standard_normal(v).astype(np.float32)
+    xb, wb = x.astype(ml_dtypes.bfloat16), w.astype(ml_dtypes.bfloat16)
+    exact = logitkit.linear_cross_entropy(xb, wb, t, linear_bias=bias, return_grad=True, chunk_rows=16)
+    rounded = logitkit.linear_cross_entropy(xb, wb, t, linear_bias=bias, return_grad=True, chunk_rows=16,
+                                            bfloat16_gradient=True)
+    np.testing.assert_array_equal(rounded[0], exact[0])
+    np.testing.assert_array_equal(rounded[3], exact[3])
+    want = reference(xb.astype(np.float64), wb.astype(np.float64), t, bias=bias)
+    for got, ref, what in ((rounded[1], want[1], "d_input"), (rounded[2], want[2], "d_linear_weight")):
+        assert not np.array_equal(got, exact[1 if what == "d_input" else 2])  # the option is in effect
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2.0**-8 * np.abs(ref).max(), err_msg=what)
+    logitkit.set_num_threads(1)
+    one = logitkit.linear_cross_entropy(xb, wb, t, linear_bias=bias, return_grad=True, chunk_rows=16,
+                                        bfloat16_gradient=True)
+    logitkit.set_num_threads(3)
+    three = logitkit.linear_cross_entropy(xb, wb, t, linear_bias=bias, return_grad=True, chunk_rows=16,
+                                          bfloat16_gradient=True)
+    logitkit.set_num_threads(2)
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="^bfloat16_gradient: needs bfloat16"):
+        logitkit.linear_cross_entropy(x, w, t, return_grad=True, bfloat16_gradient=True)
+
+
 def test_bfloat16_dot_product_is_used_where_available():
     """On avx512bf16 the logits come from vdpbf16ps: the result differs from the widened float32
     path in the last bits somewhere in a long row (if it never did, the kernel would not be in use)."""

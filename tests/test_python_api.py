@@ -262,6 +262,7 @@ VALID = {
     "accumulate": False,
     "return_stats": False,
     "chunk_rows": None,
+    "bfloat16_gradient": False,
 }
 VALID_FOR = {
     "spherical_z_loss": {"b": 10.0},  # a parameter name another op uses for an array

@@ -17,7 +17,7 @@ void bind_linear_cross_entropy(py::module_& m) {
          const py::object& weight, const py::object& sample_weight, const py::object& loss, const py::object& d_input,
          const py::object& d_weight, const py::object& d_bias, double grad_output, const py::object& grad_output_rows,
          int64_t ignore_index, const std::string& reduction, double label_smoothing, double z_loss, double softcap,
-         double filter_eps, bool accumulate, int64_t chunk_rows) {
+         double filter_eps, bool accumulate, int64_t chunk_rows, bool bfloat16_gradient) {
         logitkit::LinearCrossEntropyStats stats;
         const bool bf16 = has_dtype<uint16_t>(input);
         auto call = [&](auto t, auto i) {
@@ -32,6 +32,7 @@ void bind_linear_cross_entropy(py::module_& m) {
           o.filter_eps = filter_eps;
           o.accumulate = accumulate;
           o.chunk_rows = chunk_rows;
+          o.bfloat16_gradient = bfloat16_gradient;
           logitkit::LinearCrossEntropyGrads<T> g;
           g.input = optional_output<T>(d_input, "d_input");
           g.linear_weight = optional_output<T>(d_weight, "d_linear_weight");
@@ -66,7 +67,7 @@ void bind_linear_cross_entropy(py::module_& m) {
       py::arg("sample_weight"), py::arg("loss"), py::arg("d_input"), py::arg("d_linear_weight"),
       py::arg("d_linear_bias"), py::arg("grad_output"), py::arg("grad_output_rows"), py::arg("ignore_index"),
       py::arg("reduction"), py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"), py::arg("filter_eps"),
-      py::arg("accumulate"), py::arg("chunk_rows"));
+      py::arg("accumulate"), py::arg("chunk_rows"), py::arg("bfloat16_gradient") = false);
 }
 
 }  // namespace logitkit_py

@@ -37,6 +37,7 @@ def linear_cross_entropy(
     accumulate: bool = False,
     return_stats: bool = False,
     chunk_rows: int | None = None,
+    bfloat16_gradient: bool = False,
 ) -> Result | tuple:
     """cross_entropy(input @ linear_weight.T + linear_bias, target, ...) and its gradients with
     respect to input, linear_weight and linear_bias, without the (N, V) logits: they are formed a
@@ -49,9 +50,14 @@ def linear_cross_entropy(
     batch shape), ignore_index, reduction, label_smoothing, z_loss and softcap mean exactly what
     they mean for logitkit.cross_entropy (PyTorch's semantics; z_loss and softcap as Liger-Kernel
     and Gemma 2). float32 and float64 compute in their dtype; bfloat16 (ml_dtypes) input and
-    linear_weight are widened to float32 inside the GEMM's packing (no float32 copy), with
-    float32 accumulation and float32 gradients; other dtypes are converted to float32 (integers to
-    float64). Any strides are read in place.
+    linear_weight are read in place (no float32 copy), with float32 accumulation and float32
+    gradients: the logits product runs on the CPU's bfloat16 dot product where the active ISA has
+    one ("avx512bf16"), else widened to float32 in the GEMM's packing. bfloat16_gradient=True
+    (bfloat16 operands only) also rounds each chunk's logit gradient to bfloat16 before the d_input
+    and d_linear_weight products, so that they run on the bfloat16 dot product too, as torch's
+    bfloat16 path and the GPU implementations do: about 1.4x faster backward on avx512bf16, each
+    gradient term carrying a bfloat16 rounding (relative 2^-9). Other dtypes are converted to
+    float32 (integers to float64). Any strides are read in place.
 
     filter_eps > 0: Cut Cross-Entropy's gradient filter: blocks of 256 vocabulary entries of a row
     chunk whose gradient entries are all below filter_eps (in softmax-probability units) are left
@@ -83,6 +89,7 @@ def linear_cross_entropy(
     return_grad = _arrays.check_flag(return_grad, "return_grad")
     accumulate = _arrays.check_flag(accumulate, "accumulate")
     return_stats = _arrays.check_flag(return_stats, "return_stats")
+    bfloat16_gradient = _arrays.check_flag(bfloat16_gradient, "bfloat16_gradient")
 
     bf16 = _arrays.bfloat16_dtype()
     if bf16 is not None and x.dtype == bf16 and w.dtype == bf16:
@@ -90,6 +97,9 @@ def linear_cross_entropy(
     else:
         compute = _arrays.compute_dtype(_arrays.result_dtype(x.dtype, w.dtype))
         bits = False
+        if bfloat16_gradient:
+            raise ValueError("bfloat16_gradient: needs bfloat16 input and linear_weight (ml_dtypes), got "
+                             f"{x.dtype} and {w.dtype}")
     batch_shape = x.shape[:-1]
     vocab, dim = w.shape
     xs = x.reshape(-1, dim) if x.ndim != 2 else x
@@ -133,7 +143,7 @@ def linear_cross_entropy(
     try:
         value, blocks, skipped = _core.linear_cross_entropy(
             xs, w, t, b, cw, sw, rows, d_x, grads[1], grads[2], scale, scale_rows, ignore_index, reduction, ls, z,
-            cap, eps, accumulate, chunk,
+            cap, eps, accumulate, chunk, bfloat16_gradient,
         )
     except ValueError as exc:  # the core names the gradient; the caller passed it as out_grads
         if out_grads is not None and str(exc).startswith(("d_input:", "d_linear_weight:", "d_linear_bias:")):

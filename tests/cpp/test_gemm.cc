@@ -349,6 +349,13 @@ TEST_P(LinearCrossEntropy, ErrorsNameTheArgument) {
         lktest::contiguous<const float>(x.data(), {3, 4}), lktest::contiguous<const float>(w.data(), {3, 4}),
         lktest::contiguous<const int64_t>(t.data(), {3}), {}, {}, {}, weights);
   });
+  logitkit::LinearCrossEntropyOptions bf16_gradient;  // for bfloat16 operands only
+  bf16_gradient.bfloat16_gradient = true;
+  lktest::expect_argument_error("bfloat16_gradient", [&] {
+    logitkit::linear_cross_entropy<float, int64_t>(
+        lktest::contiguous<const float>(x.data(), {3, 4}), lktest::contiguous<const float>(w.data(), {3, 4}),
+        lktest::contiguous<const int64_t>(t.data(), {3}), {}, {}, bf16_gradient);
+  });
 }
 
 LKTEST_FOR_EACH_ISA(LinearCrossEntropy);

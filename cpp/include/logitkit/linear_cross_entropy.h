@@ -30,6 +30,13 @@ struct LinearCrossEntropyOptions {
   // rows than at 32 on Zen 3). d_linear_weight sums its chunks in order, so its bits depend on
   // chunk_rows (never on the thread count).
   int64_t chunk_rows = 0;
+  // bfloat16 input and linear_weight only (linear_cross_entropy_bf16): the chunk's logit gradient
+  // is rounded to bfloat16 (to nearest even) before the d_input and d_linear_weight products, which
+  // then also run on the bfloat16 dot product where the ISA has one, as GPU implementations and
+  // torch's bfloat16 path do. The gradients stay float32 and float32-accumulated, but each term
+  // carries the gradient's bfloat16 rounding (relative 2^-9); d_linear_bias and the loss are
+  // unaffected. false (the default): the gradient products use the float32 gradient.
+  bool bfloat16_gradient = false;
 };
 
 // Each gradient is computed when its view is given (data != nullptr), scaled like LossGrad.

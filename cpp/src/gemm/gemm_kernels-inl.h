@@ -229,12 +229,21 @@ inline uint32_t pair_at(const uint16_t* p) {  // two consecutive bfloat16 (any a
 // Panels of W lines, k pairs major: dst[((l / W) * kp + k / 2) * 2W + (l % W) * 2 + k % 2] =
 // element (l, k) at src[l * ls + k * ks] (kp = ceil(kc / 2) pairs; the odd k's partner and lines
 // past `lines` are 0).
-template <size_t W>
+template <size_t W, class S = Simd<float>>
 void pack_bf16_pairs(const uint16_t* src, ptrdiff_t ls, ptrdiff_t ks, size_t lines, size_t kc, uint16_t* dst) {
   const size_t kp = (kc + 1) / 2;
   for (size_t l = 0; l < lines; l += W) {
     const size_t count = std::min(W, lines - l);
     uint16_t* panel = dst + l * kp * 2;
+    if constexpr (HasBf16Dot<S>::value && W == 2 * S::N) {
+      if (ls == 1 && count == W && kc % 2 == 0) {  // whole pairs of contiguous runs: vector interleave
+        for (size_t k = 0; k < kc; k += 2) {
+          const uint16_t* run = src + static_cast<ptrdiff_t>(k) * ks + static_cast<ptrdiff_t>(l);
+          S::interleave_pairs(run, run + ks, panel + k * W);
+        }
+        continue;
+      }
+    }
     for (size_t k = 0; k < kc; ++k) {
       uint16_t* out = panel + (k / 2) * 2 * W + k % 2;
       const uint16_t* in = src + static_cast<ptrdiff_t>(k) * ks + static_cast<ptrdiff_t>(l) * ls;

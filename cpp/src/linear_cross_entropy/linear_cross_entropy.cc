@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -76,6 +77,16 @@ ArrayView<U> rows_of(ArrayView<U> v, int64_t r0, int64_t rows) {
   return v;
 }
 
+// float to bfloat16 bits, rounded to nearest even (NaN stays a quiet NaN).
+template <class T>
+uint16_t round_to_bf16(T value) {
+  const float f = static_cast<float>(value);
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 template <class T, class E, class Index>
 double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> linear_weight,
                                  ArrayView<const Index> target, ArrayView<const T> bias, const LossOptions& options,
@@ -98,6 +109,8 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
   if (given(weights.weight)) check_shape(weights.weight, {V}, "weight");  // read by the normalisers below
   if (given(weights.sample_weight)) check_shape(weights.sample_weight, {N}, "sample_weight");
   if (options.reduction == Reduction::kNone) check_shape(loss, {N}, "loss");
+  if (lce.bfloat16_gradient && kElement != GemmElement::kBFloat16)
+    invalid("bfloat16_gradient", "needs bfloat16 input and linear_weight");
   if (!(lce.filter_eps >= 0.0) || !std::isfinite(lce.filter_eps))
     invalid("filter_eps", "must be a finite number >= 0 (0: exact), got " + std::to_string(lce.filter_eps));
   const bool d_input = given(grads.input), d_weight = given(grads.linear_weight), d_bias = given(grads.linear_bias);
@@ -160,6 +173,9 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
   const size_t chunk = std::min(lce.chunk_rows ? static_cast<size_t>(lce.chunk_rows) : chunk_rows(n),
                                 std::max<size_t>(n, 1));
   std::unique_ptr<T[]> logits(new T[chunk * v]);  // the only buffer of the loss: chunk x V
+  // bfloat16_gradient: the chunk's gradient rounded, for the two gradient products (half of it)
+  const bool round_gradient = lce.bfloat16_gradient && with_grad && (d_input || d_weight);
+  std::unique_ptr<uint16_t[]> gradient_bf16(round_gradient ? new uint16_t[chunk * v] : nullptr);
   const size_t blocks = (v + kFilterBlock - 1) / kFilterBlock;
   std::vector<uint8_t> skip(lce.filter_eps > 0.0 ? blocks : 0);
   int64_t blocks_formed = 0, blocks_skipped = 0;
@@ -237,9 +253,18 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
       skip_blocks = skip.data();
     }
     const bool add = lce.accumulate || r0 > 0;
+    GemmOperand g_rows = {logits.get(), V, 1, GemmElement::kNative};  // G (rows x V)
+    if (round_gradient) {
+      uint16_t* out = gradient_bf16.get();
+      const T* in = logits.get();
+      parallel_for((rows * v + 16383) / 16384, [&](size_t b) {
+        for (size_t i = b * 16384; i < std::min(rows * v, (b + 1) * 16384); ++i) out[i] = round_to_bf16(in[i]);
+      });
+      g_rows = {out, V, 1, GemmElement::kBFloat16};
+    }
     if (d_weight) {  // d_linear_weight (+)= G^T input[r0:r0+rows]
       GemmProblem<T> q;
-      q.a = {logits.get(), 1, V, GemmElement::kNative};
+      q.a = {g_rows.data, 1, V, g_rows.type};
       q.b = chunk_input;
       q.c = grads.linear_weight.data;
       q.c_rs = grads.linear_weight.strides[0];
@@ -265,7 +290,7 @@ double linear_cross_entropy_impl(ArrayView<const E> input, ArrayView<const E> li
     }
     if (d_input) {  // d_input[r0:r0+rows] (+)= G linear_weight
       GemmProblem<T> q;
-      q.a = {logits.get(), V, 1, GemmElement::kNative};
+      q.a = g_rows;
       q.b = {linear_weight.data, linear_weight.strides[0], linear_weight.strides[1], kElement};
       q.c = grads.input.data + r0i * grads.input.strides[0];
       q.c_rs = grads.input.strides[0];

@@ -43,6 +43,16 @@ struct Simd<float> {
   static Pairs load_pairs(const uint16_t* p) { return _mm512_loadu_si512(p); }
   static Pairs set1_pair(uint32_t pair) { return _mm512_set1_epi32(static_cast<int>(pair)); }
   static V dot_bf16(V acc, Pairs a, Pairs b) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b); }
+  // dst[2w] = a[w], dst[2w + 1] = b[w] for w < 2N: two runs of bfloat16 interleaved into pairs
+  static void interleave_pairs(const uint16_t* a, const uint16_t* b, uint16_t* dst) {
+    alignas(64) static constexpr uint16_t kLow[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                                      8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static constexpr uint16_t kHigh[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                       24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i va = _mm512_loadu_si512(a), vb = _mm512_loadu_si512(b);
+    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(va, _mm512_load_si512(kLow), vb));
+    _mm512_storeu_si512(dst + 32, _mm512_permutex2var_epi16(va, _mm512_load_si512(kHigh), vb));
+  }
 #else
   static constexpr bool kBf16Dot = false;
 #endif
