@@ -278,3 +278,29 @@ def test_strided_class_weight(isa):
         ref_loss, ref_grad = torch_ce(x, t, np.ascontiguousarray(w), label_smoothing=0.2)
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-13)
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("return_grad", [False, True])
+def test_common_call_fast_path_matches_general_path(isa, dtype, index, reduction, return_grad):
+    """cross_entropy(logits, target[, ignore_index, reduction, return_grad]) on plain 2-D arrays is
+    answered by a C++ fast path (small-call latency): the same bits, types and shapes as the
+    general path, which an explicitly passed default (a new 0.0 object) takes."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((9, 33)) * 3).astype(dtype)
+    t = rng.integers(0, 33, 9).astype(index)
+    t[4] = 7
+    fast = logitkit.cross_entropy(x, t, ignore_index=7, reduction=reduction, return_grad=return_grad)
+    general = logitkit.cross_entropy(x, t, ignore_index=7, reduction=reduction, return_grad=return_grad,
+                                     label_smoothing=float("0"))
+    fast, general = (fast, general) if return_grad else ((fast,), (general,))
+    for a, b in zip(fast, general, strict=True):
+        assert type(a) is type(b) and np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype
+        np.testing.assert_array_equal(a, b)
+    want = F.cross_entropy(torch.tensor(x.astype(np.float64)), torch.tensor(t.astype(np.int64)), ignore_index=7,
+                           reduction=reduction).numpy()
+    np.testing.assert_allclose(fast[0], want, rtol=2e-6 if dtype == np.float32 else 1e-13)
+    with pytest.raises(ValueError, match="^target"):
+        logitkit.cross_entropy(x, np.full(9, 40, index))

@@ -21,7 +21,62 @@ logitkit::CrossEntropyOptions::Form parse_form(const std::string& name) {
 }
 }  // namespace
 
+namespace {
+
+// The common call: cross_entropy(logits, target) with at most ignore_index, reduction and
+// return_grad given, logits a plain float32/float64 (N, C) ndarray and target a plain int32/int64
+// (N,) ndarray. Returns the loss (a NumPy scalar of logits' dtype, or an (N,) array for "none"),
+// or (loss, grad) with return_grad; None for any other call, which the general path of
+// python/logitkit/cross_entropy.py then takes (the same results, and every error). In C++ because
+// the general path's checks cost about 4 us in Python, several times a small call's kernel.
+py::object cross_entropy_fast(py::handle logits, py::handle target, py::handle ignore_index, py::handle reduction,
+                              bool return_grad) {
+  const py::dtype f32 = py::dtype::of<float>(), f64 = py::dtype::of<double>();
+  const bool single = plain_array_of(logits, f32);
+  if (!single && !plain_array_of(logits, f64)) return py::none();
+  const bool i32 = plain_array_of(target, py::dtype::of<int32_t>());
+  if (!i32 && !plain_array_of(target, py::dtype::of<int64_t>())) return py::none();
+  const auto x = py::reinterpret_borrow<py::array>(logits);
+  const auto t = py::reinterpret_borrow<py::array>(target);
+  if (x.ndim() != 2 || t.ndim() != 1 || t.shape(0) != x.shape(0)) return py::none();
+  if (!PyLong_CheckExact(ignore_index.ptr()) || !PyUnicode_CheckExact(reduction.ptr())) return py::none();
+  int overflow = 0;
+  const long long ignore = PyLong_AsLongLongAndOverflow(ignore_index.ptr(), &overflow);
+  if (overflow) return py::none();
+  const std::string name = py::reinterpret_borrow<py::str>(reduction);
+  if (name != "mean" && name != "sum" && name != "none") return py::none();
+  logitkit::LossOptions options;
+  options.reduction = parse_reduction(name);
+  options.ignore_index = ignore;
+  const py::dtype dt = single ? f32 : f64;
+  const py::ssize_t n = x.shape(0), c = x.shape(1);
+  py::object rows = py::none(), grad = py::none();
+  if (options.reduction == logitkit::Reduction::kNone) rows = new_output(dt, {n});
+  if (return_grad) grad = new_output(dt, {n, c});
+  auto call = [&](auto tag, auto index) {
+    using T = decltype(tag);
+    using Index = decltype(index);
+    const auto xv = view_of<const T>(x, "logits", false);
+    const auto tv = view_of<const Index>(t, "target", false);
+    logitkit::LossGrad<T> g;
+    if (return_grad) g.grad = view_of<T>(py::reinterpret_borrow<py::array>(grad), "grad", true);
+    logitkit::ArrayView<T> loss;
+    if (!rows.is_none()) loss = view_of<T>(py::reinterpret_borrow<py::array>(rows), "loss", true);
+    py::gil_scoped_release release;
+    return logitkit::cross_entropy<T, Index>(xv, tv, options, {}, {}, loss, g);
+  };
+  const double value = single ? (i32 ? call(float{}, int32_t{}) : call(float{}, int64_t{}))
+                              : (i32 ? call(double{}, int32_t{}) : call(double{}, int64_t{}));
+  py::object result = rows.is_none() ? dt.attr("type")(value) : rows;
+  if (!return_grad) return result;
+  return py::make_tuple(result, grad);
+}
+
+}  // namespace
+
 void bind_cross_entropy(py::module_& m) {
+  m.def("cross_entropy_fast", &cross_entropy_fast, py::arg("logits"), py::arg("target"), py::arg("ignore_index"),
+        py::arg("reduction"), py::arg("return_grad"));
   // Returns (loss, z-loss term, accuracy); the last two NaN unless asked for.
   m.def(
       "cross_entropy",

@@ -75,6 +75,15 @@ def cross_entropy(
     whose argmax is the target, ties to the lowest index; NaN when every row is ignored),
     "predicted" (per row, the argmax of the logits as int64, ties to the lowest index, NaN first).
     """
+    if (  # the common call, in C++ (see _core.cross_entropy_fast): every other argument its default
+        weight is None and sample_weight is None and out_grad is None and axis is _DEFAULTS["axis"]
+        and label_smoothing is _DEFAULTS["label_smoothing"] and temperature is _DEFAULTS["temperature"]
+        and z_loss is _DEFAULTS["z_loss"] and softcap is None and target_margin is _DEFAULTS["target_margin"]
+        and grad_output is _DEFAULTS["grad_output"] and extras is _DEFAULTS["extras"]
+        and (return_grad is False or return_grad is True)
+        and (res := _core.cross_entropy_fast(logits, target, ignore_index, reduction, return_grad)) is not None
+    ):
+        return res
     args = _losses.prepare(
         logits,
         target,
@@ -91,6 +100,9 @@ def cross_entropy(
     z = _losses.z_loss_value(z_loss)
     return _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, softcap, target_margin,
                 "cross_entropy", 0.0)
+
+
+_DEFAULTS = cross_entropy.__kwdefaults__
 
 
 def _run(args, logits, return_grad, grad_output, out_grad, extras, ls, t, z, softcap, target_margin, form,
