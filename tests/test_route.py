@@ -407,3 +407,22 @@ def test_random_option_combinations(isa):
         rw, ri = ref_route(x, k, **kw)
         np.testing.assert_array_equal(i, ri, err_msg=f"case {case}: {kw}")
         np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6, err_msg=f"case {case}: {kw}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,k", [((8,), 2), ((1, 8), 2), ((5, 64), 8), ((2, 3, 16), 16), ((37, 256), 1)])
+def test_plain_call_fast_path_matches_general_path(isa, dtype, shape, k):
+    """route(logits, k) with no keyword on a plain array is answered by a C++ fast path (decode
+    latency): the same bits, dtypes and shapes as the general path (which an explicit default
+    scaling_factor=1.0 takes), ties and NaN included; bad k still raises from the general path."""
+    x = np.round(np.random.default_rng(k).standard_normal(shape) * 2).astype(dtype)  # many ties
+    x.reshape(-1)[3] = np.nan
+    w, i = logitkit.route(x, k)
+    w2, i2 = logitkit.route(x, k, scaling_factor=1.0)
+    assert w.dtype == w2.dtype == dtype and i.dtype == i2.dtype == np.int32 and w.shape == w2.shape == shape[:-1] + (k,)
+    np.testing.assert_array_equal(i, i2)
+    np.testing.assert_array_equal(w.view(np.uint8), w2.view(np.uint8))
+    rw, ri = ref_route(x.reshape(-1, shape[-1]), k)
+    np.testing.assert_array_equal(i.reshape(-1, k), ri)
+    with pytest.raises(ValueError, match="^k"):
+        logitkit.route(x, shape[-1] + 1)

@@ -79,9 +79,37 @@ void route_impl(const py::array& logits, const py::array& weights, const py::arr
   logitkit::route<T>(xv, wv, iv, k, o, bv, mv, fv, sv);
 }
 
+// route(logits, k) with every keyword at its default, logits a plain float32/float64 ndarray of at
+// most kMaxDims dimensions and 1 <= k <= E: (weights, ids) with the outputs allocated here, or None
+// for any other call (the general path of python/logitkit/route.py: the same results, and every
+// error). For a decode step's small-call latency: the general path's argument handling costs
+// about twice the routing of one token.
+py::object route_fast(py::handle logits, py::handle k) {
+  const py::dtype f32 = py::dtype::of<float>(), f64 = py::dtype::of<double>();
+  const bool single = plain_array_of(logits, f32);
+  if ((!single && !plain_array_of(logits, f64)) || !PyLong_CheckExact(k.ptr())) return py::none();
+  const auto x = py::reinterpret_borrow<py::array>(logits);
+  if (x.ndim() < 1 || x.ndim() > logitkit::kMaxDims) return py::none();
+  int overflow = 0;
+  const long long kk = PyLong_AsLongLongAndOverflow(k.ptr(), &overflow);
+  const py::ssize_t experts = x.shape(x.ndim() - 1);
+  if (overflow || kk < 1 || kk > experts) return py::none();
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  shape.back() = static_cast<py::ssize_t>(kk);
+  py::array weights = new_output(single ? f32 : f64, shape), ids = new_output(py::dtype::of<int32_t>(), shape);
+  static const logitkit::RouteOptions defaults;
+  if (single) {
+    route_impl<float>(x, weights, ids, kk, defaults, py::none(), py::none(), py::none(), py::none());
+  } else {
+    route_impl<double>(x, weights, ids, kk, defaults, py::none(), py::none(), py::none(), py::none());
+  }
+  return py::make_tuple(weights, ids);
+}
+
 }  // namespace
 
 void bind_route(py::module_& m) {
+  m.def("route_fast", &route_fast, py::arg("logits"), py::arg("k"));
   // The options dict parsed once into C++'s struct (route.py caches it per set of arguments):
   // parsing it on every call cost more than routing a decode token.
   py::class_<logitkit::RouteOptions>(m, "RouteOptions");

@@ -253,6 +253,14 @@ def route(
     "deepseek-v2", "deepseek-v3", "kimi-k2", "deepseek-v4", "llama4", "gpt-oss"); explicit
     arguments override the preset's. float16/bfloat16 logits are computed in float32.
     """
+    if (  # route(logits, k) alone: in C++ (see _core.route_fast)
+        preset is None and scoring is None and softcap is None and temperature is None and activation is None
+        and weights_from is None and renormalize is None and renormalize_eps is None and scaling_factor is None
+        and bias is None and n_group is None and topk_group is None and group_score is None
+        and expert_mask is None and force is None and noise is None and noise_std is None and seed is None
+        and (res := _core.route_fast(logits, k)) is not None
+    ):
+        return res
     std = noise_std
     std_is_array = std is not None and not _arrays._is_real_scalar(std)
     values = (k, scoring, softcap, temperature, activation, weights_from, renormalize, renormalize_eps,
