@@ -153,6 +153,9 @@ TEST_P(Gemm, ErrorsNameTheArgument) {
   logitkit::GemmOptions nan_alpha;
   nan_alpha.alpha = NAN;
   lktest::expect_argument_error("alpha", gemm({3, 4}, {4, 3}, c.data(), {3, 3}, nan_alpha));
+  logitkit::GemmOptions huge_alpha;  // finite in double, infinite in float (a fuzzer finding)
+  huge_alpha.alpha = 1e300;
+  lktest::expect_argument_error("alpha", gemm({3, 4}, {4, 3}, c.data(), {3, 3}, huge_alpha));
 }
 
 // bfloat16 operands (gemm_bf16): on the bfloat16 dot product where the ISA has one, widened to the

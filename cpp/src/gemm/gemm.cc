@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -82,6 +83,9 @@ void gemm_impl(ArrayView<const E> a, ArrayView<const E> b, ArrayView<T> c, const
                     std::to_string(c.shape[0]) + ", " + std::to_string(c.shape[1]) + ")");
   if (!std::isfinite(options.alpha))
     throw Error(Error::Kind::kInvalidArgument, "alpha", "must be finite");
+  if (std::fabs(options.alpha) > static_cast<double>(std::numeric_limits<T>::max()))
+    throw Error(Error::Kind::kInvalidArgument, "alpha",
+                "must be finite in the element type (|alpha| <= " + std::to_string(std::numeric_limits<T>::max()) + ")");
   const auto out = byte_range(c);
   if (ranges_overlap(out, byte_range(a)) || ranges_overlap(out, byte_range(b)))
     throw Error(Error::Kind::kInvalidArgument, "c", "must not overlap a or b");

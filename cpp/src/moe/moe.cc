@@ -445,8 +445,12 @@ int64_t dispatch_capacity(int64_t tokens, int64_t k, int64_t experts, const Disp
   if (o.block_size < 1) invalid("block_size", "must be >= 1, got " + std::to_string(o.block_size));
   if (o.capacity >= 0) return o.capacity;
   if (o.capacity_factor > 0.0)
+    // no expert can receive more than tokens * k pairs: a larger capacity drops nothing, and the
+    // product would not fit an int64 (the conversion is undefined behaviour beyond it)
     return std::max<int64_t>(o.min_capacity,
-                             static_cast<int64_t>(std::ceil(o.capacity_factor * double(tokens) * double(k) / double(experts))));
+                             static_cast<int64_t>(std::min(std::ceil(o.capacity_factor * double(tokens) * double(k) /
+                                                                     double(experts)),
+                                                           double(tokens) * double(k))));
   return -1;
 }
 

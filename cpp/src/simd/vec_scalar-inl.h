@@ -97,10 +97,13 @@ struct Simd {
     return m ? 1 : 0;
   }
 
-  // 2^n for integral n in [-bias, bias]; n == -bias gives +0.
+  // 2^n for integral n in [-bias, bias]; n == -bias gives +0. NaN or infinite n (an exp of NaN,
+  // whose result is NaN through its other factor) is clamped first: converting it to an integer
+  // is undefined behaviour in C++, where the vector backends' conversions are defined.
   static V pow2i(V n) {
     using U = typename B::U;
-    U bits = static_cast<U>(static_cast<int64_t>(n) + B::kBias) << B::kMantBits;
+    const T clamped = n == n ? (n < T(-2 * B::kBias) ? T(-2 * B::kBias) : n > T(2 * B::kBias) ? T(2 * B::kBias) : n) : T(0);
+    U bits = static_cast<U>(static_cast<int64_t>(clamped) + B::kBias) << B::kMantBits;
     T out;
     std::memcpy(&out, &bits, sizeof out);
     return out;

@@ -350,12 +350,15 @@ ExtSum<T> extexp_sum(const T* x, size_t n, T c) {
         with_scale(c, [&](auto scaled) { return extexp_sum_block<T, decltype(scaled)::value>(x + b, len, c); });
     ok = ok && p.ok;
     if (!(p.mant > T(0))) return;
+    // exponent differences clamped before the int conversion: beyond -4096 the double scale is 0
+    // anyway, and huge logits make the exponents differ by more than an int holds
+    auto shift = [](T d) { return static_cast<int>(d < T(-4096) ? T(-4096) : d); };  // d <= 0
     if (empty || p.expo > expo) {
-      if (!empty) mant.scale_pow2(static_cast<int>(expo - p.expo));
+      if (!empty) mant.scale_pow2(shift(expo - p.expo));
       expo = p.expo;
       empty = false;
     }
-    mant.add(std::ldexp(static_cast<double>(p.mant), static_cast<int>(p.expo - expo)));
+    mant.add(std::ldexp(static_cast<double>(p.mant), shift(p.expo - expo)));
   });
   const double m = mant.value();
   return {T(m), expo, ok && m > 0};
