@@ -48,7 +48,7 @@ set(LOGITKIT_ISA_TEMPLATE_DIR ${CMAKE_CURRENT_LIST_DIR})
 # (avx2;avx512 on x86-64, neon on AArch64), or a list of them, or "none" for a scalar-only build
 # (the baseline path alone, e.g. for a sanitizer or portability check; the dispatch table then
 # offers scalar only).
-set(LOGITKIT_SIMD_BACKENDS all CACHE STRING "SIMD backends to compile besides scalar: all, none, or a list (avx2;avx512 / neon)")
+set(LOGITKIT_SIMD_BACKENDS all CACHE STRING "SIMD backends to compile besides scalar: all, none, or a list (avx2;avx512 / neon; avx512 brings avx512bf16 where the compiler has -mavx512bf16)")
 
 # Adds the scalar kernels plus every SIMD backend of the target architecture to `target`: for each
 # ISA, <build>/isa/<family>_<isa>.cc per family (ISA flags) and <build>/isa/kernel_table_<isa>.cc,
@@ -66,12 +66,19 @@ function(logitkit_add_isa_kernels target)
     list(APPEND isas ${arch_isas})
   elseif(NOT LOGITKIT_SIMD_BACKENDS STREQUAL "none")
     foreach(isa IN LISTS LOGITKIT_SIMD_BACKENDS)
+      if(isa STREQUAL "avx512bf16" AND "avx512" IN_LIST arch_isas)  # comes with avx512 (below)
+        if(NOT "avx512" IN_LIST LOGITKIT_SIMD_BACKENDS)
+          list(APPEND isas avx512)
+        endif()
+        continue()
+      endif()
       if(NOT isa IN_LIST arch_isas)
         message(FATAL_ERROR "LOGITKIT_SIMD_BACKENDS: '${isa}' is not a SIMD backend of ${LOGITKIT_ARCH} "
                             "(choose from: ${arch_isas}; or all, none)")
       endif()
       list(APPEND isas ${isa})
     endforeach()
+    list(REMOVE_DUPLICATES isas)
   endif()
   if("avx512" IN_LIST isas)
     check_cxx_compiler_flag(-mavx512bf16 LOGITKIT_COMPILER_HAS_AVX512BF16)
