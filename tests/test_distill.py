@@ -389,3 +389,23 @@ def test_target_distillation_layouts_ignored_rows_and_errors(isa):
         logitkit.dkd_loss(s, t, target, axis=1, beta=np.inf)
     with pytest.raises(ValueError, match="temperature"):
         logitkit.nkd_loss(s, t, target, axis=1, temperature=0.0)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_of_rows_far_apart_does_not_cancel(isa, direction, dtype):
+    """KL between rows offset by a large constant from each other: the sums take each row relative
+    to its maximum, so the offset never meets the float sum (uniform rows 131072 apart gave -0.003
+    in float32, a libFuzzer finding). Against float64 torch on the very same (rounded) values."""
+    rng = np.random.default_rng(9)
+    t = (rng.standard_normal((4, 29)) / 4).astype(dtype)
+    t[0] = -0.03125  # the finding: uniform rows, KL exactly 0
+    for offset, noise in ((131072, 0.0), (65536, 1 / 8), (1e6, 1.0)):
+        s = (t + (rng.standard_normal(t.shape) * noise) - offset).astype(dtype)
+        got = logitkit.kl_div(s, t, direction=direction, reduction="none")
+        lp = torch.log_softmax(torch.tensor(s.astype(np.float64)), -1)
+        lq = torch.log_softmax(torch.tensor(t.astype(np.float64)), -1)
+        want = (lq.exp() * (lq - lp)).sum(-1) if direction == "forward" else (lp.exp() * (lp - lq)).sum(-1)
+        tol = 2e-6 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(got, want.numpy(), rtol=tol, atol=tol, err_msg=f"offset {offset}")
+        assert got[0] == 0 or noise > 0

@@ -143,12 +143,14 @@ __attribute__((flatten)) void combine3(const T* x, const T* y, const T* z, T* g,
 }
 
 template <class T>
-__attribute__((flatten)) T weighted_difference_block(const T* w, const T* a, const T* b, size_t n) {
+__attribute__((flatten)) T weighted_difference_block(const T* w, const T* a, const T* b, size_t n, T ma, T mb) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V zero = S::zero();
+  const V zero = S::zero(), vma = S::set1(ma), vmb = S::set1(mb);
   V acc[4] = {zero, zero, zero, zero};
-  auto term = [&](V wv, V av, V bv) { return S::select(S::eq(wv, zero), zero, S::mul(wv, S::sub(av, bv))); };
+  auto term = [&](V wv, V av, V bv) {
+    return S::select(S::eq(wv, zero), zero, S::mul(wv, S::sub(S::sub(av, vma), S::sub(bv, vmb))));
+  };
   for_vectors<S>(
       n, [&](size_t i, int k) { acc[k] = S::add(acc[k], term(S::load(w + i), S::load(a + i), S::load(b + i))); },
       [&](size_t i, size_t r) {
@@ -159,9 +161,11 @@ __attribute__((flatten)) T weighted_difference_block(const T* w, const T* a, con
 }
 
 template <class T>
-double weighted_difference_sum(const T* w, const T* a, const T* b, size_t n) {
+double weighted_difference_sum(const T* w, const T* a, const T* b, size_t n, T ma, T mb) {
   BlockSum<T> total;
-  for_blocks<T>(n, [&](size_t i, size_t len) { total.add(weighted_difference_block<T>(w + i, a + i, b + i, len)); });
+  for_blocks<T>(n, [&](size_t i, size_t len) {
+    total.add(weighted_difference_block<T>(w + i, a + i, b + i, len, ma, mb));
+  });
   return total.value();
 }
 

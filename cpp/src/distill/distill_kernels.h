@@ -33,9 +33,11 @@ struct DistillKernels {
   // g = k (u - es * v): the gradient with respect to the student's logits (v = inv_sum_s * sum u),
   // streaming stores with `stream`.
   void (*project)(const T* u, const T* es, T* g, size_t n, T k, T v, bool stream);
-  // sum_i w_i (a_i - b_i) over w_i != 0, in double (the forward KL's sum of q (t - s), with masked
-  // classes, w = 0, adding nothing even where a or b is -inf)
-  double (*weighted_difference_sum)(const T* w, const T* a, const T* b, size_t n);
+  // sum_i w_i ((a_i - ma) - (b_i - mb)) over w_i != 0, in double (the forward KL's sum of
+  // q (t - s), with masked classes, w = 0, adding nothing even where a or b is -inf). ma and mb are
+  // the rows' maxima: (t - s) itself can be huge where the distributions are close (a row offset
+  // by 1e5 from the other), and its sum then cancels against the maxima's gap in float
+  double (*weighted_difference_sum)(const T* w, const T* a, const T* b, size_t n, T ma, T mb);
   // g = a e (c ((s - ms) - (t - mt)) + b): the reverse KL's gradient a p (log p - log q - KL) from
   // the student's exp row (the maxima keep the bracket's terms small); streaming with `stream`
   void (*reverse_kl_grad)(const T* e, const T* s, const T* t, T* g, size_t n, T a, T c, T b, T ms, T mt,
