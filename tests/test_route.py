@@ -409,6 +409,34 @@ def test_random_option_combinations(isa):
         np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6, err_msg=f"case {case}: {kw}")
 
 
+def test_group_limit_whole_vector_groups(isa):
+    """Groups of whole vectors, up to one per lane (the fold-tree group limit on SIMD layers, the
+    loop elsewhere): group counts that are and are not powers of two, many tied group keys (a coarse
+    grid), masked experts and whole masked groups, a bias, both group scores, every topk_group,
+    float32 and float64, against the reference."""
+    rng = np.random.default_rng(77)
+    for e, n_group in [(48, 3), (96, 6), (128, 8), (256, 8), (64, 4), (192, 12), (256, 16), (64, 16), (32, 2)]:
+        for case in range(6):
+            topk_group = int(rng.integers(1, n_group + 1))
+            size = e // n_group
+            k = int(rng.integers(1, min(8, topk_group * size) + 1))
+            dtype = np.float32 if case % 2 == 0 else np.float64
+            x = (rng.integers(-3, 4, (int(rng.integers(1, 40)), e)) / 2).astype(dtype)  # many exact ties
+            kw = dict(scoring=str(rng.choice(["sigmoid", "none", "softmax"])), n_group=n_group, topk_group=topk_group,
+                      group_score=str(rng.choice(["max", "top2_sum"])), renormalize=bool(case % 3 == 0))
+            if case % 2 == 1:
+                kw["bias"] = (rng.integers(-2, 3, e) / 4).astype(dtype)
+            if case >= 4:
+                mask = rng.random(x.shape) < 0.8
+                mask[0, :size] = False  # a whole group masked out in the first token
+                mask[:, rng.integers(0, e)] = True
+                kw["expert_mask"] = mask
+            w, i = logitkit.route(x, k, **kw)
+            rw, ri = ref_route(x, k, **kw)
+            np.testing.assert_array_equal(i, ri, err_msg=f"E={e} groups={n_group} case {case}: {kw}")
+            np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6, err_msg=f"E={e} groups={n_group} case {case}: {kw}")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,k", [((8,), 2), ((1, 8), 2), ((5, 64), 8), ((2, 3, 16), 16), ((37, 256), 1)])
 def test_plain_call_fast_path_matches_general_path(isa, dtype, shape, k):

@@ -2,9 +2,12 @@
 //
 // Per token, the E logits are transformed (noise, softcap, activation, temperature) and scored in
 // vector passes over an L1-resident scratch row, then the k best keys are selected without a sort:
-// - route_token_fast, the common token (no forced experts, every allowed key finite): a threshold
-//   from the lane-wise top-2 keys, the few candidates above it compacted and ranked by vector
-//   compares (select_top_k); the weights of the k selected from one small vector pass.
+// - route_token_fast, the common token (no forced experts, every allowed key finite): one pass
+//   computes the keys (with the scores, for a sigmoid or sqrt-softplus router), checks them and
+//   keeps their lane-wise top two; a group limit reduces groups of whole vectors by a tree of
+//   folds; a threshold from the lane-wise top two, the few candidates above it compacted and
+//   ranked by vector compares (select_top_k); the weights of the k selected from one small vector
+//   pass.
 // - route_rows: batches of routers with E <= 256 and k <= 8 whose keys are the logits or
 //   bias-shifted non-softmax scores (Mixtral, Qwen, OLMoE, gpt-oss, Llama 4, ungrouped sigmoid
 //   routers) take N tokens per vector and a vertical insertion network, with the same bits as the
@@ -105,22 +108,28 @@ void transform(const RouteConfig<T>& c, const T* x, T* y, size_t n) {
 // s = score(y) for every entry (softmax: exp(y - m), unnormalised). NaN stays NaN. One loop per
 // scoring (the switch outside the loop: a router row is short, so per-vector dispatch showed).
 template <class T, RouteScoring kScoring>
+inline __attribute__((always_inline)) typename Simd<T>::V score_vector(typename Simd<T>::V v, typename Simd<T>::V vm) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V zero = S::zero(), one = S::set1(T(1));
+  if constexpr (kScoring == RouteScoring::kSoftmax) {
+    return vexp<T>(S::sub(v, vm));
+  } else if constexpr (kScoring == RouteScoring::kSigmoid) {
+    return S::div(one, S::add(one, vexp<T>(S::sub(zero, v))));
+  } else if constexpr (kScoring == RouteScoring::kSqrtSoftplus) {  // softplus = max(v, 0) + log1p(exp(-|v|))
+    const V sp = S::add(S::max(v, zero), vlog1p<T>(vexp<T>(S::sub(zero, S::abs(v)))));
+    return S::sqrt(S::select(S::ne(v, v), v, sp));
+  } else {
+    return v;
+  }
+}
+
+template <class T, RouteScoring kScoring>
 void score_as(const T* y, T* s, size_t n, T m) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V zero = S::zero(), one = S::set1(T(1)), vm = S::set1(m);
-  auto f = [&](V v) __attribute__((always_inline)) {
-    if constexpr (kScoring == RouteScoring::kSoftmax) {
-      return vexp<T>(S::sub(v, vm));
-    } else if constexpr (kScoring == RouteScoring::kSigmoid) {
-      return S::div(one, S::add(one, vexp<T>(S::sub(zero, v))));
-    } else if constexpr (kScoring == RouteScoring::kSqrtSoftplus) {  // softplus = max(v, 0) + log1p(exp(-|v|))
-      const V sp = S::add(S::max(v, zero), vlog1p<T>(vexp<T>(S::sub(zero, S::abs(v)))));
-      return S::sqrt(S::select(S::ne(v, v), v, sp));
-    } else {
-      return v;
-    }
-  };
+  const V vm = S::set1(m);
+  auto f = [&](V v) __attribute__((always_inline)) { return score_vector<T, kScoring>(v, vm); };
   for_vectors<S>(
       n, [&](size_t i, int) { S::store(s + i, f(S::load(y + i))); },
       [&](size_t i, size_t r) { S::store_tail(s + i, f(S::load_tail(y + i, r, T(0))), r); });
@@ -139,6 +148,15 @@ void score(RouteScoring scoring, const T* y, T* s, size_t n, T m) {
       break;
   }
   if (s != y) std::copy(y, y + n, s);
+}
+
+// 0, 1, 2, ... as T: lane indices for compares (at least 2N of them on every layer).
+template <class T>
+inline const T* lane_indices() {
+  alignas(64) static constexpr T iota[32] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+  static_assert(2 * Simd<T>::N <= 32, "lane_indices covers 2N lanes");
+  return iota;
 }
 
 // Rank classes, highest first.
@@ -281,27 +299,33 @@ void route_token_general(const RouteConfig<T>& c, const RouteToken<T>& t, double
 // id): no data-dependent branch, ties exact. Rows with many candidates (many tied keys), and
 // larger k, take the insertion path: ids scanned upwards, an entry inserted only past strictly
 // smaller keys (so equal keys stay in id order), behind a vector filter on the current k-th key.
+// lane_top2, where the caller's key pass already has them: the 2N lane-wise largest and second
+// largest keys of the row (vector lanes of kp from index 0, -inf past n), which this function would
+// otherwise compute in a pass of its own.
 template <class T>
-void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
+void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel, const T* lane_top2 = nullptr) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr size_t N = S::N;
   constexpr size_t kMaxRanked = 4 * N;
   constexpr T kInf = std::numeric_limits<T>::infinity();
-  alignas(64) static constexpr T iota[32] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-                                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-  static_assert(2 * N <= 32, "iota covers 2N lanes");
+  const T* iota = lane_indices<T>();
   if (k <= 2 * N) {
     T thr = -kInf;  // rows of at most 2N entries: every entry is a candidate
     if (n > 2 * N) {
       V first = S::set1(-kInf), second = first;
-      auto top2 = [&](V v) {
-        second = S::max(second, S::min(first, v));
-        first = S::max(first, v);
-      };
-      for_vectors<S>(
-          n, [&](size_t i, int) { top2(S::load(kp + i)); },
-          [&](size_t i, size_t r) { top2(S::load_tail(kp + i, r, -kInf)); });
+      if (lane_top2) {
+        first = S::load(lane_top2);
+        second = S::load(lane_top2 + N);
+      } else {
+        auto top2 = [&](V v) {
+          second = S::max(second, S::min(first, v));
+          first = S::max(first, v);
+        };
+        for_vectors<S>(
+            n, [&](size_t i, int) { top2(S::load(kp + i)); },
+            [&](size_t i, size_t r) { top2(S::load_tail(kp + i, r, -kInf)); });
+      }
       alignas(64) T lanes[2 * N < 4 ? 4 : 2 * N] = {-kInf, -kInf, -kInf, -kInf};  // -inf past 2N: reaches nothing finite
       S::store(lanes, first);
       S::store(lanes + N, second);
@@ -332,13 +356,12 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel) {
     const V vthr = S::set1(thr);
     size_t i = 0;
     bool overflow = false;
-    // On rows of at most 8 vectors about every other vector holds one of the ~k candidates: an
-    // unpredictable branch there costs more than compressing an empty vector.
-    const bool long_row = n > 8 * N;
+    // Every vector compressed, empty or not: about one vector in three holds one of the ~k
+    // candidates, and a branch on that mispredicts more than an empty compress costs (E = 384, Zen
+    // 4: 430 against 320 ns a token).
     auto take = [&](V v, size_t at, size_t lanes_valid) {
       auto keep = S::le(vthr, v);
       if (lanes_valid < N) keep = S::mask_and(keep, S::lt(S::load(iota), S::set1(T(lanes_valid))));
-      if (long_row && !S::any(keep)) return;  // most vectors of a long row hold no candidate
       if (count + N > kMaxRanked + N) {
         overflow = true;
         return;
@@ -426,6 +449,169 @@ void finish_weights(const RouteOptions& o, bool exp_of_selected, T* w, size_t k)
   for (size_t j = 0; j < k; ++j) w[j] = w[j] / divisor * scale;
 }
 
+// Lanes [0, r) of a vector.
+template <class T>
+inline typename Simd<T>::M lanes_below(size_t r) {
+  using S = Simd<T>;
+  const T* iota = lane_indices<T>();
+  return S::lt(S::load(iota), S::set1(static_cast<T>(r)));
+}
+
+// The keys' pass of route_token_fast: key = src (+ bias), masked entries -inf, stored where `key`
+// is non-null; the count of masked entries; the keys' lane-wise largest and second largest into
+// lane_top2 (2N values: select_top_k's threshold without a pass of its own). Returns whether every
+// allowed key is finite. kFused != kNone: src holds the transformed logits, and their scores (a
+// non-softmax scoring, which needs no row maximum) are computed and stored to s here, in the same
+// pass, rather than in a pass before it.
+template <class T, RouteScoring kFused, bool kWriteScores = kFused != RouteScoring::kNone>
+bool key_pass(const T* src, T* s, const T* bias, const uint8_t* mask, T* key, size_t n, size_t& masked_out,
+              T* lane_top2) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const V minus_inf = S::set1(-kInf), inf = S::set1(kInf), no_max = S::zero();
+  M bad = S::lt(inf, inf);  // all false
+  V first = minus_inf, second = minus_inf;
+  size_t masked = 0;
+  auto step = [&](V v, M ok, size_t i, size_t r) __attribute__((always_inline)) {
+    if constexpr (kWriteScores) {
+      v = score_vector<T, kFused>(v, no_max);
+      if (r == S::N) S::store(s + i, v);
+      else S::store_tail(s + i, v, r);
+    }
+    if (bias) v = S::add(v, r == S::N ? S::load(bias + i) : S::load_tail(bias + i, r, T(0)));
+    bad = S::mask_or(bad, S::mask_andnot(S::lt(S::abs(v), inf), ok));  // NaN fails lt
+    if (mask) masked += static_cast<size_t>(__builtin_popcount(~S::bits(ok) & ((r == S::N ? (1u << S::N) : (1u << r)) - 1u)));
+    v = S::select(ok, v, minus_inf);
+    if (key) {
+      if (r == S::N) S::store(key + i, v);
+      else S::store_tail(key + i, v, r);
+    }
+    if (r < S::N) v = S::select(lanes_below<T>(r), v, minus_inf);
+    second = S::max(second, S::min(first, v));
+    first = S::max(first, v);
+  };
+  const M all = S::le(minus_inf, minus_inf);  // all true
+  for_vectors<S>(
+      n, [&](size_t i, int) { step(S::load(src + i), mask ? S::load_mask(mask + i) : all, i, S::N); },
+      [&](size_t i, size_t r) {
+        // lanes past r hold 0 (finite) or are not allowed: they never fail the check, and step
+        // counts masked entries among the first r lanes only
+        step(S::load_tail(src + i, r, T(0)), mask ? S::load_mask_tail(mask + i, r) : all, i, r);
+      });
+  S::store(lane_top2, first);
+  S::store(lane_top2 + S::N, second);
+  masked_out = masked;
+  return !S::any(bad);
+}
+
+// fuse: the scores computed in the key pass (scoring "none": s is a copy of y).
+template <class T>
+bool key_pass_scoring(bool fuse, RouteScoring scoring, const T* src, T* s, const T* bias, const uint8_t* mask, T* key,
+                      size_t n, size_t& masked_out, T* lane_top2) {
+  if (fuse) switch (scoring) {
+      case RouteScoring::kSigmoid:
+        return key_pass<T, RouteScoring::kSigmoid>(src, s, bias, mask, key, n, masked_out, lane_top2);
+      case RouteScoring::kSqrtSoftplus:
+        return key_pass<T, RouteScoring::kSqrtSoftplus>(src, s, bias, mask, key, n, masked_out, lane_top2);
+      case RouteScoring::kNone:
+        return key_pass<T, RouteScoring::kNone, true>(src, s, bias, mask, key, n, masked_out, lane_top2);
+      case RouteScoring::kSoftmax:  // never fused: a softmax needs the row maximum first
+        break;
+    }
+  return key_pass<T, RouteScoring::kNone>(src, s, bias, mask, key, n, masked_out, lane_top2);
+}
+
+// One level of group_limit_vectors's tree per Width (N/2 down to 1): the `count` vectors' blocks of
+// 2 Width lanes merged pairwise into count/2 vectors (one vector folds with itself), each lane's
+// (largest, second largest) pair the top two of the two it merges.
+template <class T, size_t Width>
+inline void fold_top2(typename Simd<T>::V* f, typename Simd<T>::V* sc, typename Simd<T>::V* id, size_t count) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  if constexpr (Width >= 1) {
+    const size_t pairs = count > 1 ? count / 2 : 1;
+    for (size_t i = 0; i < pairs; ++i) {
+      const size_t x = count > 1 ? 2 * i : 0, y = count > 1 ? 2 * i + 1 : 0;
+      V flo, fhi, slo, shi, idlo, idhi;
+      S::template fold<Width>(f[x], f[y], flo, fhi);
+      S::template fold<Width>(sc[x], sc[y], slo, shi);
+      S::template fold<Width>(id[x], id[y], idlo, idhi);
+      f[i] = S::max(flo, fhi);
+      sc[i] = S::max(S::max(slo, shi), S::min(flo, fhi));
+      id[i] = idlo;
+    }
+    fold_top2<T, Width / 2>(f, sc, id, pairs);
+  }
+}
+
+// The group limit in vector form, for groups of whole vectors, at most N of them, on layers with a
+// fold: each group's lane-wise largest and second largest, reduced across lanes by a tree of folds
+// (pairs of vectors' blocks halved and packed, log2 N levels, about 9 operations a merge: no
+// horizontal reduction per group and no transposition), give every group's key (its maximum, or the
+// sum of its two largest) in the lanes of one vector; ranked by broadcast compares (ties to the
+// lower group), and the losing groups' keys set to -inf without a branch per group. lane_top2
+// becomes the lane-wise top two of the kept groups, as key_pass's. Returns the count of allowed
+// experts kept. The same group keys, bit for bit, as route_token_general's loop (the same two
+// values added).
+template <class T>
+size_t group_limit_vectors(const RouteConfig<T>& c, T* key, bool masked, T* lane_top2) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr size_t N = S::N;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const size_t groups = c.n_group, size = c.experts / groups;
+  const V minus_inf = S::set1(-kInf);
+  size_t padded = 1;
+  while (padded < groups) padded *= 2;
+  V first_of[N], second_of[N], f[N], sc[N], id[N];
+  for (size_t g = 0; g < padded; ++g) {
+    V a = minus_inf, b = minus_inf;
+    if (g < groups)
+      for (size_t i = g * size; i < (g + 1) * size; i += N) {
+        const V v = S::load(key + i);
+        b = S::max(b, S::min(a, v));
+        a = S::max(a, v);
+      }
+    first_of[g] = f[g] = a, second_of[g] = sc[g] = b, id[g] = S::set1(static_cast<T>(g));
+  }
+  if constexpr (HasFold<S>::value) fold_top2<T, N / 2>(f, sc, id, padded);
+  V gk = f[0];
+  if (c.options.group_score == GroupScore::kTop2Sum && size > 1) gk = S::add(f[0], sc[0]);
+  gk = S::select(S::eq(gk, gk), gk, minus_inf);  // +inf + -inf cannot occur here (keys finite or -inf)
+  alignas(64) T lane_key[N], lane_group[N], group_key[N];
+  S::store(lane_key, gk);
+  S::store(lane_group, id[0]);
+  for (size_t l = 0; l < N; ++l) group_key[static_cast<size_t>(lane_group[l])] = lane_key[l];
+  const V one = S::set1(T(1));
+  V rank = S::zero();
+  for (size_t h = 0; h < groups; ++h) {
+    const V other = S::set1(group_key[h]);
+    const auto ahead = S::mask_or(S::gt(other, gk), S::mask_and(S::eq(other, gk), S::lt(S::set1(T(h)), id[0])));
+    rank = S::add(rank, S::select(ahead, one, S::zero()));
+  }
+  const unsigned kept_lanes = S::bits(S::lt(rank, S::set1(static_cast<T>(c.topk_group))));
+  unsigned kept = 0;
+  for (size_t l = 0; l < N; ++l) kept |= ((kept_lanes >> l) & 1u) << static_cast<unsigned>(lane_group[l]);
+  V first = minus_inf, second = minus_inf;
+  size_t kept_allowed = 0;
+  for (size_t g = 0; g < groups; ++g) {
+    const V gate = S::set1((kept >> g) & 1u ? kInf : -kInf);  // min with it: unchanged, or -inf
+    for (size_t i = g * size; i < (g + 1) * size; i += N) {
+      const V v = S::min(S::load(key + i), gate);
+      S::store(key + i, v);
+      if (masked) kept_allowed += static_cast<size_t>(__builtin_popcount(S::bits(S::lt(minus_inf, v))));
+    }
+    const V a = S::min(first_of[g], gate);
+    second = S::max(S::max(second, S::min(second_of[g], gate)), S::min(first, a));
+    first = S::max(first, a);
+  }
+  S::store(lane_top2, first);
+  S::store(lane_top2 + N, second);
+  return masked ? kept_allowed : size * c.topk_group;
+}
+
 // Most experts per token the fast path selects (its buffers live on the stack).
 inline constexpr size_t kFastMaxK = 64;
 
@@ -443,7 +629,6 @@ template <class T>
 bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* y, T* s, T* key, T* group_key) {
   using S = Simd<T>;
   using V = typename S::V;
-  using M = typename S::M;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   const RouteOptions& o = c.options;
   const size_t n = c.experts, k = c.k;
@@ -455,7 +640,7 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
   const bool need_z = softmax && o.weights_from == RouteWeights::kScores && !(o.renormalize && o.renormalize_eps == 0.0);
   const bool all_scores = key_from_scores || need_z;
   const uint8_t* mask = t.mask;
-  const V minus_inf = S::set1(-kInf), inf = S::set1(kInf);
+  const V minus_inf = S::set1(-kInf);
   auto allowed = [&](size_t i) { return S::load_mask(mask + i); };
   auto allowed_tail = [&](size_t i, size_t r) { return S::load_mask_tail(mask + i, r); };
 
@@ -476,7 +661,7 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
       m = S::reduce_max(mx);
       if (!(m > -kInf && m < kInf)) return false;
     }
-    score<T>(o.scoring, y, s, n, m);
+    if (softmax) score<T>(o.scoring, y, s, n, m);  // other scorings: in the key pass
     if (softmax) {  // masked entries take no share of the normaliser
       V acc = S::zero();
       for_vectors<S>(
@@ -495,81 +680,67 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
           [&](size_t i, size_t r) { S::store_tail(s + i, S::mul(S::load_tail(s + i, r, T(0)), inv), r); });
     }
   }
-  // Keys (masked: -inf) and the check that every allowed key is finite; count of allowed.
-  const T* src = key_from_scores ? s : y;
+  // Keys (masked: -inf), the check that every allowed key is finite, the count of allowed and the
+  // keys' lane-wise top two, in one pass (with the scores where they need no row maximum).
+  const bool fuse_scores = all_scores && !softmax;
+  const T* src = key_from_scores && !fuse_scores ? s : y;
   const bool copy = key_from_scores || mask || grouped;
-  bool finite = true;
-  size_t allowed_count = n;
-  {
-    M bad = S::lt(inf, inf);  // all false
-    size_t masked_out = 0;
-    auto step = [&](V v, M ok, size_t i, size_t r) {
-      if (c.bias) v = S::add(v, r == S::N ? S::load(c.bias + i) : S::load_tail(c.bias + i, r, T(0)));
-      bad = S::mask_or(bad, S::mask_andnot(S::lt(S::abs(v), inf), ok));  // NaN fails lt
-      if (mask) masked_out += static_cast<size_t>(__builtin_popcount(~S::bits(ok) & ((r == S::N ? (1u << S::N) : (1u << r)) - 1u)));
-      v = S::select(ok, v, minus_inf);
-      if (copy) {
-        if (r == S::N) S::store(key + i, v);
-        else S::store_tail(key + i, v, r);
-      }
-    };
-    const M all = S::le(minus_inf, minus_inf);  // all true
-    for_vectors<S>(
-        n, [&](size_t i, int) { step(S::load(src + i), mask ? allowed(i) : all, i, S::N); },
-        [&](size_t i, size_t r) {
-          // lanes past r hold 0 (finite) or are not allowed: they never fail the check, and step
-          // counts masked entries among the first r lanes only
-          step(S::load_tail(src + i, r, T(0)), mask ? allowed_tail(i, r) : all, i, r);
-        });
-    finite = !S::any(bad);
-    allowed_count = n - masked_out;
-  }
-  if (!finite || allowed_count < k) return false;
+  alignas(64) T lane_top2[2 * S::N];
+  size_t masked_out = 0;
+  const bool finite = key_pass_scoring<T>(fuse_scores, o.scoring, src, s, c.bias, mask, copy ? key : nullptr, n,
+                                          masked_out, lane_top2);
+  if (!finite || n - masked_out < k) return false;
   const T* kp = copy ? key : y;  // grouped implies copy: the group limit writes key
+  bool top2_valid = true;
 
   if (grouped) {  // group keys over the allowed experts; losing groups' experts get -inf
     const size_t size = n / c.n_group;
-    for (size_t g = 0; g < c.n_group; ++g) {
-      // lane-wise largest and second largest, then the group's two largest from those 2N values
-      V first = minus_inf, second = minus_inf;
-      auto top2 = [&](V v) {
-        second = S::max(second, S::min(first, v));
-        first = S::max(first, v);
-      };
-      const T* gp = key + g * size;
-      for_vectors<S>(
-          size, [&](size_t i, int) { top2(S::load(gp + i)); },
-          [&](size_t i, size_t r) { top2(S::load_tail(gp + i, r, -kInf)); });
-      const T best = S::reduce_max(first);
-      T gk = best;
-      if (o.group_score == GroupScore::kTop2Sum && size > 1) {
-        const auto at_best = S::eq(first, S::set1(best));
-        const T runner_up = __builtin_popcount(S::bits(at_best)) >= 2
-                                ? best
-                                : S::reduce_max(S::max(second, S::select(at_best, minus_inf, first)));
-        gk = best + runner_up;
-      }
-      group_key[g] = gk == gk ? gk : -kInf;  // +inf + -inf cannot occur here (keys finite or -inf)
-    }
     size_t kept_allowed = 0;
-    for (size_t g = 0; g < c.n_group; ++g) {
-      size_t beaten_by = 0;
-      for (size_t h = 0; h < c.n_group; ++h)
-        beaten_by += group_key[h] > group_key[g] || (group_key[h] == group_key[g] && h < g);
-      T* gp = key + g * size;
-      if (beaten_by >= c.topk_group) {
-        std::fill(gp, gp + size, -kInf);
-      } else if (mask) {
-        for (size_t e = 0; e < size; ++e) kept_allowed += gp[e] > -kInf;
-      } else {
-        kept_allowed += size;
+    if (HasFold<S>::value && size % S::N == 0 && c.n_group <= S::N) {
+      kept_allowed = group_limit_vectors<T>(c, key, mask != nullptr, lane_top2);
+    } else {
+      top2_valid = false;
+      for (size_t g = 0; g < c.n_group; ++g) {
+        // lane-wise largest and second largest, then the group's two largest from those 2N values
+        V first = minus_inf, second = minus_inf;
+        auto top2 = [&](V v) {
+          second = S::max(second, S::min(first, v));
+          first = S::max(first, v);
+        };
+        const T* gp = key + g * size;
+        for_vectors<S>(
+            size, [&](size_t i, int) { top2(S::load(gp + i)); },
+            [&](size_t i, size_t r) { top2(S::load_tail(gp + i, r, -kInf)); });
+        const T best = S::reduce_max(first);
+        T gk = best;
+        if (o.group_score == GroupScore::kTop2Sum && size > 1) {
+          const auto at_best = S::eq(first, S::set1(best));
+          const T runner_up = __builtin_popcount(S::bits(at_best)) >= 2
+                                  ? best
+                                  : S::reduce_max(S::max(second, S::select(at_best, minus_inf, first)));
+          gk = best + runner_up;
+        }
+        group_key[g] = gk == gk ? gk : -kInf;  // +inf + -inf cannot occur here (keys finite or -inf)
+      }
+      for (size_t g = 0; g < c.n_group; ++g) {
+        size_t beaten_by = 0;
+        for (size_t h = 0; h < c.n_group; ++h)
+          beaten_by += group_key[h] > group_key[g] || (group_key[h] == group_key[g] && h < g);
+        T* gp = key + g * size;
+        if (beaten_by >= c.topk_group) {
+          std::fill(gp, gp + size, -kInf);
+        } else if (mask) {
+          for (size_t e = 0; e < size; ++e) kept_allowed += gp[e] > -kInf;
+        } else {
+          kept_allowed += size;
+        }
       }
     }
     if (kept_allowed < k) return false;
   }
 
   T sel_key[kFastMaxK];
-  select_top_k<T>(kp, n, k, t.ids, sel_key);
+  select_top_k<T>(kp, n, k, t.ids, sel_key, top2_valid ? lane_top2 : nullptr);
 
   // Weights of the k selected.
   T ysel[kFastMaxK + Simd<T>::N], wsel[kFastMaxK + Simd<T>::N];

@@ -118,6 +118,11 @@ struct HasTranspose : std::false_type {};
 template <class S>
 struct HasTranspose<S, std::void_t<decltype(S::kTranspose)>> : std::bool_constant<S::kTranspose> {};
 
+template <class S, class = void>
+struct HasFold : std::false_type {};
+template <class S>
+struct HasFold<S, std::void_t<decltype(S::kFold)>> : std::bool_constant<S::kFold> {};
+
 // dst[e * N + l] = src[l * ld + e] for e < cols, l < N: N rows of a matrix turned into `cols`
 // vectors of N lanes (column e of the N rows). Whole N x N blocks by the layer's transpose where it
 // has one, the rest element by element.

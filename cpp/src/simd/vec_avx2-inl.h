@@ -47,6 +47,19 @@ struct Simd<float> {
   using V = __m256;
   using M = __m256;  // all-ones lanes are true
   static constexpr size_t N = 8;
+  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
+  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
+  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
+  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  static constexpr bool kFold = true;
+  template <size_t c>
+  static void fold(V a, V b, V& lo, V& hi) {
+    switch (c) {
+      case 4: lo = _mm256_permute2f128_ps(a, b, 0x20), hi = _mm256_permute2f128_ps(a, b, 0x31); break;
+      case 2: lo = _mm256_shuffle_ps(a, b, 0x44), hi = _mm256_shuffle_ps(a, b, 0xee); break;
+      default: lo = _mm256_shuffle_ps(a, b, 0x88), hi = _mm256_shuffle_ps(a, b, 0xdd); break;
+    }
+  }
   static constexpr bool kNativeScalef = false;
   static constexpr bool kLookup16 = true;
 
@@ -198,6 +211,19 @@ struct Simd<double> {
   using V = __m256d;
   using M = __m256d;
   static constexpr size_t N = 4;
+  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
+  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
+  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
+  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  static constexpr bool kFold = true;
+  template <size_t c>
+  static void fold(V a, V b, V& lo, V& hi) {
+    if constexpr (c == 2) {
+      lo = _mm256_permute2f128_pd(a, b, 0x20), hi = _mm256_permute2f128_pd(a, b, 0x31);
+    } else {
+      lo = _mm256_unpacklo_pd(a, b), hi = _mm256_unpackhi_pd(a, b);
+    }
+  }
   static constexpr bool kNativeScalef = false;
   static constexpr bool kLookup16 = false;
 

@@ -33,6 +33,20 @@ struct Simd<float> {
   using V = __m512;
   using M = __mmask16;
   static constexpr size_t N = 16;
+  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
+  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
+  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
+  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  static constexpr bool kFold = true;
+  template <size_t c>
+  static void fold(V a, V b, V& lo, V& hi) {
+    switch (c) {
+      case 8: lo = _mm512_shuffle_f32x4(a, b, 0x44), hi = _mm512_shuffle_f32x4(a, b, 0xee); break;
+      case 4: lo = _mm512_shuffle_f32x4(a, b, 0x88), hi = _mm512_shuffle_f32x4(a, b, 0xdd); break;
+      case 2: lo = _mm512_shuffle_ps(a, b, 0x44), hi = _mm512_shuffle_ps(a, b, 0xee); break;
+      default: lo = _mm512_shuffle_ps(a, b, 0x88), hi = _mm512_shuffle_ps(a, b, 0xdd); break;
+    }
+  }
   static constexpr bool kNativeScalef = true;
   static constexpr bool kLookup16 = true;  // one vpermps: the table exp (math-inl.h) pays off
 #if defined(__AVX512BF16__)
@@ -200,6 +214,19 @@ struct Simd<double> {
   using V = __m512d;
   using M = __mmask8;
   static constexpr size_t N = 8;
+  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
+  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
+  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
+  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  static constexpr bool kFold = true;
+  template <size_t c>
+  static void fold(V a, V b, V& lo, V& hi) {
+    switch (c) {
+      case 4: lo = _mm512_shuffle_f64x2(a, b, 0x44), hi = _mm512_shuffle_f64x2(a, b, 0xee); break;
+      case 2: lo = _mm512_shuffle_f64x2(a, b, 0x88), hi = _mm512_shuffle_f64x2(a, b, 0xdd); break;
+      default: lo = _mm512_unpacklo_pd(a, b), hi = _mm512_unpackhi_pd(a, b); break;
+    }
+  }
   static constexpr bool kNativeScalef = true;
   static constexpr bool kLookup16 = false;
 

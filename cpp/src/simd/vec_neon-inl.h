@@ -20,6 +20,19 @@ struct Simd<float> {
   using V = float32x4_t;
   using M = uint32x4_t;
   static constexpr size_t N = 4;
+  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
+  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
+  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
+  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  static constexpr bool kFold = true;
+  template <size_t c>
+  static void fold(V a, V b, V& lo, V& hi) {
+    if constexpr (c == 2) {
+      lo = vcombine_f32(vget_low_f32(a), vget_low_f32(b)), hi = vcombine_f32(vget_high_f32(a), vget_high_f32(b));
+    } else {
+      lo = vuzp1q_f32(a, b), hi = vuzp2q_f32(a, b);
+    }
+  }
   static constexpr bool kNativeScalef = false;
   static constexpr bool kLookup16 = true;  // vqtbl4q_u8 over the 64 table bytes
 
@@ -150,6 +163,13 @@ struct Simd<double> {
   using V = float64x2_t;
   using M = uint64x2_t;
   static constexpr size_t N = 2;
+  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
+  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
+  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
+  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  static constexpr bool kFold = true;
+  template <size_t>
+  static void fold(V a, V b, V& lo, V& hi) { lo = vzip1q_f64(a, b), hi = vzip2q_f64(a, b); }
   static constexpr bool kNativeScalef = false;
   static constexpr bool kLookup16 = false;
 
