@@ -159,6 +159,14 @@ inline const T* lane_indices() {
   return iota;
 }
 
+// Lanes [0, r) of a vector.
+template <class T>
+inline typename Simd<T>::M lanes_below(size_t r) {
+  using S = Simd<T>;
+  const T* iota = lane_indices<T>();
+  return S::lt(S::load(iota), S::set1(static_cast<T>(r)));
+}
+
 // Rank classes, highest first.
 enum : uint8_t { kMasked = 0, kNoScore = 1, kScored = 2, kForced = 3 };
 
@@ -361,7 +369,7 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel, const T
     // 4: 430 against 320 ns a token).
     auto take = [&](V v, size_t at, size_t lanes_valid) {
       auto keep = S::le(vthr, v);
-      if (lanes_valid < N) keep = S::mask_and(keep, S::lt(S::load(iota), S::set1(T(lanes_valid))));
+      if (lanes_valid < N) keep = S::mask_and(keep, lanes_below<T>(lanes_valid));
       if (count + N > kMaxRanked + N) {
         overflow = true;
         return;
@@ -447,14 +455,6 @@ void finish_weights(const RouteOptions& o, bool exp_of_selected, T* w, size_t k)
   if (o.renormalize && total != T(0)) divisor *= total;
   const T scale = static_cast<T>(o.scaling_factor);
   for (size_t j = 0; j < k; ++j) w[j] = w[j] / divisor * scale;
-}
-
-// Lanes [0, r) of a vector.
-template <class T>
-inline typename Simd<T>::M lanes_below(size_t r) {
-  using S = Simd<T>;
-  const T* iota = lane_indices<T>();
-  return S::lt(S::load(iota), S::set1(static_cast<T>(r)));
 }
 
 // The keys' pass of route_token_fast: key = src (+ bias), masked entries -inf, stored where `key`
@@ -661,8 +661,8 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
       m = S::reduce_max(mx);
       if (!(m > -kInf && m < kInf)) return false;
     }
-    if (softmax) score<T>(o.scoring, y, s, n, m);  // other scorings: in the key pass
-    if (softmax) {  // masked entries take no share of the normaliser
+    if (softmax) {  // other scorings: in the key pass. Masked entries take no share of the normaliser
+      score<T>(o.scoring, y, s, n, m);
       V acc = S::zero();
       for_vectors<S>(
           n,
@@ -848,105 +848,104 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
     alignas(64) T out_w[kColumnMaxK * N], out_id[kColumnMaxK * N], pad[kColumnMaxExperts * N];
     // k as a constant: the k slots of each array stay in registers, the slot loops unrolled
     auto columns = [&](auto k_constant) {
-    constexpr size_t k = decltype(k_constant)::value;
-    // N tokens from `src` (row stride ld), of which the first `lanes` are rows r.. of the output
-    auto block = [&](const T* src, ptrdiff_t ld, size_t lanes) {
-      transpose_rows<T>(src, ld, n, tile);
-      if (!identity) transform<T>(c, tile, tile, n * N);
-      if (key_from_scores) score<T>(o.scoring, tile, scores, n * N, T(0));  // not softmax (see column_route_ok)
-      V key_best[kColumnMaxK], id_best[kColumnMaxK], y_best[kColumnMaxK];
-      for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = S::zero(), y_best[j] = S::zero();
-      auto bad = S::lt(S::zero(), S::zero());  // all false
-      // Experts enter in id order. The new entry's slot is below every kept key >= its own (equal
-      // keys have lower ids, so they stay first): stay[j] = key_best[j] >= key holds for a prefix of
-      // the slots (they are sorted), the entry lands in the first slot where it fails and the slots
-      // below shift down by one. Two selects per slot and array; no chain through the slots.
-      auto insert = [&](V key, V id, V y, bool track_y) __attribute__((always_inline)) {
-        // from the bottom slot up, so that slot j - 1 still holds its old entry
-        auto stay = S::le(key, key_best[k - 1]);
+      constexpr size_t k = decltype(k_constant)::value;
+      // N tokens from `src` (row stride ld), of which the first `lanes` are rows r.. of the output
+      auto block = [&](const T* src, ptrdiff_t ld, size_t lanes) {
+        transpose_rows<T>(src, ld, n, tile);
+        if (!identity) transform<T>(c, tile, tile, n * N);
+        if (key_from_scores) score<T>(o.scoring, tile, scores, n * N, T(0));  // not softmax (see column_route_ok)
+        V key_best[kColumnMaxK], id_best[kColumnMaxK], y_best[kColumnMaxK];
+        for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = S::zero(), y_best[j] = S::zero();
+        // Experts enter in id order. The new entry's slot is below every kept key >= its own (equal
+        // keys have lower ids, so they stay first): stay[j] = key_best[j] >= key holds for a prefix of
+        // the slots (they are sorted), the entry lands in the first slot where it fails and the slots
+        // below shift down by one. Two selects per slot and array; no chain through the slots.
+        auto insert = [&](V key, V id, V y, bool track_y) __attribute__((always_inline)) {
+          // from the bottom slot up, so that slot j - 1 still holds its old entry
+          auto stay = S::le(key, key_best[k - 1]);
 #pragma GCC unroll 8
-        for (size_t j = k - 1; j >= 1; --j) {
-          const auto stay_above = S::le(key, key_best[j - 1]);
-          key_best[j] = S::select(stay, key_best[j], S::select(stay_above, key, key_best[j - 1]));
-          id_best[j] = S::select(stay, id_best[j], S::select(stay_above, id, id_best[j - 1]));
-          if (track_y) y_best[j] = S::select(stay, y_best[j], S::select(stay_above, y, y_best[j - 1]));
-          stay = stay_above;
+          for (size_t j = k - 1; j >= 1; --j) {
+            const auto stay_above = S::le(key, key_best[j - 1]);
+            key_best[j] = S::select(stay, key_best[j], S::select(stay_above, key, key_best[j - 1]));
+            id_best[j] = S::select(stay, id_best[j], S::select(stay_above, id, id_best[j - 1]));
+            if (track_y) y_best[j] = S::select(stay, y_best[j], S::select(stay_above, y, y_best[j - 1]));
+            stay = stay_above;
+          }
+          key_best[0] = S::select(stay, key_best[0], key);
+          id_best[0] = S::select(stay, id_best[0], id);
+          if (track_y) y_best[0] = S::select(stay, y_best[0], y);
+        };
+        const V one = S::set1(T(1)), zero = S::zero();
+        V id = zero;  // expert e's id in every lane (exact: E < 2^24)
+        V poison = zero;  // + key * 0: stays 0 while every key is finite, NaN after an inf or a NaN
+        auto mul_add = [](V a, V b, V c) __attribute__((always_inline)) {
+          if constexpr (S::N == 1) {
+            return a * b + c;  // the baseline has no FMA instruction
+          } else {
+            return S::fma(a, b, c);
+          }
+        };
+        if (key_from_scores) {
+          for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
+            const V y = S::load(tile + e * N), key = S::add(S::load(scores + e * N), S::set1(c.bias[e]));
+            poison = mul_add(key, zero, poison);
+            insert(key, id, y, true);
+          }
+        } else {  // the key is the logit: y_best is key_best
+          for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
+            const V key = S::load(tile + e * N);
+            poison = mul_add(key, zero, poison);
+            insert(key, id, key, false);
+          }
+          for (size_t j = 0; j < k; ++j) y_best[j] = key_best[j];
         }
-        key_best[0] = S::select(stay, key_best[0], key);
-        id_best[0] = S::select(stay, id_best[0], id);
-        if (track_y) y_best[0] = S::select(stay, y_best[0], y);
-      };
-      const V one = S::set1(T(1)), zero = S::zero();
-      V id = zero;  // expert e's id in every lane (exact: E < 2^24)
-      V poison = zero;  // + key * 0: stays 0 while every key is finite, NaN after an inf or a NaN
-      auto mul_add = [](V a, V b, V c) __attribute__((always_inline)) {
-        if constexpr (S::N == 1) {
-          return a * b + c;  // the baseline has no FMA instruction
+        auto bad = S::ne(poison, poison);  // a non-finite key in the lane
+        // the weights, lane-wise as route_token_fast and finish_weights compute them per token
+        V w[kColumnMaxK];
+        if (exp_of_selected) {  // lanes with an infinite selected logit: the general path (see there)
+          for (size_t j = 0; j < k; ++j)
+            bad = S::mask_or(bad, S::not_le(S::abs(y_best[j]), S::set1(std::numeric_limits<T>::max())));
+          V m = y_best[0];
+          for (size_t j = 1; j < k; ++j) m = S::max(m, y_best[j]);
+          for (size_t j = 0; j < k; ++j) w[j] = vexp<T>(S::sub(y_best[j], m));
         } else {
-          return S::fma(a, b, c);
+          alignas(64) T ys[kColumnMaxK * N], ws[kColumnMaxK * N];
+          for (size_t j = 0; j < k; ++j) S::store(ys + j * N, y_best[j]);
+          score<T>(o.scoring, ys, ws, k * N, T(0));
+          for (size_t j = 0; j < k; ++j) w[j] = S::load(ws + j * N);
         }
-      };
-      if (key_from_scores) {
-        for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
-          const V y = S::load(tile + e * N), key = S::add(S::load(scores + e * N), S::set1(c.bias[e]));
-          poison = mul_add(key, zero, poison);
-          insert(key, id, y, true);
+        V wsum = S::zero();
+        for (size_t j = 0; j < k; ++j) wsum = S::add(wsum, w[j]);
+        V divisor = S::set1(T(1));
+        if (exp_of_selected) {
+          divisor = wsum;
+          wsum = S::set1(T(1));
         }
-      } else {  // the key is the logit: y_best is key_best
-        for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
-          const V key = S::load(tile + e * N);
-          poison = mul_add(key, zero, poison);
-          insert(key, id, key, false);
-        }
-        for (size_t j = 0; j < k; ++j) y_best[j] = key_best[j];
-      }
-      bad = S::ne(poison, poison);
-      // the weights, lane-wise as route_token_fast and finish_weights compute them per token
-      V w[kColumnMaxK];
-      if (exp_of_selected) {  // lanes with an infinite selected logit: the general path (see there)
-        for (size_t j = 0; j < k; ++j)
-          bad = S::mask_or(bad, S::not_le(S::abs(y_best[j]), S::set1(std::numeric_limits<T>::max())));
-        V m = y_best[0];
-        for (size_t j = 1; j < k; ++j) m = S::max(m, y_best[j]);
-        for (size_t j = 0; j < k; ++j) w[j] = vexp<T>(S::sub(y_best[j], m));
-      } else {
-        alignas(64) T ys[kColumnMaxK * N], ws[kColumnMaxK * N];
-        for (size_t j = 0; j < k; ++j) S::store(ys + j * N, y_best[j]);
-        score<T>(o.scoring, ys, ws, k * N, T(0));
-        for (size_t j = 0; j < k; ++j) w[j] = S::load(ws + j * N);
-      }
-      V wsum = S::zero();
-      for (size_t j = 0; j < k; ++j) wsum = S::add(wsum, w[j]);
-      V divisor = S::set1(T(1));
-      if (exp_of_selected) {
-        divisor = wsum;
-        wsum = S::set1(T(1));
-      }
-      const V total = S::add(wsum, S::set1(static_cast<T>(o.renormalize_eps)));
-      if (o.renormalize) divisor = S::select(S::ne(total, S::zero()), S::mul(divisor, total), divisor);
-      const V scale = S::set1(static_cast<T>(o.scaling_factor));
-      for (size_t j = 0; j < k; ++j) {
-        S::store(out_w + j * N, S::mul(S::div(w[j], divisor), scale));
-        S::store(out_id + j * N, id_best[j]);
-      }
-      for (size_t l = 0; l < lanes; ++l)
+        const V total = S::add(wsum, S::set1(static_cast<T>(o.renormalize_eps)));
+        if (o.renormalize) divisor = S::select(S::ne(total, S::zero()), S::mul(divisor, total), divisor);
+        const V scale = S::set1(static_cast<T>(o.scaling_factor));
         for (size_t j = 0; j < k; ++j) {
-          weights[ptrdiff_t(r + l) * ldw + ptrdiff_t(j)] = out_w[j * N + l];
-          ids[ptrdiff_t(r + l) * ldi + ptrdiff_t(j)] = static_cast<int32_t>(out_id[j * N + l]);
+          S::store(out_w + j * N, S::mul(S::div(w[j], divisor), scale));
+          S::store(out_id + j * N, id_best[j]);
         }
-      const unsigned in_use = lanes == N ? ~0u : (1u << lanes) - 1u;
-      for (unsigned b = S::bits(bad) & in_use; b; b &= b - 1) one_token(r + static_cast<size_t>(__builtin_ctz(b)));
-    };
-    for (; r + N <= rows; r += N) block(x + ptrdiff_t(r) * ldx, ldx, N);
-    if (rows - r >= (N + 3) / 4) {  // the last rows, padded with copies of the last one (their lanes are
-                                    // not written); fewer go one at a time (a decode step's token)
-      for (size_t l = 0; l < N; ++l) {
-        const T* row = x + ptrdiff_t(std::min(r + l, rows - 1)) * ldx;
-        std::copy(row, row + n, pad + l * n);
+        for (size_t l = 0; l < lanes; ++l)
+          for (size_t j = 0; j < k; ++j) {
+            weights[ptrdiff_t(r + l) * ldw + ptrdiff_t(j)] = out_w[j * N + l];
+            ids[ptrdiff_t(r + l) * ldi + ptrdiff_t(j)] = static_cast<int32_t>(out_id[j * N + l]);
+          }
+        const unsigned in_use = lanes == N ? ~0u : (1u << lanes) - 1u;
+        for (unsigned b = S::bits(bad) & in_use; b; b &= b - 1) one_token(r + static_cast<size_t>(__builtin_ctz(b)));
+      };
+      for (; r + N <= rows; r += N) block(x + ptrdiff_t(r) * ldx, ldx, N);
+      if (rows - r >= (N + 3) / 4) {  // the last rows, padded with copies of the last one (their lanes are
+                                      // not written); fewer go one at a time (a decode step's token)
+        for (size_t l = 0; l < N; ++l) {
+          const T* row = x + ptrdiff_t(std::min(r + l, rows - 1)) * ldx;
+          std::copy(row, row + n, pad + l * n);
+        }
+        block(pad, ptrdiff_t(n), rows - r);
+        r = rows;
       }
-      block(pad, ptrdiff_t(n), rows - r);
-      r = rows;
-    }
     };
     switch (c.k) {
       case 1: columns(std::integral_constant<size_t, 1>{}); break;
