@@ -113,6 +113,16 @@ void pack_panels(const GemmOperand& o, ptrdiff_t ls, ptrdiff_t ks, size_t l0, si
 // would cost a pass over it per K block for nothing (measured: 13% of a square GEMM's time).
 enum class ARead { kColumns, kRows };
 
+// The micro-kernels' MR x NV accumulators, all zero (unrolled: they live in registers).
+template <class T>
+inline __attribute__((always_inline)) void zero_accumulators(
+    typename Simd<T>::V (&acc)[MicroShape<T>::MR][MicroShape<T>::NV]) {
+#pragma GCC unroll 32
+  for (int r = 0; r < MicroShape<T>::MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < MicroShape<T>::NV; ++v) acc[r][v] = Simd<T>::zero();
+}
+
 // C[0:mr_used, 0:nr_used] = alpha * acc (+ C when `add`): whole tiles of a row-major C stored
 // directly, the rest through a buffer.
 template <class T>
@@ -164,10 +174,7 @@ void micro_kernel(size_t kc, const T* __restrict pa, ptrdiff_t a_stride, const T
   constexpr int MR = Shape::MR, NV = Shape::NV;
   constexpr size_t N = S::N, NR = Shape::NR;
   V acc[MR][NV];
-#pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+  zero_accumulators<T>(acc);
   const T* row[MR];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) row[r] = pa + r * a_stride;
@@ -272,10 +279,7 @@ void micro_kernel_bf16(size_t kp, const uint16_t* __restrict a, ptrdiff_t a_rs, 
   constexpr int MR = Shape::MR, NV = Shape::NV;
   constexpr size_t N = S::N, NR = Shape::NR;
   V acc[MR][NV];
-#pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+  zero_accumulators<T>(acc);
   for (size_t p = 0; p < kp; ++p) {
     typename S::Pairs b[NV];
 #pragma GCC unroll 4
@@ -292,8 +296,52 @@ void micro_kernel_bf16(size_t kp, const uint16_t* __restrict a, ptrdiff_t a_rs, 
   store_accumulators<T>(acc, c, c_rs, c_cs, mr_used, nr_used, alpha, add);
 }
 
-// tile() for two bfloat16 operands on the pair kernel: the same blocking and the same task split.
-// A is read in place when its rows are contiguous and the K block has whole pairs.
+// The blocking both kernels share, for C[i0:i1, j0:j1]: K blocks of p.kc (skipped blocks left
+// out; the first one summed overwrites C unless the problem accumulates), B packed once per K block
+// (pack_b(pc, kc)), M blocks of kGemmMc rows whose A the kernel packs or reads in place (pack_a(ic,
+// mc, pc, kc) returns how many leading rows it reads in place, a multiple of MR), and the MR x NR
+// micro-tiles (micro(c, ir, jr, rows, cols, whole, ic, pc, kc, add)), rows skipped by p.skip_m
+// zeroed or left alone.
+template <class T, class PackB, class PackA, class Micro>
+void walk_blocks(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, PackB&& pack_b, PackA&& pack_a,
+                 Micro&& micro) {
+  using Shape = MicroShape<T>;
+  constexpr int MR = Shape::MR;
+  constexpr size_t NR = Shape::NR;
+  const size_t nc = j1 - j0;
+  bool first = true;
+  for (size_t pc = 0; pc < p.k; pc += p.kc) {
+    if (p.skip_k && p.skip_k[pc / p.kc]) continue;
+    const size_t kc = std::min(p.kc, p.k - pc);
+    const bool add = p.accumulate || !first;
+    first = false;
+    pack_b(pc, kc);
+    for (size_t ic = i0; ic < i1; ic += kGemmMc) {
+      const size_t mc = std::min(kGemmMc, i1 - ic);
+      const size_t whole = pack_a(ic, mc, pc, kc);
+      auto at = [&](size_t ir, size_t jr) {
+        const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
+        if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
+          if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
+          return;
+        }
+        T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
+        micro(c, ir, jr, rows, cols, whole, ic, pc, kc, add);
+      };
+      if (kc >= 64) {  // B's KC x NR panel stays in L1 (or L2) while the A panels pass
+        for (size_t jr = 0; jr < nc; jr += NR)
+          for (size_t ir = 0; ir < mc; ir += MR) at(ir, jr);
+      } else {  // a short K: C's traffic dominates, so walk each C row block along its rows
+        for (size_t ir = 0; ir < mc; ir += MR)
+          for (size_t jr = 0; jr < nc; jr += NR) at(ir, jr);
+      }
+    }
+  }
+  if (first && !p.accumulate) zero_c(p, i0, i1 - i0, j0, j1 - j0);  // no K block summed (k = 0, or all skipped)
+}
+
+// tile() for two bfloat16 operands on the pair kernel. A is read in place when its rows are
+// contiguous and the K block has whole pairs.
 template <class T>
 void tile_bf16(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T* scratch) {
   using Shape = MicroShape<T>;
@@ -305,40 +353,30 @@ void tile_bf16(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t 
   uint16_t* packed_a = packed_b + 2 * kp_max * padded_n;
   const auto* a_data = static_cast<const uint16_t*>(p.a.data);
   const auto* b_data = static_cast<const uint16_t*>(p.b.data);
-  bool first = true;
-  for (size_t pc = 0; pc < p.k; pc += p.kc) {
-    if (p.skip_k && p.skip_k[pc / p.kc]) continue;
-    const size_t kc = std::min(p.kc, p.k - pc), kp = (kc + 1) / 2;
-    const bool add = p.accumulate || !first;
-    first = false;
-    pack_bf16_pairs<NR>(b_data + static_cast<ptrdiff_t>(j0) * p.b.cs + static_cast<ptrdiff_t>(pc) * p.b.rs, p.b.cs,
-                        p.b.rs, nc, kc, packed_b);
-    const bool direct_a = p.a.cs == 1 && kc % 2 == 0;
-    for (size_t ic = i0; ic < i1; ic += kGemmMc) {
-      const size_t mc = std::min(kGemmMc, i1 - ic);
-      const size_t whole = direct_a ? mc / MR * MR : 0;  // rows read in place; a partial panel is packed
-      if (whole < mc)
-        pack_bf16_pairs<MR>(a_data + static_cast<ptrdiff_t>(ic + whole) * p.a.rs + static_cast<ptrdiff_t>(pc) * p.a.cs,
-                            p.a.rs, p.a.cs, mc - whole, kc, packed_a);
-      for (size_t jr = 0; jr < nc; jr += NR)
-        for (size_t ir = 0; ir < mc; ir += MR) {
-          const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
-          if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
-            if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
-            continue;
-          }
-          T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
-          const uint16_t* pb = packed_b + 2 * jr * kp;
-          if (ir < whole)
-            micro_kernel_bf16<T>(kp, a_data + static_cast<ptrdiff_t>(ic + ir) * p.a.rs + static_cast<ptrdiff_t>(pc),
-                                 p.a.rs, 2, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
-          else
-            micro_kernel_bf16<T>(kp, packed_a + 2 * (ir - whole) * kp, 2, 2 * MR, pb, c, p.c_rs, p.c_cs, rows, cols,
-                                 p.alpha, add);
-        }
-    }
-  }
-  if (first && !p.accumulate) zero_c(p, i0, i1 - i0, j0, j1 - j0);
+  walk_blocks(
+      p, i0, i1, j0, j1,
+      [&](size_t pc, size_t kc) {
+        pack_bf16_pairs<NR>(b_data + static_cast<ptrdiff_t>(j0) * p.b.cs + static_cast<ptrdiff_t>(pc) * p.b.rs, p.b.cs,
+                            p.b.rs, nc, kc, packed_b);
+      },
+      [&](size_t ic, size_t mc, size_t pc, size_t kc) {
+        const size_t whole = p.a.cs == 1 && kc % 2 == 0 ? mc / MR * MR : 0;  // a partial panel is packed
+        if (whole < mc)
+          pack_bf16_pairs<MR>(a_data + static_cast<ptrdiff_t>(ic + whole) * p.a.rs + static_cast<ptrdiff_t>(pc) * p.a.cs,
+                              p.a.rs, p.a.cs, mc - whole, kc, packed_a);
+        return whole;
+      },
+      [&](T* c, size_t ir, size_t jr, size_t rows, size_t cols, size_t whole, size_t ic, size_t pc, size_t kc,
+          bool add) {
+        const size_t kp = (kc + 1) / 2;
+        const uint16_t* pb = packed_b + 2 * jr * kp;
+        if (ir < whole)
+          micro_kernel_bf16<T>(kp, a_data + static_cast<ptrdiff_t>(ic + ir) * p.a.rs + static_cast<ptrdiff_t>(pc),
+                               p.a.rs, 2, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
+        else
+          micro_kernel_bf16<T>(kp, packed_a + 2 * (ir - whole) * kp, 2, 2 * MR, pb, c, p.c_rs, p.c_cs, rows, cols,
+                               p.alpha, add);
+      });
 }
 
 template <class T>
@@ -356,26 +394,16 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
   // A read in place (see ARead) in whole MR-row panels; a partial last panel is packed.
   const bool direct_a = p.a.type == GemmElement::kNative && (p.a.cs == 1 || p.a.rs == 1);
   const T* a_data = static_cast<const T*>(p.a.data);
-  bool first = true;  // the first K block summed overwrites C unless the problem accumulates
-  for (size_t pc = 0; pc < p.k; pc += p.kc) {
-    if (p.skip_k && p.skip_k[pc / p.kc]) continue;
-    const size_t kc = std::min(p.kc, p.k - pc);
-    const bool add = p.accumulate || !first;
-    first = false;
-    pack_panels<T, NR>(p.b, p.b.cs, p.b.rs, j0, nc, pc, kc, packed_b);
-    for (size_t ic = i0; ic < i1; ic += kGemmMc) {
-      const size_t mc = std::min(kGemmMc, i1 - ic);
-      const size_t whole = direct_a ? mc / MR * MR : 0;  // rows read in place
-      if (whole < mc)
-        pack_panels<T, MR>(p.a, p.a.rs, p.a.cs, ic + whole, mc - whole, pc, kc, packed_a + whole * kc);
-      auto micro = [&](size_t ir, size_t jr) {
+  walk_blocks(
+      p, i0, i1, j0, j1, [&](size_t pc, size_t kc) { pack_panels<T, NR>(p.b, p.b.cs, p.b.rs, j0, nc, pc, kc, packed_b); },
+      [&](size_t ic, size_t mc, size_t pc, size_t kc) {
+        const size_t whole = direct_a ? mc / MR * MR : 0;
+        if (whole < mc) pack_panels<T, MR>(p.a, p.a.rs, p.a.cs, ic + whole, mc - whole, pc, kc, packed_a + whole * kc);
+        return whole;
+      },
+      [&](T* c, size_t ir, size_t jr, size_t rows, size_t cols, size_t whole, size_t ic, size_t pc, size_t kc,
+          bool add) {
         const T* pb = packed_b + jr * kc;
-        const size_t rows = std::min<size_t>(MR, mc - ir), cols = std::min(NR, nc - jr);
-        if (p.skip_m && rows_skipped(p.skip_m, ic + ir, rows)) {
-          if (!add) zero_c(p, ic + ir, rows, j0 + jr, cols);
-          return;
-        }
-        T* c = p.c + static_cast<ptrdiff_t>(ic + ir) * p.c_rs + static_cast<ptrdiff_t>(j0 + jr) * p.c_cs;
         if (ir >= whole) {
           micro_kernel<T, ARead::kColumns>(kc, packed_a + ir * kc, MR, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
         } else {
@@ -385,17 +413,7 @@ void tile(const GemmProblem<T>& p, size_t i0, size_t i1, size_t j0, size_t j1, T
           else
             micro_kernel<T, ARead::kColumns>(kc, a, p.a.cs, pb, c, p.c_rs, p.c_cs, rows, cols, p.alpha, add);
         }
-      };
-      if (kc >= 64) {  // B's KC x NR panel stays in L1 (or L2) while the A panels pass
-        for (size_t jr = 0; jr < nc; jr += NR)
-          for (size_t ir = 0; ir < mc; ir += MR) micro(ir, jr);
-      } else {  // a short K: C's traffic dominates, so walk each C row block along its rows
-        for (size_t ir = 0; ir < mc; ir += MR)
-          for (size_t jr = 0; jr < nc; jr += NR) micro(ir, jr);
-      }
-    }
-  }
-  if (first && !p.accumulate) zero_c(p, i0, i1 - i0, j0, j1 - j0);  // no K block summed (k = 0, or all skipped)
+      });
 }
 
 template <class T>
