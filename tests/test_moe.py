@@ -91,6 +91,27 @@ def test_capacity_factor_and_stats():
     np.testing.assert_allclose(s["fraction_dropped"], s["dropped"] / counts.sum())
 
 
+@pytest.mark.parametrize("shape", [(0, 2), (5, 0), (0, 0)])
+def test_capacity_factor_with_no_pairs(shape):
+    # no (token, expert) pairs: any finite factor, however large, gives capacity min_capacity and
+    # an empty plan; a factor near DBL_MAX times 0 pairs once formed inf * 0 = NaN
+    ids = np.zeros(shape, np.int32)
+    for factor in [1.0, 1e308, np.finfo(np.float64).max]:
+        plan = logitkit.dispatch(ids, 4, capacity_factor=factor, min_capacity=0)
+        assert plan.capacity == 0 and plan.num_slots == 0 and plan.kept.sum() == 0
+        assert logitkit.dispatch(ids, 4, capacity_factor=factor, min_capacity=3).capacity == 3
+
+
+def test_capacity_factor_beyond_all_pairs():
+    # the reported capacity is the one applied: capped at T k (no expert can receive more), also
+    # for a factor whose product overflows a double
+    _, w, ids = routed(100, 8, 2)
+    for factor in [1.0, 9.0, 1e300, np.finfo(np.float64).max]:
+        plan = logitkit.dispatch(ids, 8, capacity_factor=factor, min_capacity=0)
+        assert plan.capacity == min(200, int(np.ceil(np.float64(factor) * 200 / 8)) if factor < 1e300 else 200)
+        np.testing.assert_array_equal(plan.kept, np.minimum(plan.counts, plan.capacity))
+
+
 def test_dispatch_thread_invariant(threads):
     _, w, ids = routed(40000, 64, 8)
     plans = []

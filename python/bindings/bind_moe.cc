@@ -57,6 +57,20 @@ void bind_moe(py::module_& m) {
       py::arg("weights"));
   m.def("dispatch_slot_bound", &logitkit::dispatch_slot_bound, py::arg("pairs"), py::arg("experts"),
         py::arg("block_size"));
+  // the capacity dispatch() applies (-1: unlimited), reported as the plan's capacity
+  m.def(
+      "dispatch_capacity",
+      [](int64_t tokens, int64_t k, int64_t num_experts, int64_t capacity, double capacity_factor,
+         int64_t min_capacity, int64_t block_size) {
+        logitkit::DispatchOptions o;
+        o.capacity = capacity;
+        o.capacity_factor = capacity_factor;
+        o.min_capacity = min_capacity;
+        o.block_size = block_size;
+        return logitkit::dispatch_capacity(tokens, k, num_experts, o);
+      },
+      py::arg("tokens"), py::arg("k"), py::arg("num_experts"), py::arg("capacity"), py::arg("capacity_factor"),
+      py::arg("min_capacity"), py::arg("block_size"));
   m.def(
       "expert_counts",
       [](const py::array& experts, int64_t num_experts, const py::array& counts) {

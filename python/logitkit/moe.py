@@ -111,7 +111,8 @@ def dispatch(
     of the (token, slot) pairs by expert, in fixed chunks (the same plan for any thread count).
 
     capacity: slots per expert (None: unlimited, or from capacity_factor:
-    max(min_capacity, ceil(capacity_factor T k / E)), GShard/Switch's rule). Over capacity,
+    max(min_capacity, ceil(capacity_factor T k / E)), GShard/Switch's rule, capped at T k, which
+    no expert can exceed). Over capacity,
     drop_policy "position" keeps an expert's first tokens, "probs" its largest `weights`
     (ties to the lower token, NaN lowest). Each expert's segment is padded to a multiple of
     block_size (padding slots have token -1). Expert ids outside [0, num_experts) raise."""
@@ -151,7 +152,8 @@ def dispatch(
     block_expert = np.empty(bound // bs, np.int32)
     slots = _core.dispatch(ids, e, cap, cf, mc, drop_policy == "probs", bs, counts, kept, offsets, position,
                            slot_token, slot_pair, block_expert, w)
-    resolved = None if cap < 0 and cf == 0 else int(cap if cap >= 0 else max(mc, math.ceil(cf * t * k / e)))
+    resolved = _core.dispatch_capacity(t, k, e, cap, cf, mc, bs)
+    resolved = None if resolved < 0 else resolved
     return DispatchPlan(e, resolved, bs, counts, kept, offsets, position, slot_token[:slots], slot_pair[:slots],
                         block_expert[: slots // bs])
 

@@ -210,15 +210,15 @@ template <class T>
 void softmax_rows(const T* x, const uint8_t* m, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldm,
                   ptrdiff_t ldy, T c) {
   for (size_t r = 0; r < rows; ++r) {
-    softmax_row(x + r * ldx, m + r * ldm, y + r * ldy, n, c);
-    finish_dominant_entry<T>(y + r * ldy, n);  // excluded entries are 0
+    softmax_row(x + ptrdiff_t(r) * ldx, m + ptrdiff_t(r) * ldm, y + ptrdiff_t(r) * ldy, n, c);
+    finish_dominant_entry<T>(y + ptrdiff_t(r) * ldy, n);  // excluded entries are 0
   }
 }
 
 template <class T>
 void log_softmax_rows(const T* x, const uint8_t* m, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldm,
                       ptrdiff_t ldy, T c) {
-  for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, m + r * ldm, y + r * ldy, n, c);
+  for (size_t r = 0; r < rows; ++r) log_softmax_row(x + ptrdiff_t(r) * ldx, m + ptrdiff_t(r) * ldm, y + ptrdiff_t(r) * ldy, n, c);
 }
 
 template <class T>

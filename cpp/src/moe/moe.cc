@@ -444,7 +444,7 @@ int64_t dispatch_capacity(int64_t tokens, int64_t k, int64_t experts, const Disp
   if (o.min_capacity < 0) invalid("min_capacity", "must be >= 0, got " + std::to_string(o.min_capacity));
   if (o.block_size < 1) invalid("block_size", "must be >= 1, got " + std::to_string(o.block_size));
   if (o.capacity >= 0) return o.capacity;
-  if (o.capacity_factor > 0.0)
+  if (o.capacity_factor > 0.0 && tokens > 0 && k > 0)
     // no expert can receive more than tokens * k pairs, nor more than 2^62 (no buffer holds that
     // many): a larger capacity drops nothing, and the product would not fit an int64 (the
     // conversion is undefined behaviour beyond it; tokens * k alone can pass it, a fuzzer finding)
@@ -452,6 +452,8 @@ int64_t dispatch_capacity(int64_t tokens, int64_t k, int64_t experts, const Disp
                              static_cast<int64_t>(std::min({std::ceil(o.capacity_factor * double(tokens) * double(k) /
                                                                       double(experts)),
                                                             double(tokens) * double(k), 0x1p62})));
+  // no pairs: a factor times nothing is no capacity (and a huge factor times 0 would be inf * 0)
+  if (o.capacity_factor > 0.0) return std::max<int64_t>(o.min_capacity, 0);
   return -1;
 }
 

@@ -74,25 +74,25 @@ double nll_loss_impl(ArrayView<const T> log_probs, ArrayView<const Index> target
         const ptrdiff_t rows = static_cast<ptrdiff_t>(b.rows);
         for (ptrdiff_t i = 0; i < rows; ++i) {
           if (i + kPrefetchRows < rows) {  // the entry kPrefetchRows rows ahead (a miss per row)
-            const int64_t ahead = static_cast<int64_t>(target_row[(i + kPrefetchRows) * ld_target]);
+            const int64_t ahead = static_cast<int64_t>(target_row[ptrdiff_t(i + kPrefetchRows) * ld_target]);
             if (ahead >= 0 && ahead < classes)
-              __builtin_prefetch(lp_row + (i + kPrefetchRows) * ld_lp + ahead * step_lp);
+              __builtin_prefetch(lp_row + ptrdiff_t(i + kPrefetchRows) * ld_lp + ahead * step_lp);
           }
-          const int64_t t = static_cast<int64_t>(target_row[i * ld_target]);
+          const int64_t t = static_cast<int64_t>(target_row[ptrdiff_t(i) * ld_target]);
           double w = 0.0, l = 0.0;
           if (t != ignore) {
             if (t < 0 || t >= classes) {
               bad.report(b.first_row + i, t);
             } else {
               w = class_weighted ? static_cast<double>(class_weight[t * class_weight_stride]) : 1.0;
-              if (row_weighted) w *= static_cast<double>(row_weight[i * ld_row_weight]);
+              if (row_weighted) w *= static_cast<double>(row_weight[ptrdiff_t(i) * ld_row_weight]);
               // 0 * -inf = NaN for a zero weight on an impossible class, as PyTorch gives
-              l = -(w * static_cast<double>(lp_row[i * ld_lp + t * step_lp]));
+              l = -(w * static_cast<double>(lp_row[ptrdiff_t(i) * ld_lp + t * step_lp]));
             }
           }
-          if (none) loss_row[i * ld_loss] = static_cast<T>(l);
-          sum_loss[i * ld_sum_loss] = l;
-          sum_weight[i * ld_sum_weight] = w;
+          if (none) loss_row[ptrdiff_t(i) * ld_loss] = static_cast<T>(l);
+          sum_loss[ptrdiff_t(i) * ld_sum_loss] = l;
+          sum_weight[ptrdiff_t(i) * ld_sum_weight] = w;
         }
       },
       per_row_work);

@@ -136,7 +136,7 @@ struct Simd<float> {
   static constexpr bool kTranspose = true;
   static void transpose(const T* src, ptrdiff_t ld, T* dst) {
     __m256 r[8], t[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + ptrdiff_t(i) * ld);
     for (int p = 0; p < 4; ++p) {
       t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
       t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);

@@ -145,7 +145,7 @@ struct Simd<float> {
   static constexpr bool kTranspose = true;
   static void transpose(const T* src, ptrdiff_t ld, T* dst) {
     __m512 r[16], t[16];
-    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + ptrdiff_t(i) * ld);
     for (int p = 0; p < 8; ++p) {
       t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
       t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);

@@ -78,7 +78,7 @@ void finish_dominant_entry(T* y, size_t n) {
 // finish_dominant_entry for `rows` rows of outputs in place: row r at y + r * ldy.
 template <class T>
 void finish_dominant_entries(T* y, size_t rows, size_t n, ptrdiff_t ldy) {
-  for (size_t r = 0; r < rows; ++r) finish_dominant_entry<T>(y + r * ldy, n);
+  for (size_t r = 0; r < rows; ++r) finish_dominant_entry<T>(y + ptrdiff_t(r) * ldy, n);
 }
 
 }  // namespace LOGITKIT_TARGET

@@ -712,8 +712,8 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
   bool prev_may_dominate = false;
   const bool guard_ok = disjoint(x, rows, n, ldx, static_cast<const T*>(y), ldy);  // in place: see disjoint
   for (size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * ldy;
+    const T* xr = x + ptrdiff_t(r) * ldx;
+    T* yr = y + ptrdiff_t(r) * ldy;
     const bool next = r + 1 < rows, prev = r > 0;
     const T* xn = next ? xr + ldx : nullptr;
     T* yp = prev ? yr - ldy : nullptr;
@@ -766,7 +766,7 @@ void softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
     next_max_known = !unshifted;  // a shifted row's rider took the next row's max (as row_max)
     if (next_max_known) next_max = max4<T>(mx);
   }
-  T* ylast = y + (rows - 1) * ldy;
+  T* ylast = y + ptrdiff_t(rows - 1) * ldy;
   fix_dominant_entry(ylast, n, T(1), scale(ylast, ylast, n, inv_prev), ylast);
 }
 
@@ -796,9 +796,9 @@ __attribute__((always_inline)) inline bool exp_store_sums_lockstep(const T* x, T
   };
   if constexpr (!kSpeculate) {
     for_vectors<S>(
-        n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mag[r][k] = S::max_magnitude(mag[r][k], S::load(x + r * ldx + i)); },
+        n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mag[r][k] = S::max_magnitude(mag[r][k], S::load(x + ptrdiff_t(r) * ldx + i)); },
         [&](size_t i, size_t rem) {
-          LOGITKIT_LOCKSTEP(r, R) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + r * ldx + i, rem, T(0)));
+          LOGITKIT_LOCKSTEP(r, R) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + ptrdiff_t(r) * ldx + i, rem, T(0)));
         });
     if (!range_ok()) return false;
   }
@@ -813,22 +813,22 @@ __attribute__((always_inline)) inline bool exp_store_sums_lockstep(const T* x, T
         LOGITKIT_LOCKSTEP(r, R) {
           V v[G], e[G];
           LOGITKIT_LOCKSTEP(k, G) {
-            v[k] = S::load(x + r * ldx + i + k * S::N);
+            v[k] = S::load(x + ptrdiff_t(r) * ldx + i + k * S::N);
             e[k] = scaled_by<T, kScaled>(v[k], vc);
           }
           exp(e);
           LOGITKIT_LOCKSTEP(k, G) {
             if constexpr (kSpeculate) mag[r][k] = S::max_magnitude(mag[r][k], v[k]);
-            S::store(y + r * ldy + i + k * S::N, e[k]);
+            S::store(y + ptrdiff_t(r) * ldy + i + k * S::N, e[k]);
             acc[r][k] = S::add(acc[r][k], e[k]);
           }
         }
       },
       [&](size_t i, size_t rem) {
         LOGITKIT_LOCKSTEP(r, R) {
-          const V e = vexp_tail<T>(scaled_by<T, kScaled>(S::load_tail(x + r * ldx + i, rem, kNegInf<T>), vc));
-          if constexpr (kSpeculate) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + r * ldx + i, rem, T(0)));
-          S::store_tail(y + r * ldy + i, e, rem);
+          const V e = vexp_tail<T>(scaled_by<T, kScaled>(S::load_tail(x + ptrdiff_t(r) * ldx + i, rem, kNegInf<T>), vc));
+          if constexpr (kSpeculate) mag[r][0] = S::max_magnitude(mag[r][0], S::load_tail(x + ptrdiff_t(r) * ldx + i, rem, T(0)));
+          S::store_tail(y + ptrdiff_t(r) * ldy + i, e, rem);
           acc[r][0] = S::add(acc[r][0], e);
         }
       });
@@ -851,19 +851,19 @@ __attribute__((always_inline)) inline void scale_lockstep(T* y, size_t n, ptrdif
       n,
       [&](size_t i, int k) {
         LOGITKIT_LOCKSTEP(r, R) {
-          const V u = S::mul(S::load(y + r * ldy + i), vi[r]);
-          S::store(y + r * ldy + i, u);
+          const V u = S::mul(S::load(y + ptrdiff_t(r) * ldy + i), vi[r]);
+          S::store(y + ptrdiff_t(r) * ldy + i, u);
           top[r].add(k, u);
         }
       },
       [&](size_t i, size_t rem) {
         LOGITKIT_LOCKSTEP(r, R) {
-          const V u = S::mul(S::load_tail(y + r * ldy + i, rem, T(0)), vi[r]);
-          S::store_tail(y + r * ldy + i, u, rem);
+          const V u = S::mul(S::load_tail(y + ptrdiff_t(r) * ldy + i, rem, T(0)), vi[r]);
+          S::store_tail(y + ptrdiff_t(r) * ldy + i, u, rem);
           top[r].add(0, u);
         }
       });
-  LOGITKIT_LOCKSTEP(r, R) fix_dominant_entry(y + r * ldy, n, T(1), top[r].value(), y + r * ldy);
+  LOGITKIT_LOCKSTEP(r, R) fix_dominant_entry(y + ptrdiff_t(r) * ldy, n, T(1), top[r].value(), y + ptrdiff_t(r) * ldy);
 }
 
 // Short rows (at most kSumBlock<T> elements) run two at a time in lockstep where that pays,
@@ -944,15 +944,15 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
     auto run = [&](auto may_speculate) {
       for (size_t r0 = 0; r0 < rows; r0 += block) {
         const size_t nb = std::min(block, rows - r0);
-        const T* xb = x + r0 * ldx;
-        T* yb = y + r0 * ldy;
+        const T* xb = x + ptrdiff_t(r0) * ldx;
+        T* yb = y + ptrdiff_t(r0) * ldy;
         for_short_rows<T>(
             nb, n,
             [&](size_t r, auto R) {
               constexpr int kRows = decltype(R)::value;
               constexpr bool kSpeculate = decltype(may_speculate)::value && kRows == 1;
               T sum[kRows];
-              if (!exp_store_sums_lockstep<T, kScaled, kRows, kSpeculate>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c,
+              if (!exp_store_sums_lockstep<T, kScaled, kRows, kSpeculate>(xb + ptrdiff_t(r) * ldx, yb + ptrdiff_t(r) * ldy, n, ldx, ldy, c,
                                                                           sum))
                 return false;
               LOGITKIT_LOCKSTEP(q, kRows) {
@@ -962,7 +962,7 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
               return true;
             },
             [&](size_t r) {
-              softmax_row(xb + r * ldx, yb + r * ldy, n, c, SoftmaxAlgorithm::kThreePassReload);
+              softmax_row(xb + ptrdiff_t(r) * ldx, yb + ptrdiff_t(r) * ldy, n, c, SoftmaxAlgorithm::kThreePassReload);
               s.ok[r] = false;
               s.sum[r] = T(1);
             });
@@ -972,7 +972,7 @@ void softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, 
           S::store(inv, S::div(S::set1(T(1)), S::load_tail(s.sum, nb, T(1))));
         }
         for_computed_rows(s, nb, pairs, [&](size_t r, auto R) {
-          scale_lockstep<T, decltype(R)::value>(yb + r * ldy, n, ldy, inv + r);
+          scale_lockstep<T, decltype(R)::value>(yb + ptrdiff_t(r) * ldy, n, ldy, inv + r);
         });
       }
     };
@@ -995,7 +995,7 @@ void softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdif
   } else if (algorithm == SoftmaxAlgorithm::kThreePassReload && n <= kSumBlock<T>) {
     softmax_rows_short(x, y, rows, n, ldx, ldy, c);
   } else {
-    for (size_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, n, c, algorithm);
+    for (size_t r = 0; r < rows; ++r) softmax_row(x + ptrdiff_t(r) * ldx, y + ptrdiff_t(r) * ldy, n, c, algorithm);
   }
 }
 
@@ -1030,10 +1030,10 @@ void streamed_short_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx,
   size_t carried = 0;  // elements of y's line before the tile's first element, at buf[-carried, 0)
   for (size_t r = 0; r < rows; r += tile) {
     const size_t count = rows - r < tile ? rows - r : tile;
-    T* yt = y + r * ldy;
-    rows_kernel(x + r * ldx, buf, count, static_cast<ptrdiff_t>(n));
+    T* yt = y + ptrdiff_t(r) * ldy;
+    rows_kernel(x + ptrdiff_t(r) * ldx, buf, count, static_cast<ptrdiff_t>(n));
     if (!carry) {
-      for (size_t q = 0; q < count; ++q) stream_copy(buf + q * n, yt + q * ldy, n);
+      for (size_t q = 0; q < count; ++q) stream_copy(buf + q * n, yt + ptrdiff_t(q) * ldy, n);
       continue;
     }
     // [from, to) of the tile, extended back over the carried part of its first line (not on the
@@ -1068,8 +1068,8 @@ void softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ld
     S::stream_fence();
   } else {
     for (size_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * ldx;
-      T* yr = y + r * ldy;
+      const T* xr = x + ptrdiff_t(r) * ldx;
+      T* yr = y + ptrdiff_t(r) * ldy;
       const T inv = T(1) / reload_exp_store_sum(xr, scratch, n, c);
       T top = T(0);
       split_for_streaming(yr, n, [&](size_t b, size_t len, auto tag) {
@@ -1117,8 +1117,8 @@ void log_softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff
   bool prev = false;  // row r-1 waits for its shift-store pass
   T m_prev = T(0), lse_prev = T(0);
   for (size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * ldy;
+    const T* xr = x + ptrdiff_t(r) * ldx;
+    T* yr = y + ptrdiff_t(r) * ldy;
     const bool next = r + 1 < rows;
     if (!std::isfinite(m)) {  // see log_softmax_row: no fusing for this row
       if (prev) shift_store(xr - ldx, yr - ldy, n, m_prev, c, lse_prev);
@@ -1150,7 +1150,7 @@ void log_softmax_rows_pipelined(const T* x, T* y, size_t rows, size_t n, ptrdiff
     prev = true;
     if (next) m = max4<T>(mx);
   }
-  if (prev) shift_store(x + (rows - 1) * ldx, y + (rows - 1) * ldy, n, m_prev, c, lse_prev);
+  if (prev) shift_store(x + ptrdiff_t(rows - 1) * ldx, y + ptrdiff_t(rows - 1) * ldy, n, m_prev, c, lse_prev);
 }
 
 // row_max and untied_sum(x, nullptr, n, m, m, c), the sums of log_softmax_row and logsumexp_row,
@@ -1166,9 +1166,9 @@ __attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size
   V mx[R][4];
   LOGITKIT_LOCKSTEP(r, R) mx[r][0] = mx[r][1] = mx[r][2] = mx[r][3] = S::set1(kNegInf<T>);
   for_vectors<S>(
-      n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mx[r][k] = S::max(mx[r][k], S::load(x + r * ldx + i)); },
+      n, [&](size_t i, int k) { LOGITKIT_LOCKSTEP(r, R) mx[r][k] = S::max(mx[r][k], S::load(x + ptrdiff_t(r) * ldx + i)); },
       [&](size_t i, size_t rem) {
-        LOGITKIT_LOCKSTEP(r, R) mx[r][0] = S::max(mx[r][0], S::load_tail(x + r * ldx + i, rem, kNegInf<T>));
+        LOGITKIT_LOCKSTEP(r, R) mx[r][0] = S::max(mx[r][0], S::load_tail(x + ptrdiff_t(r) * ldx + i, rem, kNegInf<T>));
       });
   bool finite = true;
   LOGITKIT_LOCKSTEP(r, R) {
@@ -1196,7 +1196,7 @@ __attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size
           LOGITKIT_LOCKSTEP(r, R) {
             V v[G], e[G];
             LOGITKIT_LOCKSTEP(k, G) {
-              v[k] = S::load(x + r * ldx + i + k * S::N);
+              v[k] = S::load(x + ptrdiff_t(r) * ldx + i + k * S::N);
               e[k] = shifted<T, kScaled>(v[k], vm[r], vc);
             }
             exp(e);
@@ -1205,7 +1205,7 @@ __attribute__((always_inline)) inline bool untied_sums_lockstep(const T* x, size
         },
         [&](size_t i, size_t rem) {
           LOGITKIT_LOCKSTEP(r, R) {
-            const V v = S::load_tail(x + r * ldx + i, rem, kNegInf<T>);
+            const V v = S::load_tail(x + ptrdiff_t(r) * ldx + i, rem, kNegInf<T>);
             accumulate(r, v, vexp_tail<T>(shifted<T, kScaled>(v, vm[r], vc)), 0);
           }
         });
@@ -1233,7 +1233,7 @@ __attribute__((always_inline)) inline void short_row_sums(const T* x, size_t row
         constexpr int kRows = decltype(R)::value;
         T m[kRows];
         UntiedSum<T> u[kRows];
-        if (!untied_sums_lockstep<T, kScaled, kRows>(x + r * ldx, n, ldx, c, m, u)) return false;
+        if (!untied_sums_lockstep<T, kScaled, kRows>(x + ptrdiff_t(r) * ldx, n, ldx, c, m, u)) return false;
         LOGITKIT_LOCKSTEP(q, kRows) {
           s.max[r + q] = m[q];
           s.sum[r + q] = u[q].sum;
@@ -1273,12 +1273,12 @@ __attribute__((always_inline)) inline void shift_store_lockstep(const T* x, T* y
       n,
       [&](size_t i, int) {
         LOGITKIT_LOCKSTEP(r, R)
-        S::store(y + r * ldy + i, shifted_log<T, kScaled>(S::load(x + r * ldx + i), vm[r], vc, vl[r]));
+        S::store(y + ptrdiff_t(r) * ldy + i, shifted_log<T, kScaled>(S::load(x + ptrdiff_t(r) * ldx + i), vm[r], vc, vl[r]));
       },
       [&](size_t i, size_t rem) {
         LOGITKIT_LOCKSTEP(r, R)
-        S::store_tail(y + r * ldy + i,
-                      shifted_log<T, kScaled>(S::load_tail(x + r * ldx + i, rem, T(0)), vm[r], vc, vl[r]), rem);
+        S::store_tail(y + ptrdiff_t(r) * ldy + i,
+                      shifted_log<T, kScaled>(S::load_tail(x + ptrdiff_t(r) * ldx + i, rem, T(0)), vm[r], vc, vl[r]), rem);
       });
 }
 
@@ -1291,16 +1291,16 @@ void log_softmax_rows_short(const T* x, T* y, size_t rows, size_t n, ptrdiff_t l
   T lse[ShortRowSums<T>::kRows];
   for (size_t r0 = 0; r0 < rows; r0 += block) {
     const size_t nb = std::min(block, rows - r0);
-    const T* xb = x + r0 * ldx;
-    T* yb = y + r0 * ldy;
-    short_row_sums<T, kScaled>(xb, nb, n, ldx, c, s, [&](size_t r) { log_softmax_row(xb + r * ldx, yb + r * ldy, n, c); });
+    const T* xb = x + ptrdiff_t(r0) * ldx;
+    T* yb = y + ptrdiff_t(r0) * ldy;
+    short_row_sums<T, kScaled>(xb, nb, n, ldx, c, s, [&](size_t r) { log_softmax_row(xb + ptrdiff_t(r) * ldx, yb + ptrdiff_t(r) * ldy, n, c); });
     if (nb == 1) {  // as for softmax: no vector load of a just-stored lane
       lse[0] = log_sum_from_untied(UntiedSum<T>{s.sum[0], s.tied[0]});
     } else {
       S::store(lse, log_untied_sums(s, nb));
     }
     for_computed_rows(s, nb, pairs, [&](size_t r, auto R) {
-      shift_store_lockstep<T, kScaled, decltype(R)::value>(xb + r * ldx, yb + r * ldy, n, ldx, ldy, c, s.max + r,
+      shift_store_lockstep<T, kScaled, decltype(R)::value>(xb + ptrdiff_t(r) * ldx, yb + ptrdiff_t(r) * ldy, n, ldx, ldy, c, s.max + r,
                                                            lse + r);
     });
   }
@@ -1316,7 +1316,7 @@ void log_softmax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, pt
     with_scale(c, [&](auto scaled) { log_softmax_rows_short<T, decltype(scaled)::value>(x, y, rows, n, ldx, ldy, c); });
     return;
   }
-  for (size_t r = 0; r < rows; ++r) log_softmax_row(x + r * ldx, y + r * ldy, n, c);
+  for (size_t r = 0; r < rows; ++r) log_softmax_row(x + ptrdiff_t(r) * ldx, y + ptrdiff_t(r) * ldy, n, c);
 }
 
 // log_softmax for outputs far beyond the last-level cache, as softmax_rows_streamed: memory sees
@@ -1335,7 +1335,7 @@ void log_softmax_rows_streamed(const T* x, T* y, size_t rows, size_t n, ptrdiff_
       });
     });
   } else {
-    for (size_t r = 0; r < rows; ++r) log_softmax_row<T, true>(x + r * ldx, y + r * ldy, n, c);
+    for (size_t r = 0; r < rows; ++r) log_softmax_row<T, true>(x + ptrdiff_t(r) * ldx, y + ptrdiff_t(r) * ldy, n, c);
   }
   S::stream_fence();
 }
@@ -1350,7 +1350,7 @@ void logsumexp_rows_pipelined(const T* x, T* out, T* sign, size_t rows, size_t n
   using V = typename S::V;
   T m = row_max(x, n);
   for (size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
+    const T* xr = x + ptrdiff_t(r) * ldx;
     const bool next = r + 1 < rows;
     const T shift = std::isfinite(m) ? m : T(0);  // as logsumexp_row
     V mx[4] = {S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>), S::set1(kNegInf<T>)};
@@ -1361,8 +1361,8 @@ void logsumexp_rows_pipelined(const T* x, T* out, T* sign, size_t rows, size_t n
       });
     };
     const UntiedSum<T> u = next ? run(std::true_type{}) : run(std::false_type{});
-    T* sign_r = sign ? sign + r * sign_stride : nullptr;
-    finish_logsumexp<T>(m, u, out + r * out_stride, sign_r);
+    T* sign_r = sign ? sign + ptrdiff_t(r) * sign_stride : nullptr;
+    finish_logsumexp<T>(m, u, out + ptrdiff_t(r) * out_stride, sign_r);
     if (next) m = max4<T>(mx);
   }
 }
@@ -1375,8 +1375,8 @@ void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t
     return;
   }
   auto alone = [&](size_t r) {
-    logsumexp_row(x + r * ldx, b ? b + r * ldb : nullptr, n, out + r * out_stride,
-                  sign ? sign + r * sign_stride : nullptr);
+    logsumexp_row(x + ptrdiff_t(r) * ldx, b ? b + ptrdiff_t(r) * ldb : nullptr, n, out + ptrdiff_t(r) * out_stride,
+                  sign ? sign + ptrdiff_t(r) * sign_stride : nullptr);
   };
   if (!b && n <= kSumBlock<T>) {
     // Blocks of rows as log_softmax_rows_short; a computed row's sum has tied >= 1 and sum >= 0 (or
@@ -1387,11 +1387,11 @@ void logsumexp_rows(const T* x, const T* b, T* out, T* sign, size_t rows, size_t
     T lse[kBlock];
     for (size_t r0 = 0; r0 < rows; r0 += kBlock) {
       const size_t nb = std::min(kBlock, rows - r0);
-      short_row_sums<T, false>(x + r0 * ldx, nb, n, ldx, T(1), s, [&](size_t r) { alone(r0 + r); });
+      short_row_sums<T, false>(x + ptrdiff_t(r0) * ldx, nb, n, ldx, T(1), s, [&](size_t r) { alone(r0 + r); });
       S::store(lse, S::add(log_untied_sums(s, nb), S::load_tail(s.max, nb, T(0))));
       for_computed_rows(s, nb, false, [&](size_t r, auto) {
-        out[(r0 + r) * out_stride] = lse[r];
-        if (sign) sign[(r0 + r) * sign_stride] = std::isnan(lse[r]) ? lse[r] : T(1);  // a NaN sum: NaN sign
+        out[ptrdiff_t(r0 + r) * out_stride] = lse[r];
+        if (sign) sign[ptrdiff_t(r0 + r) * sign_stride] = std::isnan(lse[r]) ? lse[r] : T(1);  // a NaN sum: NaN sign
       });
     }
     return;

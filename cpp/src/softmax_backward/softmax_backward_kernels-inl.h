@@ -107,9 +107,9 @@ void backward_rows(const T* y, const T* dy, const uint8_t* m, T* dx, size_t rows
                    ptrdiff_t lddy, ptrdiff_t ldm, ptrdiff_t lddx, T c, bool stream) {
   for (size_t r = 0; r < rows; ++r) {
     if (m) {
-      backward_row<T, kLog, true>(y + r * ldy, dy + r * lddy, m + r * ldm, dx + r * lddx, n, c, stream);
+      backward_row<T, kLog, true>(y + ptrdiff_t(r) * ldy, dy + ptrdiff_t(r) * lddy, m + ptrdiff_t(r) * ldm, dx + ptrdiff_t(r) * lddx, n, c, stream);
     } else {
-      backward_row<T, kLog, false>(y + r * ldy, dy + r * lddy, nullptr, dx + r * lddx, n, c, stream);
+      backward_row<T, kLog, false>(y + ptrdiff_t(r) * ldy, dy + ptrdiff_t(r) * lddy, nullptr, dx + ptrdiff_t(r) * lddx, n, c, stream);
     }
   }
   if (stream) Simd<T>::stream_fence();

@@ -436,8 +436,8 @@ void forward_row(const T* x, T* y, size_t n, T c, T reach, T* buf, Solve&& solve
 template <class T>
 void sparsemax_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c, T* buf) {
   for (size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * ldy;
+    const T* xr = x + ptrdiff_t(r) * ldx;
+    T* yr = y + ptrdiff_t(r) * ldy;
     forward_row(xr, yr, n, c, T(1), buf, [&](const Candidates<T>& cand) {
       const T tau = sparsemax_threshold(buf, cand.count, cand.max);
       store_clipped(xr, yr, n, c, cand.max, tau, PowIdentity<T>{});
@@ -450,8 +450,8 @@ template <class T>
 void entmax15_rows(const T* x, T* y, size_t rows, size_t n, ptrdiff_t ldx, ptrdiff_t ldy, T c, T* buf) {
   const T half_c = c * T(0.5);
   for (size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * ldy;
+    const T* xr = x + ptrdiff_t(r) * ldx;
+    T* yr = y + ptrdiff_t(r) * ldy;
     forward_row(xr, yr, n, half_c, T(1), buf, [&](const Candidates<T>& cand) {
       const T tau = entmax15_threshold(buf, cand.count, cand.max);
       store_clipped(xr, yr, n, half_c, cand.max, tau, PowSquare<T>{});
@@ -465,8 +465,8 @@ void entmax_bisect_rows_with(const T* x, T* y, size_t rows, size_t n, ptrdiff_t 
                              int n_iter, T* buf, const G& g) {
   const T reach = T(1) / e;
   for (size_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * ldy;
+    const T* xr = x + ptrdiff_t(r) * ldx;
+    T* yr = y + ptrdiff_t(r) * ldy;
     forward_row(xr, yr, n, c, reach, buf, [&](const Candidates<T>& cand) {
       const BisectResult b = bisect_threshold(buf, cand.count, cand.max, n, e, n_iter, g);
       store_powered(xr, yr, n, c, cand.max, static_cast<T>(b.theta), e, static_cast<T>(1.0 / b.sum), g);
@@ -575,7 +575,7 @@ template <class T, class G>
 void backward_rows(const T* y, const T* dy, T* dx, size_t rows, size_t n, ptrdiff_t ldy, ptrdiff_t lddy,
                    ptrdiff_t lddx, T c, const G& g, T* gs) {
   if (n == 0) return;
-  for (size_t r = 0; r < rows; ++r) backward_row(y + r * ldy, dy + r * lddy, dx + r * lddx, n, c, g, gs);
+  for (size_t r = 0; r < rows; ++r) backward_row(y + ptrdiff_t(r) * ldy, dy + ptrdiff_t(r) * lddy, dx + ptrdiff_t(r) * lddx, n, c, g, gs);
 }
 
 template <class T>
