@@ -409,6 +409,51 @@ def test_random_option_combinations(isa):
         np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6, err_msg=f"case {case}: {kw}")
 
 
+def near_tie_rows(rng, tokens, e, k, kind):
+    """Rows whose k + 1 largest logits sit close together, in one of four ways: within a few
+    hundred ulps of each other, distinct ("ulps"; both orders against the ids), bfloat16 values
+    with exact ties ("bf16"), bfloat16 ties plus one logit elsewhere with low mantissa bits
+    ("mixed"), or signed zeros and tiny values ("zeros")."""
+    x = rng.standard_normal((tokens, e)).astype(np.float32) - 4
+    top = rng.choice(e, size=(tokens, k + 1 + int(rng.integers(0, 3))), replace=True)
+    rows = np.arange(tokens)[:, None]
+    if kind == "ulps":
+        base = rng.standard_normal((tokens, 1)).astype(np.float32)
+        steps = rng.integers(-300, 300, size=top.shape).astype(np.int32)
+        x[rows, top] = (base.view(np.int32) + steps).view(np.float32)
+    elif kind in ("bf16", "mixed"):
+        x = (x.view(np.uint32) & 0xFFFF0000).view(np.float32)
+        x[rows, top] = (rng.integers(-2, 3, size=top.shape) / 8).astype(np.float32)
+        if kind == "mixed":
+            x[:, int(rng.integers(0, e))] = np.float32(-7.123456)
+    else:
+        x[rows, top] = rng.choice(np.array([-0.0, 0.0, 1e-45, -1e-45], np.float32), size=top.shape)
+    return x
+
+
+@pytest.mark.parametrize("kind", ["ulps", "bf16", "mixed", "zeros"])
+@pytest.mark.parametrize("e,k", [(16, 4), (64, 8), (64, 5), (130, 7), (256, 8)])
+def test_batched_selection_near_ties(isa, kind, e, k):
+    """The many-tokens path packs a key's upper bits and the expert id into one integer (float32
+    on SIMD layers, k >= 4): exact where keys are whole buckets (bfloat16 ties), and tokens whose
+    k + 1 best share a bucket with different low bits go the one-token way. Near-ties and signed
+    zeros against the float64 reference (ids exactly) and against tokens routed alone (bits)."""
+    rng = np.random.default_rng(e * 100 + k + len(kind))
+    x = near_tie_rows(rng, 50, e, k, kind)
+    for kw in [dict(scoring="none"), dict(renormalize=True), dict(scoring="sigmoid"),
+               dict(scoring="sigmoid", bias=(np.arange(e) % 4 / 8).astype(np.float32), renormalize=True)]:
+        w, i = logitkit.route(x, k, **kw)
+        for t in range(x.shape[0]):
+            w1, i1 = logitkit.route(x[t : t + 1], k, **kw)
+            np.testing.assert_array_equal(i[t], i1[0], err_msg=f"token {t} {kw}")
+            np.testing.assert_array_equal(w[t].view(np.uint32), w1[0].view(np.uint32), err_msg=f"token {t} {kw}")
+        if "bias" in kw and kind == "ulps":
+            continue  # float32 sums of near-tied scores and the bias may order unlike float64's
+        rw, ri = ref_route(x, k, **kw)
+        np.testing.assert_array_equal(i, ri, err_msg=str(kw))
+        np.testing.assert_allclose(w, rw, rtol=3e-5, atol=2e-6, err_msg=str(kw))
+
+
 def test_group_limit_whole_vector_groups(isa):
     """Groups of whole vectors, up to one per lane (the fold-tree group limit on SIMD layers, the
     loop elsewhere): group counts that are and are not powers of two, many tied group keys (a coarse

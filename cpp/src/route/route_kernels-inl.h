@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -808,6 +809,12 @@ void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch)
 // 297 ns at k = 8). The same scores, keys and weight arithmetic as route_token_fast, lane-wise, so a
 // token gets the same bits on either path. Lanes with a key that is not finite are routed again one
 // token at a time (route_token), as are batches' last rows when fewer than N/4 remain.
+inline float float_with_bits(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
 inline constexpr size_t kColumnMaxExperts = 256;
 inline constexpr size_t kColumnMaxK = 8;
 
@@ -854,29 +861,8 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
         transpose_rows<T>(src, ld, n, tile);
         if (!identity) transform<T>(c, tile, tile, n * N);
         if (key_from_scores) score<T>(o.scoring, tile, scores, n * N, T(0));  // not softmax (see column_route_ok)
-        V key_best[kColumnMaxK], id_best[kColumnMaxK], y_best[kColumnMaxK];
-        for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = S::zero(), y_best[j] = S::zero();
-        // Experts enter in id order. The new entry's slot is below every kept key >= its own (equal
-        // keys have lower ids, so they stay first): stay[j] = key_best[j] >= key holds for a prefix of
-        // the slots (they are sorted), the entry lands in the first slot where it fails and the slots
-        // below shift down by one. Two selects per slot and array; no chain through the slots.
-        auto insert = [&](V key, V id, V y, bool track_y) __attribute__((always_inline)) {
-          // from the bottom slot up, so that slot j - 1 still holds its old entry
-          auto stay = S::le(key, key_best[k - 1]);
-#pragma GCC unroll 8
-          for (size_t j = k - 1; j >= 1; --j) {
-            const auto stay_above = S::le(key, key_best[j - 1]);
-            key_best[j] = S::select(stay, key_best[j], S::select(stay_above, key, key_best[j - 1]));
-            id_best[j] = S::select(stay, id_best[j], S::select(stay_above, id, id_best[j - 1]));
-            if (track_y) y_best[j] = S::select(stay, y_best[j], S::select(stay_above, y, y_best[j - 1]));
-            stay = stay_above;
-          }
-          key_best[0] = S::select(stay, key_best[0], key);
-          id_best[0] = S::select(stay, id_best[0], id);
-          if (track_y) y_best[0] = S::select(stay, y_best[0], y);
-        };
-        const V one = S::set1(T(1)), zero = S::zero();
-        V id = zero;  // expert e's id in every lane (exact: E < 2^24)
+        V id_best[kColumnMaxK], y_best[kColumnMaxK];
+        const V zero = S::zero();
         V poison = zero;  // + key * 0: stays 0 while every key is finite, NaN after an inf or a NaN
         auto mul_add = [](V a, V b, V c) __attribute__((always_inline)) {
           if constexpr (S::N == 1) {
@@ -885,21 +871,74 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
             return S::fma(a, b, c);
           }
         };
-        if (key_from_scores) {
-          for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
-            const V y = S::load(tile + e * N), key = S::add(S::load(scores + e * N), S::set1(c.bias[e]));
+        auto key_of = [&](size_t e) __attribute__((always_inline)) {
+          return key_from_scores ? S::add(S::load(scores + e * N), S::set1(c.bias[e])) : S::load(tile + e * N);
+        };
+        auto ambiguous = S::ne(zero, zero);  // lanes whose packed keys may rank differently from the keys
+        if constexpr (HasPackedKeys<S>::value && k >= 4) {  // fewer slots: the packing costs more than it saves
+          // Key and id packed in one integer lane (the layer's pack_key: the key's upper 24 bits, then
+          // 255 - id), so that a slot is two integer operations, max(slot, min(slot above, entry)),
+          // against a compare and four blends: k + 1 sorted slots, the extra one to check the k-th.
+          // Packed order is the exact order unless two of the k + 1 share a bucket with different
+          // low bits: such lanes (when any key of the lane has low bits; bfloat16 and float16 logits
+          // never do) are routed again one token at a time, as are non-finite ones. The selected
+          // logits come back from the tile by id, with their own bits (-0 included).
+          V best[kColumnMaxK + 1];
+          const V lowest = S::set1(T(-0.0));  // the bits of INT32_MIN, below every packed key
+          for (size_t j = 0; j <= k; ++j) best[j] = lowest;
+          V low_bits = zero;
+          for (size_t e = 0; e < n; ++e) {
+            const V key = key_of(e);
             poison = mul_add(key, zero, poison);
-            insert(key, id, y, true);
+            low_bits = S::or_bits(low_bits, key);
+            const V entry = S::pack_key(key, S::set1(float_with_bits(static_cast<uint32_t>(255 - e))));
+#pragma GCC unroll 9
+            for (size_t j = k; j >= 1; --j) best[j] = S::key_max(best[j], S::key_min(best[j - 1], entry));
+            best[0] = S::key_max(best[0], entry);
           }
-        } else {  // the key is the logit: y_best is key_best
+          for (size_t j = 0; j < k; ++j) ambiguous = S::mask_or(ambiguous, S::same_bucket(best[j], best[j + 1]));
+          ambiguous = S::mask_and(ambiguous, S::low_bits_nonzero(low_bits));
+          for (size_t j = 0; j < k; ++j) {
+            id_best[j] = S::unpack_id(best[j]);
+            y_best[j] = S::gather_column(tile, id_best[j]);
+          }
+        } else {
+          V key_best[kColumnMaxK];
+          for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = zero, y_best[j] = zero;
+          // Experts enter in id order. The new entry's slot is below every kept key >= its own (equal
+          // keys have lower ids, so they stay first): stay[j] = key_best[j] >= key holds for a prefix
+          // of the slots (they are sorted), the entry lands in the first slot where it fails and the
+          // slots below shift down by one. Two selects per slot and array; no chain through the slots.
+          auto insert = [&](V key, V id, V y, bool track_y) __attribute__((always_inline)) {
+            // from the bottom slot up, so that slot j - 1 still holds its old entry
+            auto stay = S::le(key, key_best[k - 1]);
+#pragma GCC unroll 8
+            for (size_t j = k - 1; j >= 1; --j) {
+              const auto stay_above = S::le(key, key_best[j - 1]);
+              key_best[j] = S::select(stay, key_best[j], S::select(stay_above, key, key_best[j - 1]));
+              id_best[j] = S::select(stay, id_best[j], S::select(stay_above, id, id_best[j - 1]));
+              if (track_y) y_best[j] = S::select(stay, y_best[j], S::select(stay_above, y, y_best[j - 1]));
+              stay = stay_above;
+            }
+            key_best[0] = S::select(stay, key_best[0], key);
+            id_best[0] = S::select(stay, id_best[0], id);
+            if (track_y) y_best[0] = S::select(stay, y_best[0], y);
+          };
+          const V one = S::set1(T(1));
+          V id = zero;  // expert e's id in every lane (exact: E < 2^24)
           for (size_t e = 0; e < n; ++e, id = S::add(id, one)) {
-            const V key = S::load(tile + e * N);
+            const V key = key_of(e);
             poison = mul_add(key, zero, poison);
-            insert(key, id, key, false);
+            if (key_from_scores) {
+              insert(key, id, S::load(tile + e * N), true);
+            } else {  // the key is the logit: y_best is key_best
+              insert(key, id, key, false);
+            }
           }
-          for (size_t j = 0; j < k; ++j) y_best[j] = key_best[j];
+          if (!key_from_scores)
+            for (size_t j = 0; j < k; ++j) y_best[j] = key_best[j];
         }
-        auto bad = S::ne(poison, poison);  // a non-finite key in the lane
+        auto bad = S::mask_or(S::ne(poison, poison), ambiguous);  // a non-finite key in the lane, or ambiguous
         // the weights, lane-wise as route_token_fast and finish_weights compute them per token
         V w[kColumnMaxK];
         if (exp_of_selected) {  // lanes with an infinite selected logit: the general path (see there)

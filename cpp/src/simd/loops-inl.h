@@ -123,6 +123,11 @@ struct HasFold : std::false_type {};
 template <class S>
 struct HasFold<S, std::void_t<decltype(S::kFold)>> : std::bool_constant<S::kFold> {};
 
+template <class S, class = void>
+struct HasPackedKeys : std::false_type {};
+template <class S>
+struct HasPackedKeys<S, std::void_t<decltype(S::kPackedKeys)>> : std::bool_constant<S::kPackedKeys> {};
+
 // dst[e * N + l] = src[l * ld + e] for e < cols, l < N: N rows of a matrix turned into `cols`
 // vectors of N lanes (column e of the N rows). Whole N x N blocks by the layer's transpose where it
 // has one, the rest element by element.

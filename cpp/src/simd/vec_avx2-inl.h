@@ -168,6 +168,36 @@ struct Simd<float> {
     return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t.lo, i), _mm256_permutevar8x32_ps(t.hi, i),
                             _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
   }
+  // Packed selection keys (route_rows; vec_avx512-inl.h says what each does).
+  static constexpr bool kPackedKeys = true;
+  static V pack_key(V key, V code) {
+    const __m256i b = _mm256_castps_si256(key);
+    // blendv takes the lanes whose key has its sign bit set
+    const __m256 o = _mm256_blendv_ps(key, _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_set1_epi32(INT32_MIN), b)), key);
+    return _mm256_or_ps(_mm256_and_ps(o, _mm256_castsi256_ps(_mm256_set1_epi32(~0xff))), code);
+  }
+  static V key_max(V a, V b) {
+    return _mm256_castsi256_ps(_mm256_max_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)));
+  }
+  static V key_min(V a, V b) {
+    return _mm256_castsi256_ps(_mm256_min_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)));
+  }
+  static M same_bucket(V a, V b) {
+    const __m256i upper = _mm256_and_si256(_mm256_castps_si256(_mm256_xor_ps(a, b)), _mm256_set1_epi32(~0xff));
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(upper, _mm256_setzero_si256()));
+  }
+  static V or_bits(V a, V b) { return _mm256_or_ps(a, b); }
+  static M low_bits_nonzero(V a) {
+    const __m256i low = _mm256_and_si256(_mm256_castps_si256(a), _mm256_set1_epi32(0xff));
+    return _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(low, _mm256_setzero_si256()), _mm256_set1_epi32(-1)));
+  }
+  static V unpack_id(V q) {
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(0xff), _mm256_and_si256(_mm256_castps_si256(q), _mm256_set1_epi32(0xff))));
+  }
+  static V gather_column(const T* tile, V id) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_i32gather_ps(tile, _mm256_add_epi32(_mm256_slli_epi32(_mm256_cvtps_epi32(id), 3), lane), 4);
+  }
   // Integer arithmetic on the bit patterns.
   static V add_bits(V a, V b) {
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)));

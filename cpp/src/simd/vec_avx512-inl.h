@@ -167,6 +167,41 @@ struct Simd<float> {
     }
   }
 
+  // Packed selection keys (route_rows): a float key and an 8-bit id code in one 32-bit lane, held
+  // in V as integer bits and ordered as signed integers. pack_key gives the key's bits as a
+  // two's-complement integer (sign-magnitude turned over: increasing with the float, +0 and -0
+  // both 0) with its low 8 bits replaced by the code, so that keys compare by their upper 24 bits
+  // (the bucket), then by code. key_max / key_min order them; same_bucket is true where two packed
+  // keys share their upper 24 bits; low_bits_nonzero where a lane of or_bits-accumulated keys had
+  // any of the low 8 bits set (were all keys whole buckets, buckets order exactly); unpack_id is
+  // 255 - code as a float; gather_column(tile, id) lane l = tile[id_l N + l].
+  static constexpr bool kPackedKeys = true;
+  static V pack_key(V key, V code) {
+    const __m512i b = _mm512_castps_si512(key);
+    const __m512i o = _mm512_mask_sub_epi32(b, _mm512_cmplt_epi32_mask(b, _mm512_setzero_si512()),
+                                            _mm512_set1_epi32(INT32_MIN), b);  // -|key|'s bits where negative
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(o, _mm512_set1_epi32(~0xff), _mm512_castps_si512(code), 0xea));
+  }
+  static V key_max(V a, V b) {
+    return _mm512_castsi512_ps(_mm512_max_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  }
+  static V key_min(V a, V b) {
+    return _mm512_castsi512_ps(_mm512_min_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  }
+  static M same_bucket(V a, V b) {
+    return _mm512_cmplt_epu32_mask(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)),
+                                   _mm512_set1_epi32(0x100));
+  }
+  static V or_bits(V a, V b) { return _mm512_or_ps(a, b); }
+  static M low_bits_nonzero(V a) { return _mm512_test_epi32_mask(_mm512_castps_si512(a), _mm512_set1_epi32(0xff)); }
+  static V unpack_id(V q) {
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(0xff), _mm512_and_si512(_mm512_castps_si512(q), _mm512_set1_epi32(0xff))));
+  }
+  static V gather_column(const T* tile, V id) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_i32gather_ps(_mm512_add_epi32(_mm512_slli_epi32(_mm512_cvtps_epi32(id), 4), lane), tile, 4);
+  }
+
   // 2^n for integral n in [-127, 127]; n == -127 gives +0.
   static V pow2i(V n) {
     __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));

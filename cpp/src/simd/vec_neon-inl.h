@@ -134,6 +134,39 @@ struct Simd<float> {
     const uint32x4_t bytes = vmlaq_n_u32(vdupq_n_u32(0x03020100u), j, 0x04040404u);
     return vreinterpretq_f32_u8(vqtbl4q_u8(t, vreinterpretq_u8_u32(bytes)));
   }
+  // Packed selection keys (route_rows; vec_avx512-inl.h says what each does).
+  static constexpr bool kPackedKeys = true;
+  static V pack_key(V key, V code) {
+    const int32x4_t b = vreinterpretq_s32_f32(key);
+    const int32x4_t o = vbslq_s32(vcltq_s32(b, vdupq_n_s32(0)), vsubq_s32(vdupq_n_s32(INT32_MIN), b), b);
+    return vreinterpretq_f32_s32(vorrq_s32(vandq_s32(o, vdupq_n_s32(~0xff)), vreinterpretq_s32_f32(code)));
+  }
+  static V key_max(V a, V b) {
+    return vreinterpretq_f32_s32(vmaxq_s32(vreinterpretq_s32_f32(a), vreinterpretq_s32_f32(b)));
+  }
+  static V key_min(V a, V b) {
+    return vreinterpretq_f32_s32(vminq_s32(vreinterpretq_s32_f32(a), vreinterpretq_s32_f32(b)));
+  }
+  static M same_bucket(V a, V b) {
+    const uint32x4_t x = veorq_u32(vreinterpretq_u32_f32(a), vreinterpretq_u32_f32(b));
+    return vceqq_u32(vandq_u32(x, vdupq_n_u32(~0xffu)), vdupq_n_u32(0));
+  }
+  static V or_bits(V a, V b) {
+    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), vreinterpretq_u32_f32(b)));
+  }
+  static M low_bits_nonzero(V a) { return vtstq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0xff)); }
+  static V unpack_id(V q) {
+    return vcvtq_f32_s32(vsubq_s32(vdupq_n_s32(0xff), vandq_s32(vreinterpretq_s32_f32(q), vdupq_n_s32(0xff))));
+  }
+  static V gather_column(const T* tile, V id) {  // no gather instruction: four loads
+    const int32x4_t i = vcvtq_s32_f32(id);
+    float32x4_t v = vdupq_n_f32(0.0f);
+    v = vsetq_lane_f32(tile[vgetq_lane_s32(i, 0) * 4 + 0], v, 0);
+    v = vsetq_lane_f32(tile[vgetq_lane_s32(i, 1) * 4 + 1], v, 1);
+    v = vsetq_lane_f32(tile[vgetq_lane_s32(i, 2) * 4 + 2], v, 2);
+    v = vsetq_lane_f32(tile[vgetq_lane_s32(i, 3) * 4 + 3], v, 3);
+    return v;
+  }
   // Integer arithmetic on the bit patterns.
   static V add_bits(V a, V b) {
     return vreinterpretq_f32_u32(vaddq_u32(vreinterpretq_u32_f32(a), vreinterpretq_u32_f32(b)));
