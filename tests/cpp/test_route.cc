@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -136,6 +137,55 @@ TEST_P(Route, MatchesTheDocumentedRules) {
         check_route<float>(40, n, k, o, false, false, n * 7 + k);
         check_route<double>(40, n, k, o, false, true, n * 11 + k);
         check_route<float>(40, n, k, o, true, true, n * 13 + k);
+      }
+    }
+  }
+}
+
+// Batches of tokens go through the many-tokens path, whose packed keys (float32 on SIMD layers,
+// k >= 4) keep only a key's upper 24 bits next to the id: tokens whose best k + 1 are within a few
+// hundred ulps of each other must be routed again one at a time. The ids against the reference
+// (keys are the logits, so float32 near-ties order as in double) and the weights' bits against
+// the same tokens routed alone.
+TEST_P(Route, BatchedNearTiesMatchTheRulesAndSingleTokens) {
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> ulps(-300, 300);
+  for (auto [n, k] : {std::pair<size_t, size_t>{64, 8}, {40, 4}, {130, 6}}) {
+    const size_t tokens = 37;
+    std::vector<float> x(tokens * n);
+    for (float& v : x) v = normal(rng) - 4;
+    for (size_t t = 0; t < tokens; ++t) {
+      const float base = normal(rng);
+      for (size_t j = 0; j < k + 2; ++j) {
+        int32_t bits;
+        std::memcpy(&bits, &base, 4);
+        bits += ulps(rng);
+        float v;
+        std::memcpy(&v, &bits, 4);
+        x[t * n + rng() % n] = t % 5 == 0 ? (j % 2 ? -0.0f : 0.0f) : v;  // some tokens: signed zeros
+      }
+    }
+    for (auto scoring : {RouteScoring::kNone, RouteScoring::kSigmoid}) {
+      RouteOptions o;
+      o.scoring = scoring;
+      std::vector<float> w(tokens * k), w1(k);
+      std::vector<int32_t> ids(tokens * k), ids1(k);
+      const int64_t T_ = int64_t(tokens), N = int64_t(n), K = int64_t(k);
+      logitkit::route<float>(contiguous<const float>(x.data(), {T_, N}), contiguous<float>(w.data(), {T_, K}),
+                             contiguous<int32_t>(ids.data(), {T_, K}), K, o);
+      for (size_t t = 0; t < tokens; ++t) {
+        logitkit::route<float>(contiguous<const float>(x.data() + t * n, {1, N}), contiguous<float>(w1.data(), {1, K}),
+                               contiguous<int32_t>(ids1.data(), {1, K}), K, o);
+        std::vector<double> xr(x.begin() + long(t * n), x.begin() + long((t + 1) * n));
+        std::vector<int32_t> rid;
+        std::vector<double> rw;
+        reference_route(xr, k, o, nullptr, nullptr, rid, rw);
+        for (size_t j = 0; j < k; ++j) {
+          ASSERT_EQ(ids[t * k + j], rid[j]) << "n " << n << " token " << t << " slot " << j;
+          ASSERT_EQ(ids[t * k + j], ids1[j]) << "n " << n << " token " << t << " slot " << j;
+          ASSERT_EQ(std::memcmp(&w[t * k + j], &w1[j], 4), 0) << "n " << n << " token " << t << " slot " << j;
+        }
       }
     }
   }

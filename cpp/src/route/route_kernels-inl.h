@@ -10,8 +10,8 @@
 //   pass.
 // - route_rows: batches of routers with E <= 256 and k <= 8 whose keys are the logits or
 //   bias-shifted non-softmax scores (Mixtral, Qwen, OLMoE, gpt-oss, Llama 4, ungrouped sigmoid
-//   routers) take N tokens per vector and a vertical insertion network, with the same bits as the
-//   one-token path.
+//   routers) take N tokens per vector and a sorting network on packed (key, id) integers, or a
+//   vertical insertion network, with the same bits as the one-token path.
 // - route_token_general, any other token (NaN, forced, fewer than k usable): (class, key, id)
 //   kept by insertion in id order, weights in double.
 // Ties go to the lower id on every path. Compute-bound in L1 (a router row is at most a few KB):
@@ -800,15 +800,17 @@ void route_token(const RouteConfig<T>& c, const RouteToken<T>& t, void* scratch)
 
 
 // Tokens N at a time, one per lane: the N rows are transposed into E vectors (expert e of every
-// token; whole N x N blocks by the layer's transpose), and a vertical insertion network keeps the
-// k best keys per lane, in (key descending, id ascending) order: experts enter in id order and
-// land below every kept key >= their own. Per token about E k / N (compare + 4 blends), branch-free,
-// with k a compile-time constant so the k slots stay in registers: at E = 64, k = 8 (AVX-512) 48 ns
-// a token on one Zen 4 core against 160-180 ns for the one-token path, whose threshold, compaction
-// and ranking cost a fixed ~400 cycles a token; the crossover is past E = 256 (measured: 245 against
-// 297 ns at k = 8). The same scores, keys and weight arithmetic as route_token_fast, lane-wise, so a
+// token; whole N x N blocks by the layer's transpose), and the k best keys per lane are kept in
+// (key descending, id ascending) order, branch-free, with k a compile-time constant so the slots
+// stay in registers. float32 with k >= 4 on a SIMD layer: keys and ids packed into integers,
+// groups sorted by a network and merged (below; 33 ns a token at E = 64, k = 8 on one Zen 4 core);
+// otherwise a vertical insertion network, experts entering in id order below every kept key >=
+// their own (E k / N compares and 4 E k / N blends a token; 48 ns at E = 64, k = 8). The one-token
+// path's threshold, compaction and ranking cost a fixed ~400 cycles a token, so the crossover is
+// past E = 256. The same scores, keys and weight arithmetic as route_token_fast, lane-wise, so a
 // token gets the same bits on either path. Lanes with a key that is not finite are routed again one
 // token at a time (route_token), as are batches' last rows when fewer than N/4 remain.
+// Compute-bound (the tile is L1-resident): judged by operation count.
 inline float float_with_bits(uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof f);
@@ -875,34 +877,76 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
           return key_from_scores ? S::add(S::load(scores + e * N), S::set1(c.bias[e])) : S::load(tile + e * N);
         };
         auto ambiguous = S::ne(zero, zero);  // lanes whose packed keys may rank differently from the keys
-        if constexpr (HasPackedKeys<S>::value && k >= 4) {  // fewer slots: the packing costs more than it saves
+        bool selected = false;
+        // packed keys where the selection outweighs their fixed costs (packing, gathers, the check):
+        // measured on Zen 4, slower at E k < 64, even at 96, faster beyond
+        if constexpr (HasPackedKeys<S>::value && k >= 3) if (n * k >= 96) {
+          selected = true;
           // Key and id packed in one integer lane (the layer's pack_key: the key's upper 24 bits, then
-          // 255 - id), so that a slot is two integer operations, max(slot, min(slot above, entry)),
-          // against a compare and four blends: k + 1 sorted slots, the extra one to check the k-th.
-          // Packed order is the exact order unless two of the k + 1 share a bucket with different
-          // low bits: such lanes (when any key of the lane has low bits; bfloat16 and float16 logits
-          // never do) are routed again one token at a time, as are non-finite ones. The selected
-          // logits come back from the tile by id, with their own bits (-0 included).
-          V best[kColumnMaxK + 1];
+          // 255 - id), so that a compare-exchange is two integer operations (max and min) and no blend.
+          // Groups of G = 4 or 8 experts are sorted by a network (5 or 19 compare-exchanges) and merged
+          // into the running sorted top G: the G larger of the pairs (top[j], group[G - 1 - j]) form a
+          // bitonic sequence, sorted by log2 G half-cleaners; the smaller ones' largest so far is the
+          // (G + 1)-th best, to check the k-th when k = G. About half the operations of inserting each
+          // expert into k + 1 slots. Packed order is the exact order unless two of the k + 1 best
+          // share a bucket with different low bits: such lanes (when any key of the lane has low
+          // bits; bfloat16 and float16 logits never do) are routed again one token at a time, as are
+          // non-finite ones. The selected logits come back from the tile by id, with their own bits
+          // (-0 included).
+          constexpr size_t G = k <= 4 ? 4 : 8;
           const V lowest = S::set1(T(-0.0));  // the bits of INT32_MIN, below every packed key
-          for (size_t j = 0; j <= k; ++j) best[j] = lowest;
-          V low_bits = zero;
-          for (size_t e = 0; e < n; ++e) {
-            const V key = key_of(e);
-            poison = mul_add(key, zero, poison);
-            low_bits = S::or_bits(low_bits, key);
-            const V entry = S::pack_key(key, S::set1(float_with_bits(static_cast<uint32_t>(255 - e))));
-#pragma GCC unroll 9
-            for (size_t j = k; j >= 1; --j) best[j] = S::key_max(best[j], S::key_min(best[j - 1], entry));
-            best[0] = S::key_max(best[0], entry);
+          auto exchange = [](V& a, V& b) __attribute__((always_inline)) {  // a, b = max, min
+            const V hi = S::key_max(a, b);
+            b = S::key_min(a, b);
+            a = hi;
+          };
+          V best[G], next = lowest, low_bits = zero;
+          for (size_t j = 0; j < G; ++j) best[j] = lowest;  // overwritten by the first group
+          for (size_t e0 = 0; e0 < n; e0 += G) {
+            V group[G];
+            for (size_t j = 0; j < G; ++j) {
+              const size_t e = e0 + j;
+              if (e >= n) {
+                group[j] = lowest;
+                continue;
+              }
+              const V key = key_of(e);
+              poison = mul_add(key, zero, poison);
+              low_bits = S::or_bits(low_bits, key);
+              group[j] = S::pack_key(key, S::set1(float_with_bits(static_cast<uint32_t>(255 - e))));
+            }
+            if constexpr (G == 4) {
+              exchange(group[0], group[1]), exchange(group[2], group[3]);
+              exchange(group[0], group[2]), exchange(group[1], group[3]);
+              exchange(group[1], group[2]);
+            } else {
+              exchange(group[0], group[2]), exchange(group[1], group[3]), exchange(group[4], group[6]), exchange(group[5], group[7]);
+              exchange(group[0], group[4]), exchange(group[1], group[5]), exchange(group[2], group[6]), exchange(group[3], group[7]);
+              exchange(group[0], group[1]), exchange(group[2], group[3]), exchange(group[4], group[5]), exchange(group[6], group[7]);
+              exchange(group[2], group[4]), exchange(group[3], group[5]);
+              exchange(group[1], group[4]), exchange(group[3], group[6]);
+              exchange(group[1], group[2]), exchange(group[3], group[4]), exchange(group[5], group[6]);
+            }
+            if (e0 == 0) {
+              for (size_t j = 0; j < G; ++j) best[j] = group[j];
+              continue;
+            }
+            for (size_t j = 0; j < G; ++j) {
+              if (k == G) next = S::key_max(next, S::key_min(best[j], group[G - 1 - j]));
+              best[j] = S::key_max(best[j], group[G - 1 - j]);
+            }
+            for (size_t h = G / 2; h >= 1; h /= 2)
+              for (size_t j = 0; j < G; ++j)
+                if (!(j & h)) exchange(best[j], best[j + h]);
           }
-          for (size_t j = 0; j < k; ++j) ambiguous = S::mask_or(ambiguous, S::same_bucket(best[j], best[j + 1]));
+          for (size_t j = 0; j < k; ++j) ambiguous = S::mask_or(ambiguous, S::same_bucket(best[j], j + 1 < G ? best[j + 1] : next));
           ambiguous = S::mask_and(ambiguous, S::low_bits_nonzero(low_bits));
           for (size_t j = 0; j < k; ++j) {
             id_best[j] = S::unpack_id(best[j]);
             y_best[j] = S::gather_column(tile, id_best[j]);
           }
-        } else {
+        }
+        if (!selected) {
           V key_best[kColumnMaxK];
           for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = zero, y_best[j] = zero;
           // Experts enter in id order. The new entry's slot is below every kept key >= its own (equal
