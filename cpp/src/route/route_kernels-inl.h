@@ -603,8 +603,9 @@ size_t group_limit_vectors(const RouteConfig<T>& c, T* key, bool masked, T* lane
   for (size_t l = 0; l < N; ++l) kept |= ((kept_lanes >> l) & 1u) << static_cast<unsigned>(lane_group[l]);
   V first = minus_inf, second = minus_inf;
   size_t kept_allowed = 0;
+  const T gates[2] = {-kInf, kInf};  // min with a gate: -inf, or unchanged
   for (size_t g = 0; g < groups; ++g) {
-    const V gate = S::set1((kept >> g) & 1u ? kInf : -kInf);  // min with it: unchanged, or -inf
+    const V gate = S::set1(gates[(kept >> g) & 1u]);  // a load, not a branch on a coin flip per group
     for (size_t i = g * size; i < (g + 1) * size; i += N) {
       const V v = S::min(S::load(key + i), gate);
       S::store(key + i, v);
