@@ -885,10 +885,10 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
         };
         auto ambiguous = S::ne(zero, zero);  // lanes whose packed keys may rank differently from the keys
         bool selected = false;
-        // packed keys where the selection outweighs their fixed costs (packing, gathers, the check):
-        // measured on Zen 4, slower at E k < 64, even at 96, faster beyond
-        if constexpr (HasPackedKeys<S>::value && k >= 3) if (n * k >= 96) {
-          selected = true;
+        // (a generic lambda: layers without packed keys never see their operations)
+        auto packed_selection = [&](auto layer) __attribute__((always_inline)) {
+          using P = decltype(layer);
+          using PV = typename P::V;
           // Key and id packed in one integer lane (the layer's pack_key: the key's upper 24 bits, then
           // 255 - id), so that a compare-exchange is two integer operations (max and min) and no blend.
           // Groups of G = 4 or 8 experts are sorted by a network (5 or 19 compare-exchanges) and merged
@@ -901,26 +901,26 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
           // non-finite ones. The selected logits come back from the tile by id, with their own bits
           // (-0 included).
           constexpr size_t G = k <= 4 ? 4 : 8;
-          const V lowest = S::set1(T(-0.0));  // the bits of INT32_MIN, below every packed key
-          auto exchange = [](V& a, V& b) __attribute__((always_inline)) {  // a, b = max, min
-            const V hi = S::key_max(a, b);
-            b = S::key_min(a, b);
+          const PV lowest = P::set1(T(-0.0));  // the bits of INT32_MIN, below every packed key
+          auto exchange = [](PV& a, PV& b) __attribute__((always_inline)) {  // a, b = max, min
+            const PV hi = P::key_max(a, b);
+            b = P::key_min(a, b);
             a = hi;
           };
-          V best[G], next = lowest, low_bits = zero;
+          PV best[G], next = lowest, low_bits = zero;
           for (size_t j = 0; j < G; ++j) best[j] = lowest;  // overwritten by the first group
           for (size_t e0 = 0; e0 < n; e0 += G) {
-            V group[G];
+            PV group[G];
             for (size_t j = 0; j < G; ++j) {
               const size_t e = e0 + j;
               if (e >= n) {
                 group[j] = lowest;
                 continue;
               }
-              const V key = key_of(e);
+              const PV key = key_of(e);
               poison = mul_add(key, zero, poison);
-              low_bits = S::or_bits(low_bits, key);
-              group[j] = S::pack_key(key, S::set1(float_with_bits(static_cast<uint32_t>(255 - e))));
+              low_bits = P::or_bits(low_bits, key);
+              group[j] = P::pack_key(key, P::set1(float_with_bits(static_cast<uint32_t>(255 - e))));
             }
             if constexpr (G == 4) {
               exchange(group[0], group[1]), exchange(group[2], group[3]);
@@ -939,20 +939,27 @@ void route_rows(const RouteConfig<T>& c, const T* x, ptrdiff_t ldx, size_t rows,
               continue;
             }
             for (size_t j = 0; j < G; ++j) {
-              if (k == G) next = S::key_max(next, S::key_min(best[j], group[G - 1 - j]));
-              best[j] = S::key_max(best[j], group[G - 1 - j]);
+              if (k == G) next = P::key_max(next, P::key_min(best[j], group[G - 1 - j]));
+              best[j] = P::key_max(best[j], group[G - 1 - j]);
             }
             for (size_t h = G / 2; h >= 1; h /= 2)
               for (size_t j = 0; j < G; ++j)
                 if (!(j & h)) exchange(best[j], best[j + h]);
           }
-          for (size_t j = 0; j < k; ++j) ambiguous = S::mask_or(ambiguous, S::same_bucket(best[j], j + 1 < G ? best[j + 1] : next));
-          ambiguous = S::mask_and(ambiguous, S::low_bits_nonzero(low_bits));
+          for (size_t j = 0; j < k; ++j) ambiguous = P::mask_or(ambiguous, P::same_bucket(best[j], j + 1 < G ? best[j + 1] : next));
+          ambiguous = P::mask_and(ambiguous, P::low_bits_nonzero(low_bits));
           for (size_t j = 0; j < k; ++j) {
-            id_best[j] = S::unpack_id(best[j]);
-            y_best[j] = S::gather_column(tile, id_best[j]);
+            id_best[j] = P::unpack_id(best[j]);
+            y_best[j] = P::gather_column(tile, id_best[j]);
           }
-        }
+        };
+        // packed keys where the selection outweighs their fixed costs (packing, gathers, the check):
+        // measured on Zen 4, slower at E k < 64, even at 96, faster beyond
+        if constexpr (HasPackedKeys<S>::value && k >= 3)
+          if (n * k >= 96) {
+            packed_selection(S{});
+            selected = true;
+          }
         if (!selected) {
           V key_best[kColumnMaxK];
           for (size_t j = 0; j < k; ++j) key_best[j] = S::set1(-kInf), id_best[j] = zero, y_best[j] = zero;
