@@ -143,6 +143,22 @@ def test_entmax_bisect_few_iterations_follow_the_package(isa, alpha):
         np.testing.assert_allclose(lk.entmax_bisect(x, alpha, n_iter=n_iter), expected, rtol=0, atol=1e-13)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_entmax_bisect_equal_values_any_iteration_count(isa, dtype):
+    """A row of equal values has its threshold at the top of the bisection bracket, where
+    1 - (alpha - 1) theta rounds to 0: once the midpoints reach it (alpha = 10.75, n_iter = 24 in
+    float32, a fuzzer finding) the last point has no mass, and the output must still be the
+    uniform distribution 1/n, not zeros (or the package's 0/0)."""
+    for n in (2, 3, 15, 100):
+        x = np.full((2, n), 0.25, dtype)
+        for alpha in (1.5, 2.0, 4.0, 10.75, 30.0):
+            for n_iter in range(1, 60):
+                for temperature in (1.0, 65.0):
+                    y = lk.entmax_bisect(x, alpha, n_iter=n_iter, temperature=temperature)
+                    np.testing.assert_allclose(y, 1 / n, rtol=16 * np.finfo(dtype).eps,
+                                               err_msg=f"n={n} alpha={alpha} n_iter={n_iter} T={temperature}")
+
 def test_entmax_bisect_alpha_one_is_softmax(isa):
     x = np.random.default_rng(0).standard_normal((3, 40))
     e = np.exp(x / 0.7 - (x / 0.7).max(-1, keepdims=True))

@@ -346,7 +346,10 @@ struct BisectResult {
   double theta, sum;
 };
 
-// theta_m (the last point evaluated) and the sum there; e = alpha - 1.
+// theta_m (the last point evaluated) and the sum there; e = alpha - 1. When that sum is 0 (the
+// midpoints reached the bracket's top end in T's rounding, which is where the exact threshold of
+// a row of equal values lies: 1 - e theta rounds to 0), the last point with mass instead, so that
+// the output is a distribution (the entmax package divides 0 by 0 there).
 template <class T, class G>
 BisectResult bisect_threshold(T* buf, size_t nb, T m, size_t n, T e, int n_iter, const G& g) {
   T theta_lo = T(0), shift = m, theta_m = theta_lo;
@@ -354,6 +357,7 @@ BisectResult bisect_threshold(T* buf, size_t nb, T m, size_t n, T e, int n_iter,
   const double ed = static_cast<double>(e);
   T dm = static_cast<T>(-std::expm1(-ed * std::log(static_cast<double>(n))) / ed);
   double sum = 0;
+  BisectResult with_mass{0.0, 0.0};
   for (int it = 0; it < n_iter; ++it) {
     dm = dm / T(2);
     const T t = theta_lo + dm;
@@ -361,9 +365,11 @@ BisectResult bisect_threshold(T* buf, size_t nb, T m, size_t n, T e, int n_iter,
     sum = bisect_pass(buf, nb, shift, theta_lo, t, e, g);
     shift = T(0);
     theta_m = t;
+    if (sum > 0) with_mass = {static_cast<double>(t), sum};
     if (sum - 1.0 >= 0) theta_lo = t;
     if (stalled) break;
   }
+  if (!(sum > 0) && with_mass.sum > 0) return with_mass;
   return {static_cast<double>(theta_m), sum};
 }
 
