@@ -47,10 +47,7 @@ struct Simd<float> {
   using V = __m256;
   using M = __m256;  // all-ones lanes are true
   static constexpr size_t N = 8;
-  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
-  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
-  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
-  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  // fold<c>: vec_avx512-inl.h's Simd<float> says what it does.
   static constexpr bool kFold = true;
   template <size_t c>
   static void fold(V a, V b, V& lo, V& hi) {
@@ -241,10 +238,7 @@ struct Simd<double> {
   using V = __m256d;
   using M = __m256d;
   static constexpr size_t N = 4;
-  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
-  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
-  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
-  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  // fold<c>: vec_avx512-inl.h's Simd<float> says what it does.
   static constexpr bool kFold = true;
   template <size_t c>
   static void fold(V a, V b, V& lo, V& hi) {

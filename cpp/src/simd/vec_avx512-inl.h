@@ -249,10 +249,7 @@ struct Simd<double> {
   using V = __m512d;
   using M = __mmask8;
   static constexpr size_t N = 8;
-  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
-  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
-  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
-  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  // fold<c>: as Simd<float>'s above.
   static constexpr bool kFold = true;
   template <size_t c>
   static void fold(V a, V b, V& lo, V& hi) {

@@ -20,10 +20,7 @@ struct Simd<float> {
   using V = float32x4_t;
   using M = uint32x4_t;
   static constexpr size_t N = 4;
-  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
-  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
-  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
-  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  // fold<c>: vec_avx512-inl.h's Simd<float> says what it does.
   static constexpr bool kFold = true;
   template <size_t c>
   static void fold(V a, V b, V& lo, V& hi) {
@@ -196,10 +193,7 @@ struct Simd<double> {
   using V = float64x2_t;
   using M = uint64x2_t;
   static constexpr size_t N = 2;
-  // Blocks of 2c lanes split across two vectors (c a power of two below N): lane j of lo and of hi
-  // come from the same aligned 2c-lane block of a or b, lo from its lower c lanes and hi from its
-  // upper c, and the output pairs up into aligned c-lane blocks. Reducing lo with hi lane-wise halves
-  // every block while packing a's and b's blocks into one vector (a segmented reduction's step).
+  // fold<c>: vec_avx512-inl.h's Simd<float> says what it does.
   static constexpr bool kFold = true;
   template <size_t>
   static void fold(V a, V b, V& lo, V& hi) { lo = vzip1q_f64(a, b), hi = vzip2q_f64(a, b); }
