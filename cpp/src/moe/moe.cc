@@ -444,17 +444,16 @@ int64_t dispatch_capacity(int64_t tokens, int64_t k, int64_t experts, const Disp
   if (o.min_capacity < 0) invalid("min_capacity", "must be >= 0, got " + std::to_string(o.min_capacity));
   if (o.block_size < 1) invalid("block_size", "must be >= 1, got " + std::to_string(o.block_size));
   if (o.capacity >= 0) return o.capacity;
-  if (o.capacity_factor > 0.0 && tokens > 0 && k > 0)
-    // no expert can receive more than tokens * k pairs, nor more than 2^62 (no buffer holds that
-    // many): a larger capacity drops nothing, and the product would not fit an int64 (the
-    // conversion is undefined behaviour beyond it; tokens * k alone can pass it, a fuzzer finding)
-    return std::max<int64_t>(o.min_capacity,
-                             static_cast<int64_t>(std::min({std::ceil(o.capacity_factor * double(tokens) * double(k) /
-                                                                      double(experts)),
-                                                            double(tokens) * double(k), 0x1p62})));
-  // no pairs: a factor times nothing is no capacity (and a huge factor times 0 would be inf * 0)
-  if (o.capacity_factor > 0.0) return std::max<int64_t>(o.min_capacity, 0);
-  return -1;
+  if (!(o.capacity_factor > 0.0)) return -1;
+  const double pairs = double(tokens) * double(k);
+  if (pairs == 0) return o.min_capacity;  // a factor times no pairs (a huge one would form inf * 0)
+  // no expert can receive more than tokens * k pairs, nor more than 2^62 (no buffer holds that
+  // many): a larger capacity drops nothing, and the product would not fit an int64 (the conversion
+  // is undefined behaviour beyond it; tokens * k alone can pass it, a fuzzer finding)
+  return std::max<int64_t>(
+      o.min_capacity,
+      static_cast<int64_t>(std::min({std::ceil(o.capacity_factor * double(tokens) * double(k) / double(experts)), pairs,
+                                     0x1p62})));
 }
 
 void expert_counts(ArrayView<const int32_t> experts, int64_t num_experts, ArrayView<int64_t> counts) {
