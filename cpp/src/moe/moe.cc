@@ -438,6 +438,9 @@ int64_t dispatch_slot_bound(int64_t pairs, int64_t experts, int64_t block_size) 
 }
 
 int64_t dispatch_capacity(int64_t tokens, int64_t k, int64_t experts, const DispatchOptions& o) {
+  if (experts < 1) invalid("num_experts", "must be >= 1, got " + std::to_string(experts));
+  if (tokens < 0 || k < 0)
+    invalid("experts", "tokens and k must be >= 0, got " + std::to_string(tokens) + " and " + std::to_string(k));
   if (o.capacity < -1) invalid("capacity", "must be >= 0 (or -1: none), got " + std::to_string(o.capacity));
   if (!(o.capacity_factor >= 0.0) || !std::isfinite(o.capacity_factor))
     invalid("capacity_factor", "must be a finite number >= 0, got " + shortest_repr(o.capacity_factor));
