@@ -500,3 +500,26 @@ def test_plain_call_fast_path_matches_general_path(isa, dtype, shape, k):
     np.testing.assert_array_equal(i.reshape(-1, k), ri)
     with pytest.raises(ValueError, match="^k"):
         logitkit.route(x, shape[-1] + 1)
+
+
+
+@pytest.mark.parametrize("scoring", ["sigmoid", "sqrtsoftplus"])
+def test_saturating_scores_beside_ordinary_ones(isa, scoring):
+    """Rows that mix ordinary logits with ones beyond the exp's fast range (|x| > 87: a sigmoid of
+    exactly 1 or a denormal one, the square root of a denormal softplus) in the same vectors: the
+    fast path defers its range check to the end of the row and must then redo the row with the full
+    exp. With and without a bias, grouped (DeepSeek-V3-like) and ungrouped (Kimi-K2-like)."""
+    rng = np.random.default_rng(4096)
+    # sigmoid(100) and sigmoid(300) are exactly 1 in float64 as in float32, so their ties order
+    # the same way in the reference; sqrt(softplus(x)) stays distinct on both sides
+    far = np.array([-200.0, -150.5, -100.25, -88.0, 100.0, 300.0] + ([88.0, 90.5] if scoring == "sqrtsoftplus" else []),
+                   np.float32)
+    for e, n_group, topk_group in [(384, 1, 1), (256, 8, 4), (64, 1, 1), (40, 1, 1), (160, 4, 2)]:
+        x = grid((24, e), -12, 12, rng)
+        at = rng.random(x.shape) < 0.1
+        x[at] = rng.choice(far, size=int(at.sum()))
+        x[0, :] = -88.0  # a whole row out of range (a denormal sigmoid: exp(-x) below overflow)
+        x[1, ::2] = -95.0
+        for bias in [None, (rng.integers(-4, 4, e) / 8).astype(np.float32)]:
+            check(x, 8, scoring=scoring, bias=bias, n_group=n_group, topk_group=topk_group, renormalize=True,
+                  group_score="top2_sum" if n_group > 1 else "max")

@@ -108,17 +108,24 @@ void transform(const RouteConfig<T>& c, const T* x, T* y, size_t n) {
 
 // s = score(y) for every entry (softmax: exp(y - m), unnormalised). NaN stays NaN. One loop per
 // scoring (the switch outside the loop: a router row is short, so per-vector dispatch showed).
-template <class T, RouteScoring kScoring>
-inline __attribute__((always_inline)) typename Simd<T>::V score_vector(typename Simd<T>::V v, typename Simd<T>::V vm) {
+// exp: an exp policy of simd/math-inl.h (CheckedExp by default; the same bits from any of them).
+template <class T, RouteScoring kScoring, class Exp = CheckedExp<T>>
+inline __attribute__((always_inline)) typename Simd<T>::V score_vector(typename Simd<T>::V v, typename Simd<T>::V vm,
+                                                                       Exp&& exp = Exp{}) {
   using S = Simd<T>;
   using V = typename S::V;
   const V zero = S::zero(), one = S::set1(T(1));
+  auto exp_of = [&](V x) __attribute__((always_inline)) {
+    V e[1] = {x};
+    exp(e);
+    return e[0];
+  };
   if constexpr (kScoring == RouteScoring::kSoftmax) {
-    return vexp<T>(S::sub(v, vm));
+    return exp_of(S::sub(v, vm));
   } else if constexpr (kScoring == RouteScoring::kSigmoid) {
-    return S::div(one, S::add(one, vexp<T>(S::sub(zero, v))));
+    return S::div(one, S::add(one, exp_of(S::sub(zero, v))));
   } else if constexpr (kScoring == RouteScoring::kSqrtSoftplus) {  // softplus = max(v, 0) + log1p(exp(-|v|))
-    const V sp = S::add(S::max(v, zero), vlog1p<T>(vexp<T>(S::sub(zero, S::abs(v)))));
+    const V sp = S::add(S::max(v, zero), vlog1p<T>(exp_of(S::sub(zero, S::abs(v)))));
     return S::sqrt(S::select(S::ne(v, v), v, sp));
   } else {
     return v;
@@ -471,40 +478,58 @@ bool key_pass(const T* src, T* s, const T* bias, const uint8_t* mask, T* key, si
   using V = typename S::V;
   using M = typename S::M;
   constexpr T kInf = std::numeric_limits<T>::infinity();
-  const V minus_inf = S::set1(-kInf), inf = S::set1(kInf), no_max = S::zero();
-  M bad = S::lt(inf, inf);  // all false
-  V first = minus_inf, second = minus_inf;
-  size_t masked = 0;
-  auto step = [&](V v, M ok, size_t i, size_t r) __attribute__((always_inline)) {
-    if constexpr (kWriteScores) {
-      v = score_vector<T, kFused>(v, no_max);
-      if (r == S::N) S::store(s + i, v);
-      else S::store_tail(s + i, v, r);
-    }
-    if (bias) v = S::add(v, r == S::N ? S::load(bias + i) : S::load_tail(bias + i, r, T(0)));
-    bad = S::mask_or(bad, S::mask_andnot(S::lt(S::abs(v), inf), ok));  // NaN fails lt
-    if (mask) masked += static_cast<size_t>(__builtin_popcount(~S::bits(ok) & ((r == S::N ? (1u << S::N) : (1u << r)) - 1u)));
-    v = S::select(ok, v, minus_inf);
-    if (key) {
-      if (r == S::N) S::store(key + i, v);
-      else S::store_tail(key + i, v, r);
-    }
-    if (r < S::N) v = S::select(lanes_below<T>(r), v, minus_inf);
-    second = S::max(second, S::min(first, v));
-    first = S::max(first, v);
-  };
+  const V minus_inf = S::set1(-kInf), zero = S::zero();
   const M all = S::le(minus_inf, minus_inf);  // all true
-  for_vectors<S>(
-      n, [&](size_t i, int) { step(S::load(src + i), mask ? S::load_mask(mask + i) : all, i, S::N); },
-      [&](size_t i, size_t r) {
-        // lanes past r hold 0 (finite) or are not allowed: they never fail the check, and step
-        // counts masked entries among the first r lanes only
-        step(S::load_tail(src + i, r, T(0)), mask ? S::load_mask_tail(mask + i, r) : all, i, r);
-      });
-  S::store(lane_top2, first);
-  S::store(lane_top2 + S::N, second);
-  masked_out = masked;
-  return !S::any(bad);
+  // The exp's range check deferred to the end of the row (with_guarded_exp: the row again with the
+  // checked exp if an argument was out of range), and the finiteness check an accumulated
+  // key * 0 + poison (NaN from the first allowed key that is not finite): no compare, mask move or
+  // branch per vector (E = 384: 35% of the pass).
+  auto pass = [&](auto& exp) __attribute__((always_inline)) {
+    V first = minus_inf, second = minus_inf, poison = zero;
+    size_t masked = 0;
+    auto step = [&](V v, M ok, size_t i, size_t r) __attribute__((always_inline)) {
+      if constexpr (kWriteScores) {
+        v = score_vector<T, kFused>(v, zero, exp);
+        if (r == S::N) S::store(s + i, v);
+        else S::store_tail(s + i, v, r);
+      }
+      if (bias) v = S::add(v, r == S::N ? S::load(bias + i) : S::load_tail(bias + i, r, T(0)));
+      if (mask) {
+        masked += static_cast<size_t>(__builtin_popcount(~S::bits(ok) & ((r == S::N ? (1u << S::N) : (1u << r)) - 1u)));
+        v = S::select(ok, v, minus_inf);
+      }
+      if constexpr (S::N == 1) {
+        poison = S::add(S::mul(mask ? S::select(ok, v, zero) : v, zero), poison);  // the baseline has no FMA
+      } else {
+        poison = S::fma(mask ? S::select(ok, v, zero) : v, zero, poison);
+      }
+      if (key) {
+        if (r == S::N) S::store(key + i, v);
+        else S::store_tail(key + i, v, r);
+      }
+      if (r < S::N) v = S::select(lanes_below<T>(r), v, minus_inf);
+      second = S::max(second, S::min(first, v));
+      first = S::max(first, v);
+    };
+    for_vectors<S>(
+        n, [&](size_t i, int) { step(S::load(src + i), mask ? S::load_mask(mask + i) : all, i, S::N); },
+        [&](size_t i, size_t r) {
+          // lanes past r hold 0 (finite) or are not allowed: they never poison, and step counts
+          // masked entries among the first r lanes only
+          step(S::load_tail(src + i, r, T(0)), mask ? S::load_mask_tail(mask + i, r) : all, i, r);
+        });
+    S::store(lane_top2, first);
+    S::store(lane_top2 + S::N, second);
+    masked_out = masked;
+    return !S::any(S::ne(poison, poison));
+  };
+  if constexpr (kWriteScores && kFused != RouteScoring::kNone) {
+    bool guarded = true;
+    return with_guarded_exp<T>(pass, guarded);
+  } else {
+    CheckedExp<T> unused;
+    return pass(unused);
+  }
 }
 
 // fuse: the scores computed in the key pass (scoring "none": s is a copy of y).
