@@ -465,7 +465,8 @@ def test_group_limit_whole_vector_groups(isa):
         for case in range(6):
             topk_group = int(rng.integers(1, n_group + 1))
             size = e // n_group
-            k = int(rng.integers(1, min(8, topk_group * size) + 1))
+            # k past 2N (the insertion path over the kept groups' spans) in some cases
+            k = int(rng.integers(1, min(8 if case < 3 else 64, topk_group * size) + 1))
             dtype = np.float32 if case % 2 == 0 else np.float64
             x = (rng.integers(-3, 4, (int(rng.integers(1, 40)), e)) / 2).astype(dtype)  # many exact ties
             kw = dict(scoring=str(rng.choice(["sigmoid", "none", "softmax"])), n_group=n_group, topk_group=topk_group,

@@ -318,17 +318,27 @@ void route_token_general(const RouteConfig<T>& c, const RouteToken<T>& t, double
 // lane_top2, where the caller's key pass already has them: the 2N lane-wise largest and second
 // largest keys of the row (vector lanes of kp from index 0, -inf past n), which this function would
 // otherwise compute in a pass of its own.
+// span_begin (with lane_top2): only the entries of `spans` spans of span_len entries (whole vectors,
+// ascending, disjoint) are keys, the rest of kp is never read (a group limit's kept groups), and
+// lane_top2 is over those.
 template <class T>
-void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel, const T* lane_top2 = nullptr) {
+void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel, const T* lane_top2 = nullptr,
+                  const size_t* span_begin = nullptr, size_t spans = 0, size_t span_len = 0) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr size_t N = S::N;
   constexpr size_t kMaxRanked = 4 * N;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   const T* iota = lane_indices<T>();
+  const size_t whole = 0;
+  if (!span_begin) {  // one span: the row
+    span_begin = &whole;
+    spans = 1;
+    span_len = n;
+  }
   if (k <= 2 * N) {
     T thr = -kInf;  // rows of at most 2N entries: every entry is a candidate
-    if (n > 2 * N) {
+    if (spans * span_len > 2 * N) {
       V first = S::set1(-kInf), second = first;
       if (lane_top2) {
         first = S::load(lane_top2);
@@ -387,8 +397,12 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel, const T
       count += got;
       overflow = overflow || count > kMaxRanked;
     };
-    for (; i + N <= n && !overflow; i += N) take(S::load(kp + i), i, N);
-    if (i < n && !overflow) take(S::load_tail(kp + i, n - i, -kInf), i, n - i);
+    for (size_t span = 0; span < spans; ++span) {
+      i = span_begin[span];
+      const size_t end = i + span_len;
+      for (; i + N <= end && !overflow; i += N) take(S::load(kp + i), i, N);
+      if (i < end && !overflow) take(S::load_tail(kp + i, end - i, -kInf), i, end - i);
+    }
     if (!overflow && n < (size_t{1} << 24)) {
       const size_t padded = (count + N - 1) / N * N;
       for (size_t j = count; j < padded; ++j) cand[j] = -kInf, cand_id[j] = T(n);  // never before a real one
@@ -438,12 +452,15 @@ void select_top_k(const T* kp, size_t n, size_t k, int32_t* ids, T* sel, const T
     ++filled;
   };
   auto candidates = [&](V v) { return S::bits(filled < k ? S::le(S::set1(-kInf), v) : S::gt(v, S::set1(sel[k - 1]))); };
-  size_t i = 0;
-  for (; i + N <= n; i += N)
-    for (unsigned b = candidates(S::load(kp + i)); b; b &= b - 1) insert(i + static_cast<size_t>(__builtin_ctz(b)));
-  if (i < n)
-    for (unsigned b = candidates(S::load_tail(kp + i, n - i, -kInf)) & ((1u << (n - i)) - 1); b; b &= b - 1)
-      insert(i + static_cast<size_t>(__builtin_ctz(b)));
+  for (size_t span = 0; span < spans; ++span) {
+    size_t i = span_begin[span];
+    const size_t end = i + span_len;
+    for (; i + N <= end; i += N)
+      for (unsigned b = candidates(S::load(kp + i)); b; b &= b - 1) insert(i + static_cast<size_t>(__builtin_ctz(b)));
+    if (i < end)
+      for (unsigned b = candidates(S::load_tail(kp + i, end - i, -kInf)) & ((1u << (end - i)) - 1); b; b &= b - 1)
+        insert(i + static_cast<size_t>(__builtin_ctz(b)));
+  }
 }
 
 // The selected weights' normalisation, in T, in one fixed order, shared by the one-token fast path
@@ -471,9 +488,11 @@ void finish_weights(const RouteOptions& o, bool exp_of_selected, T* w, size_t k)
 // allowed key is finite. kFused != kNone: src holds the transformed logits, and their scores (a
 // non-softmax scoring, which needs no row maximum) are computed and stored to s here, in the same
 // pass, rather than in a pass before it.
+// group_top2 (groups of group_size entries, whole vectors): each group's lane-wise largest and
+// second largest instead, at group_top2 + 2 g N and + (2 g + 1) N, for group_limit_vectors.
 template <class T, RouteScoring kFused, bool kWriteScores = kFused != RouteScoring::kNone>
 bool key_pass(const T* src, T* s, const T* bias, const uint8_t* mask, T* key, size_t n, size_t& masked_out,
-              T* lane_top2) {
+              T* lane_top2, size_t group_size = 0, T* group_top2 = nullptr) {
   using S = Simd<T>;
   using V = typename S::V;
   using M = typename S::M;
@@ -511,15 +530,30 @@ bool key_pass(const T* src, T* s, const T* bias, const uint8_t* mask, T* key, si
       second = S::max(second, S::min(first, v));
       first = S::max(first, v);
     };
-    for_vectors<S>(
-        n, [&](size_t i, int) { step(S::load(src + i), mask ? S::load_mask(mask + i) : all, i, S::N); },
-        [&](size_t i, size_t r) {
-          // lanes past r hold 0 (finite) or are not allowed: they never poison, and step counts
-          // masked entries among the first r lanes only
-          step(S::load_tail(src + i, r, T(0)), mask ? S::load_mask_tail(mask + i, r) : all, i, r);
-        });
-    S::store(lane_top2, first);
-    S::store(lane_top2 + S::N, second);
+    auto run = [&](size_t begin, size_t count) __attribute__((always_inline)) {
+      for_vectors<S>(
+          count,
+          [&](size_t i, int) __attribute__((always_inline)) {
+            step(S::load(src + begin + i), mask ? S::load_mask(mask + begin + i) : all, begin + i, S::N);
+          },
+          [&](size_t i, size_t r) __attribute__((always_inline)) {
+            // lanes past r hold 0 (finite) or are not allowed: they never poison, and step counts
+            // masked entries among the first r lanes only
+            step(S::load_tail(src + begin + i, r, T(0)), mask ? S::load_mask_tail(mask + begin + i, r) : all, begin + i, r);
+          });
+    };
+    if (group_top2) {
+      for (size_t g = 0, begin = 0; begin < n; ++g, begin += group_size) {
+        first = second = minus_inf;
+        run(begin, group_size);
+        S::store(group_top2 + 2 * g * S::N, first);
+        S::store(group_top2 + (2 * g + 1) * S::N, second);
+      }
+    } else {
+      run(0, n);
+      S::store(lane_top2, first);
+      S::store(lane_top2 + S::N, second);
+    }
     masked_out = masked;
     return !S::any(S::ne(poison, poison));
   };
@@ -535,31 +569,35 @@ bool key_pass(const T* src, T* s, const T* bias, const uint8_t* mask, T* key, si
 // fuse: the scores computed in the key pass (scoring "none": s is a copy of y).
 template <class T>
 bool key_pass_scoring(bool fuse, RouteScoring scoring, const T* src, T* s, const T* bias, const uint8_t* mask, T* key,
-                      size_t n, size_t& masked_out, T* lane_top2) {
+                      size_t n, size_t& masked_out, T* lane_top2, size_t group_size, T* group_top2) {
   if (fuse) switch (scoring) {
       case RouteScoring::kSigmoid:
-        return key_pass<T, RouteScoring::kSigmoid>(src, s, bias, mask, key, n, masked_out, lane_top2);
+        return key_pass<T, RouteScoring::kSigmoid>(src, s, bias, mask, key, n, masked_out, lane_top2, group_size, group_top2);
       case RouteScoring::kSqrtSoftplus:
-        return key_pass<T, RouteScoring::kSqrtSoftplus>(src, s, bias, mask, key, n, masked_out, lane_top2);
+        return key_pass<T, RouteScoring::kSqrtSoftplus>(src, s, bias, mask, key, n, masked_out, lane_top2, group_size,
+                                                        group_top2);
       case RouteScoring::kNone:
-        return key_pass<T, RouteScoring::kNone, true>(src, s, bias, mask, key, n, masked_out, lane_top2);
+        return key_pass<T, RouteScoring::kNone, true>(src, s, bias, mask, key, n, masked_out, lane_top2, group_size,
+                                                      group_top2);
       case RouteScoring::kSoftmax:  // never fused: a softmax needs the row maximum first
         break;
     }
-  return key_pass<T, RouteScoring::kNone>(src, s, bias, mask, key, n, masked_out, lane_top2);
+  return key_pass<T, RouteScoring::kNone>(src, s, bias, mask, key, n, masked_out, lane_top2, group_size, group_top2);
 }
 
-// One level of group_limit_vectors's tree per Width (N/2 down to 1): the `count` vectors' blocks of
-// 2 Width lanes merged pairwise into count/2 vectors (one vector folds with itself), each lane's
-// (largest, second largest) pair the top two of the two it merges.
-template <class T, size_t Width>
-inline void fold_top2(typename Simd<T>::V* f, typename Simd<T>::V* sc, typename Simd<T>::V* id, size_t count) {
+// One level of group_limit_vectors's tree per Width (N/2 down to 1): the Count vectors' blocks of
+// 2 Width lanes merged pairwise into Count/2 vectors (one vector folds with itself), each lane's
+// (largest, second largest) pair the top two of the two it merges. Count a constant: the loops
+// unroll and the vectors stay in registers.
+template <class T, size_t Width, size_t Count>
+__attribute__((always_inline)) inline void fold_top2(typename Simd<T>::V* f, typename Simd<T>::V* sc,
+                                                     typename Simd<T>::V* id) {
   using S = Simd<T>;
   using V = typename S::V;
   if constexpr (Width >= 1) {
-    const size_t pairs = count > 1 ? count / 2 : 1;
+    constexpr size_t pairs = Count > 1 ? Count / 2 : 1;
     for (size_t i = 0; i < pairs; ++i) {
-      const size_t x = count > 1 ? 2 * i : 0, y = count > 1 ? 2 * i + 1 : 0;
+      const size_t x = Count > 1 ? 2 * i : 0, y = Count > 1 ? 2 * i + 1 : 0;
       V flo, fhi, slo, shi, idlo, idhi;
       S::template fold<Width>(f[x], f[y], flo, fhi);
       S::template fold<Width>(sc[x], sc[y], slo, shi);
@@ -568,21 +606,23 @@ inline void fold_top2(typename Simd<T>::V* f, typename Simd<T>::V* sc, typename 
       sc[i] = S::max(S::max(slo, shi), S::min(flo, fhi));
       id[i] = idlo;
     }
-    fold_top2<T, Width / 2>(f, sc, id, pairs);
+    fold_top2<T, Width / 2, pairs>(f, sc, id);
   }
 }
 
 // The group limit in vector form, for groups of whole vectors, at most N of them, on layers with a
-// fold: each group's lane-wise largest and second largest, reduced across lanes by a tree of folds
-// (pairs of vectors' blocks halved and packed, log2 N levels, about 9 operations a merge: no
-// horizontal reduction per group and no transposition), give every group's key (its maximum, or the
-// sum of its two largest) in the lanes of one vector; ranked by broadcast compares (ties to the
-// lower group), and the losing groups' keys set to -inf without a branch per group. lane_top2
-// becomes the lane-wise top two of the kept groups, as key_pass's. Returns the count of allowed
-// experts kept. The same group keys, bit for bit, as route_token_general's loop (the same two
-// values added).
+// fold: each group's lane-wise largest and second largest (group_top2, from key_pass), reduced
+// across lanes by a tree of folds (pairs of vectors' blocks halved and packed, log2 N levels, about
+// 9 operations a merge: no horizontal reduction per group and no transposition), give every group's
+// key (its maximum, or the sum of its two largest) in the lanes of one vector; ranked by broadcast
+// compares (ties to the lower group). The kept groups' first entries go to kept_begin in ascending
+// order (topk_group of them: select_top_k reads those spans only, so the losing groups' keys need no
+// rewrite to -inf), and lane_top2 becomes the lane-wise top two of the kept groups, as key_pass's.
+// Returns the count of allowed experts kept. The same group keys, bit for bit, as
+// route_token_general's loop (the same two values added).
 template <class T>
-size_t group_limit_vectors(const RouteConfig<T>& c, T* key, bool masked, T* lane_top2) {
+size_t group_limit_vectors(const RouteConfig<T>& c, const T* key, bool masked, const T* group_top2, T* lane_top2,
+                           size_t* kept_begin) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr size_t N = S::N;
@@ -591,18 +631,21 @@ size_t group_limit_vectors(const RouteConfig<T>& c, T* key, bool masked, T* lane
   const V minus_inf = S::set1(-kInf);
   size_t padded = 1;
   while (padded < groups) padded *= 2;
-  V first_of[N], second_of[N], f[N], sc[N], id[N];
+  V f[N], sc[N], id[N];
   for (size_t g = 0; g < padded; ++g) {
-    V a = minus_inf, b = minus_inf;
-    if (g < groups)
-      for (size_t i = g * size; i < (g + 1) * size; i += N) {
-        const V v = S::load(key + i);
-        b = S::max(b, S::min(a, v));
-        a = S::max(a, v);
-      }
-    first_of[g] = f[g] = a, second_of[g] = sc[g] = b, id[g] = S::set1(static_cast<T>(g));
+    f[g] = g < groups ? S::load(group_top2 + 2 * g * N) : minus_inf;
+    sc[g] = g < groups ? S::load(group_top2 + (2 * g + 1) * N) : minus_inf;
+    id[g] = S::set1(static_cast<T>(g));
   }
-  if constexpr (HasFold<S>::value) fold_top2<T, N / 2>(f, sc, id, padded);
+  if constexpr (HasFold<S>::value) {
+    switch (padded) {  // a power of two up to N
+      case 1: fold_top2<T, N / 2, 1>(f, sc, id); break;
+      case 2: fold_top2<T, N / 2, 2>(f, sc, id); break;
+      case 4: fold_top2<T, N / 2, (N >= 4 ? 4 : 1)>(f, sc, id); break;
+      case 8: fold_top2<T, N / 2, (N >= 8 ? 8 : 1)>(f, sc, id); break;
+      default: fold_top2<T, N / 2, N>(f, sc, id); break;
+    }
+  }
   V gk = f[0];
   if (c.options.group_score == GroupScore::kTop2Sum && size > 1) gk = S::add(f[0], sc[0]);
   gk = S::select(S::eq(gk, gk), gk, minus_inf);  // +inf + -inf cannot occur here (keys finite or -inf)
@@ -616,29 +659,28 @@ size_t group_limit_vectors(const RouteConfig<T>& c, T* key, bool masked, T* lane
     asm("" : "+r"(g));
     group_key[g] = lane_key[l];
   }
-  const V one = S::set1(T(1));
+  // ranked in group order (lane g: group g), so the kept lanes' bits are the kept groups
+  for (size_t g = groups; g < N; ++g) group_key[g] = -kInf;
+  const V keys = S::load(group_key), lane = S::load(lane_indices<T>()), one = S::set1(T(1));
   V rank = S::zero();
   for (size_t h = 0; h < groups; ++h) {
     const V other = S::set1(group_key[h]);
-    const auto ahead = S::mask_or(S::gt(other, gk), S::mask_and(S::eq(other, gk), S::lt(S::set1(T(h)), id[0])));
+    const auto ahead = S::mask_or(S::gt(other, keys), S::mask_and(S::eq(other, keys), S::lt(S::set1(T(h)), lane)));
     rank = S::add(rank, S::select(ahead, one, S::zero()));
   }
-  const unsigned kept_lanes = S::bits(S::lt(rank, S::set1(static_cast<T>(c.topk_group))));
-  unsigned kept = 0;
-  for (size_t l = 0; l < N; ++l) kept |= ((kept_lanes >> l) & 1u) << static_cast<unsigned>(lane_group[l]);
+  const unsigned kept = S::bits(S::lt(rank, S::set1(static_cast<T>(c.topk_group)))) & ((1u << groups) - 1u);
+  // topk_group iterations whatever the ranking (ranks are distinct): a predictable loop
   V first = minus_inf, second = minus_inf;
-  size_t kept_allowed = 0;
-  const T gates[2] = {-kInf, kInf};  // min with a gate: -inf, or unchanged
-  for (size_t g = 0; g < groups; ++g) {
-    const V gate = S::set1(gates[(kept >> g) & 1u]);  // a load, not a branch on a coin flip per group
-    for (size_t i = g * size; i < (g + 1) * size; i += N) {
-      const V v = S::min(S::load(key + i), gate);
-      S::store(key + i, v);
-      if (masked) kept_allowed += static_cast<size_t>(__builtin_popcount(S::bits(S::lt(minus_inf, v))));
-    }
-    const V a = S::min(first_of[g], gate);
-    second = S::max(S::max(second, S::min(second_of[g], gate)), S::min(first, a));
+  size_t kept_allowed = 0, spans = 0;
+  for (unsigned b = kept; b; b &= b - 1) {
+    const size_t g = static_cast<size_t>(__builtin_ctz(b));
+    kept_begin[spans++] = g * size;
+    const V a = S::load(group_top2 + 2 * g * N);
+    second = S::max(S::max(second, S::load(group_top2 + (2 * g + 1) * N)), S::min(first, a));
     first = S::max(first, a);
+    if (masked)
+      for (size_t i = g * size; i < (g + 1) * size; i += N)
+        kept_allowed += static_cast<size_t>(__builtin_popcount(S::bits(S::lt(minus_inf, S::load(key + i)))));
   }
   S::store(lane_top2, first);
   S::store(lane_top2 + N, second);
@@ -718,19 +760,25 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
   const bool fuse_scores = all_scores && !softmax;
   const T* src = key_from_scores && !fuse_scores ? s : y;
   const bool copy = key_from_scores || mask || grouped;
-  alignas(64) T lane_top2[2 * S::N];
+  // Groups of whole vectors, at most N of them, on a layer with a fold: the group limit in vector
+  // form, from each group's lane-wise top two taken in the key pass.
+  const size_t size = n / c.n_group;
+  const bool vector_groups = grouped && HasFold<S>::value && size % S::N == 0 && c.n_group <= S::N;
+  alignas(64) T lane_top2[2 * S::N], group_top2[2 * S::N * S::N];
   size_t masked_out = 0;
   const bool finite = key_pass_scoring<T>(fuse_scores, o.scoring, src, s, c.bias, mask, copy ? key : nullptr, n,
-                                          masked_out, lane_top2);
+                                          masked_out, lane_top2, size, vector_groups ? group_top2 : nullptr);
   if (!finite || n - masked_out < k) return false;
-  const T* kp = copy ? key : y;  // grouped implies copy: the group limit writes key
+  const T* kp = copy ? key : y;  // grouped implies copy: the group limit reads key
   bool top2_valid = true;
+  size_t kept_begin[S::N];
+  const size_t* spans = nullptr;
 
-  if (grouped) {  // group keys over the allowed experts; losing groups' experts get -inf
-    const size_t size = n / c.n_group;
+  if (grouped) {  // group keys over the allowed experts; losing groups are left out of the selection
     size_t kept_allowed = 0;
-    if (HasFold<S>::value && size % S::N == 0 && c.n_group <= S::N) {
-      kept_allowed = group_limit_vectors<T>(c, key, mask != nullptr, lane_top2);
+    if (vector_groups) {
+      kept_allowed = group_limit_vectors<T>(c, key, mask != nullptr, group_top2, lane_top2, kept_begin);
+      spans = kept_begin;
     } else {
       top2_valid = false;
       for (size_t g = 0; g < c.n_group; ++g) {
@@ -773,7 +821,7 @@ bool route_token_fast(const RouteConfig<T>& c, const RouteToken<T>& t, const T* 
   }
 
   T sel_key[kFastMaxK];
-  select_top_k<T>(kp, n, k, t.ids, sel_key, top2_valid ? lane_top2 : nullptr);
+  select_top_k<T>(kp, n, k, t.ids, sel_key, top2_valid ? lane_top2 : nullptr, spans, c.topk_group, size);
 
   // Weights of the k selected.
   T ysel[kFastMaxK + Simd<T>::N], wsel[kFastMaxK + Simd<T>::N];
