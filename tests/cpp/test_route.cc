@@ -204,6 +204,16 @@ TEST_P(Route, Groups) {
     o.n_group = 16;  // one expert per group
     o.topk_group = 5;
     check_route<float>(50, 16, 4, o, false, false, 7);
+    // at most N groups of whole vectors on every SIMD layer (NEON's 4 float and 2 double lanes
+    // included): the vector group limit and the selection over the kept groups only
+    o.n_group = 2;
+    o.topk_group = 1;
+    check_route<float>(50, 64, 6, o, true, true, 8);
+    check_route<double>(50, 64, 20, o, true, false, 9);  // k past 2N: the insertion path over the kept span
+    o.n_group = 4;
+    o.topk_group = 2;
+    check_route<float>(50, 128, 40, o, true, false, 10);
+    check_route<float>(50, 64, 8, o, false, true, 11);
   }
 }
 
