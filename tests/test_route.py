@@ -524,3 +524,31 @@ def test_saturating_scores_beside_ordinary_ones(isa, scoring):
         for bias in [None, (rng.integers(-4, 4, e) / 8).astype(np.float32)]:
             check(x, 8, scoring=scoring, bias=bias, n_group=n_group, topk_group=topk_group, renormalize=True,
                   group_score="top2_sum" if n_group > 1 else "max")
+
+
+def test_options_must_fit_the_compute_dtype():
+    """The options are applied in the compute dtype: a value that overflows float32 (or rounds to 0
+    where it must be > 0) is refused for float32/float16/bfloat16 logits, naming the argument,
+    instead of giving NaN weights (0 * inf) or dividing by 0; float64 logits take it. (Fuzz finding:
+    scaling_factor -1.2e290 gave a NaN weight.)"""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 30)).astype(np.float32)
+    cases = [("scaling_factor", dict(scaling_factor=-1.2e290)), ("scaling_factor", dict(scaling_factor=3.5e38)),
+             ("temperature", dict(temperature=1e-300)), ("temperature", dict(temperature=1e39)),
+             ("softcap", dict(softcap=1e-300)), ("softcap", dict(softcap=1e300)), ("softcap", dict(softcap=1e-45)),
+             ("renormalize_eps", dict(renormalize_eps=1e300, renormalize=True))]
+    for name, kw in cases:
+        for dtype in [np.float32, np.float16]:
+            with pytest.raises(ValueError, match=f"^{name}: .*float32"):
+                logitkit.route(x.astype(dtype), 2, **kw)
+        w, i = logitkit.route(x.astype(np.float64), 2, **kw)  # float64 takes them
+        assert not np.isnan(w).any() and all(len(set(r)) == 2 for r in i.tolist())
+        if name != "softcap":  # (a cap far above the logits keeps only cap ulp(1) of them: documented)
+            rw, ri = ref_route(x.astype(np.float64), 2, **kw)
+            np.testing.assert_array_equal(i, ri)
+            np.testing.assert_allclose(w, rw, rtol=1e-12)
+    # the largest factor that still fits float32 is taken
+    w, i = logitkit.route(x, 2, scaling_factor=3.4e38, renormalize=True)
+    rw, ri = ref_route(x, 2, scaling_factor=3.4e38, renormalize=True)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_allclose(w, rw.astype(np.float32), rtol=2e-5)

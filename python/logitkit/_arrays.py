@@ -273,10 +273,7 @@ def as_mask(
 ) -> np.ndarray:
     """`where` (bool, broadcastable to `shape`) as a uint8 view of that shape. Broadcast axes keep
     stride 0 and nothing is copied for a bool ndarray. Errors name the argument `name`."""
-    try:
-        m = asarray_named(where, "where")
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name}: cannot convert to an array ({exc})") from None
+    m = asarray_named(where, name)  # ragged lists and the like: a TypeError naming `name`
     if m.dtype != np.bool_:
         raise TypeError(f"{name}: expected a boolean mask ({meaning}), got dtype {m.dtype}")
     try:

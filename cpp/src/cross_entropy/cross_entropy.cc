@@ -151,9 +151,7 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   check_label_smoothing(ce.label_smoothing);
   if (!(ce.z_loss >= 0.0) || !std::isfinite(ce.z_loss))
     throw Error(Error::Kind::kInvalidArgument, "z_loss", "must be a finite number >= 0, got " + shortest_repr(ce.z_loss));
-  if (!(ce.softcap >= 0.0) || !std::isfinite(ce.softcap))
-    throw Error(Error::Kind::kInvalidArgument, "softcap",
-                "must be a finite number > 0 (0: off), got " + shortest_repr(ce.softcap));
+  checked_softcap<T>(ce.softcap);
   if (kSoft && extras.accuracy)
     throw Error(Error::Kind::kInvalidArgument, "accuracy", "needs class-index targets");
   check_form(ce, kSoft);

@@ -81,6 +81,22 @@ T inverse_temperature(double temperature) {
   return c;
 }
 
+// softcap in T (0: off), or throws naming `softcap`: finite and >= 0, and when on, it and 2/softcap
+// (the tanh argument's scale) representable in T, so a float32 op never caps at inf (0 * inf: NaN)
+// nor at a cap flushed to 0.
+template <class T>
+T checked_softcap(double softcap) {
+  if (!(softcap >= 0.0) || !std::isfinite(softcap))
+    throw Error(Error::Kind::kInvalidArgument, "softcap",
+                "must be a finite number > 0 (0: off), got " + shortest_repr(softcap));
+  const T cap = static_cast<T>(softcap);
+  if (softcap > 0.0 && !(cap > T(0) && std::isfinite(cap) && std::isfinite(static_cast<T>(2.0 / softcap))))
+    throw Error(Error::Kind::kInvalidArgument, "softcap",
+                shortest_repr(softcap) + " or its inverse is outside the range of " +
+                    (sizeof(T) == 4 ? "float32" : "float64"));
+  return cap;
+}
+
 // strides[op] points at ndim element strides of operand op (all operands share `shape`).
 inline RowPlan plan_rows(int ndim, const int64_t* shape, int axis, int nops,
                          const int64_t* const* strides) {
