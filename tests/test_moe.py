@@ -283,6 +283,13 @@ def test_contrastive_logits(isa):
         ref = np.where(keep, (1 + beta) * s64 - beta * w64, -np.inf)
         np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
         assert (np.isinf(out) == ~keep).all()
+    # (1 + beta) s - beta w = s + beta (s - w): where the two routers agree the result is s itself,
+    # for any beta float32 holds (the product form overflowed to inf - inf = NaN there)
+    for beta in [1e30, 3e38, -3e38]:
+        out = logitkit.contrastive_logits(s, s, beta=beta, alpha=0.1)
+        keep = s >= np.float32(np.log(0.1)) + s.max(-1, keepdims=True)
+        np.testing.assert_array_equal(out[keep], s[keep])
+        assert not np.isnan(out).any()
 
 
 def test_bad_arguments():

@@ -38,9 +38,10 @@ template <class T>
 void contrast(const T* strong, const T* weak, T* out, size_t n, T threshold, T beta) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V a = S::set1(T(1) + beta), b = S::set1(beta), thr = S::set1(threshold),
-          minus_inf = S::set1(-std::numeric_limits<T>::infinity());
-  auto f = [&](V s, V w) { return S::select(S::lt(s, thr), minus_inf, S::sub(S::mul(a, s), S::mul(b, w))); };
+  // (1 + beta) s - beta w as s + beta (s - w): two roundings instead of three, and equal logits
+  // stay finite for any beta (the product form overflows to inf - inf there)
+  const V b = S::set1(beta), thr = S::set1(threshold), minus_inf = S::set1(-std::numeric_limits<T>::infinity());
+  auto f = [&](V s, V w) { return S::select(S::lt(s, thr), minus_inf, S::fma(b, S::sub(s, w), s)); };
   for_vectors<S>(
       n, [&](size_t i, int) { S::store(out + i, f(S::load(strong + i), S::load(weak + i))); },
       [&](size_t i, size_t r) {

@@ -80,8 +80,9 @@ void route_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32
     invalid("renormalize_eps", "must be a finite number >= 0" + in_t + ", got " + shortest_repr(o.renormalize_eps));
   if (!std::isfinite(o.scaling_factor) || !std::isfinite(static_cast<T>(o.scaling_factor)))
     invalid("scaling_factor", "must be finite" + in_t + ", got " + shortest_repr(o.scaling_factor));
-  if (o.noise != RouteNoise::kNone && (!(o.noise_std >= 0.0) || !std::isfinite(o.noise_std)))
-    invalid("noise_std", "must be a finite number >= 0, got " + shortest_repr(o.noise_std));
+  if (o.noise != RouteNoise::kNone &&
+      (!(o.noise_std >= 0.0) || !std::isfinite(o.noise_std) || !std::isfinite(static_cast<T>(o.noise_std))))
+    invalid("noise_std", "must be a finite number >= 0" + in_t + ", got " + shortest_repr(o.noise_std));
   if (static_cast<unsigned>(o.scoring) > static_cast<unsigned>(RouteScoring::kNone))
     invalid("scoring", "not a RouteScoring value");
   if (static_cast<unsigned>(o.activation) > static_cast<unsigned>(RouteActivation::kRelu))
