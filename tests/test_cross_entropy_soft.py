@@ -154,11 +154,27 @@ def test_softcap_matches_torch_composition(isa, soft, dtype):
             loss, grad = logitkit.cross_entropy(x, t, w, softcap=cap, temperature=temperature, label_smoothing=ls,
                                                 return_grad=True)
             ref_loss, ref_grad = torch_ce(x, t, w, softcap=cap, temperature=temperature, label_smoothing=ls)
-            # tanh through exp: an absolute error of about cap * eps in each capped logit
+            # the capped logits to about 2 ulp; the loss sums many of them
             rtol = 1e-12 if dtype == np.float64 else 5e-5
             atol = rtol * max(cap, 1.0)
             np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=atol)
             np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softcap_far_above_the_logits(isa, dtype):
+    """A cap far above the logits leaves them almost unchanged (cap tanh(x / cap) ~ x): the loss and
+    gradient are the uncapped ones to the dtype's precision, not flattened (the exp form alone kept
+    only cap ulp(1) of each logit: at cap 1e8 in float32 every logit became 0)."""
+    rng = np.random.default_rng(15)
+    x = (rng.standard_normal((12, 37)) * 2).astype(dtype)
+    t = rng.integers(0, 37, 12)
+    for cap in [1e4, 1e8, 1e20 if dtype == np.float64 else 1e30]:
+        loss, grad = logitkit.cross_entropy(x, t, softcap=cap, return_grad=True)
+        ref_loss, ref_grad = torch_ce(x, t, None, softcap=cap)
+        rtol = 1e-13 if dtype == np.float64 else 2e-6
+        np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
+        np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=rtol * 1e-2)
 
 
 def test_softcap_special_values_and_in_place(isa):

@@ -78,6 +78,17 @@ def test_dispatch_matches_model(t, e, k, policy, block_size):
         assert ((flat == -1) | (plan.slot_pair[np.maximum(flat, 0)] == np.arange(t * k))).all()
 
 
+def test_drop_by_probs_ranks_nan_below_minus_inf():
+    """drop_policy "probs" keeps an expert's largest weights, NaN lowest: below -inf too (a NaN
+    weight has no rank, -inf is the smallest one), ties to the lower token."""
+    w = np.array([[np.nan], [-np.inf], [np.nan], [0.5], [-np.inf], [0.5]])
+    ids = np.zeros((6, 1), np.int64)
+    for capacity, kept in [(1, [3]), (2, [3, 5]), (3, [1, 3, 5]), (4, [1, 3, 4, 5]), (5, [0, 1, 3, 4, 5])]:
+        plan = logitkit.dispatch(ids, 1, weights=w, capacity=capacity, drop_policy="probs")
+        np.testing.assert_array_equal(np.flatnonzero(plan.position[:, 0] >= 0), kept, err_msg=f"capacity {capacity}")
+        np.testing.assert_array_equal(plan.slot_token[:capacity], kept)  # kept pairs in token order
+
+
 def test_capacity_factor_and_stats():
     _, w, ids = routed(1000, 16, 2)
     plan = logitkit.dispatch(ids, 16, capacity_factor=1.0)

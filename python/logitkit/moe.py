@@ -111,10 +111,10 @@ def dispatch(
     of the (token, slot) pairs by expert, in fixed chunks (the same plan for any thread count).
 
     capacity: slots per expert (None: unlimited, or from capacity_factor:
-    max(min_capacity, ceil(capacity_factor T k / E)), GShard/Switch's rule, capped at T k, which
-    no expert can exceed). Over capacity,
+    max(min_capacity, min(ceil(capacity_factor T k / E), T k)): GShard/Switch's rule, the
+    factor's part capped at T k, which no expert can exceed). Over capacity,
     drop_policy "position" keeps an expert's first tokens, "probs" its largest `weights`
-    (ties to the lower token, NaN lowest). Each expert's segment is padded to a multiple of
+    (ties to the lower token; NaN lowest, below -inf). Each expert's segment is padded to a multiple of
     block_size (padding slots have token -1). Expert ids outside [0, num_experts) raise."""
     ids = _ids(experts)
     e = _num_experts(num_experts)

@@ -237,7 +237,8 @@ def route(
        `force` (expert ids, or a bool mask) always selects experts, ranked first.
     5. weights: weights_from="scores" gives the selected experts' unbiased scores;
        "selected" a softmax over the k selected transformed logits (gpt-oss). renormalize divides
-       by (their sum + renormalize_eps) (a zero sum leaves zeros); scaling_factor multiplies last.
+       by (their sum + renormalize_eps) (a zero total skips the division: all-zero weights stay
+       zeros, never NaN); scaling_factor multiplies last.
     The options apply in the compute dtype: with float32 (float16, bfloat16) logits, a
     scaling_factor, temperature, softcap, renormalize_eps or noise_std that float32 cannot hold
     (beyond 3.4e38, or a temperature or softcap that rounds to 0) raises a ValueError naming it.

@@ -162,13 +162,14 @@ int64_t dispatch_impl(ArrayView<const int32_t> experts, int64_t num_experts, con
     parallel_for(E, [&](size_t e) {
       if (counts[e] <= capacity) return;
       int32_t* first = order.data() + base[e];
-      auto w = [&](int32_t p) {
-        const T v = at(weights, p / k, p % k);
-        return v == v ? v : -std::numeric_limits<T>::infinity();
-      };
+      auto w = [&](int32_t p) { return at(weights, p / k, p % k); };
+      // a before b: a has a weight and b none (NaN, below -inf too), or the larger weight, or the
+      // same weight (or both NaN) and the lower pair
       std::nth_element(first, first + capacity - 1, first + counts[e], [&](int32_t a, int32_t b) {
         const T wa = w(a), wb = w(b);
-        return wa > wb || (wa == wb && a < b);
+        const bool na = wa != wa, nb = wb != wb;
+        if (na != nb) return nb;
+        return (!na && wa > wb) || ((na || wa == wb) && a < b);
       });
       std::sort(first, first + capacity);
     });
