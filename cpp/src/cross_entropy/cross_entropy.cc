@@ -155,9 +155,7 @@ double cross_entropy_impl(ArrayView<const T> logits, ArrayView<const Index> targ
   if (kSoft && extras.accuracy)
     throw Error(Error::Kind::kInvalidArgument, "accuracy", "needs class-index targets");
   check_form(ce, kSoft);
-  if (!std::isfinite(static_cast<T>(ce.target_margin)))  // the margined logit would be +-inf (a NaN loss)
-    throw Error(Error::Kind::kInvalidArgument, "target_margin",
-                "must be finite in float32 (the logits' compute dtype), got " + shortest_repr(ce.target_margin));
+  option_in_compute_dtype<T>(ce.target_margin, "target_margin");  // else a margined logit of +-inf: a NaN loss
   const bool none = options.reduction == Reduction::kNone, mean = options.reduction == Reduction::kMean;
   const bool class_weighted = given(weights.weight), row_weighted = given(weights.sample_weight);
   const bool with_grad = given(grad.grad);

@@ -347,9 +347,8 @@ void contrastive_impl(ArrayView<const T> strong, ArrayView<const T> weak, ArrayV
   RowDriver d(-1);
   const int kS = d.input(strong, "strong"), kW = d.input(weak, "weak"), kOut = d.output(out, "out");
   d.check();
-  if (!std::isfinite(beta) || !std::isfinite(static_cast<T>(beta)))
-    invalid("beta", std::string("must be finite") + (sizeof(T) == 4 ? " in float32 (the logits' compute dtype)" : "") +
-                        ", got " + shortest_repr(beta));
+  if (!std::isfinite(beta)) invalid("beta", "must be finite, got " + shortest_repr(beta));
+  option_in_compute_dtype<T>(beta, "beta");
   if (!(alpha >= 0.0 && alpha <= 1.0)) invalid("alpha", "must be in [0, 1], got " + shortest_repr(alpha));
   const auto& sm = kernels().softmax.get<T>();
   const auto& mk = kernels().moe.get<T>();

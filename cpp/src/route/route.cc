@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "logitkit/error.h"
@@ -67,22 +66,22 @@ void route_impl(ArrayView<const T> logits, ArrayView<T> weights, ArrayView<int32
   c.experts = static_cast<size_t>(experts);
   c.k = static_cast<size_t>(k);
   c.options = o;
-  // The options arrive as double and apply in T: each must stay finite (and > 0 where it must be
-  // positive) once rounded to T, or a float32 call would scale by inf (0 * inf: NaN weights) or
-  // divide by a temperature flushed to 0.
-  const std::string in_t = std::is_same_v<T, float> ? " in float32 (the logits' compute dtype)" : "";
-  const T temperature = static_cast<T>(o.temperature);
-  if (!(o.temperature > 0.0) || !std::isfinite(o.temperature) || !(temperature > T(0)) || !std::isfinite(temperature))
-    invalid("temperature", "must be a finite number > 0" + in_t + ", got " + shortest_repr(o.temperature));
-  c.temperature = temperature;
+  // The options arrive as double and apply in T: option_in_compute_dtype refuses what T cannot hold.
+  if (!(o.temperature > 0.0) || !std::isfinite(o.temperature))
+    invalid("temperature", "must be a finite number > 0, got " + shortest_repr(o.temperature));
+  c.temperature = option_in_compute_dtype<T>(o.temperature, "temperature", true);
   c.softcap = checked_softcap<T>(o.softcap);
-  if (!(o.renormalize_eps >= 0.0) || !std::isfinite(o.renormalize_eps) || !std::isfinite(static_cast<T>(o.renormalize_eps)))
-    invalid("renormalize_eps", "must be a finite number >= 0" + in_t + ", got " + shortest_repr(o.renormalize_eps));
-  if (!std::isfinite(o.scaling_factor) || !std::isfinite(static_cast<T>(o.scaling_factor)))
-    invalid("scaling_factor", "must be finite" + in_t + ", got " + shortest_repr(o.scaling_factor));
-  if (o.noise != RouteNoise::kNone &&
-      (!(o.noise_std >= 0.0) || !std::isfinite(o.noise_std) || !std::isfinite(static_cast<T>(o.noise_std))))
-    invalid("noise_std", "must be a finite number >= 0" + in_t + ", got " + shortest_repr(o.noise_std));
+  if (!(o.renormalize_eps >= 0.0) || !std::isfinite(o.renormalize_eps))
+    invalid("renormalize_eps", "must be a finite number >= 0, got " + shortest_repr(o.renormalize_eps));
+  option_in_compute_dtype<T>(o.renormalize_eps, "renormalize_eps");
+  if (!std::isfinite(o.scaling_factor))
+    invalid("scaling_factor", "must be finite, got " + shortest_repr(o.scaling_factor));
+  option_in_compute_dtype<T>(o.scaling_factor, "scaling_factor");
+  if (o.noise != RouteNoise::kNone) {
+    if (!(o.noise_std >= 0.0) || !std::isfinite(o.noise_std))
+      invalid("noise_std", "must be a finite number >= 0, got " + shortest_repr(o.noise_std));
+    option_in_compute_dtype<T>(o.noise_std, "noise_std");
+  }
   if (static_cast<unsigned>(o.scoring) > static_cast<unsigned>(RouteScoring::kNone))
     invalid("scoring", "not a RouteScoring value");
   if (static_cast<unsigned>(o.activation) > static_cast<unsigned>(RouteActivation::kRelu))

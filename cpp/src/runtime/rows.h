@@ -81,6 +81,19 @@ T inverse_temperature(double temperature) {
   return c;
 }
 
+// A finite double option as T, or throws naming `name` when T cannot hold it: beyond float32's
+// range (a float32 op would compute with inf: 0 * inf = NaN results), or, for an option that must
+// be > 0, rounded to 0. Each op checks its own sign and finiteness rules on the double first.
+template <class T>
+T option_in_compute_dtype(double value, const char* name, bool positive = false) {
+  const T v = static_cast<T>(value);
+  if (!std::isfinite(v) || (positive && value > 0.0 && !(v > T(0))))
+    throw Error(Error::Kind::kInvalidArgument, name,
+                shortest_repr(value) + " is outside the range of " + (sizeof(T) == 4 ? "float32" : "float64") +
+                    " (the logits' compute dtype)");
+  return v;
+}
+
 // softcap in T (0: off), or throws naming `softcap`: finite and >= 0, and when on, it and 2/softcap
 // (the tanh argument's scale) representable in T, so a float32 op never caps at inf (0 * inf: NaN)
 // nor at a cap flushed to 0.
@@ -89,11 +102,11 @@ T checked_softcap(double softcap) {
   if (!(softcap >= 0.0) || !std::isfinite(softcap))
     throw Error(Error::Kind::kInvalidArgument, "softcap",
                 "must be a finite number > 0 (0: off), got " + shortest_repr(softcap));
-  const T cap = static_cast<T>(softcap);
-  if (softcap > 0.0 && !(cap > T(0) && std::isfinite(cap) && std::isfinite(static_cast<T>(2.0 / softcap))))
+  const T cap = option_in_compute_dtype<T>(softcap, "softcap", true);
+  if (softcap > 0.0 && !std::isfinite(static_cast<T>(2.0 / softcap)))
     throw Error(Error::Kind::kInvalidArgument, "softcap",
-                shortest_repr(softcap) + " or its inverse is outside the range of " +
-                    (sizeof(T) == 4 ? "float32" : "float64"));
+                "2 / " + shortest_repr(softcap) + " is outside the range of " + (sizeof(T) == 4 ? "float32" : "float64") +
+                    " (the logits' compute dtype)");
   return cap;
 }
 
